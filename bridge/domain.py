@@ -1,0 +1,202 @@
+"""Plain typed values shared by every layer of the bridge. No I/O, no SDK types.
+
+Times are always timezone-aware UTC `datetime`s: sources convert on the way in, so nothing above them has to
+think about Exchange's time-zone names.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+
+class FreeBusy(enum.StrEnum):
+    """An appointment's free/busy state, spelt as Graph spells `showAs`.
+
+    EWS's LegacyFreeBusyStatus maps onto the same values (NoData → UNKNOWN).
+    """
+
+    FREE = "free"
+    TENTATIVE = "tentative"
+    BUSY = "busy"
+    OOF = "oof"
+    WORKING_ELSEWHERE = "workingElsewhere"
+    UNKNOWN = "unknown"
+
+
+class AppointmentKind(enum.StrEnum):
+    """Where an instance comes from.
+
+    Delta reads yield instances only; a series master is seen only when one is read by id (the relay reads the
+    recurring appointments it created).
+    """
+
+    SINGLE = "singleInstance"
+    OCCURRENCE = "occurrence"
+    EXCEPTION = "exception"
+    SERIES_MASTER = "seriesMaster"
+
+
+def utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time range [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+
+    @classmethod
+    def days_ahead(cls, today: date, days: int) -> Window:
+        """[today 00:00 UTC, today + days 00:00 UTC): the span a mailbox is mirrored for."""
+        start = datetime.combine(today, time(), tzinfo=UTC)
+        return cls(start, start + timedelta(days=days))
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return start < self.end and end > self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    """One calendar instance as Exchange holds it: a single appointment, an occurrence or an exception.
+
+    `item_id` identifies the instance (a Graph immutable id; for EWS the UID with the original start), and
+    `change_key` changes on every write to it (for an occurrence, on every write to its series).
+    """
+
+    item_id: str
+    change_key: str
+    start: datetime
+    end: datetime
+    free_busy: FreeBusy
+    subject: str = ""
+    all_day: bool = False
+    private: bool = False
+    is_organizer: bool = True
+    kind: AppointmentKind = AppointmentKind.SINGLE
+    series_id: str | None = None
+    # Value of the bridge's extended property: set only on items the bridge itself created.
+    bridge_ref: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaResult:
+    """What one delta read of a mailbox's window returned, up to the new delta token.
+
+    `full_round` is true when the read started from nothing (no token, or the old one had expired): `upserts`
+    is then the whole window, and anything known before that is not in it has gone.
+    """
+
+    upserts: tuple[Appointment, ...]
+    removed: tuple[str, ...]
+    token: str
+    full_round: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentDraft:
+    """An appointment the bridge writes to Exchange on the workforce system's behalf."""
+
+    subject: str
+    start: datetime
+    end: datetime
+    free_busy: FreeBusy
+    all_day: bool = False
+    body: str = ""
+    categories: tuple[str, ...] = ()
+    bridge_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentPatch:
+    """The fields of an existing appointment to change; None leaves a field as it is."""
+
+    subject: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    free_busy: FreeBusy | None = None
+    all_day: bool | None = None
+    body: str | None = None
+    categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What Exchange answered to a write: the item's id and the change key the write produced."""
+
+    item_id: str
+    change_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequest:
+    mailbox: str
+    notification_url: str
+    lifecycle_url: str
+    client_state: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    subscription_id: str
+    mailbox: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MailMessage:
+    subject: str
+    body: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    html: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReport:
+    """The outcome of a source's connection test: empty `problems` means it works."""
+
+    source: str
+    problems: tuple[str, ...] = ()
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """An appointment as the workforce system sees it: mapped to a template, subject masked where needed."""
+
+    item_id: str
+    template: str
+    free_busy: FreeBusy
+    start: datetime
+    end: datetime
+    all_day: bool
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of a presence timeline with one effective template (overlaps already resolved)."""
+
+    start: datetime
+    end: datetime
+    template: str
+    free_busy: FreeBusy
+    item_id: str

@@ -1,0 +1,111 @@
+"""The one protocol every calendar backend implements, and the errors it may raise.
+
+A deployment mixes Exchange Online (Graph) and on-prem (EWS) mailboxes; everything above this layer talks to a
+`CalendarSource` and never learns which one a mailbox has. Errors are the backend's answers translated into the
+bridge's terms, so the engine can decide what to do (retry, resync, disable a mailbox) without SDK knowledge.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from bridge.domain import (
+    Appointment,
+    AppointmentDraft,
+    AppointmentPatch,
+    ConnectionReport,
+    DeltaResult,
+    MailMessage,
+    Subscription,
+    SubscriptionRequest,
+    Window,
+    WriteResult,
+)
+
+
+class SourceError(Exception):
+    """Exchange refused or failed a request in a way the caller should know about."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class Throttled(SourceError):
+    """Exchange is still throttling after the client's own retries; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, code: str = "", status: int | None = 429) -> None:
+        super().__init__(message, code=code, status=status)
+        self.retry_after = retry_after
+
+
+class Unavailable(SourceError):
+    """Exchange or the network between is failing (5xx after retries, connection errors): retry later."""
+
+
+class AuthFailed(SourceError):
+    """The bridge's credentials were refused: the source needs an administrator, not a retry loop."""
+
+
+class MailboxNotFound(SourceError):
+    """Exchange does not know the mailbox (or the bridge may not open it)."""
+
+
+class ItemNotFound(SourceError):
+    """The appointment (or subscription) no longer exists."""
+
+
+class Conflict(SourceError):
+    """The item changed since the change key the write was based on (Graph 412, EWS ErrorIrresolvableConflict)."""
+
+
+class SubscriptionExists(SourceError):
+    """A subscription for this resource and notification URL already exists (Graph 409)."""
+
+
+class QuotaExceeded(SourceError):
+    """Exchange refuses another subscription for this mailbox or app (Graph 403)."""
+
+
+class CalendarSource(Protocol):
+    """One Exchange backend (a Graph tenant or an EWS server) serving any number of mailboxes."""
+
+    name: str
+
+    async def read_delta(self, mailbox: str, window: Window, token: str | None) -> DeltaResult:
+        """Changes in `window` since `token`; from nothing when `token` is None or has expired."""
+        ...
+
+    async def read_item(self, mailbox: str, item_id: str) -> Appointment | None:
+        """One instance as Exchange holds it now, or None when it is gone."""
+        ...
+
+    async def create(self, mailbox: str, draft: AppointmentDraft, transaction_id: str) -> WriteResult:
+        """Create an appointment; a retry with the same `transaction_id` creates nothing twice."""
+        ...
+
+    async def update(self, mailbox: str, item_id: str, patch: AppointmentPatch, change_key: str | None) -> WriteResult:
+        """Change an appointment; with `change_key`, only if nobody changed it since (else `Conflict`)."""
+        ...
+
+    async def delete(self, mailbox: str, item_id: str) -> None:
+        """Delete an appointment without sending cancellations; deleting a missing item is not an error."""
+        ...
+
+    async def subscribe(self, request: SubscriptionRequest) -> Subscription: ...
+
+    async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription: ...
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        """Remove a subscription; one that is already gone is not an error."""
+        ...
+
+    async def send_mail(self, sender: str, message: MailMessage) -> None: ...
+
+    async def test_connection(self, mailboxes: tuple[str, ...]) -> ConnectionReport:
+        """Check credentials, reachability and that each mailbox can be opened; report every problem."""
+        ...
+
+    async def close(self) -> None: ...

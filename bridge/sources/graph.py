@@ -1,0 +1,470 @@
+"""Exchange Online through Microsoft Graph: the `CalendarSource` for cloud mailboxes.
+
+Requests are built by msgraph-sdk's request builders and sent through its middleware (auth, retry on
+429/503/504 honouring Retry-After, redirects); answers come back as raw HTTP responses (kiota's
+`NativeResponseHandler`) and are decoded by `graph_wire`, never into kiota models (DESIGN §3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.native_response_handler import NativeResponseHandler
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options.response_handler_option import ResponseHandlerOption
+from msgraph.generated.users.item.calendar_view.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from bridge.domain import (
+    Appointment,
+    AppointmentDraft,
+    AppointmentKind,
+    AppointmentPatch,
+    ConnectionReport,
+    DeltaResult,
+    MailMessage,
+    Subscription,
+    SubscriptionRequest,
+    Window,
+    WriteResult,
+)
+from bridge.sources import graph_wire as wire
+from bridge.sources.base import (
+    AuthFailed,
+    Conflict,
+    ItemNotFound,
+    MailboxNotFound,
+    QuotaExceeded,
+    SourceError,
+    SubscriptionExists,
+    Throttled,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# Immutable ids survive moves between folders, so the ids the mirror stores stay valid (sent on every request,
+# subscription creation included: notifications then carry immutable ids too).
+_PREFER_IDS = 'IdType="ImmutableId"'
+_PREFER_UTC = 'outlook.timezone="UTC"'
+_MASTER_FIELDS = [
+    "id",
+    "type",
+    "subject",
+    "showAs",
+    "sensitivity",
+    "isAllDay",
+    "isOrganizer",
+    "changeKey",
+    "transactionId",
+    "start",
+    "end",
+]
+# Codes Graph uses when the mailbox itself is missing or not reachable through REST, as opposed to an item.
+_MAILBOX_CODES = {
+    "ErrorInvalidUser",
+    "MailboxNotEnabledForRESTAPI",
+    "ResourceNotFound",
+    "ErrorNonExistentMailbox",
+}
+_SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid"}
+
+
+class _DeltaTokenExpired(Exception):
+    """The delta token is no longer known to Graph (410 Gone or SyncStateNotFound): start a new round."""
+
+
+class GraphSource:
+    """Mailboxes of one Entra tenant, reached through one app registration.
+
+    At most `max_concurrency` requests per mailbox are in flight (Graph allows 4 per app and mailbox and
+    answers the fifth with 429 MailboxConcurrency).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        credential: AsyncTokenCredential,
+        *,
+        graph_url: str = "https://graph.microsoft.com/v1.0",
+        ca_file: str | None = None,
+        max_concurrency: int = 4,
+        page_size: int = 200,
+        timeout_s: float = 30.0,
+        master_cache_size: int = 4096,
+    ) -> None:
+        self.name = name
+        self._credential = credential
+        self._max_concurrency = max_concurrency
+        self._page_size = page_size
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._masters: OrderedDict[tuple[str, str], tuple[wire.WireEvent, frozenset[str]]] = OrderedDict()
+        self._master_cache_size = master_cache_size
+        host = urlsplit(graph_url).hostname or ""
+        auth = AzureIdentityAuthenticationProvider(credential, allowed_hosts=[host])
+        http = GraphClientFactory.create_with_default_middleware(
+            client=httpx.AsyncClient(verify=ca_file or True, timeout=timeout_s)
+        )
+        self._http = http
+        self._adapter = GraphRequestAdapter(auth, http)
+        self._adapter.base_url = graph_url.rstrip("/")
+        self._client = GraphServiceClient(request_adapter=self._adapter)
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    async def read_delta(self, mailbox: str, window: Window, token: str | None) -> DeltaResult:
+        if token is not None:
+            try:
+                return await self._delta_round(mailbox, self._delta(mailbox).with_url(token), full=False)
+            except _DeltaTokenExpired:
+                log.info("delta token for %s expired; starting a new round", mailbox)
+        config: RequestConfiguration[DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters]
+        config = RequestConfiguration(
+            query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+                start_date_time=_iso(window.start), end_date_time=_iso(window.end)
+            )
+        )
+        return await self._delta_round(mailbox, self._delta(mailbox), full=True, config=config)
+
+    async def read_item(self, mailbox: str, item_id: str) -> Appointment | None:
+        params = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
+            expand=[f"singleValueExtendedProperties($filter=id eq '{wire.BRIDGE_PROPERTY_ID}')"]
+        )
+        request = self._event(mailbox, item_id).to_get_request_information(
+            RequestConfiguration(query_parameters=params)
+        )
+        try:
+            body = await self._send(mailbox, request, f"reading event {item_id} of {mailbox}")
+        except ItemNotFound:
+            return None
+        return wire.to_appointment(wire.decode_event(body))
+
+    async def _delta_round(
+        self,
+        mailbox: str,
+        builder: DeltaRequestBuilder,
+        *,
+        full: bool,
+        config: RequestConfiguration[DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters] | None = None,
+    ) -> DeltaResult:
+        events: dict[str, wire.WireEvent] = {}
+        removed: dict[str, None] = {}
+        followed: set[str] = set()
+        request = builder.to_get_request_information(config)
+        _prefer(request, f"odata.maxpagesize={self._page_size}")
+        while True:
+            page = wire.decode_page(await self._send(mailbox, request, f"delta of {mailbox}", delta=True))
+            for event in page.value:
+                # Later pages win: an item updated and then removed within one round is removed.
+                if event.removed is not None:
+                    events.pop(event.id, None)
+                    removed[event.id] = None
+                elif event.type != AppointmentKind.SERIES_MASTER:
+                    removed.pop(event.id, None)
+                    events[event.id] = event
+            if page.delta_link:
+                break
+            if not page.next_link:
+                raise SourceError(f"delta of {mailbox}: a page had neither a nextLink nor a deltaLink")
+            if page.next_link in followed:
+                raise SourceError(f"delta of {mailbox}: Graph sent a nextLink it had sent before (a loop)")
+            followed.add(page.next_link)
+            request = self._delta(mailbox).with_url(page.next_link).to_get_request_information()
+            _prefer(request, f"odata.maxpagesize={self._page_size}")
+        appointments = await self._complete(mailbox, events.values())
+        return DeltaResult(tuple(appointments), tuple(removed), page.delta_link, full)
+
+    async def _complete(self, mailbox: str, events: Iterable[wire.WireEvent]) -> list[Appointment]:
+        """Turn events into appointments, filling occurrence stubs in from their series masters.
+
+        Graph sends occurrences as stubs (no subject, no showAs). Each master is fetched once per round and
+        kept while the stubs that referred to it keep the same change keys: an unchanged series costs nothing.
+        """
+        listed = list(events)
+        stub_keys: dict[str, set[str]] = {}
+        for event in listed:
+            if event.type == AppointmentKind.OCCURRENCE and event.show_as is None and event.series_master_id:
+                stub_keys.setdefault(event.series_master_id, set()).add(wire.change_key_of(event))
+        masters = dict(
+            zip(
+                stub_keys,
+                await asyncio.gather(*(self._master(mailbox, mid, keys) for mid, keys in stub_keys.items())),
+                strict=True,
+            )
+        )
+        appointments = []
+        for event in listed:
+            if event.is_cancelled:
+                continue
+            if event.series_master_id in stub_keys and event.show_as is None:
+                master = masters[event.series_master_id]
+                if master is None:
+                    continue  # the series went away meanwhile: the next round reports its occurrences removed
+                appointments.append(wire.to_appointment(event, master))
+            else:
+                appointments.append(wire.to_appointment(event))
+        return appointments
+
+    async def _master(self, mailbox: str, master_id: str, stub_keys: set[str]) -> wire.WireEvent | None:
+        cached = self._masters.get((mailbox, master_id))
+        if cached is not None and stub_keys <= cached[1]:
+            self._masters.move_to_end((mailbox, master_id))
+            return cached[0]
+        params = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=_MASTER_FIELDS)
+        request = self._event(mailbox, master_id).to_get_request_information(
+            RequestConfiguration(query_parameters=params)
+        )
+        try:
+            master = wire.decode_event(await self._send(mailbox, request, f"reading series {master_id} of {mailbox}"))
+        except ItemNotFound:
+            self._masters.pop((mailbox, master_id), None)
+            return None
+        known = cached[1] if cached is not None and cached[0].change_key == master.change_key else frozenset()
+        self._masters[(mailbox, master_id)] = (master, known | stub_keys)
+        self._masters.move_to_end((mailbox, master_id))
+        while len(self._masters) > self._master_cache_size:
+            self._masters.popitem(last=False)
+        return master
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    async def create(self, mailbox: str, draft: AppointmentDraft, transaction_id: str) -> WriteResult:
+        payload: dict[str, Any] = {
+            "subject": draft.subject,
+            "body": {"contentType": "text", "content": draft.body},
+            "start": _wire_time(draft.start),
+            "end": _wire_time(draft.end),
+            "showAs": draft.free_busy.value,
+            "isAllDay": draft.all_day,
+            "categories": list(draft.categories),
+            "isReminderOn": False,
+            # The SDK retries a POST after 429/503; Graph drops a second create with the same transactionId.
+            "transactionId": transaction_id,
+        }
+        if draft.bridge_ref is not None:
+            payload["singleValueExtendedProperties"] = [{"id": wire.BRIDGE_PROPERTY_ID, "value": draft.bridge_ref}]
+        request = _with_body(self._events(mailbox), Method.POST, payload)
+        body = await self._send(mailbox, request, f"creating an event in {mailbox}")
+        return _write_result(body)
+
+    async def update(self, mailbox: str, item_id: str, patch: AppointmentPatch, change_key: str | None) -> WriteResult:
+        payload: dict[str, Any] = {}
+        if patch.subject is not None:
+            payload["subject"] = patch.subject
+        if patch.body is not None:
+            payload["body"] = {"contentType": "text", "content": patch.body}
+        if patch.start is not None:
+            payload["start"] = _wire_time(patch.start)
+        if patch.end is not None:
+            payload["end"] = _wire_time(patch.end)
+        if patch.free_busy is not None:
+            payload["showAs"] = patch.free_busy.value
+        if patch.all_day is not None:
+            payload["isAllDay"] = patch.all_day
+        if patch.categories is not None:
+            payload["categories"] = list(patch.categories)
+        request = _with_body(self._event(mailbox, item_id), Method.PATCH, payload)
+        if change_key is not None:
+            request.headers.try_add("If-Match", f'W/"{change_key}"')
+        body = await self._send(mailbox, request, f"updating event {item_id} of {mailbox}")
+        return _write_result(body)
+
+    async def delete(self, mailbox: str, item_id: str) -> None:
+        request = self._event(mailbox, item_id).to_delete_request_information()
+        try:
+            await self._send(mailbox, request, f"deleting event {item_id} of {mailbox}")
+        except ItemNotFound:
+            log.debug("event %s of %s was already gone", item_id, mailbox)
+
+    async def send_mail(self, sender: str, message: MailMessage) -> None:
+        def recipients(addresses: tuple[str, ...]) -> list[dict[str, dict[str, str]]]:
+            return [{"emailAddress": {"address": address}} for address in addresses]
+
+        payload = {
+            "message": {
+                "subject": message.subject,
+                "body": {"contentType": "html" if message.html else "text", "content": message.body},
+                "toRecipients": recipients(message.to),
+                "ccRecipients": recipients(message.cc),
+                "bccRecipients": recipients(message.bcc),
+            },
+            "saveToSentItems": True,
+        }
+        request = _with_body(self._client.users.by_user_id(sender).send_mail, Method.POST, payload)
+        await self._send(sender, request, f"sending mail as {sender}")
+
+    # -- subscriptions -------------------------------------------------------------------------------------
+
+    async def subscribe(self, request: SubscriptionRequest) -> Subscription:
+        payload = {
+            "changeType": "created,updated,deleted",
+            "notificationUrl": request.notification_url,
+            "lifecycleNotificationUrl": request.lifecycle_url,
+            "resource": f"/users/{request.mailbox}/events",
+            "expirationDateTime": _iso(request.expires_at),
+            "clientState": request.client_state,
+        }
+        info = _with_body(self._client.subscriptions, Method.POST, payload)
+        body = await self._send(None, info, f"subscribing to {request.mailbox}", subscription=True)
+        return wire.decode_subscription(body, request.mailbox)
+
+    async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        info = _with_body(builder, Method.PATCH, {"expirationDateTime": _iso(expires_at)})
+        body = await self._send(None, info, f"renewing subscription {subscription_id}", subscription=True)
+        return wire.decode_subscription(body, mailbox)
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        info = self._client.subscriptions.by_subscription_id(subscription_id).to_delete_request_information()
+        try:
+            await self._send(None, info, f"removing subscription {subscription_id}", subscription=True)
+        except ItemNotFound:
+            log.debug("subscription %s was already gone", subscription_id)
+
+    # -- health --------------------------------------------------------------------------------------------
+
+    async def test_connection(self, mailboxes: tuple[str, ...]) -> ConnectionReport:
+        problems: list[str] = []
+        details: dict[str, str] = {}
+        now = datetime.now(UTC)
+        for mailbox in mailboxes:
+            view = self._client.users.by_user_id(mailbox).calendar_view
+            query = view.CalendarViewRequestBuilderGetQueryParameters(
+                start_date_time=_iso(now), end_date_time=_iso(now + timedelta(days=1)), top=1, select=["id"]
+            )
+            request = view.to_get_request_information(RequestConfiguration(query_parameters=query))
+            try:
+                await self._send(mailbox, request, f"reading the calendar of {mailbox}")
+                details[mailbox] = "ok"
+            except AuthFailed as exc:
+                problems.append(f"{self.name}: the app's credentials were refused: {exc}")
+                break
+            except SourceError as exc:
+                problems.append(f"{self.name}: {mailbox}: {exc}")
+        return ConnectionReport(self.name, tuple(problems), details)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        await self._credential.close()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _delta(self, mailbox: str) -> DeltaRequestBuilder:
+        return self._client.users.by_user_id(mailbox).calendar_view.delta
+
+    def _events(self, mailbox: str) -> Any:
+        return self._client.users.by_user_id(mailbox).events
+
+    def _event(self, mailbox: str, item_id: str) -> EventItemRequestBuilder:
+        return self._client.users.by_user_id(mailbox).events.by_event_id(item_id)
+
+    @asynccontextmanager
+    async def _slot(self, mailbox: str | None) -> AsyncIterator[None]:
+        if mailbox is None:
+            yield
+            return
+        slot = self._slots.get(mailbox.lower())
+        if slot is None:
+            slot = self._slots[mailbox.lower()] = asyncio.Semaphore(self._max_concurrency)
+        async with slot:
+            yield
+
+    async def _send(
+        self,
+        mailbox: str | None,
+        request: RequestInformation,
+        what: str,
+        *,
+        delta: bool = False,
+        subscription: bool = False,
+    ) -> bytes:
+        """Send through the SDK's pipeline and return the body; a failure becomes a `SourceError`."""
+        _prefer(request, _PREFER_IDS, _PREFER_UTC)
+        request.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
+        async with self._slot(mailbox):
+            try:
+                response: httpx.Response = await self._adapter.send_primitive_async(request, "bytes", None)
+            except ClientAuthenticationError as exc:
+                raise AuthFailed(f"{what}: the token request was refused: {exc.message}") from exc
+            except (httpx.TransportError, ServiceRequestError) as exc:
+                raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code < 400:
+            return response.content
+        raise _error(response, what, delta=delta, subscription=subscription)
+
+
+def _error(response: httpx.Response, what: str, *, delta: bool, subscription: bool) -> Exception:
+    status = response.status_code
+    detail = wire.decode_error(response.content)
+    message = f"{what}: Graph answered {status} {detail.code or ''}: {detail.message}".rstrip(": ")
+    if delta and (status == 410 or detail.code in _SYNC_STATE_CODES):
+        return _DeltaTokenExpired(message)
+    if status == 401:
+        return AuthFailed(message, code=detail.code, status=status)
+    kind: type[SourceError]
+    if status == 403:
+        kind = QuotaExceeded if subscription else MailboxNotFound
+        return kind(message, code=detail.code, status=status)
+    if status == 404:
+        kind = MailboxNotFound if detail.code in _MAILBOX_CODES and not subscription else ItemNotFound
+        return kind(message, code=detail.code, status=status)
+    if status == 409 and subscription:
+        return SubscriptionExists(message, code=detail.code, status=status)
+    if status == 412 or detail.code == "ErrorIrresolvableConflict":
+        return Conflict(message, code=detail.code, status=status)
+    if status == 429:
+        return Throttled(message, retry_after=_retry_after(response), code=detail.code)
+    if status >= 500:
+        return Unavailable(message, code=detail.code, status=status)
+    return SourceError(message, code=detail.code, status=status)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(1.0, float(response.headers.get("Retry-After", "10")))
+    except ValueError:
+        return 10.0
+
+
+def _prefer(request: RequestInformation, *preferences: str) -> None:
+    # Several preferences travel in one Prefer header, comma-separated (RFC 7240).
+    request.headers.add("Prefer", list(preferences))
+
+
+def _with_body(builder: Any, method: Method, payload: Any) -> RequestInformation:
+    """A request for `builder`'s URL with a JSON body the bridge encodes itself (no kiota model)."""
+    request = RequestInformation(method, builder.url_template, dict(builder.path_parameters))
+    request.headers.try_add("Accept", "application/json")
+    request.set_stream_content(wire.encode(payload), "application/json")
+    return request
+
+
+def _write_result(body: bytes) -> WriteResult:
+    event = wire.decode_event(body)
+    return WriteResult(event.id, wire.change_key_of(event))
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _wire_time(value: datetime) -> dict[str, str]:
+    return {"dateTime": value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
