@@ -1,0 +1,37 @@
+"""The bridge's state: tables, the database handle and its migrations (SQLite by default, PostgreSQL)."""
+
+from bridge.store.db import Database, lock_outbox, parse_url
+from bridge.store.models import (
+    ChangeType,
+    CommandKind,
+    CommandRow,
+    CommandStatus,
+    DeltaStateRow,
+    MailboxRow,
+    MailboxStatus,
+    MirrorRow,
+    OutboxRow,
+    SourceKind,
+    SourceRow,
+    SourceStatus,
+    SubscriptionRow,
+)
+
+__all__ = [
+    "ChangeType",
+    "CommandKind",
+    "CommandRow",
+    "CommandStatus",
+    "Database",
+    "DeltaStateRow",
+    "MailboxRow",
+    "MailboxStatus",
+    "MirrorRow",
+    "OutboxRow",
+    "SourceKind",
+    "SourceRow",
+    "SourceStatus",
+    "SubscriptionRow",
+    "lock_outbox",
+    "parse_url",
+]

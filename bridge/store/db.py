@@ -1,0 +1,192 @@
+"""The database handle: a synchronous SQLAlchemy engine that async code reaches through a small thread pool.
+
+Every unit of work is one transaction (`Database.run` from async code, `Database.session` from sync code), so
+whatever a function writes commits together or not at all (DESIGN §3.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
+from sqlalchemy.exc import ArgumentError
+from sqlmodel import Session
+
+from bridge.errors import UserError
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_URL_FORMS = "expected sqlite:///PATH/TO/FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL for a `database_url` setting, with PostgreSQL pinned to the psycopg 3 driver."""
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError:
+        # The text is not echoed: it may hold a password.
+        raise UserError("database_url is not a database URL", [_URL_FORMS]) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    shown = parsed.render_as_string(hide_password=True)
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if parsed.database in (None, "", ":memory:"):
+            # Each pooled connection would get its own empty in-memory database.
+            raise UserError(f"database_url {shown} names no file", [_URL_FORMS])
+        return parsed
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise UserError(f"database_url {shown} is not supported", [_URL_FORMS])
+
+
+class Database:
+    """The bridge's database: SQLite (one instance) or PostgreSQL (several instances sharing the work).
+
+    `schema` (PostgreSQL only) puts the bridge's tables, and Alembic's version table, in that schema.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None, workers: int = 4) -> None:
+        self.url = parse_url(url)
+        self._shown = sa.make_url(url).render_as_string(hide_password=True)
+        self.backend = self.url.get_backend_name()
+        if schema is not None and (self.backend != "postgresql" or not _SCHEMA_NAME.fullmatch(schema)):
+            raise UserError(
+                f"database schema {schema!r} is not usable", ["a schema needs PostgreSQL and a plain SQL name"]
+            )
+        self.schema = schema
+        self.engine = self._create_engine(workers)
+        sa.event.listen(self.engine, "handle_error", self._unreachable)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-db")
+
+    def _create_engine(self, workers: int) -> Engine:
+        if self.backend == "sqlite":
+            engine = sa.create_engine(self.url, pool_size=workers, max_overflow=workers)
+            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in self.url.query:
+            # Without it a silently dropped SYN keeps the caller waiting for the kernel's TCP timeout.
+            connect_args["connect_timeout"] = 10
+        if self.schema is not None:
+            connect_args["options"] = f"-c search_path={self.schema}"
+        return sa.create_engine(
+            self.url,
+            pool_size=workers,
+            max_overflow=workers,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+        )
+
+    def _unreachable(self, context: ExceptionContext) -> None:
+        # Only a failure to connect is the user's to fix; a failing statement is the caller's business.
+        if context.connection is None and not context.is_pre_ping:
+            reason = [line.strip() for line in str(context.original_exception).splitlines() if line.strip()]
+            raise UserError(
+                f"database_url {self._shown}: cannot open the database",
+                reason or [type(context.original_exception).__name__],
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction for sync callers: committed when the block ends, rolled back if it raises.
+
+        Objects stay usable after the commit (they are not expired), so they can be returned to async code.
+        """
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """`fn(session)` in one transaction on the pool's thread, so the event loop never waits on the database.
+
+        Cancelling the caller does not stop `fn`: it finishes (and commits) in its thread regardless.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[Session], T]) -> T:
+        with self.session() as session:
+            return fn(session)
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision (`presence-bridge db upgrade`); a no-op when it is already."""
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            if self.backend == "postgresql":
+                # Instances started together must not run the same migration twice.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('presence-bridge migrations'))"))
+                if self.schema is not None and not self._schema_exists(connection):
+                    # Not CREATE SCHEMA IF NOT EXISTS: that needs CREATE on the database even when the schema
+                    # is there, which a DBA who made the schema for the bridge need not have granted.
+                    connection.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def _schema_exists(self, connection: Connection) -> bool:
+        found = connection.execute(
+            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": self.schema}
+        ).first()
+        return found is not None
+
+    def current_revision(self) -> str | None:
+        """The schema's Alembic revision; None for a database never upgraded."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        """The newest revision this version of the bridge knows."""
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def close(self) -> None:
+        """Wait for running work, then close every pooled connection."""
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return config
+
+
+def lock_outbox(session: Session) -> None:
+    """Serialise outbox writers until this transaction ends; call it just before adding outbox rows.
+
+    The pull feed reads `id > cursor`. On PostgreSQL ids are handed out at insert but become visible at
+    commit, so without this a reader could see id 11, move its cursor past it, and never see id 10 commit
+    later. SQLite already has one writer at a time (every transaction begins IMMEDIATE).
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"))
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Leave BEGIN to `_sqlite_begin`: the driver's own would start transactions late and skip DDL.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "foreign_keys=ON",
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "synchronous=NORMAL",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Take the write lock up front: a read-then-write transaction that upgrades its lock later fails at once
+    # with "database is locked" when another writer got in first, instead of waiting busy_timeout.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,282 @@
+"""The bridge's tables: everything an instance needs to pick up any mailbox's work lives here, not in memory.
+
+Times are stored and read back as timezone-aware UTC on both backends (`UTCDateTime`). Columns with a fixed set
+of values are VARCHAR + CHECK rather than native PostgreSQL enums, so a later value is a plain migration.
+Deleting a mailbox row deletes everything that hangs off it (subscriptions, delta state, mirror, outbox,
+commands): callers that must tell the workforce system first do so before deleting.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+from bridge.domain import AppointmentKind, FreeBusy
+
+# Named constraints and indexes make later migrations (and Alembic's comparisons) the same on both backends.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is aware UTC in Python whatever the backend keeps.
+
+    Naive values are refused rather than guessed at: one would most likely be local time from `datetime.now()`.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored: give it a time zone")
+        value = value.astimezone(UTC)
+        # SQLite has no time-zone type and would drop the offset anyway; the stored wall time is UTC.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Address(sa.TypeDecorator[str]):
+    """A mail address, lower-cased on the way in, so that both storing and looking one up ignore case."""
+
+    impl = sa.String(320)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.lower()
+
+
+# Changes made inside a loaded dict are not tracked: assign a new dict to have it written.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only aliases the rowid (and only honours AUTOINCREMENT) for a column declared exactly INTEGER.
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _choice(values: type[enum.StrEnum], column: str, *, checked: bool = True) -> sa.Enum:
+    """VARCHAR (+ CHECK); the enum's name becomes the CHECK's, so name it after the column it constrains.
+
+    `checked=False` is for enums the domain owns: a value added there must not need a migration here.
+    """
+    return sa.Enum(
+        values,
+        name=column,
+        native_enum=False,
+        create_constraint=checked,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class SourceKind(enum.StrEnum):
+    GRAPH = "graph"
+    EWS = "ews"
+
+
+class SourceStatus(enum.StrEnum):
+    OK = "ok"
+    AUTH_FAILED = "auth_failed"
+    UNREACHABLE = "unreachable"
+
+
+class MailboxStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    PAUSED = "paused"
+
+
+class ChangeType(enum.StrEnum):
+    CREATED = "appointment.created"
+    UPDATED = "appointment.updated"
+    DELETED = "appointment.deleted"
+
+
+class CommandKind(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    STATE = "state"
+    MAIL = "mail"
+    PURGE = "purge"
+
+
+class CommandStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    SENDING = "sending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SourceRow(SQLModel, table=True):
+    """A configured Exchange connection (named in the config) and whether it currently works."""
+
+    __tablename__ = "source"
+
+    name: str = Field(primary_key=True, max_length=64)
+    kind: SourceKind = Field(sa_type=_choice(SourceKind, "kind"))
+    status: SourceStatus = Field(default=SourceStatus.OK, sa_type=_choice(SourceStatus, "status"))
+    status_reason: str | None = None
+    updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+
+
+class MailboxRow(SQLModel, table=True):
+    """A mailbox the bridge mirrors, its dirty/synced generations and the lease of the instance working it.
+
+    A notification bumps `dirty_generation`; a sync that read up to generation g sets `synced_generation = g`,
+    so a notification arriving during a sync leaves the mailbox dirty instead of being lost.
+    """
+
+    __tablename__ = "mailbox"
+    __table_args__ = (
+        sa.UniqueConstraint("address"),
+        # `Address` lower-cases what the ORM writes and looks up; this also holds for raw SQL.
+        sa.CheckConstraint("address = lower(address)", name="address_lower"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(sa_type=Address)
+    workforce_id: str | None = Field(default=None, index=True)
+    source: str = Field(max_length=64)
+    status: MailboxStatus = Field(default=MailboxStatus.ACTIVE, sa_type=_choice(MailboxStatus, "status"))
+    status_reason: str | None = None
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+    dirty_generation: int = 0
+    synced_generation: int = 0
+    dirty_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_synced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_sequence: int = 1
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # SQLModel writes the Python value after SQLAlchemy's attribute events, so `validates` cannot do this.
+        if name == "address" and isinstance(value, str):
+            value = value.lower()
+        super().__setattr__(name, value)
+
+
+class SubscriptionRow(SQLModel, table=True):
+    """A change-notification subscription Exchange holds for a mailbox (Graph subscription or EWS stream)."""
+
+    __tablename__ = "subscription"
+
+    id: str = Field(primary_key=True)
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    source: str = Field(max_length=64)
+    resource: str
+    client_state: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    renewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DeltaStateRow(SQLModel, table=True):
+    """Where a mailbox's delta round stands: its fixed window and the token to continue from (none = full read)."""
+
+    __tablename__ = "delta_state"
+
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", primary_key=True)
+    window_start: datetime = Field(sa_type=UTCDateTime)
+    window_end: datetime = Field(sa_type=UTCDateTime)
+    token: str | None = Field(default=None, sa_type=sa.Text)
+    round_started_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+
+
+class MirrorRow(SQLModel, table=True):
+    """The bridge's copy of one appointment instance in the window, and the template it was last shown as.
+
+    `template` is null when the workforce system was not shown the item (free, unmapped, ignored), so the diff
+    against a new read knows whether to emit created, updated or deleted.
+    """
+
+    __tablename__ = "mirror"
+    __table_args__ = (sa.Index("ix_mirror_mailbox_start", "mailbox_id", "start"),)
+
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", primary_key=True)
+    item_id: str = Field(primary_key=True)
+    change_key: str
+    series_id: str | None = None
+    kind: AppointmentKind = Field(sa_type=_choice(AppointmentKind, "kind", checked=False))
+    start: datetime = Field(sa_type=UTCDateTime)
+    end: datetime = Field(sa_type=UTCDateTime)
+    all_day: bool = False
+    free_busy: FreeBusy = Field(sa_type=_choice(FreeBusy, "free_busy", checked=False))
+    subject: str = ""
+    private: bool = False
+    is_organizer: bool = True
+    bridge_ref: str | None = None
+    content_hash: str = Field(max_length=128)
+    template: str | None = None
+    updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+
+
+class OutboxRow(SQLModel, table=True):
+    """One change for the workforce system, kept until delivered; `id` doubles as the pull feed's cursor.
+
+    `change_id` is stable across replays so the receiver can de-duplicate; `sequence` orders a mailbox's changes.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("change_id"),
+        sa.UniqueConstraint("mailbox_id", "sequence"),
+        # AUTOINCREMENT: plain SQLite rowids reuse the highest id after a delete, which would rewind the cursor.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    change_id: str = Field(max_length=36)
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    sequence: int
+    change_type: ChangeType = Field(sa_type=_choice(ChangeType, "change_type"))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class CommandRow(SQLModel, table=True):
+    """A request from the workforce system to change a mailbox in Exchange, and how far it has got.
+
+    A repeated request with the same idempotency key for the same mailbox finds this row instead of a new one.
+    """
+
+    __tablename__ = "command"
+    __table_args__ = (sa.UniqueConstraint("mailbox_id", "idempotency_key"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    kind: CommandKind = Field(sa_type=_choice(CommandKind, "kind"))
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    status: CommandStatus = Field(default=CommandStatus.ACCEPTED, sa_type=_choice(CommandStatus, "status"), index=True)
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})

@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: a fresh database on each backend the bridge supports."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from bridge.store import Database
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+class DatabaseUrl(NamedTuple):
+    """Where a test's database lives: the URL, and on PostgreSQL the schema that keeps it apart."""
+
+    url: str
+    schema: str | None = None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseUrl]:
+    """An empty database, not yet upgraded: a file in tmp_path, or a new schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield DatabaseUrl(f"sqlite:///{tmp_path / 'bridge.db'}")
+        return
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not answering")
+    schema = f"test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            yield DatabaseUrl(POSTGRES_URL, schema)
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def db(database_url: DatabaseUrl) -> Iterator[Database]:
+    """A `Database` on each backend, upgraded to the newest revision."""
+    database = Database(database_url.url, schema=database_url.schema)
+    try:
+        database.upgrade()
+        yield database
+    finally:
+        database.close()

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bridge.errors import UserError
+from bridge.store import Database, MailboxRow, SubscriptionRow, lock_outbox
+from tests.store import add_mailbox, outbox_row
+
+
+def count_mailboxes(db: Database) -> int:
+    with db.session() as session:
+        return session.exec(select(func.count()).select_from(MailboxRow)).one()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'bridge.db'}")
+    try:
+        with database.session() as session:
+            assert session.connection().exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        database.close()
+
+
+def test_foreign_keys_are_enforced(db: Database) -> None:
+    subscription = SubscriptionRow(
+        id="sub-1",
+        mailbox_id=999,
+        source="exchange",
+        resource="/users/nobody/events",
+        client_state="secret",
+        expires_at=datetime.now(UTC),
+    )
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(subscription)
+
+
+async def test_run_commits_when_fn_returns(db: Database) -> None:
+    await db.run(add_mailbox)
+
+    assert count_mailboxes(db) == 1
+
+
+async def test_run_rolls_back_when_fn_raises(db: Database) -> None:
+    def add_then_fail(session: Session) -> None:
+        add_mailbox(session)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.run(add_then_fail)
+
+    assert count_mailboxes(db) == 0
+
+
+async def test_rows_returned_by_run_stay_readable_after_commit(db: Database) -> None:
+    def add_and_return(session: Session) -> MailboxRow:
+        row = MailboxRow(address="bob@example.com", source="exchange")
+        session.add(row)
+        return row
+
+    row = await db.run(add_and_return)
+
+    assert (row.id, row.address) == (1, "bob@example.com")
+
+
+async def test_run_does_not_block_the_event_loop(db: Database) -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    def slow(session: Session) -> str:
+        session.connection()
+        time.sleep(0.5)
+        return "done"
+
+    ticker = asyncio.create_task(tick())
+    try:
+        assert await db.run(slow) == "done"
+    finally:
+        ticker.cancel()
+    assert ticks >= 10
+
+
+def test_outbox_writer_waits_for_the_previous_one_to_commit(db: Database) -> None:
+    with db.session() as session:
+        mailbox_id = add_mailbox(session)
+    first_inserted, release_first, second_done = threading.Event(), threading.Event(), threading.Event()
+
+    def write(sequence: int) -> None:
+        with db.session() as session:
+            lock_outbox(session)
+            session.add(outbox_row(mailbox_id, sequence))
+            session.flush()
+            if sequence == 1:
+                first_inserted.set()
+                assert release_first.wait(5)
+        if sequence == 2:
+            second_done.set()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(write, 1)
+        assert first_inserted.wait(5)
+        second = pool.submit(write, 2)
+        blocked = not second_done.wait(0.3)
+        release_first.set()
+        first.result(timeout=5)
+        second.result(timeout=5)
+    assert blocked
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "mysql://bridge@db.example.com/bridge", "sqlite://", "postgresql+asyncpg://bridge@localhost/bridge"],
+)
+def test_bad_url_raises_user_error_naming_database_url(url: str) -> None:
+    with pytest.raises(UserError, match="database_url"):
+        Database(url)
+
+
+def test_unreachable_server_raises_user_error_naming_database_url() -> None:
+    database = Database("postgresql://bridge@127.0.0.1:1/bridge")
+    try:
+        with pytest.raises(UserError, match=r"database_url postgresql://bridge@127\.0\.0\.1:1/bridge"):
+            database.current_revision()
+    finally:
+        database.close()
+
+
+def test_connection_errors_do_not_show_the_password() -> None:
+    database = Database("postgresql://bridge:hunter2@127.0.0.1:1/bridge")
+    try:
+        with pytest.raises(UserError) as raised:
+            database.current_revision()
+    finally:
+        database.close()
+    assert "hunter2" not in str(raised.value)
+
+
+def test_schema_needs_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="schema"):
+        Database(f"sqlite:///{tmp_path / 'bridge.db'}", schema="bridge")
