@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.identity.aio import CertificateCredential, ClientSecretCredential
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.native_response_handler import NativeResponseHandler
@@ -33,6 +34,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
+from bridge.config import GraphSourceConfig
 from bridge.domain import (
     Appointment,
     AppointmentDraft,
@@ -86,6 +88,33 @@ _MAILBOX_CODES = {
     "ErrorNonExistentMailbox",
 }
 _SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid"}
+
+
+def graph_source(config: GraphSourceConfig) -> GraphSource:
+    """The source for one configured tenant, with the credential its config names (secret or certificate)."""
+    ca_file = str(config.ca_file) if config.ca_file else None
+    # azure-identity verifies the authority's TLS with the system CAs unless told otherwise (the emulator's CA).
+    tls: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    credential: AsyncTokenCredential
+    if config.client_secret is not None:
+        credential = ClientSecretCredential(
+            config.tenant_id, config.client_id, config.client_secret, authority=config.authority_host, **tls
+        )
+    else:
+        credential = CertificateCredential(
+            config.tenant_id,
+            config.client_id,
+            certificate_path=str(config.certificate_path),
+            authority=config.authority_host,
+            **tls,
+        )
+    return GraphSource(
+        config.name,
+        credential,
+        graph_url=config.graph_url,
+        ca_file=ca_file,
+        max_concurrency=config.max_concurrency,
+    )
 
 
 class _DeltaTokenExpired(Exception):

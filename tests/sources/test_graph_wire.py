@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def test_first_delta_page_keeps_every_item_and_the_next_link() -> None:
     page = wire.decode_page(fixture_bytes("delta_page_1.json"))
 
     assert [event.type for event in page.value] == ["singleInstance", "occurrence", "occurrence", "exception"]
-    assert page.next_link is not None and "$skiptoken=" in page.next_link
+    assert page.next_link is not None
+    assert "$skiptoken=" in page.next_link
     assert page.delta_link is None
 
 
@@ -38,13 +40,16 @@ def test_single_instance_becomes_an_appointment_in_utc() -> None:
     assert appointment.free_busy is FreeBusy.BUSY
     assert appointment.subject == "Customer visit"
     assert appointment.kind is AppointmentKind.SINGLE
-    assert not appointment.private and not appointment.all_day and appointment.is_organizer
+    assert not appointment.private
+    assert not appointment.all_day
+    assert appointment.is_organizer
 
 
 def test_occurrence_stub_takes_subject_and_state_from_its_series_master() -> None:
     stub = wire.decode_page(fixture_bytes("delta_page_1.json")).value[1]
     master = wire.decode_event(fixture_bytes("event_series_master.json"))
-    assert stub.show_as is None and stub.subject is None  # Graph sends stubs without them
+    assert stub.show_as is None
+    assert stub.subject is None
 
     appointment = wire.to_appointment(stub, master)
 
@@ -70,9 +75,11 @@ def test_final_page_carries_all_day_private_and_ignored_items_unfiltered() -> No
     page = wire.decode_page(fixture_bytes("delta_page_2_final.json"))
     by_id = {event.id: wire.to_appointment(event) for event in page.value}
 
-    assert page.delta_link is not None and "$deltatoken=" in page.delta_link
+    assert page.delta_link is not None
+    assert "$deltatoken=" in page.delta_link
     vacation = by_id["AAMkAGI1AAAoofAllDay="]
-    assert vacation.all_day and vacation.free_busy is FreeBusy.OOF
+    assert vacation.all_day
+    assert vacation.free_busy is FreeBusy.OOF
     assert by_id["AAMkAGI1AAAprivate="].private
     # The source reports what Exchange holds; hiding `*` subjects is the mapping's job.
     assert by_id["AAMkAGI1AAAignored="].subject == "*Dentist"
@@ -124,7 +131,7 @@ def test_iana_time_zone_is_converted_to_utc() -> None:
 
 
 def test_windows_time_zone_name_is_refused_clearly() -> None:
-    with pytest.raises(wire.WireDecodeError, match="W. Europe Standard Time"):
+    with pytest.raises(wire.WireDecodeError, match=re.escape("W. Europe Standard Time")):
         wire.parse_datetime(wire.WireDateTime("2026-07-01T09:00:00", "W. Europe Standard Time"))
 
 

@@ -1,0 +1,206 @@
+"""The `presence-bridge` command line (also `python -m bridge`).
+
+Exit codes: 0 done, 1 something to fix (the problems go to stderr, without a traceback), 2 a usage error or a
+command this version does not have yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bridge import __version__
+from bridge.config import Config, EwsSourceConfig, load_config
+from bridge.domain import FreeBusy
+from bridge.errors import UserError
+from bridge.templates import END_OF_DAY, SHOWABLE, TemplateMapping, TemplateRule, default_mapping_path, load_mapping
+from bridge.yamlfile import format_duration
+
+CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
+NOT_YET = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level or args.default_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presence-bridge", description="Keeps a workforce system in step with people's Exchange calendars."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for run and demo, WARNING for the others (their output is the answer)",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _command(commands, "run", _not_yet, "run the bridge", config=True).set_defaults(default_log_level="INFO")
+    demo = "run the bridge against the embedded Exchange and workforce emulators"
+    _command(commands, "demo", _not_yet, demo).set_defaults(default_log_level="INFO")
+    _command(commands, "check", _check, "check the configuration", config=True)
+
+    db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
+    _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
+
+    mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes", config=True)
+    mailboxes.add_argument("action", choices=["list", "add", "remove", "enable", "disable", "resync"])
+    mailboxes.add_argument("arguments", nargs=argparse.REMAINDER)
+
+    templates = _command(commands, "templates", _not_yet, "the template mapping")
+    actions = templates.add_subparsers(required=True, metavar="ACTION")
+    for name, handler, text in (
+        ("validate", _templates_validate, "check a template mapping file"),
+        ("show", _templates_show, "show what a template mapping does"),
+    ):
+        sub = _command(actions, name, handler, text)
+        sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: the shipped mapping")
+    return parser
+
+
+def _command(
+    parent: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    text: str,
+    *,
+    config: bool = False,
+) -> argparse.ArgumentParser:
+    sub = parent.add_parser(name, help=text, description=text)
+    sub.set_defaults(handler=handler, name=name, default_log_level="WARNING")
+    if config:
+        sub.add_argument(
+            "--config", "-c", metavar="FILE", type=Path, default=os.environ.get(CONFIG_ENV),
+            help=f"the configuration file (default: ${CONFIG_ENV})",
+        )  # fmt: skip
+    return sub
+
+
+def _config(args: argparse.Namespace) -> Config:
+    if args.config is None:
+        raise UserError("no configuration file", [f"pass --config FILE or set {CONFIG_ENV}"])
+    return load_config(args.config)
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    words = " ".join(filter(None, (args.name, getattr(args, "action", None))))
+    print(f"presence-bridge {words}: not implemented yet in this version", file=sys.stderr)
+    return NOT_YET
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    mapping = load_mapping(config.templates or default_mapping_path())
+    print(f"ok: {config.path}")
+    for label, value in _summary(config, mapping):
+        print(f"  {label + ':':<12} {value}")
+    # The connection test (each source's test_connection(), a token and one read per source) belongs here.
+    print("  connections: not tested (this version checks the configuration only)")
+    return 0
+
+
+def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:
+    rows = [
+        ("database", config.database_url_shown),
+        ("listen", f"{config.listen.host}:{config.listen.port}"),
+        ("public url", config.public_url or "(none)"),
+        ("templates", f"{config.templates or 'the shipped default'} ({len(mapping.show)} states shown)"),
+    ]
+    for source in config.sources.values():
+        where = source.service_endpoint if isinstance(source, EwsSourceConfig) else f"tenant {source.tenant_id}"
+        count = len(config.mailboxes_for(source.name))
+        rows.append(("source", f"{source.name}: {source.kind}, {where}, {count} mailboxes"))
+    rows.append(("mailboxes", str(len(config.mailboxes))))
+    rows.append(("workforce", f"webhook {config.workforce.url}" if config.workforce.url else "pull feed only"))
+    sync = config.sync
+    rows.append(
+        (
+            "sync",
+            f"reconcile every {format_duration(sync.reconcile_interval)}; pause a mailbox when one change deletes"
+            f" {sync.mass_delete_share:.0%} of its appointments and at least {sync.mass_delete_min}",
+        )
+    )
+    rows += [("api token", f"{t.name} ({', '.join(sorted(t.scopes))})") for t in config.api_tokens]
+    return rows
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from bridge.store.db import Database  # the store pulls in SQLAlchemy and Alembic: only this command needs them
+
+    database = Database(config.database_url)
+    try:
+        before = database.current_revision()
+        database.upgrade()
+        after = database.current_revision()
+    finally:
+        database.close()
+    if before == after:
+        print(f"{config.database_url_shown}: already at revision {after}")
+    else:
+        print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
+    return 0
+
+
+def _templates_validate(args: argparse.Namespace) -> int:
+    path: Path = args.file or default_mapping_path()
+    load_mapping(path)
+    print(f"ok: {path}")
+    return 0
+
+
+def _templates_show(args: argparse.Namespace) -> int:
+    path: Path = args.file or default_mapping_path()
+    mapping = load_mapping(path)
+    print(f"mapping:       {path}")
+    print(f"ignore prefix: {mapping.ignore_prefix!r} (subjects starting with it are not shown)")
+    print(f"days ahead:    {mapping.days_ahead} (appointments in [today, today + {mapping.days_ahead} days])")
+    print(f"precedence:    {' > '.join(mapping.precedence)} (where appointments overlap)")
+    print()
+    rows: list[tuple[str, ...]] = [
+        ("Exchange state", "template", "written as", "all day", "state until", "category", "subject")
+    ]
+    for state in (*mapping.precedence, *(s for s in SHOWABLE if s not in mapping.precedence)):
+        template = mapping.show.get(state)
+        rows.append(_rule_row(state, mapping.templates[template]) if template else (state, "(not shown)"))
+    rows.append((FreeBusy.FREE, "(never shown)"))
+    shown = set(mapping.show.values())
+    rows += [_rule_row("(write only)", rule) for name, rule in mapping.templates.items() if name not in shown]
+    print(_table(rows))
+    return 0
+
+
+def _rule_row(state: str, rule: TemplateRule) -> tuple[str, ...]:
+    until = END_OF_DAY.value if rule.state_until is END_OF_DAY else format_duration(rule.state_until)
+    return (
+        state,
+        rule.name,
+        rule.show_as,
+        "yes" if rule.all_day else "no",
+        until,
+        rule.category or "-",
+        rule.subject or "-",
+    )
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows
+    )

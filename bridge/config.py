@@ -1,0 +1,442 @@
+"""The bridge's configuration file: checked as a whole, so that nothing starts on a half-valid config.
+
+Every problem (schema, secrets, references between sections, the template mapping) is collected into one
+`UserError` naming the key and its line. Secrets come literally, from `${ENV_VAR}` or from a sibling
+`<key>_file`, and are kept out of every repr so that logging a config cannot leak them (docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from bridge.errors import UserError
+from bridge.yamlfile import (
+    YamlDocument,
+    as_dict,
+    as_list,
+    load_schema,
+    load_yaml,
+    parse_duration,
+    schema_problems,
+)
+
+SCHEMA = Path(__file__).with_name("config.schema.json")
+DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"
+SECRET_KEY = re.compile(r"(?:.+_)?(?:secret|password|token)|database_url")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SQLITE_FILE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_MIN_RECONCILE = timedelta(minutes=5)
+_MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSourceConfig:
+    """An Exchange Online tenant reached through Microsoft Graph; `client_secret` or `certificate_path` is set."""
+
+    name: str
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: Path | None = None
+    max_concurrency: int = 4
+    kind: Literal["graph"] = "graph"
+
+
+@dataclass(frozen=True, slots=True)
+class EwsSourceConfig:
+    """An Exchange server on-premises reached through EWS (validated now; the source comes in a later version)."""
+
+    name: str
+    service_endpoint: str
+    username: str
+    password: str = field(repr=False)
+    auth_type: Literal["ntlm", "basic"] = "ntlm"
+    version: str | None = None  # None: let the client ask the server
+    impersonation: bool = True
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    kind: Literal["ews"] = "ews"
+
+
+SourceConfig = GraphSourceConfig | EwsSourceConfig
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxConfig:
+    address: str
+    workforce_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkforceConfig:
+    url: str | None = None
+    signing_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The HMAC key: the base64 part of a Standard Webhooks `whsec_` secret, decoded."""
+        if self.signing_secret is None:
+            return None
+        return base64.b64decode(self.signing_secret.removeprefix("whsec_"))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    reconcile_interval: timedelta = timedelta(hours=6)
+    mass_delete_share: float = 1.0
+    mass_delete_min: int = 5
+
+    def is_mass_delete(self, deleted: int, mirrored: int) -> bool:
+        """Whether one delta deleting `deleted` of a mailbox's `mirrored` appointments should pause the mailbox.
+
+        The default (share 1.0, at least 5) catches a calendar that suddenly reads as empty (lost permissions,
+        a migrated mailbox) without getting in the way of people clearing a few appointments.
+        """
+        return deleted >= self.mass_delete_min and deleted >= self.mass_delete_share * mirrored
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    name: str
+    token: str = field(repr=False)
+    scopes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    database_url: str = field(repr=False)  # it may carry a password
+    listen: ListenConfig
+    public_url: str | None
+    templates: Path | None  # None: the shipped default mapping
+    sources: Mapping[str, SourceConfig]
+    mailboxes: tuple[MailboxConfig, ...]
+    workforce: WorkforceConfig
+    sync: SyncConfig
+    api_tokens: tuple[ApiToken, ...]
+
+    @property
+    def graph_notification_url(self) -> str | None:
+        return None if self.public_url is None else f"{self.public_url}/hooks/graph"
+
+    @property
+    def graph_lifecycle_url(self) -> str | None:
+        return None if self.public_url is None else f"{self.public_url}/hooks/graph/lifecycle"
+
+    @property
+    def database_url_shown(self) -> str:
+        """`database_url` with any password replaced, for logs and `check`."""
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.database_url)
+
+    def mailboxes_for(self, source: str) -> tuple[MailboxConfig, ...]:
+        return tuple(mailbox for mailbox in self.mailboxes if mailbox.source == source)
+
+    def mailbox(self, address: str) -> MailboxConfig | None:
+        """The configured mailbox with this address (Exchange addresses are case-insensitive)."""
+        return next((m for m in self.mailboxes if m.address.casefold() == address.casefold()), None)
+
+    def api_token(self, presented: str) -> ApiToken | None:
+        """The token a request presented, compared in constant time so timing reveals nothing about others."""
+        found = None
+        for token in self.api_tokens:
+            if hmac.compare_digest(token.token.encode(), presented.encode()):
+                found = token
+        return found
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and check the configuration; raise one `UserError` listing every problem."""
+    path = Path(path)
+    doc = load_yaml(path)
+    problems = schema_problems(doc, load_schema(SCHEMA), hide=SECRET_KEY)
+    secrets = _resolve_secrets(doc, path.parent, problems)
+    problems += _cross_problems(doc, secrets, path.parent)
+    if problems:
+        raise UserError(f"configuration {path} is not valid", problems)
+    return _build(doc.data, secrets, path)
+
+
+def _resolve_secrets(doc: YamlDocument, base: Path, problems: list[str]) -> dict[tuple[str | int, ...], str]:
+    """Every secret's value by its path (`("sources", "online", "client_secret")`), wherever it was given."""
+    found: dict[tuple[str | int, ...], str] = {}
+
+    def walk(node: Any, at: tuple[str | int, ...]) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, (*at, index))
+        for key, value in as_dict(node).items():
+            walk(value, (*at, key))
+            name = key.removesuffix("_file") if isinstance(key, str) else ""
+            if not SECRET_KEY.fullmatch(name) or not isinstance(value, str) or (name != key and name in node):
+                continue  # not a secret, a type the schema reports, or both spellings (reported at the plain key)
+            if name == key and f"{key}_file" in node:
+                problems.append(doc.problem([*at, key], f"give either {key} or {key}_file, not both"))
+                continue
+            try:
+                found[(*at, name)] = _from_env(value) if name == key else _from_file(value, base)
+            except ValueError as exc:
+                problems.append(doc.problem([*at, key], str(exc)))
+
+    walk(doc.data, ())
+    return found
+
+
+def _from_env(value: str) -> str:
+    match = _ENV_REF.fullmatch(value)
+    if match is None:
+        return value
+    secret = os.environ.get(match[1], "")
+    if not secret:
+        raise ValueError(f"environment variable {match[1]} is not set or empty")
+    return secret
+
+
+def _from_file(value: str, base: Path) -> str:
+    # ${VAR} may appear inside the path: systemd's LoadCredential= hands over ${CREDENTIALS_DIRECTORY}/NAME.
+    unset = [name for name in _ENV_REF.findall(value) if name not in os.environ]
+    if unset:
+        raise ValueError(f"environment variable {unset[0]} is not set")
+    path = _resolve(base, _ENV_REF.sub(lambda m: os.environ[m[1]], value))
+    try:
+        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {path}: not UTF-8 text") from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
+
+
+def _resolve(base: Path, value: str) -> Path:
+    """A path from the config: relative ones are relative to the config file's folder, not to the cwd."""
+    return base / Path(value).expanduser()
+
+
+def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str], base: Path) -> list[str]:
+    # Runs alongside the schema on data the schema may have rejected, so that one run reports everything.
+    data = as_dict(doc.data)
+    sources = as_dict(data.get("sources"))
+    problems: list[str] = []
+    database_url = secrets.get(("database_url",), DEFAULT_DATABASE_URL)
+    if not re.match(r"(sqlite|postgresql|postgres)(\+\w+)?://", database_url):
+        problems.append(doc.problem(["database_url"], "expected sqlite:///FILE or postgresql://USER@HOST/DATABASE"))
+    problems += _url_problems(doc, ["public_url"], data.get("public_url"))
+    for name, source in sources.items():
+        problems += _source_problems(doc, ["sources", name], as_dict(source), base)
+    graph = [name for name, source in sources.items() if as_dict(source).get("kind") == "graph"]
+    if graph and "public_url" not in data:
+        problems.append(doc.problem(["public_url"], f"required: Graph must reach the bridge for source {graph[0]}"))
+    problems += _mailbox_problems(doc, data, sources)
+    problems += _workforce_problems(doc, as_dict(data.get("workforce")), secrets)
+    problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
+    interval = _duration_or_none(as_dict(data.get("sync")).get("reconcile_interval"))
+    if interval is not None and interval < _MIN_RECONCILE:
+        message = "must be at least PT5M (each reconcile reads every calendar again)"
+        problems.append(doc.problem(["sync", "reconcile_interval"], message))
+    templates = data.get("templates")
+    # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
+    if isinstance(templates, str) and not _resolve(base, templates).is_file():
+        problems.append(doc.problem(["templates"], f"cannot read {_resolve(base, templates)}: no such file"))
+    return problems
+
+
+def _duration_or_none(value: Any) -> timedelta | None:
+    try:
+        return parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        return None  # the schema reports it
+
+
+def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any], base: Path) -> list[str]:
+    problems: list[str] = []
+    for key in ("ca_file", "certificate_path"):
+        value = spec.get(key)
+        if isinstance(value, str) and not _resolve(base, value).is_file():
+            problems.append(doc.problem([*at, key], f"{_resolve(base, value)} does not exist"))
+    if spec.get("kind") == "graph":
+        for key in ("authority_host", "graph_url"):
+            problems += _url_problems(doc, [*at, key], spec.get(key))
+        if len([key for key in ("client_secret", "certificate_path") if key in spec or f"{key}_file" in spec]) != 1:
+            message = "give exactly one of client_secret, client_secret_file or certificate_path"
+            problems.append(doc.problem(at, message))
+    elif spec.get("kind") == "ews":
+        problems += _url_problems(doc, [*at, "service_endpoint"], spec.get("service_endpoint"))
+        if not spec.keys() & {"password", "password_file"}:
+            problems.append(doc.problem(at, "give password or password_file"))
+    return problems
+
+
+def _url_problems(doc: YamlDocument, at: list[str | int], value: Any) -> list[str]:
+    # Credentials and calendar contents cross these connections; plain http is for the emulators on loopback.
+    if isinstance(value, str) and value.startswith("http://") and urlsplit(value).hostname not in _LOOPBACK:
+        return [doc.problem(at, f"{value} must use https:// (http:// only for a loopback host)")]
+    return []
+
+
+def _given_as(spec: dict[str, Any], key: str) -> str:
+    """Which spelling of secret `key` the admin used, so a problem points at the line they wrote."""
+    return f"{key}_file" if f"{key}_file" in spec else key
+
+
+def _mailbox_problems(doc: YamlDocument, data: dict[str, Any], sources: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    first: dict[tuple[str, str], int] = {}
+    for index, mailbox in enumerate(as_list(data.get("mailboxes"))):
+        spec = as_dict(mailbox)
+        source = spec.get("source")
+        if source is None and len(sources) > 1:
+            problems.append(
+                doc.problem(["mailboxes", index], "source is required when more than one source is defined")
+            )
+        elif isinstance(source, str) and sources and source not in sources:
+            known = ", ".join(sources)
+            problems.append(
+                doc.problem(["mailboxes", index, "source"], f"{source!r} is not a source (defined: {known})")
+            )
+        # Exchange addresses are case-insensitive; workforce ids are the workforce system's, taken as they are.
+        for key, value in (("address", spec.get("address")), ("workforce_id", spec.get("workforce_id"))):
+            if not isinstance(value, str):
+                continue
+            seen = first.setdefault((key, value.casefold() if key == "address" else value), index)
+            if seen != index:
+                line = doc.line(["mailboxes", seen, key])
+                problems.append(doc.problem(["mailboxes", index, key], f"{value!r} is already listed at line {line}"))
+    return problems
+
+
+def _workforce_problems(
+    doc: YamlDocument, spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]
+) -> list[str]:
+    problems: list[str] = []
+    if "url" in spec and not spec.keys() & {"signing_secret", "signing_secret_file"}:
+        message = "signing_secret or signing_secret_file is required with url (the workforce system checks signatures)"
+        problems.append(doc.problem(["workforce"], message))
+    secret = secrets.get(("workforce", "signing_secret"))
+    if secret is not None and not _is_signing_secret(secret):
+        message = "is not a Standard Webhooks secret: whsec_ followed by the base64 of 24 to 64 random bytes"
+        problems.append(doc.problem(["workforce", _given_as(spec, "signing_secret")], message))
+    return problems
+
+
+def _is_signing_secret(secret: str) -> bool:
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return False
+    return 24 <= len(key) <= 64
+
+
+def _api_token_problems(doc: YamlDocument, tokens: list[Any], secrets: dict[tuple[str | int, ...], str]) -> list[str]:
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    values: dict[str, int] = {}
+    for index, item in enumerate(tokens):
+        spec = as_dict(item)
+        name, token = spec.get("name"), secrets.get(("api_tokens", index, "token"))
+        at: list[str | int] = ["api_tokens", index, _given_as(spec, "token")]
+        if not spec.keys() & {"token", "token_file"}:
+            problems.append(doc.problem(["api_tokens", index], "give token or token_file"))
+        if isinstance(name, str) and names.setdefault(name, index) != index:
+            line = doc.line(["api_tokens", names[name], "name"])
+            problems.append(doc.problem(["api_tokens", index, "name"], f"{name!r} is already used at line {line}"))
+        if token is not None and len(token) < _MIN_TOKEN_LENGTH:
+            problems.append(doc.problem(at, f"is shorter than {_MIN_TOKEN_LENGTH} characters: too easy to guess"))
+        elif token is not None and values.setdefault(token, index) != index:
+            line = doc.line(["api_tokens", values[token]])
+            problems.append(doc.problem(at, f"is the same token as the one at line {line}: each client needs its own"))
+    return problems
+
+
+def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path: Path) -> Config:
+    base = path.parent
+
+    def file(value: str | None) -> Path | None:
+        return None if value is None else _resolve(base, value)
+
+    sources: dict[str, SourceConfig] = {}
+    for name, spec in data["sources"].items():
+        if spec["kind"] == "graph":
+            sources[name] = GraphSourceConfig(
+                name=name,
+                client_secret=secrets.get(("sources", name, "client_secret")),
+                certificate_path=file(spec.get("certificate_path")),
+                ca_file=file(spec.get("ca_file")),
+                **_urls(spec, "authority_host", "graph_url"),
+                **_plain(spec, "tenant_id", "client_id", "max_concurrency"),
+            )
+        else:
+            sources[name] = EwsSourceConfig(
+                name=name,
+                password=secrets[("sources", name, "password")],
+                ca_file=file(spec.get("ca_file")),
+                **_urls(spec, "service_endpoint"),
+                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls"),
+            )
+    only_source = next(iter(sources)) if len(sources) == 1 else ""
+    sync = as_dict(data.get("sync"))
+    if "reconcile_interval" in sync:
+        sync = {**sync, "reconcile_interval": parse_duration(sync["reconcile_interval"])}
+    workforce = as_dict(data.get("workforce"))
+    return Config(
+        path=path.resolve(),
+        database_url=_database_url(secrets.get(("database_url",), DEFAULT_DATABASE_URL), base),
+        listen=ListenConfig(**_plain(as_dict(data.get("listen")), "host", "port")),
+        public_url=_urls(data, "public_url").get("public_url"),
+        templates=file(data.get("templates")),
+        sources=MappingProxyType(sources),
+        mailboxes=tuple(
+            MailboxConfig(m["address"], m["workforce_id"], m.get("source", only_source))
+            for m in data.get("mailboxes", [])
+        ),
+        workforce=WorkforceConfig(
+            url=workforce.get("url"), signing_secret=secrets.get(("workforce", "signing_secret"))
+        ),
+        sync=SyncConfig(**_plain(sync, "reconcile_interval", "mass_delete_share", "mass_delete_min")),
+        api_tokens=tuple(
+            ApiToken(name=t["name"], token=secrets[("api_tokens", index, "token")], scopes=frozenset(t["scopes"]))
+            for index, t in enumerate(data.get("api_tokens", []))
+        ),
+    )
+
+
+def _plain(spec: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The keys the admin gave; the rest take the dataclass's default, so each default is written once."""
+    return {key: spec[key] for key in keys if key in spec}
+
+
+def _urls(spec: dict[str, Any], *keys: str) -> dict[str, Any]:
+    # Paths are appended to these (`/hooks/graph`, `/users/...`): a trailing slash would double up.
+    return {key: spec[key].rstrip("/") for key in keys if key in spec}
+
+
+def _database_url(url: str, base: Path) -> str:
+    """A relative SQLite file is taken relative to the config file, like every other path in it."""
+    match = _SQLITE_FILE.fullmatch(url)
+    if match is None or match[2].startswith("/") or match[2] in ("", ":memory:"):
+        return url
+    return f"{match[1]}{(base / match[2]).resolve()}{match[3]}"

@@ -1,0 +1,284 @@
+"""The template mapping: which Exchange appointments the workforce system sees, as which template, and back.
+
+A mapping is data an administrator edits (`templates_map/*.yaml`, docs/templates.md) and is reloaded while the
+bridge runs (DESIGN §3.5). Applying it is pure: `map` decides per appointment (DESIGN §3.6), `timeline` resolves
+overlaps by precedence, `state_end` says when a "current state" appointment ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from bridge.domain import Appointment, FreeBusy, PresenceEntry, Segment, Window, utc
+from bridge.errors import UserError
+from bridge.yamlfile import YamlDocument, as_dict, load_schema, load_yaml, parse_duration, schema_problems
+
+log = logging.getLogger(__name__)
+
+SHOWABLE = (FreeBusy.OOF, FreeBusy.BUSY, FreeBusy.WORKING_ELSEWHERE, FreeBusy.TENTATIVE)
+DEFAULT_PRECEDENCE = SHOWABLE
+_DAY = timedelta(days=1)
+
+
+class EndOfDay(enum.Enum):
+    """`state_until: end_of_day`: the state lasts until the next midnight UTC."""
+
+    END_OF_DAY = "end_of_day"
+
+
+END_OF_DAY = EndOfDay.END_OF_DAY
+StateUntil = Literal[EndOfDay.END_OF_DAY] | timedelta
+
+
+class UnknownTemplate(LookupError):
+    """The workforce system named a template the mapping does not define."""
+
+    def __init__(self, template: str, known: Iterable[str]) -> None:
+        self.template = template
+        self.known = tuple(sorted(known))
+        super().__init__(f"unknown template {template!r} (the mapping defines: {', '.join(self.known)})")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRule:
+    """How the bridge writes one workforce template into Exchange."""
+
+    name: str
+    show_as: FreeBusy
+    category: str | None = None
+    all_day: bool = False
+    state_until: StateUntil = END_OF_DAY
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateMapping:
+    """One valid mapping file, as loaded by `load_mapping` (docs/templates.md describes each field)."""
+
+    ignore_prefix: str
+    days_ahead: int
+    show: Mapping[FreeBusy, str]
+    templates: Mapping[str, TemplateRule]
+    precedence: tuple[FreeBusy, ...]
+
+    def map(self, appointment: Appointment) -> PresenceEntry | None:
+        """The appointment as the workforce system sees it, or None when it is not shown."""
+        template = self.show.get(appointment.free_busy)
+        # Outlook users type " *private" as often as "*private", and both mean "don't show this".
+        if template is None or appointment.subject.lstrip().startswith(self.ignore_prefix):
+            return None
+        return PresenceEntry(
+            item_id=appointment.item_id,
+            template=template,
+            free_busy=appointment.free_busy,
+            start=appointment.start,
+            end=appointment.end,
+            all_day=appointment.all_day,
+            subject=None if appointment.private else appointment.subject,
+        )
+
+    def rule(self, template: str) -> TemplateRule:
+        try:
+            return self.templates[template]
+        except KeyError:
+            raise UnknownTemplate(template, self.templates) from None
+
+    def state_end(self, template: str, now: datetime) -> datetime:
+        """When a current-state appointment for `template` starting `now` ends, unless the caller says otherwise.
+
+        Days are UTC days: the bridge knows no person's time zone, so a workforce system that does should send
+        an explicit end. An all-day template's duration counts whole days from today's midnight.
+        """
+        rule, now = self.rule(template), utc(now)
+        midnight = datetime.combine(now.date(), time(), tzinfo=UTC)
+        if rule.state_until is END_OF_DAY:
+            return midnight + _DAY
+        return (midnight if rule.all_day else now) + rule.state_until
+
+    def timeline(self, entries: Iterable[PresenceEntry], window: Window) -> list[Segment]:
+        """Non-overlapping segments inside `window`; where entries overlap, the highest-precedence state wins.
+
+        Ties go to the earlier start, then the smaller item id, so the result never depends on input order.
+        """
+        rank = {state: index for index, state in enumerate(self.precedence)}
+
+        def priority(entry: PresenceEntry) -> tuple[int, datetime, str, datetime, str]:
+            return (rank.get(entry.free_busy, len(rank)), entry.start, entry.item_id, entry.end, entry.template)
+
+        inside = sorted((e for e in entries if e.start < e.end and window.overlaps(e.start, e.end)), key=priority)
+        begin = [max(e.start, window.start) for e in inside]
+        finish = [min(e.end, window.end) for e in inside]
+        by_begin = sorted(range(len(inside)), key=begin.__getitem__)
+        bounds = sorted({*begin, *finish})
+        active: list[int] = []  # a heap of indexes into `inside`, whose order is priority order
+        segments: list[Segment] = []
+        entered = 0
+        for here, after in itertools.pairwise(bounds):
+            while entered < len(by_begin) and begin[by_begin[entered]] <= here:
+                heapq.heappush(active, by_begin[entered])
+                entered += 1
+            while active and finish[active[0]] <= here:
+                heapq.heappop(active)  # ended entries leave lazily, once they reach the top
+            if not active:
+                continue
+            best = inside[active[0]]
+            last = segments[-1] if segments else None
+            if last and last.end == here and last.item_id == best.item_id and last.template == best.template:
+                segments[-1] = Segment(last.start, after, last.template, last.free_busy, last.item_id)
+            else:
+                segments.append(Segment(here, after, best.template, best.free_busy, best.item_id))
+        return segments
+
+
+def default_mapping_path() -> Path:
+    """The shipped mapping: inside the package in a wheel, at the repository's top in a source checkout."""
+    packaged = Path(__file__).parent / "templates_map" / "default.yaml"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).parent.parent / "templates_map" / "default.yaml"
+
+
+def load_mapping(path: Path | str) -> TemplateMapping:
+    """Read and check a mapping file; every problem, with its line, in one `UserError`."""
+    path = Path(path)
+    doc = load_yaml(path)
+    problems = schema_problems(doc, load_schema(default_mapping_path().with_name("schema.json")))
+    problems += _semantic_problems(doc)
+    if problems:
+        raise UserError(f"template mapping {path} is not valid", problems)
+    return _build(doc.data)
+
+
+def _semantic_problems(doc: YamlDocument) -> list[str]:
+    # Runs alongside the schema, on data the schema may have rejected, so that one run reports everything.
+    data = as_dict(doc.data)
+    show, templates = as_dict(data.get("show")), as_dict(data.get("templates"))
+    problems: list[str] = []
+    for state, template in show.items():
+        if state in SHOWABLE and isinstance(template, str) and template not in templates:
+            problems.append(doc.problem(["show", state], f"template {template!r} is not defined under templates"))
+    precedence = data.get("precedence")
+    if isinstance(precedence, list):
+        for index, state in enumerate(precedence):
+            if state in precedence[:index]:
+                problems.append(doc.problem(["precedence", index], f"{state!r} is listed twice"))
+        missing = [state for state in show if state in SHOWABLE and state not in precedence]
+        if missing:
+            problems.append(doc.problem(["precedence"], f"shown states missing: {', '.join(map(str, missing))}"))
+    for name, template in templates.items():
+        spec = as_dict(template)
+        problem = _state_until_problem(spec.get("state_until"), all_day=spec.get("all_day") is True)
+        if problem:
+            problems.append(doc.problem(["templates", name, "state_until"], problem))
+    return problems
+
+
+def _state_until_problem(until: Any, *, all_day: bool) -> str | None:
+    if not isinstance(until, str) or until == END_OF_DAY.value:
+        return None
+    try:
+        duration = parse_duration(until)
+    except ValueError:
+        return None  # the schema has said so already
+    if duration <= timedelta(0):
+        return "must be longer than zero"
+    if all_day and duration % _DAY:
+        return f"{until} is not a whole number of days, which an all-day template needs"
+    return None
+
+
+def _build(data: dict[str, Any]) -> TemplateMapping:
+    templates = {
+        name: TemplateRule(
+            name=name,
+            show_as=FreeBusy(spec["show_as"]),
+            category=spec.get("category"),
+            all_day=spec.get("all_day", False),
+            state_until=_state_until(spec.get("state_until", END_OF_DAY.value)),
+            subject=spec.get("subject"),
+        )
+        for name, spec in data["templates"].items()
+    }
+    return TemplateMapping(
+        ignore_prefix=data.get("ignore_prefix", "*"),
+        days_ahead=data.get("days_ahead", 90),
+        show=MappingProxyType({FreeBusy(state): template for state, template in data["show"].items()}),
+        templates=MappingProxyType(templates),
+        precedence=tuple(FreeBusy(state) for state in data.get("precedence", DEFAULT_PRECEDENCE)),
+    )
+
+
+def _state_until(text: str) -> StateUntil:
+    return END_OF_DAY if text == END_OF_DAY.value else parse_duration(text)
+
+
+class LiveMapping:
+    """The mapping currently in force for a file that an administrator may edit while the bridge runs.
+
+    An invalid edit never replaces a working mapping: it is logged (once per distinct problem set) and the
+    last valid mapping stays in force until the file is fixed.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._digest = self._read_digest()
+        self._current = load_mapping(self.path)  # an invalid file at start-up stops the start (UserError)
+        self._failure: str | None = None
+
+    @property
+    def current(self) -> TemplateMapping:
+        return self._current
+
+    def reload(self) -> bool:
+        """Read the file again; True when a valid, different mapping is now in force."""
+        # The whole file is hashed on every call: it is a few hundred bytes, and mtime granularity can hide an
+        # edit made within the same tick.
+        digest = self._read_digest()
+        if digest == self._digest:
+            return False
+        try:
+            mapping = load_mapping(self.path)
+        except UserError as exc:
+            failure = exc.render()
+            if failure != self._failure:
+                log.error("%s; keeping the mapping in force", failure)
+            self._failure, self._digest = failure, digest
+            return False
+        if self._failure is not None:
+            log.info("template mapping %s is valid again", self.path)
+        self._failure, self._digest = None, digest
+        changed, self._current = mapping != self._current, mapping
+        if changed:
+            log.info("template mapping %s reloaded", self.path)
+        return changed
+
+    async def watch(
+        self, interval_s: float, on_change: Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
+    ) -> None:
+        """Poll the file every `interval_s` seconds; await `on_change(old, new)` after each change, forever.
+
+        An exception from `on_change` ends the watch with the new mapping already in force: re-mapping is the
+        caller's to retry (the reconcile does it anyway), not a reason to go back to the old mapping.
+        """
+        while True:
+            await asyncio.sleep(interval_s)
+            old = self._current
+            if self.reload():
+                await on_change(old, self._current)
+
+    def _read_digest(self) -> bytes | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None  # gone for a moment (an editor saving by rename): load_mapping will report it if it stays

@@ -1,0 +1,188 @@
+"""The `presence-bridge` command line, driven through `main()` with real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.templates import default_mapping_path
+
+CONFIG = """
+database_url: sqlite:///bridge.db
+public_url: https://bridge.example.com
+sources:
+  online:
+    kind: graph
+    tenant_id: 11111111-2222-3333-4444-555555555555
+    client_id: 66666666-7777-8888-9999-000000000000
+    client_secret: graph-secret-value
+mailboxes:
+  - {address: adele@contoso.com, workforce_id: "E1001"}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+# --- templates -----------------------------------------------------------------------------------------------
+
+
+def test_templates_validate_checks_the_shipped_mapping_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "validate"]) == 0
+    assert capsys.readouterr().out == f"ok: {default_mapping_path()}\n"
+
+
+def test_templates_validate_lists_the_problems_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "show: {busy: meeting, oof: absence}\ntemplates: {meeting: {show_as: busy}}\n", "m.yaml")
+    assert main(["templates", "validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"template mapping {path} is not valid:\n")
+    assert "m.yaml:1: show.oof: template 'absence' is not defined under templates" in err
+    assert "Traceback" not in err
+
+
+def test_templates_validate_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "validate", str(tmp_path / "none.yaml")]) == 1
+    assert f"cannot read {tmp_path / 'none.yaml'}" in capsys.readouterr().err
+
+
+def test_templates_show_prints_state_template_and_how_it_is_written(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "ignore prefix: '*'" in out
+    assert "days ahead:    90" in out
+    assert "precedence:    oof > busy > workingElsewhere > tentative" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["busy", "meeting", "busy", "no", "PT1H", "-", "-"] in lines
+    assert ["oof", "absence", "oof", "yes", "end_of_day", "-", "-"] in lines
+    assert ["free", "(never", "shown)"] in lines
+
+
+def test_templates_show_lists_unshown_states_and_write_only_templates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+    show: {busy: meeting}
+    templates:
+      meeting: {show_as: busy}
+      training: {show_as: busy, category: Learning}
+    """
+    assert main(["templates", "show", str(write(tmp_path, text, "m.yaml"))]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["tentative", "(not", "shown)"] in lines
+    assert ["(write", "only)", "training", "busy", "no", "end_of_day", "Learning", "-"] in lines
+
+
+# --- check ---------------------------------------------------------------------------------------------------
+
+
+def test_check_summarises_a_valid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, CONFIG, "config.yaml")
+    assert main(["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok: {path}\n")
+    assert f"sqlite:///{tmp_path / 'bridge.db'}" in out
+    assert "online: graph, tenant 11111111-2222-3333-4444-555555555555, 1 mailboxes" in out
+    assert "connections: not tested" in out
+    assert "graph-secret-value" not in out
+
+
+def test_check_lists_every_problem_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, CONFIG.replace("11111111-2222", "x").replace("adele@contoso.com", "adele"), "config.yaml")
+    assert main(["check", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "sources.online.tenant_id: 'x-3333-4444-555555555555' is not a valid UUID" in err
+    assert "mailboxes[0].address: 'adele' is not an email address" in err
+    assert "Traceback" not in err
+
+
+def test_check_reports_the_problems_of_the_configured_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, "show: {busy: meeting}\ntemplates: {}\n", "mine.yaml")
+    path = write(tmp_path, "templates: mine.yaml\n" + CONFIG, "config.yaml")
+    assert main(["check", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "mine.yaml:1: show.busy: template 'meeting' is not defined" in err
+    assert "Traceback" not in err
+
+
+def test_check_takes_the_config_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, CONFIG, "config.yaml")
+    monkeypatch.setenv("PRESENCE_BRIDGE_CONFIG", str(path))
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {path}")
+
+
+def test_check_without_a_config_says_how_to_give_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PRESENCE_BRIDGE_CONFIG", raising=False)
+    assert main(["check"]) == 1
+    assert "pass --config FILE or set PRESENCE_BRIDGE_CONFIG" in capsys.readouterr().err
+
+
+# --- db upgrade ----------------------------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_database_then_finds_it_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, CONFIG, "config.yaml")
+    assert main(["db", "upgrade", "--config", str(path)]) == 0
+    assert "upgraded from revision (empty) to " in capsys.readouterr().out
+    assert (tmp_path / "bridge.db").is_file()
+    assert main(["db", "upgrade", "--config", str(path)]) == 0
+    assert ": already at revision " in capsys.readouterr().out
+
+
+def test_db_upgrade_reports_an_unopenable_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, CONFIG.replace("sqlite:///bridge.db", "sqlite:///missing/dir/bridge.db"), "config.yaml")
+    assert main(["db", "upgrade", "--config", str(path)]) == 1
+    assert "cannot open the database" in capsys.readouterr().err
+
+
+# --- commands of a later version -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["run"], "run"),
+        (["demo"], "demo"),
+        (["mailboxes", "list"], "mailboxes list"),
+        (["mailboxes", "add", "a@b.c"], "mailboxes add"),
+    ],
+)
+def test_commands_of_a_later_version_say_so(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"presence-bridge {words}: not implemented yet in this version\n"
+
+
+def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["frobnicate"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_the_log_level_is_an_option_before_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--log-level", "debug", "templates", "validate"]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_python_dash_m_bridge_runs_the_same_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "templates", "validate"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, f"ok: {default_mapping_path()}\n")

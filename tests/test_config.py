@@ -1,0 +1,436 @@
+"""The configuration file: one error listing every problem by key and line, secrets that never leak."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.config import (
+    ApiToken,
+    Config,
+    EwsSourceConfig,
+    GraphSourceConfig,
+    MailboxConfig,
+    SyncConfig,
+    WorkforceConfig,
+    load_config,
+)
+from bridge.errors import UserError
+from bridge.templates import default_mapping_path
+
+REPO = Path(__file__).resolve().parent.parent
+TENANT = "11111111-2222-3333-4444-555555555555"
+CLIENT = "66666666-7777-8888-9999-000000000000"
+SIGNING_SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+API_TOKEN = "tok-0123456789abcdef"
+
+BASE = f"""
+public_url: https://bridge.example.com
+sources:
+  online:
+    kind: graph
+    tenant_id: {TENANT}
+    client_id: {CLIENT}
+    client_secret: graph-secret-value
+mailboxes:
+  - {{address: adele@contoso.com, workforce_id: "E1001"}}
+  - {{address: alex@contoso.com, workforce_id: "E1002"}}
+"""
+EWS = """
+  onprem:
+    kind: ews
+    service_endpoint: https://mail.example.com/EWS/Exchange.asmx
+    username: EXAMPLE\\svc-presence
+    password: ews-password-value
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str) -> Config:
+    return load_config(write(tmp_path, text))
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    with pytest.raises(UserError) as caught:
+        load(tmp_path, text)
+    return caught.value.render()
+
+
+def with_ews(text: str = BASE) -> str:
+    """`text` with an EWS source added next to the Graph one, its mailboxes still on the Graph source."""
+    text = text.replace('"}', '", source: online}')
+    return text.replace("mailboxes:", EWS.lstrip("\n") + "mailboxes:")
+
+
+# --- a valid config ------------------------------------------------------------------------------------------
+
+
+def test_a_minimal_config_takes_the_documented_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE)
+    assert config.path == tmp_path / "config.yaml"
+    assert config.database_url == f"sqlite:///{tmp_path / 'presence-bridge.db'}"
+    assert (config.listen.host, config.listen.port) == ("127.0.0.1", 8080)
+    assert config.templates is None  # the shipped default mapping
+    assert config.sync == SyncConfig(timedelta(hours=6), 1.0, 5)
+    assert config.workforce == WorkforceConfig(url=None, signing_secret=None)
+    assert config.api_tokens == ()
+
+
+def test_a_graph_source_is_read_with_its_defaults(tmp_path: Path) -> None:
+    source = load(tmp_path, BASE).sources["online"]
+    assert source == GraphSourceConfig(
+        name="online", tenant_id=TENANT, client_id=CLIENT, client_secret="graph-secret-value"
+    )
+    assert (source.authority_host, source.graph_url) == (
+        "https://login.microsoftonline.com",
+        "https://graph.microsoft.com/v1.0",
+    )
+    assert source.max_concurrency == 4
+
+
+def test_an_ews_source_is_validated_and_read(tmp_path: Path) -> None:
+    source = load(tmp_path, with_ews()).sources["onprem"]
+    assert source == EwsSourceConfig(
+        name="onprem",
+        service_endpoint="https://mail.example.com/EWS/Exchange.asmx",
+        username="EXAMPLE\\svc-presence",
+        password="ews-password-value",
+    )
+    assert (source.auth_type, source.version, source.impersonation, source.verify_tls) == ("ntlm", None, True, True)
+
+
+def test_a_mailbox_without_source_belongs_to_the_only_source(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE)
+    assert config.mailboxes == (
+        MailboxConfig("adele@contoso.com", "E1001", "online"),
+        MailboxConfig("alex@contoso.com", "E1002", "online"),
+    )
+    assert config.mailboxes_for("online") == config.mailboxes
+
+
+def test_a_mailbox_is_found_by_address_whatever_its_case(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).mailbox("Adele@Contoso.COM") == MailboxConfig("adele@contoso.com", "E1001", "online")
+
+
+def test_graph_hook_urls_hang_off_public_url_without_a_double_slash(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE.replace("bridge.example.com", "bridge.example.com/"))
+    assert config.graph_notification_url == "https://bridge.example.com/hooks/graph"
+    assert config.graph_lifecycle_url == "https://bridge.example.com/hooks/graph/lifecycle"
+
+
+def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_CLIENT_SECRET", "secret-from-env")
+    monkeypatch.setenv("WORKFORCE_SIGNING_SECRET", SIGNING_SECRET)
+    monkeypatch.setenv("WF_API_TOKEN", API_TOKEN)
+    config = load_config(REPO / "config.example.yaml")
+    assert [m.workforce_id for m in config.mailboxes] == ["E1001", "E1002"]
+    assert config.api_tokens == (ApiToken("workforce", API_TOKEN, frozenset({"workforce"})),)
+
+
+def test_relative_paths_are_relative_to_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "mine.yaml").write_text(default_mapping_path().read_text())
+    config = load(tmp_path, "database_url: sqlite:///state/bridge.db\ntemplates: maps/mine.yaml\n" + BASE)
+    assert config.templates == tmp_path / "maps" / "mine.yaml"
+    assert config.database_url == f"sqlite:///{tmp_path / 'state' / 'bridge.db'}"
+
+
+def test_an_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
+    config = load(tmp_path, "database_url: sqlite:////var/lib/bridge.db\n" + BASE)
+    assert config.database_url == "sqlite:////var/lib/bridge.db"
+
+
+def test_the_shown_database_url_hides_its_password(tmp_path: Path) -> None:
+    config = load(tmp_path, "database_url: postgresql://bridge:hunter2@db.example.com/bridge\n" + BASE)
+    assert config.database_url_shown == "postgresql://bridge:***@db.example.com/bridge"
+
+
+# --- secrets -------------------------------------------------------------------------------------------------
+
+
+def test_a_secret_may_name_an_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_SECRET", "from-the-environment")
+    config = load(tmp_path, BASE.replace("graph-secret-value", "${GRAPH_SECRET}"))
+    assert config.sources["online"] == GraphSourceConfig("online", TENANT, CLIENT, "from-the-environment")
+
+
+def test_an_unset_environment_variable_names_key_and_variable(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("graph-secret-value", "${NO_SUCH_VARIABLE_SET}"))
+    assert "config.yaml:7: sources.online.client_secret: environment variable NO_SUCH_VARIABLE_SET is not set" in found
+
+
+def test_a_secret_may_come_from_a_file_without_its_trailing_newline(tmp_path: Path) -> None:
+    (tmp_path / "graph.secret").write_text("from-a-file\n")
+    config = load(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: graph.secret"))
+    assert isinstance(config.sources["online"], GraphSourceConfig)
+    assert config.sources["online"].client_secret == "from-a-file"
+
+
+def test_a_secret_file_path_may_use_an_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "graph").write_text("from-credentials\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    text = BASE.replace("client_secret: graph-secret-value", "client_secret_file: ${CREDENTIALS_DIRECTORY}/graph")
+    source = load(tmp_path, text).sources["online"]
+    assert isinstance(source, GraphSourceConfig)
+    assert source.client_secret == "from-credentials"
+
+
+def test_an_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: nope.txt"))
+    assert f"sources.online.client_secret_file: cannot read {tmp_path / 'nope.txt'}" in found
+
+
+def test_an_empty_secret_file_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: empty"))
+    assert f"sources.online.client_secret_file: {tmp_path / 'empty'} is empty" in found
+
+
+def test_a_secret_and_its_file_together_are_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "graph.secret").write_text("x")
+    text = BASE.replace("client_secret: graph-secret-value", "client_secret: a\n    client_secret_file: graph.secret")
+    assert "sources.online.client_secret: give either client_secret or client_secret_file, not both" in problems(
+        tmp_path, text
+    )
+
+
+def test_no_secret_appears_in_any_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WF_TOKEN", API_TOKEN)
+    text = with_ews(
+        "database_url: postgresql://bridge:db-password-value@db/bridge\n"
+        + BASE
+        + f"workforce:\n  url: https://wf.example.com/hooks\n  signing_secret: {SIGNING_SECRET}\n"
+        + "api_tokens:\n  - {name: wf, token: '${WF_TOKEN}', scopes: [workforce]}\n"
+    )
+    shown = repr(load(tmp_path, text))
+    for secret in ("graph-secret-value", "ews-password-value", "db-password-value", SIGNING_SECRET, API_TOKEN):
+        assert secret not in shown
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("graph-secret-value", "123456789"))
+    assert "sources.online.client_secret: <hidden> is not of type 'string'" in found
+    assert "123456789" not in found
+
+
+# --- schema problems -----------------------------------------------------------------------------------------
+
+
+def test_a_tenant_id_must_be_a_uuid(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace(TENANT, "abc"))
+    assert "config.yaml:5: sources.online.tenant_id: 'abc' is not a valid UUID" in found
+
+
+def test_a_missing_key_is_named_at_its_parent(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace(f"    tenant_id: {TENANT}\n", ""))
+    assert "config.yaml:3: sources.online: 'tenant_id' is a required property" in found
+
+
+def test_an_unknown_key_is_named(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("    kind: graph\n", "    kind: graph\n    tenant: x\n"))
+    assert "config.yaml:5: sources.online.tenant: unknown key" in found
+
+
+def test_an_unknown_source_kind_is_named(tmp_path: Path) -> None:
+    assert "sources.online.kind: 'imap' is not one of ['graph', 'ews']" in problems(
+        tmp_path, BASE.replace("kind: graph", "kind: imap")
+    )
+
+
+def test_sources_are_required(tmp_path: Path) -> None:
+    assert "config.yaml:1: 'sources' is a required property" in problems(tmp_path, "public_url: https://b.example\n")
+
+
+@pytest.mark.parametrize("concurrency", ["0", "5"])
+def test_max_concurrency_is_one_to_four(tmp_path: Path, concurrency: str) -> None:
+    text = BASE.replace("    kind: graph\n", f"    kind: graph\n    max_concurrency: {concurrency}\n")
+    assert "sources.online.max_concurrency:" in problems(tmp_path, text)
+
+
+def test_an_ews_auth_type_is_ntlm_or_basic(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    auth_type: kerberos\n    password: ews")
+    assert "sources.onprem.auth_type: 'kerberos' is not one of ['ntlm', 'basic']" in problems(tmp_path, text)
+
+
+def test_an_ews_version_is_a_known_one(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    version: Exchange2007\n    password: ews")
+    assert "sources.onprem.version: 'Exchange2007' is not one of" in problems(tmp_path, text)
+
+
+def test_an_ews_source_needs_a_password(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews-password-value\n", "")
+    assert "sources.onprem: give password or password_file" in problems(tmp_path, text)
+
+
+def test_a_workforce_id_must_be_quoted_text(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace('workforce_id: "E1001"', "workforce_id: 1001"))
+    assert "mailboxes[0].workforce_id: 1001 is not of type 'string'" in found
+
+
+@pytest.mark.parametrize("address", ["adele", "adele@contoso", "a b@contoso.com"])
+def test_a_mailbox_address_must_look_like_one(tmp_path: Path, address: str) -> None:
+    found = problems(tmp_path, BASE.replace("adele@contoso.com", f"'{address}'"))
+    assert f"config.yaml:9: mailboxes[0].address: '{address}' is not an email address" in found
+
+
+# --- cross-checks --------------------------------------------------------------------------------------------
+
+
+def test_a_mailbox_naming_an_unknown_source_is_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace('workforce_id: "E1002"}', 'workforce_id: "E1002", source: onprem}'))
+    assert "config.yaml:10: mailboxes[1].source: 'onprem' is not a source (defined: online)" in found
+
+
+def test_a_mailbox_must_name_its_source_when_there_are_several(tmp_path: Path) -> None:
+    text = with_ews().replace(", source: online}", "}")
+    assert "mailboxes[0]: source is required when more than one source is defined" in problems(tmp_path, text)
+
+
+def test_duplicate_addresses_are_found_whatever_their_case(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("alex@contoso.com", "Adele@Contoso.com"))
+    assert "config.yaml:10: mailboxes[1].address: 'Adele@Contoso.com' is already listed at line 9" in found
+
+
+def test_duplicate_workforce_ids_are_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace('"E1002"', '"E1001"'))
+    assert "config.yaml:10: mailboxes[1].workforce_id: 'E1001' is already listed at line 9" in found
+
+
+def test_public_url_is_required_with_a_graph_source(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("public_url: https://bridge.example.com\n", ""))
+    assert "config.yaml:1: public_url: required: Graph must reach the bridge for source online" in found
+
+
+def test_public_url_must_be_https(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("https://bridge.example.com", "http://bridge.example.com"))
+    assert "public_url: http://bridge.example.com must use https://" in found
+
+
+def test_plain_http_is_allowed_on_loopback_for_the_emulators(tmp_path: Path) -> None:
+    text = BASE.replace("https://bridge.example.com", "http://127.0.0.1:8080")
+    text = text.replace("    kind: graph\n", "    kind: graph\n    authority_host: http://localhost:9000\n")
+    assert load(tmp_path, text).sources["online"].kind == "graph"
+
+
+def test_a_graph_source_needs_a_credential(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("    client_secret: graph-secret-value\n", ""))
+    assert "config.yaml:3: sources.online: give exactly one of client_secret" in found
+
+
+def test_a_graph_source_takes_only_one_credential(tmp_path: Path) -> None:
+    (tmp_path / "app.pem").write_text("pem")
+    text = BASE.replace("    client_secret: graph", "    certificate_path: app.pem\n    client_secret: graph")
+    assert "sources.online: give exactly one of client_secret" in problems(tmp_path, text)
+
+
+def test_a_certificate_is_enough_for_a_graph_source(tmp_path: Path) -> None:
+    (tmp_path / "app.pem").write_text("pem")
+    text = BASE.replace("client_secret: graph-secret-value", "certificate_path: app.pem")
+    assert load(tmp_path, text).sources["online"] == GraphSourceConfig(
+        "online", TENANT, CLIENT, certificate_path=tmp_path / "app.pem"
+    )
+
+
+def test_a_missing_ca_file_is_a_problem(tmp_path: Path) -> None:
+    text = BASE.replace("    kind: graph\n", "    kind: graph\n    ca_file: ca.pem\n")
+    assert f"sources.online.ca_file: {tmp_path / 'ca.pem'} does not exist" in problems(tmp_path, text)
+
+
+def test_a_missing_templates_file_is_named(tmp_path: Path) -> None:
+    found = problems(tmp_path, "templates: nowhere.yaml\n" + BASE)
+    assert "config.yaml:1: templates: cannot read" in found
+
+
+def test_an_unsupported_database_url_is_a_problem(tmp_path: Path) -> None:
+    assert "database_url: expected sqlite:///FILE or postgresql://" in problems(
+        tmp_path, "database_url: mysql://db/bridge\n" + BASE
+    )
+
+
+def test_a_workforce_url_needs_a_signing_secret(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "workforce:\n  url: https://wf.example.com/hooks\n")
+    assert "workforce: signing_secret or signing_secret_file is required with url" in found
+
+
+def test_a_signing_secret_must_be_a_standard_webhooks_secret(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "workforce:\n  url: https://wf.example.com/hooks\n  signing_secret: not-it\n")
+    assert "workforce.signing_secret: is not a Standard Webhooks secret" in found
+    assert "not-it" not in found
+
+
+def test_the_signing_key_is_the_decoded_secret(tmp_path: Path) -> None:
+    config = load(
+        tmp_path, BASE + f"workforce:\n  url: https://wf.example.com/hooks\n  signing_secret: {SIGNING_SECRET}\n"
+    )
+    assert config.workforce.signing_key == bytes(range(32))
+
+
+def test_the_reconcile_interval_is_at_least_five_minutes(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "sync:\n  reconcile_interval: PT1M\n")
+    assert "sync.reconcile_interval: must be at least PT5M" in found
+
+
+def test_the_reconcile_interval_is_an_iso_duration(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "sync:\n  reconcile_interval: 6h\n")
+    assert "sync.reconcile_interval: '6h' is not an ISO 8601 duration" in found
+
+
+@pytest.mark.parametrize("share", ["0", "1.5"])
+def test_the_mass_delete_share_is_above_zero_up_to_one(tmp_path: Path, share: str) -> None:
+    assert "sync.mass_delete_share:" in problems(tmp_path, BASE + f"sync:\n  mass_delete_share: {share}\n")
+
+
+def test_a_mass_delete_needs_both_the_share_and_the_minimum() -> None:
+    sync = SyncConfig(mass_delete_share=0.5, mass_delete_min=5)
+    assert sync.is_mass_delete(deleted=5, mirrored=10)
+    assert not sync.is_mass_delete(deleted=4, mirrored=4)
+    assert not sync.is_mass_delete(deleted=5, mirrored=11)
+
+
+def test_by_default_only_emptying_a_calendar_is_a_mass_delete() -> None:
+    assert SyncConfig().is_mass_delete(deleted=20, mirrored=20)
+    assert not SyncConfig().is_mass_delete(deleted=19, mirrored=20)
+
+
+def test_an_api_token_is_found_by_its_value(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [workforce, read]}}\n")
+    assert config.api_token(API_TOKEN) == ApiToken("wf", API_TOKEN, frozenset({"workforce", "read"}))
+    assert config.api_token("something-else-entirely") is None
+
+
+def test_an_api_token_must_be_long_enough(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "api_tokens:\n  - {name: wf, token: short, scopes: [workforce]}\n")
+    assert "api_tokens[0].token: is shorter than 16 characters" in found
+
+
+def test_an_api_token_scope_must_be_known(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [everything]}}\n")
+    assert "api_tokens[0].scopes[0]: 'everything' is not one of ['workforce', 'read', 'admin']" in found
+
+
+def test_api_token_names_and_values_are_unique(tmp_path: Path) -> None:
+    token = f"  - {{name: wf, token: {API_TOKEN}, scopes: [read]}}\n"
+    tokens = "api_tokens:\n" + token + token
+    found = problems(tmp_path, BASE + tokens)
+    assert "config.yaml:13: api_tokens[1].name: 'wf' is already used at line 12" in found
+    assert "config.yaml:13: api_tokens[1].token: is the same token as the one at line 12" in found
+
+
+def test_every_problem_is_reported_in_one_error(tmp_path: Path) -> None:
+    text = BASE.replace(TENANT, "abc").replace("alex@contoso.com", "adele@contoso.com")
+    text = text.replace("public_url: https://bridge.example.com\n", "listen: {port: 99999}\n")
+    with pytest.raises(UserError) as caught:
+        load(tmp_path, text)
+    assert caught.value.summary == f"configuration {tmp_path / 'config.yaml'} is not valid"
+    found = caught.value.render()
+    for key in ("listen.port", "sources.online.tenant_id", "public_url", "mailboxes[1].address"):
+        assert key in found
