@@ -95,7 +95,8 @@ class DeltaResult:
     """What one delta read of a mailbox's window returned, up to the new delta token.
 
     `full_round` is true when the read started from nothing (no token, or the old one had expired): `upserts`
-    is then the whole window, and anything known before that is not in it has gone.
+    is then the whole window, and anything known before that is not in it has gone. An item id is in `upserts`
+    or in `removed`, never both: the source resolves an item's fate within the round.
     """
 
     upserts: tuple[Appointment, ...]
@@ -189,6 +190,14 @@ class PresenceEntry:
     end: datetime
     all_day: bool
     subject: str | None
+
+
+class ChangeType(enum.StrEnum):
+    """What the workforce system is told happened to a shown appointment."""
+
+    CREATED = "appointment.created"
+    UPDATED = "appointment.updated"
+    DELETED = "appointment.deleted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The bridge's state: tables, the database handle and its migrations (SQLite by default, PostgreSQL)."""
 
+from bridge.domain import ChangeType
 from bridge.store.db import Database, lock_outbox, parse_url
 from bridge.store.models import (
-    ChangeType,
     CommandKind,
     CommandRow,
     CommandStatus,

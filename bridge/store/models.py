@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-from bridge.domain import AppointmentKind, FreeBusy
+from bridge.domain import AppointmentKind, ChangeType, FreeBusy
 
 # Named constraints and indexes make later migrations (and Alembic's comparisons) the same on both backends.
 SQLModel.metadata.naming_convention = {
@@ -104,12 +104,6 @@ class MailboxStatus(enum.StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
     PAUSED = "paused"
-
-
-class ChangeType(enum.StrEnum):
-    CREATED = "appointment.created"
-    UPDATED = "appointment.updated"
-    DELETED = "appointment.deleted"
 
 
 class CommandKind(enum.StrEnum):
