@@ -192,6 +192,19 @@ class PresenceEntry:
     subject: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class MirrorItem:
+    """One instance as the bridge last saw it, with what it was shown as (`template` None: not shown)."""
+
+    appointment: Appointment
+    template: str | None
+    shown_hash: str
+
+    @property
+    def item_id(self) -> str:
+        return self.appointment.item_id
+
+
 class ChangeType(enum.StrEnum):
     """What the workforce system is told happened to a shown appointment."""
 

@@ -15,21 +15,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bridge.domain import Appointment, ChangeType, DeltaResult, PresenceEntry, Window
+from bridge.domain import Appointment, ChangeType, DeltaResult, MirrorItem, PresenceEntry, Window
 from bridge.templates import TemplateMapping
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorItem:
-    """One instance as the bridge last saw it, with what it was shown as (`template` None: not shown)."""
-
-    appointment: Appointment
-    template: str | None
-    shown_hash: str
-
-    @property
-    def item_id(self) -> str:
-        return self.appointment.item_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.domain import Appointment, ChangeType, DeltaResult, FreeBusy, PresenceEntry, Window
-from bridge.sync import MirrorItem, SyncPlan, apply_to_mirror, plan_delta, plan_remap, plan_window
+from bridge.domain import Appointment, ChangeType, DeltaResult, FreeBusy, MirrorItem, PresenceEntry, Window
+from bridge.sync import SyncPlan, apply_to_mirror, plan_delta, plan_remap, plan_window
 from bridge.templates import TemplateMapping, default_mapping_path, load_mapping
 
 MAPPING = load_mapping(default_mapping_path())

@@ -1,0 +1,89 @@
+"""The appointment mirror and the delta state of a mailbox, read and written as domain values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge.domain import Appointment, MirrorItem, Window
+from bridge.store.models import DeltaStateRow, MirrorRow
+
+
+def load_mirror(session: Session, mailbox_id: int) -> dict[str, MirrorItem]:
+    rows = session.exec(select(MirrorRow).where(MirrorRow.mailbox_id == mailbox_id)).all()
+    return {row.item_id: _item(row) for row in rows}
+
+
+def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], drop: Iterable[str]) -> None:
+    dropped = sorted(set(drop))
+    if dropped:
+        session.execute(
+            sa.delete(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id, col(MirrorRow.item_id).in_(dropped))
+        )
+    for item in put:
+        session.merge(_row(mailbox_id, item))
+
+
+def load_delta_state(session: Session, mailbox_id: int) -> tuple[Window, str | None] | None:
+    row = session.get(DeltaStateRow, mailbox_id)
+    if row is None:
+        return None
+    return Window(row.window_start, row.window_end), row.token
+
+
+def save_delta_state(
+    session: Session, mailbox_id: int, window: Window, token: str | None, *, new_round: bool, now: datetime
+) -> None:
+    row = session.get(DeltaStateRow, mailbox_id)
+    if row is None:
+        row = DeltaStateRow(
+            mailbox_id=mailbox_id, window_start=window.start, window_end=window.end, round_started_at=now
+        )
+        session.add(row)
+    row.window_start = window.start
+    row.window_end = window.end
+    row.token = token
+    if new_round:
+        row.round_started_at = now
+
+
+def _item(row: MirrorRow) -> MirrorItem:
+    appointment = Appointment(
+        item_id=row.item_id,
+        change_key=row.change_key,
+        start=row.start,
+        end=row.end,
+        free_busy=row.free_busy,
+        subject=row.subject,
+        all_day=row.all_day,
+        private=row.private,
+        is_organizer=row.is_organizer,
+        kind=row.kind,
+        series_id=row.series_id,
+        bridge_ref=row.bridge_ref,
+    )
+    return MirrorItem(appointment, row.template, row.content_hash)
+
+
+def _row(mailbox_id: int, item: MirrorItem) -> MirrorRow:
+    appointment = item.appointment
+    return MirrorRow(
+        mailbox_id=mailbox_id,
+        item_id=appointment.item_id,
+        change_key=appointment.change_key,
+        series_id=appointment.series_id,
+        kind=appointment.kind,
+        start=appointment.start,
+        end=appointment.end,
+        all_day=appointment.all_day,
+        free_busy=appointment.free_busy,
+        subject=appointment.subject,
+        private=appointment.private,
+        is_organizer=appointment.is_organizer,
+        bridge_ref=appointment.bridge_ref,
+        content_hash=item.shown_hash,
+        template=item.template,
+    )

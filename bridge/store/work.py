@@ -1,0 +1,128 @@
+"""Which mailbox needs a sync, and which instance is doing it: dirty generations and leases.
+
+A notification only says "mailbox X changed" (DESIGN §1): marking bumps the mailbox's dirty generation. A
+worker claims a dirty mailbox with a lease, reads it, and on commit records the generation it covered; a
+notification that arrives meanwhile bumps the generation again, so the mailbox stays dirty and nothing is lost.
+Several instances may share a PostgreSQL database: claims skip rows another transaction holds
+(`FOR UPDATE SKIP LOCKED`) and leases expire, so a dead instance's mailboxes are taken over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge.store.models import MailboxRow, MailboxStatus, SubscriptionRow
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A mailbox this instance may sync until `lease_expires_at`, and the dirty generation it covers."""
+
+    mailbox_id: int
+    address: str
+    source: str
+    generation: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSubscription:
+    mailbox_id: int
+    client_state: str
+
+
+def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime) -> int:
+    """Record that these mailboxes changed; returns how many rows were marked."""
+    if not mailbox_ids:
+        return 0
+    result = session.execute(
+        sa.update(MailboxRow)
+        .where(col(MailboxRow.id).in_(sorted(mailbox_ids)))
+        .values(
+            dirty_generation=MailboxRow.dirty_generation + 1,
+            dirty_at=sa.func.coalesce(MailboxRow.dirty_at, now),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def subscriptions(session: Session, ids: Collection[str]) -> dict[str, KnownSubscription]:
+    """The subscriptions among `ids` that the bridge holds, with their mailbox and clientState."""
+    rows = session.exec(select(SubscriptionRow).where(col(SubscriptionRow.id).in_(sorted(ids)))).all()
+    return {row.id: KnownSubscription(row.mailbox_id, row.client_state) for row in rows}
+
+
+def claim_dirty(
+    session: Session, owner: str, now: datetime, *, lease: timedelta, settle: timedelta = timedelta(0)
+) -> Claim | None:
+    """Lease the dirty mailbox that has waited longest, or None when there is nothing to do.
+
+    `settle` debounces bursts: a mailbox first marked less than `settle` ago is left alone for now, so a burst of
+    notifications costs one read.
+    """
+    query = (
+        select(MailboxRow)
+        .where(
+            MailboxRow.status == MailboxStatus.ACTIVE,
+            MailboxRow.dirty_generation > MailboxRow.synced_generation,
+            sa.or_(col(MailboxRow.dirty_at).is_(None), col(MailboxRow.dirty_at) <= now - settle),
+            sa.or_(col(MailboxRow.lease_expires_at).is_(None), col(MailboxRow.lease_expires_at) < now),
+        )
+        .order_by(col(MailboxRow.dirty_at).asc().nulls_first(), col(MailboxRow.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    row = session.exec(query).first()
+    if row is None or row.id is None:
+        return None
+    return _lease(row, owner, now + lease)
+
+
+def claim_mailbox(session: Session, mailbox_id: int, owner: str, now: datetime, *, lease: timedelta) -> Claim | None:
+    """Lease one mailbox whatever its dirty state (reconcile, window roll, remap); None if another holds it."""
+    query = (
+        select(MailboxRow)
+        .where(
+            MailboxRow.id == mailbox_id,
+            MailboxRow.status == MailboxStatus.ACTIVE,
+            sa.or_(
+                col(MailboxRow.lease_expires_at).is_(None),
+                col(MailboxRow.lease_expires_at) < now,
+                col(MailboxRow.lease_owner) == owner,
+            ),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    row = session.exec(query).first()
+    return None if row is None else _lease(row, owner, now + lease)
+
+
+def _lease(row: MailboxRow, owner: str, until: datetime) -> Claim:
+    assert row.id is not None
+    row.lease_owner = owner
+    row.lease_expires_at = until
+    return Claim(row.id, row.address, row.source, row.dirty_generation, until)
+
+
+def finish(session: Session, claim: Claim, owner: str, now: datetime, *, synced: bool) -> bool:
+    """Release the lease; with `synced`, record that the claim's generation is covered.
+
+    Returns False when the lease was lost meanwhile (another instance took the mailbox over): the caller's
+    transaction must then be rolled back, since its reading may be older than the new holder's.
+    """
+    row = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+    if row is None or row.lease_owner != owner:
+        return False
+    row.lease_owner = None
+    row.lease_expires_at = None
+    if synced:
+        row.synced_generation = max(row.synced_generation, claim.generation)
+        row.last_synced_at = now
+        if row.dirty_generation <= claim.generation:
+            row.dirty_at = None
+    return True

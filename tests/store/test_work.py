@@ -1,0 +1,151 @@
+"""Dirty marking, claims and leases: how mailboxes get worked, by one instance or several."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
+from bridge.store.work import claim_dirty, claim_mailbox, finish, mark_dirty, subscriptions
+from tests.store import add_mailbox
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def test_a_marked_mailbox_can_be_claimed_once(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+    with db.session() as session:
+        claim = claim_dirty(session, "a", NOW, lease=LEASE)
+    with db.session() as session:
+        second = claim_dirty(session, "b", NOW, lease=LEASE)
+
+    assert claim is not None
+    assert claim.mailbox_id == mailbox
+    assert claim.generation == 1
+    assert second is None  # the lease holds
+
+
+def test_a_clean_mailbox_is_not_claimed(db: Database) -> None:
+    with db.session() as session:
+        add_mailbox(session)
+        assert claim_dirty(session, "a", NOW, lease=LEASE) is None
+
+
+def test_finishing_a_sync_leaves_the_mailbox_clean(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+        claim = claim_dirty(session, "a", NOW, lease=LEASE)
+        assert claim is not None
+        assert finish(session, claim, "a", NOW, synced=True)
+    with db.session() as session:
+        assert claim_dirty(session, "a", NOW + timedelta(minutes=1), lease=LEASE) is None
+        row = session.get(MailboxRow, mailbox)
+        assert row is not None
+        assert row.last_synced_at == NOW
+        assert row.lease_owner is None
+
+
+def test_a_notification_during_a_sync_keeps_the_mailbox_dirty(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+        claim = claim_dirty(session, "a", NOW, lease=LEASE)
+    with db.session() as session:
+        mark_dirty(session, [mailbox], NOW + timedelta(seconds=1))
+    with db.session() as session:
+        assert claim is not None
+        finish(session, claim, "a", NOW, synced=True)
+    with db.session() as session:
+        again = claim_dirty(session, "a", NOW + timedelta(seconds=2), lease=LEASE)
+    assert again is not None
+    assert again.generation == 2
+
+
+def test_an_expired_lease_is_taken_over(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+        assert claim_dirty(session, "dead", NOW, lease=LEASE) is not None
+    with db.session() as session:
+        claim = claim_dirty(session, "alive", NOW + LEASE + timedelta(seconds=1), lease=LEASE)
+    assert claim is not None
+    assert claim.mailbox_id == mailbox
+
+
+def test_a_lost_lease_refuses_to_finish(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+        old = claim_dirty(session, "slow", NOW, lease=LEASE)
+    with db.session() as session:
+        claim_dirty(session, "fast", NOW + LEASE * 2, lease=LEASE)
+    with db.session() as session:
+        assert old is not None
+        assert not finish(session, old, "slow", NOW + LEASE * 2, synced=True)
+
+
+def test_settle_time_lets_a_burst_gather(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+    settle = timedelta(milliseconds=200)
+    with db.session() as session:
+        assert claim_dirty(session, "a", NOW + timedelta(milliseconds=100), lease=LEASE, settle=settle) is None
+    with db.session() as session:
+        assert claim_dirty(session, "a", NOW + timedelta(milliseconds=300), lease=LEASE, settle=settle) is not None
+
+
+def test_the_longest_waiting_mailbox_is_claimed_first(db: Database) -> None:
+    with db.session() as session:
+        first = add_mailbox(session, "first@example.com")
+        second = add_mailbox(session, "second@example.com")
+        mark_dirty(session, [second], NOW)
+        mark_dirty(session, [first], NOW + timedelta(seconds=1))
+    with db.session() as session:
+        claim = claim_dirty(session, "a", NOW + timedelta(seconds=2), lease=LEASE)
+    assert claim is not None
+    assert claim.mailbox_id == second
+
+
+def test_a_disabled_mailbox_is_never_claimed(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        row = session.get(MailboxRow, mailbox)
+        assert row is not None
+        row.status = MailboxStatus.DISABLED
+        mark_dirty(session, [mailbox], NOW)
+    with db.session() as session:
+        assert claim_dirty(session, "a", NOW, lease=LEASE) is None
+        assert claim_mailbox(session, mailbox, "a", NOW, lease=LEASE) is None
+
+
+def test_claiming_a_mailbox_directly_respects_another_owners_lease(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        assert claim_mailbox(session, mailbox, "a", NOW, lease=LEASE) is not None
+    with db.session() as session:
+        assert claim_mailbox(session, mailbox, "b", NOW, lease=LEASE) is None
+        assert claim_mailbox(session, mailbox, "a", NOW, lease=LEASE) is not None
+
+
+def test_known_subscriptions_are_found_with_their_client_state(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        session.add(
+            SubscriptionRow(
+                id="sub-1",
+                mailbox_id=mailbox,
+                source="online",
+                resource="/users/x/events",
+                client_state="s3cret",
+                expires_at=NOW + timedelta(days=2),
+            )
+        )
+    with db.session() as session:
+        found = subscriptions(session, ["sub-1", "unknown"])
+    assert list(found) == ["sub-1"]
+    assert found["sub-1"].mailbox_id == mailbox
+    assert found["sub-1"].client_state == "s3cret"
