@@ -76,7 +76,23 @@ class WireSubscription(msgspec.Struct, frozen=True, rename="camel"):
     resource: str = ""
 
 
+class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
+    """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks)."""
+
+    subscription_id: str
+    client_state: str | None = None
+    change_type: str | None = None
+    resource: str | None = None
+    lifecycle_event: str | None = None
+    subscription_expiration_date_time: str | None = None
+
+
+class WireNotifications(msgspec.Struct, frozen=True):
+    value: list[WireNotification]
+
+
 _page_decoder = msgspec.json.Decoder(WireEventPage)
+_notifications_decoder = msgspec.json.Decoder(WireNotifications)
 _event_decoder = msgspec.json.Decoder(WireEvent)
 _error_decoder = msgspec.json.Decoder(WireError)
 _subscription_decoder = msgspec.json.Decoder(WireSubscription)
@@ -99,6 +115,13 @@ def decode_event(body: bytes) -> WireEvent:
         return _event_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise WireDecodeError(f"malformed event from Graph: {exc}") from exc
+
+
+def decode_notifications(body: bytes) -> list[WireNotification]:
+    try:
+        return _notifications_decoder.decode(body).value
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(f"malformed notification body: {exc}") from exc
 
 
 def decode_subscription(body: bytes, mailbox: str) -> Subscription:

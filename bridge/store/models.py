@@ -184,6 +184,8 @@ class SubscriptionRow(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     renewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set by a reauthorizationRequired lifecycle notification, cleared by the renewal it asks for.
+    reauthorize_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class DeltaStateRow(SQLModel, table=True):

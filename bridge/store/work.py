@@ -9,6 +9,7 @@ Several instances may share a PostgreSQL database: claims skip rows another tran
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -126,3 +127,28 @@ def finish(session: Session, claim: Claim, owner: str, now: datetime, *, synced:
         if row.dirty_generation <= claim.generation:
             row.dirty_at = None
     return True
+
+
+class LifecycleEvent(enum.StrEnum):
+    """Graph's lifecycle notifications (lifecycleEvent), and what each asks of the bridge."""
+
+    REAUTHORIZATION_REQUIRED = "reauthorizationRequired"  # renew the subscription
+    SUBSCRIPTION_REMOVED = "subscriptionRemoved"  # create it again, then resync
+    MISSED = "missed"  # notifications were lost: resync
+
+
+def record_lifecycle(session: Session, events: Collection[tuple[str, int, LifecycleEvent]], now: datetime) -> None:
+    """Record what lifecycle notifications ask for; the subscription manager and sync workers act on it."""
+    resync: set[int] = set()
+    for subscription_id, mailbox_id, event in events:
+        if event is LifecycleEvent.REAUTHORIZATION_REQUIRED:
+            row = session.get(SubscriptionRow, subscription_id)
+            if row is not None:
+                row.reauthorize_requested_at = now
+        elif event is LifecycleEvent.SUBSCRIPTION_REMOVED:
+            # With the row gone the manager sees a mailbox without a subscription and creates one.
+            session.execute(sa.delete(SubscriptionRow).where(col(SubscriptionRow.id) == subscription_id))
+            resync.add(mailbox_id)
+        else:
+            resync.add(mailbox_id)
+    mark_dirty(session, resync, now)

@@ -85,6 +85,7 @@ def upgrade() -> None:
         timestamp("expires_at"),
         timestamp("created_at"),
         timestamp("renewed_at", nullable=True),
+        timestamp("reauthorize_requested_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscription")),
         mailbox_fk("subscription"),
     )

@@ -1,0 +1,110 @@
+"""`POST /hooks/graph` and `POST /hooks/graph/lifecycle`: Graph's change and lifecycle notifications.
+
+A notification is only a hint that a mailbox changed (DESIGN §1): Graph sends duplicates, batches and items out
+of order, so nothing in an item is trusted beyond its subscription id and clientState. Valid items mark their
+mailbox dirty and the request is answered 202 once that is committed; Graph is never called from here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bridge.marks import DirtyMarks
+from bridge.sources import graph_wire as wire
+from bridge.store import Database
+from bridge.store.work import KnownSubscription, LifecycleEvent, record_lifecycle, subscriptions
+
+log = logging.getLogger(__name__)
+
+# Graph batches notifications, but a body this large is not one of them.
+MAX_BODY = 1024 * 1024
+_LIFECYCLE_EVENTS = {event.value for event in LifecycleEvent}
+
+
+class GraphHooks:
+    def __init__(
+        self,
+        db: Database,
+        marks: DirtyMarks,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_lifecycle: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._marks = marks
+        self._clock = clock
+        self._on_lifecycle = on_lifecycle
+        self._known: dict[str, KnownSubscription] = {}
+        # Items refused, by reason: visible on /metrics; a rising count means a misconfiguration or a forger.
+        self.refused: Counter[str] = Counter()
+        self.accepted = 0
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/hooks/graph", self.notifications), web.post("/hooks/graph/lifecycle", self.lifecycle)]
+
+    def forget(self, subscription_id: str) -> None:
+        """Drop a subscription from the cache (it was deleted or replaced)."""
+        self._known.pop(subscription_id, None)
+
+    async def notifications(self, request: web.Request) -> web.StreamResponse:
+        if "validationToken" in request.query:
+            return _validation(request)
+        items = await self._valid_items(request)
+        mailboxes = {known.mailbox_id for _, known in items}
+        await self._marks.mark(mailboxes)
+        self.accepted += len(items)
+        return web.Response(status=202)
+
+    async def lifecycle(self, request: web.Request) -> web.StreamResponse:
+        if "validationToken" in request.query:
+            return _validation(request)
+        events = []
+        for item, known in await self._valid_items(request):
+            if item.lifecycle_event not in _LIFECYCLE_EVENTS:
+                self.refused["unknown lifecycle event"] += 1
+                continue
+            events.append((item.subscription_id, known.mailbox_id, LifecycleEvent(item.lifecycle_event)))
+        if events:
+            now = self._clock()
+            await self._db.run(lambda session: record_lifecycle(session, events, now))
+            for subscription_id, _, event in events:
+                log.info("lifecycle notification %s for subscription %s", event.value, subscription_id)
+                if event is LifecycleEvent.SUBSCRIPTION_REMOVED:
+                    self.forget(subscription_id)
+            self._on_lifecycle()
+        return web.Response(status=202)
+
+    async def _valid_items(self, request: web.Request) -> list[tuple[wire.WireNotification, KnownSubscription]]:
+        """The body's items whose subscription the bridge holds and whose clientState matches it."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            self.refused["body too large"] += 1
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        try:
+            items = wire.decode_notifications(await request.read())
+        except wire.WireDecodeError as exc:
+            self.refused["malformed body"] += 1
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        missing = {item.subscription_id for item in items} - self._known.keys()
+        if missing:
+            self._known.update(await self._db.run(lambda session: subscriptions(session, missing)))
+        valid = []
+        for item in items:
+            known = self._known.get(item.subscription_id)
+            if known is None:
+                self.refused["unknown subscription"] += 1
+            elif not hmac.compare_digest((item.client_state or "").encode(), known.client_state.encode()):
+                self.refused["wrong clientState"] += 1
+            else:
+                valid.append((item, known))
+        return valid
+
+
+def _validation(request: web.Request) -> web.Response:
+    """Graph's validation handshake: echo the (URL-decoded) token as text/plain within 10 s."""
+    return web.Response(text=request.query["validationToken"], content_type="text/plain")

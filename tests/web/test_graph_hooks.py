@@ -1,0 +1,204 @@
+"""The Graph webhook receiver: handshake, notifications and lifecycle events, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.marks import DirtyMarks
+from bridge.store import Database, MailboxRow, SubscriptionRow
+from bridge.web.graph_hooks import GraphHooks
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "graph"
+SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"  # the id the fixtures use
+CLIENT_STATE = "secretClientValue"
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
+
+
+@pytest.fixture
+def mailbox(db: Database) -> int:
+    with db.session() as session:
+        row = MailboxRow(address="adele@contoso.com", source="online")
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        session.add(
+            SubscriptionRow(
+                id=SUBSCRIPTION,
+                mailbox_id=row.id,
+                source="online",
+                resource=f"/users/{row.address}/events",
+                client_state=CLIENT_STATE,
+                expires_at=NOW + timedelta(days=3),
+            )
+        )
+        return row.id
+
+
+@pytest.fixture
+async def hooks(db: Database) -> GraphHooks:
+    return GraphHooks(db, DirtyMarks(db), clock=lambda: NOW)
+
+
+@pytest.fixture
+async def client(hooks: GraphHooks) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = web.Application()
+    app.add_routes(hooks.routes())
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+def generation(db: Database, mailbox: int) -> int:
+    with db.session() as session:
+        row = session.get(MailboxRow, mailbox)
+        assert row is not None
+        return row.dirty_generation
+
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.mark.parametrize("path", ["/hooks/graph", "/hooks/graph/lifecycle"])
+async def test_the_validation_handshake_echoes_the_decoded_token(client: Client, path: str) -> None:
+    response = await client.post(f"{path}?validationToken=Validation%3A%20Testing%20client%20application")
+
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    assert await response.text() == "Validation: Testing client application"
+
+
+async def test_a_valid_notification_marks_its_mailbox_dirty(client: Client, db: Database, mailbox: int) -> None:
+    response = await client.post("/hooks/graph", json=fixture("notification_event_created.json"))
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 1
+
+
+async def test_a_batch_of_duplicates_marks_the_mailbox_once(client: Client, db: Database, mailbox: int) -> None:
+    item = fixture("notification_event_created.json")["value"][0]
+    body = {"value": [item, item, {**item, "changeType": "updated"}, {**item, "changeType": "deleted"}]}
+
+    response = await client.post("/hooks/graph", json=body)
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 1
+
+
+async def test_a_wrong_client_state_is_refused_and_changes_nothing(
+    client: Client, db: Database, mailbox: int, hooks: GraphHooks
+) -> None:
+    body = fixture("notification_event_created.json")
+    body["value"][0]["clientState"] = "guessed"
+
+    response = await client.post("/hooks/graph", json=body)
+
+    assert response.status == 202  # Graph would retry a refusal for hours; a forger learns nothing either way
+    assert generation(db, mailbox) == 0
+    assert hooks.refused["wrong clientState"] == 1
+
+
+async def test_an_unknown_subscription_is_refused_and_changes_nothing(
+    client: Client, db: Database, mailbox: int, hooks: GraphHooks
+) -> None:
+    body = fixture("notification_event_created.json")
+    body["value"][0]["subscriptionId"] = "00000000-0000-0000-0000-000000000000"
+
+    await client.post("/hooks/graph", json=body)
+
+    assert generation(db, mailbox) == 0
+    assert hooks.refused["unknown subscription"] == 1
+
+
+async def test_valid_items_in_a_mixed_batch_still_count(
+    client: Client, db: Database, mailbox: int, hooks: GraphHooks
+) -> None:
+    good = fixture("notification_event_created.json")["value"][0]
+    body = {"value": [{**good, "clientState": "wrong"}, good]}
+
+    await client.post("/hooks/graph", json=body)
+
+    assert generation(db, mailbox) == 1
+    assert hooks.refused["wrong clientState"] == 1
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"value": "x"}', b'{"value": [{"clientState": "x"}]}', b"{}"])
+async def test_a_malformed_body_gets_400_and_changes_nothing(
+    client: Client, db: Database, mailbox: int, body: bytes
+) -> None:
+    response = await client.post("/hooks/graph", data=body, headers={"Content-Type": "application/json"})
+
+    assert response.status == 400
+    assert generation(db, mailbox) == 0
+
+
+async def test_an_oversized_body_is_refused(client: Client, db: Database, mailbox: int) -> None:
+    response = await client.post("/hooks/graph", data=b"x" * (1024 * 1024 + 1))
+
+    assert response.status == 413
+    assert generation(db, mailbox) == 0
+
+
+async def test_lifecycle_missed_asks_for_a_resync(client: Client, db: Database, mailbox: int) -> None:
+    response = await client.post("/hooks/graph/lifecycle", json=fixture("lifecycle_missed.json"))
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 1
+
+
+async def test_lifecycle_subscription_removed_drops_it_and_asks_for_a_resync(
+    client: Client, db: Database, mailbox: int
+) -> None:
+    await client.post("/hooks/graph/lifecycle", json=fixture("lifecycle_subscription_removed.json"))
+
+    with db.session() as session:
+        assert session.get(SubscriptionRow, SUBSCRIPTION) is None
+    assert generation(db, mailbox) == 1
+
+
+async def test_lifecycle_reauthorization_required_asks_for_a_renewal(
+    client: Client, db: Database, mailbox: int
+) -> None:
+    await client.post("/hooks/graph/lifecycle", json=fixture("lifecycle_reauthorization_required.json"))
+
+    with db.session() as session:
+        row = session.get(SubscriptionRow, SUBSCRIPTION)
+        assert row is not None
+        assert row.reauthorize_requested_at == NOW
+    assert generation(db, mailbox) == 0
+
+
+async def test_a_lifecycle_batch_may_mix_events(client: Client, db: Database, mailbox: int) -> None:
+    items = [fixture(f"lifecycle_{name}.json")["value"][0] for name in ("reauthorization_required", "missed")]
+
+    await client.post("/hooks/graph/lifecycle", json={"value": items})
+
+    with db.session() as session:
+        row = session.get(SubscriptionRow, SUBSCRIPTION)
+        assert row is not None
+        assert row.reauthorize_requested_at == NOW
+    assert generation(db, mailbox) == 1
+
+
+async def test_a_lifecycle_event_with_a_wrong_client_state_is_ignored(
+    client: Client, db: Database, mailbox: int
+) -> None:
+    body = fixture("lifecycle_subscription_removed.json")
+    body["value"][0]["clientState"] = "guessed"
+
+    await client.post("/hooks/graph/lifecycle", json=body)
+
+    with db.session() as session:
+        assert session.get(SubscriptionRow, SUBSCRIPTION) is not None
+    assert generation(db, mailbox) == 0
