@@ -154,6 +154,7 @@ class Subscription:
     subscription_id: str
     mailbox: str
     expires_at: datetime
+    notification_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,10 @@ class CalendarSource(Protocol):
 
     async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription: ...
 
+    async def list_subscriptions(self) -> tuple[Subscription, ...]:
+        """The subscriptions Exchange holds for this app (to clean up after a crash between create and store)."""
+        ...
+
     async def unsubscribe(self, subscription_id: str) -> None:
         """Remove a subscription; one that is already gone is not an error."""
         ...

@@ -361,6 +361,19 @@ class GraphSource:
         body = await self._send(None, info, f"renewing subscription {subscription_id}", subscription=True)
         return wire.decode_subscription(body, mailbox)
 
+    async def list_subscriptions(self) -> tuple[Subscription, ...]:
+        found: list[Subscription] = []
+        request = self._client.subscriptions.to_get_request_information()
+        followed: set[str] = set()
+        while True:
+            body = await self._send(None, request, "listing subscriptions", subscription=True)
+            page, next_link = wire.decode_subscription_page(body)
+            found += page
+            if not next_link or next_link in followed:
+                return tuple(found)
+            followed.add(next_link)
+            request = self._client.subscriptions.with_url(next_link).to_get_request_information()
+
     async def unsubscribe(self, subscription_id: str) -> None:
         info = self._client.subscriptions.by_subscription_id(subscription_id).to_delete_request_information()
         try:

@@ -74,6 +74,12 @@ class WireSubscription(msgspec.Struct, frozen=True, rename="camel"):
     id: str
     expiration_date_time: str
     resource: str = ""
+    notification_url: str = ""
+
+
+class WireSubscriptionPage(msgspec.Struct, frozen=True):
+    value: list[WireSubscription] = []
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
 class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
@@ -96,6 +102,7 @@ _notifications_decoder = msgspec.json.Decoder(WireNotifications)
 _event_decoder = msgspec.json.Decoder(WireEvent)
 _error_decoder = msgspec.json.Decoder(WireError)
 _subscription_decoder = msgspec.json.Decoder(WireSubscription)
+_subscription_page_decoder = msgspec.json.Decoder(WireSubscriptionPage)
 _encoder = msgspec.json.Encoder()
 
 
@@ -129,7 +136,25 @@ def decode_subscription(body: bytes, mailbox: str) -> Subscription:
         wire = _subscription_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise WireDecodeError(f"malformed subscription from Graph: {exc}") from exc
-    return Subscription(wire.id, mailbox, parse_instant(wire.expiration_date_time))
+    return _subscription(wire, mailbox)
+
+
+def decode_subscription_page(body: bytes) -> tuple[list[Subscription], str | None]:
+    """A page of `GET /subscriptions`; each mailbox is read from the resource (`/users/{id}/events`)."""
+    try:
+        page = _subscription_page_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(f"malformed subscription list from Graph: {exc}") from exc
+    return [_subscription(item, _resource_user(item.resource)) for item in page.value], page.next_link
+
+
+def _resource_user(resource: str) -> str:
+    parts = resource.strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "users" else ""
+
+
+def _subscription(wire: WireSubscription, mailbox: str) -> Subscription:
+    return Subscription(wire.id, mailbox, parse_instant(wire.expiration_date_time), wire.notification_url)
 
 
 def decode_error(body: bytes) -> WireErrorDetail:

@@ -1,0 +1,261 @@
+"""Keeps one change-notification subscription per active mailbox of a Graph source, for as long as it is active.
+
+Graph subscriptions to Outlook events last at most 10,080 minutes, so each is renewed a day before it expires,
+or at once when Graph asks (`reauthorizationRequired`), but not twice within 10 minutes. One that is gone
+(404 on renewal, `subscriptionRemoved`, expired) is created again, and its mailbox resynced, since notifications
+were lost meanwhile. Everything is in the database: a restart recreates nothing that still exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge.domain import SubscriptionRequest
+from bridge.outages import Outages
+from bridge.sources.base import (
+    AuthFailed,
+    CalendarSource,
+    ItemNotFound,
+    MailboxNotFound,
+    QuotaExceeded,
+    SourceError,
+    SubscriptionExists,
+)
+from bridge.store import Database, MailboxRow, MailboxStatus, SourceStatus, SubscriptionRow
+from bridge.store.health import note_mailbox, set_mailbox_status, set_source_status
+from bridge.store.work import mark_dirty
+
+log = logging.getLogger(__name__)
+
+_QUOTA_NOTE = "no change notifications: Graph refused another subscription (403 quota); synced by reconcile only"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSettings:
+    notification_url: str
+    lifecycle_url: str
+    # Graph's maximum for Outlook resources is 10,080 minutes; an hour less leaves room for clock skew.
+    lifetime: timedelta = timedelta(minutes=10_080 - 60)
+    renew_before: timedelta = timedelta(days=1)
+    # Graph asks not to reauthorize and PATCH the same subscription within 10 minutes.
+    reauthorize_gap: timedelta = timedelta(minutes=10)
+    retry_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    action: str  # "create", "renew" or "remove"
+    mailbox_id: int
+    address: str
+    source: str
+    subscription_id: str | None = None
+
+
+class SubscriptionManager:
+    def __init__(
+        self,
+        db: Database,
+        sources: Mapping[str, CalendarSource],
+        settings: SubscriptionSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        forget: Callable[[str], None] = lambda subscription_id: None,
+    ) -> None:
+        self._db = db
+        self._sources = sources
+        self._settings = settings
+        self._clock = clock
+        self._forget = forget
+        self._retry_at: dict[str, datetime] = {}  # per mailbox address or source name
+        self._outages = Outages(log)
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event, interval_s: float = 30.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.reconcile()
+            except Exception:  # a bug or a database outage must not end the supervisor's task
+                log.exception("subscription upkeep failed; trying again in %.0f s", interval_s)
+            wake.clear()
+            await _wait_any(stop, wake, interval_s)
+
+    async def reconcile(self) -> int:
+        """One pass: create, renew and remove what is due; returns the number of actions taken."""
+        now = self._clock()
+        tasks = await self._db.run(lambda session: self._due(session, now))
+        for task in tasks:
+            await self._perform(task)
+        return len(tasks)
+
+    def _due(self, session: Session, now: datetime) -> list[_Task]:
+        mailboxes = session.exec(select(MailboxRow).where(col(MailboxRow.source).in_(list(self._sources)))).all()
+        rows = session.exec(select(SubscriptionRow).where(col(SubscriptionRow.source).in_(list(self._sources)))).all()
+        by_mailbox: dict[int, list[SubscriptionRow]] = {}
+        for row in rows:
+            by_mailbox.setdefault(row.mailbox_id, []).append(row)
+        tasks = []
+        for mailbox in mailboxes:
+            assert mailbox.id is not None
+            held = by_mailbox.get(mailbox.id, [])
+            if mailbox.status is not MailboxStatus.ACTIVE:
+                tasks += [_Task("remove", mailbox.id, mailbox.address, mailbox.source, row.id) for row in held]
+                continue
+            live = [row for row in held if row.expires_at > now]
+            for row in held:
+                if row.expires_at <= now:  # Graph has dropped it already; only the row is left
+                    session.delete(row)
+            if not live:
+                tasks.append(_Task("create", mailbox.id, mailbox.address, mailbox.source))
+                continue
+            for row in live:
+                if self._renewal_due(row, now):
+                    tasks.append(_Task("renew", mailbox.id, mailbox.address, mailbox.source, row.id))
+        return [task for task in tasks if not self._waiting(task, now)]
+
+    def _renewal_due(self, row: SubscriptionRow, now: datetime) -> bool:
+        if row.expires_at - now <= self._settings.renew_before:
+            return True
+        if row.reauthorize_requested_at is None:
+            return False
+        return row.renewed_at is None or now - row.renewed_at >= self._settings.reauthorize_gap
+
+    def _waiting(self, task: _Task, now: datetime) -> bool:
+        return any(self._retry_at.get(key, now) > now for key in (task.address, task.source))
+
+    async def _perform(self, task: _Task) -> None:
+        source = self._sources[task.source]
+        try:
+            if task.action == "create":
+                await self._create(source, task)
+            elif task.action == "renew":
+                await self._renew(source, task)
+            else:
+                await self._remove(source, task)
+        except AuthFailed as exc:
+            self._retry_at[task.source] = self._clock() + self._settings.retry_after
+            refused = str(exc)
+            self._outages.failed(task.source, f"source {task.source}: credentials refused: {refused}")
+            await self._db.run(
+                lambda session: set_source_status(session, task.source, SourceStatus.AUTH_FAILED, refused)
+            )
+            return
+        except MailboxNotFound as exc:
+            log.warning("disabling %s: %s", task.address, exc)
+            reason = f"Exchange does not know this mailbox or refuses access: {exc}"
+            await self._db.run(
+                lambda session: set_mailbox_status(session, task.mailbox_id, MailboxStatus.DISABLED, reason)
+            )
+            return
+        except QuotaExceeded:
+            self._retry_at[task.address] = self._clock() + self._settings.retry_after
+            self._outages.failed(task.address, f"{task.address}: {_QUOTA_NOTE}")
+            await self._db.run(lambda session: note_mailbox(session, task.mailbox_id, _QUOTA_NOTE))
+            return
+        except SourceError as exc:
+            self._retry_at[task.address] = self._clock() + self._settings.retry_after
+            self._outages.failed(task.address, f"{task.address}: could not {task.action} its subscription: {exc}")
+            return
+        self._retry_at.pop(task.address, None)
+        self._retry_at.pop(task.source, None)
+        self._outages.recovered(task.address, f"{task.address}: subscription upkeep works again")
+        self._outages.recovered(task.source, f"source {task.source}: credentials accepted again")
+
+    async def _create(self, source: CalendarSource, task: _Task) -> None:
+        client_state = secrets.token_urlsafe(48)  # 64 characters; Graph allows 128
+        request = SubscriptionRequest(
+            mailbox=task.address,
+            notification_url=self._settings.notification_url,
+            lifecycle_url=self._settings.lifecycle_url,
+            client_state=client_state,
+            expires_at=self._clock() + self._settings.lifetime,
+        )
+        try:
+            created = await source.subscribe(request)
+        except SubscriptionExists:
+            # A subscription the bridge has no row for: created before a crash, its clientState unknown, so
+            # its notifications could never be trusted. Replace it.
+            await self._remove_strays(source, task.address)
+            created = await source.subscribe(request)
+        now = self._clock()
+
+        def store(session: Session) -> None:
+            session.add(
+                SubscriptionRow(
+                    id=created.subscription_id,
+                    mailbox_id=task.mailbox_id,
+                    source=task.source,
+                    resource=f"/users/{task.address}/events",
+                    client_state=client_state,
+                    expires_at=created.expires_at,
+                )
+            )
+            set_source_status(session, task.source, SourceStatus.OK, None)
+            note_mailbox(session, task.mailbox_id, None)
+            # Changes made while there was no subscription were never notified.
+            mark_dirty(session, [task.mailbox_id], now)
+
+        await self._db.run(store)
+        log.info("subscribed to %s (subscription %s)", task.address, created.subscription_id)
+
+    async def _remove_strays(self, source: CalendarSource, address: str) -> None:
+        for existing in await source.list_subscriptions():
+            if (
+                existing.mailbox.lower() == address.lower()
+                and existing.notification_url == self._settings.notification_url
+            ):
+                log.info(
+                    "removing subscription %s to %s that the bridge holds no record of",
+                    existing.subscription_id,
+                    address,
+                )
+                await source.unsubscribe(existing.subscription_id)
+
+    async def _renew(self, source: CalendarSource, task: _Task) -> None:
+        assert task.subscription_id is not None
+        subscription_id = task.subscription_id
+        try:
+            renewed = await source.renew(subscription_id, task.address, self._clock() + self._settings.lifetime)
+        except ItemNotFound:
+            log.info("subscription %s to %s is gone; creating a new one", subscription_id, task.address)
+            await self._db.run(lambda session: _delete(session, subscription_id))
+            self._forget(subscription_id)
+            await self._create(source, task)
+            return
+        now = self._clock()
+
+        def store(session: Session) -> None:
+            row = session.get(SubscriptionRow, subscription_id)
+            if row is not None:
+                row.expires_at = renewed.expires_at
+                row.renewed_at = now
+                row.reauthorize_requested_at = None
+
+        await self._db.run(store)
+
+    async def _remove(self, source: CalendarSource, task: _Task) -> None:
+        assert task.subscription_id is not None
+        subscription_id = task.subscription_id
+        await source.unsubscribe(subscription_id)
+        await self._db.run(lambda session: _delete(session, subscription_id))
+        self._forget(subscription_id)
+        log.info("unsubscribed from %s: the mailbox is not active", task.address)
+
+
+def _delete(session: Session, subscription_id: str) -> None:
+    session.execute(sa.delete(SubscriptionRow).where(col(SubscriptionRow.id) == subscription_id))
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
