@@ -163,6 +163,8 @@ class MailboxRow(SQLModel, table=True):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_sequence: int = 1
+    # Set when an administrator resumes a mailbox the mass-delete guard paused: its next sync may delete.
+    mass_delete_approved: bool = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         # SQLModel writes the Python value after SQLAlchemy's attribute events, so `validates` cannot do this.

@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(), nullable=True),
         timestamp("lease_expires_at", nullable=True),
         sa.Column("next_sequence", sa.Integer(), nullable=False),
+        sa.Column("mass_delete_approved", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mailbox")),
         sa.UniqueConstraint("address", name=op.f("uq_mailbox_address")),
         sa.CheckConstraint("address = lower(address)", name=op.f("ck_mailbox_address_lower")),

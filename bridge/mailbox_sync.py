@@ -1,0 +1,273 @@
+"""Syncs mailboxes: claim a dirty one, read its delta, plan, and commit everything in one transaction.
+
+The commit holds the mirror rows, the outbox changes and the new delta token together (DESIGN §3.3): a crash
+before it replays the same delta from the old token and plans the same changes; after it, nothing is repeated.
+Failures hold the mailbox's lease until it is worth trying again, so a throttled or unreachable mailbox waits
+without blocking the others and without being picked up by another instance in the meantime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from functools import partial
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge.config import SyncConfig
+from bridge.domain import DeltaResult, MirrorItem, Window
+from bridge.outages import Outages
+from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled
+from bridge.sources.graph_wire import WireDecodeError
+from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
+from bridge.store.health import set_mailbox_status, set_source_status
+from bridge.store.mirror import load_delta_state, load_mirror, save_delta_state, write_mirror
+from bridge.store.outbox import add_changes
+from bridge.store.work import Claim, claim_dirty, claim_mailbox, finish, mark_dirty
+from bridge.sync import SyncPlan, plan_delta, plan_remap
+from bridge.templates import TemplateMapping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncTiming:
+    lease: timedelta = timedelta(minutes=2)
+    # A burst of notifications for one mailbox costs one read when the first waits this long.
+    settle: timedelta = timedelta(milliseconds=200)
+    poll: timedelta = timedelta(seconds=1)
+    backoff_first: timedelta = timedelta(seconds=5)
+    backoff_max: timedelta = timedelta(minutes=10)
+    auth_retry: timedelta = timedelta(minutes=5)
+
+
+class LeaseLost(Exception):
+    """Another instance took the mailbox over while this one was reading it: this reading must not commit."""
+
+
+class MailboxSync:
+    def __init__(
+        self,
+        db: Database,
+        sources: Mapping[str, CalendarSource],
+        mapping: Callable[[], TemplateMapping],
+        config: SyncConfig,
+        owner: str,
+        *,
+        timing: SyncTiming = SyncTiming(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_changes: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._sources = sources
+        self._mapping = mapping
+        self._config = config
+        self._owner = owner
+        self._timing = timing
+        self._clock = clock
+        self._on_changes = on_changes
+        self._failures: dict[int, int] = {}
+        self._outages = Outages(log)
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Work dirty mailboxes until `stop`; sleeps until `wake` (a commit of dirty marks) or the poll interval."""
+        last_due_check = datetime.min.replace(tzinfo=UTC)
+        while not stop.is_set():
+            try:
+                now = self._clock()
+                if now - last_due_check >= timedelta(minutes=1):
+                    await self.mark_due()
+                    last_due_check = now
+                if await self.sync_next():
+                    continue
+            except Exception:  # the database may be away for a while; the loop must outlive it
+                log.exception("sync loop failed; retrying")
+            wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            await asyncio.wait(waiters, timeout=self._timing.poll.total_seconds(), return_when="FIRST_COMPLETED")
+            for waiter in waiters:
+                waiter.cancel()
+            if wake.is_set():  # let the rest of a burst arrive before claiming
+                await asyncio.sleep(self._timing.settle.total_seconds())
+
+    async def sync_next(self) -> bool:
+        """Claim and sync one dirty mailbox; False when none is due."""
+        now = self._clock()
+        claim = await self._db.run(
+            lambda session: claim_dirty(session, self._owner, now, lease=self._timing.lease, settle=self._timing.settle)
+        )
+        if claim is None:
+            return False
+        await self.sync_claimed(claim)
+        return True
+
+    async def mark_due(self) -> int:
+        """Mark dirty what needs a read without a notification: the periodic reconcile and the daily window roll."""
+        now = self._clock()
+        window_start = datetime.combine(now.date(), time(), tzinfo=UTC)
+        return await self._db.run(
+            lambda session: _mark_due(session, now, self._config.reconcile_interval, window_start)
+        )
+
+    async def sync_claimed(self, claim: Claim) -> None:
+        mapping = self._mapping()
+        now = self._clock()
+        window = Window.days_ahead(now.date(), mapping.days_ahead)
+        source = self._sources.get(claim.source)
+        if source is None:
+            reason = f"source {claim.source!r} is not in the configuration"
+            await self._db.run(lambda session: self._give_up(session, claim, reason))
+            return
+        mirror, token, approved = await self._db.run(lambda session: _load(session, claim.mailbox_id, window))
+        try:
+            result = await source.read_delta(claim.address, window, token)
+        except Throttled as exc:
+            await self._hold(claim, timedelta(seconds=exc.retry_after), f"{claim.address}: throttled: {exc}")
+            return
+        except AuthFailed as exc:
+            await self._auth_failed(claim, str(exc))
+            return
+        except MailboxNotFound as exc:
+            refused = f"Exchange refused the mailbox: {exc}"
+            await self._db.run(lambda session: self._give_up(session, claim, refused))
+            return
+        except (SourceError, WireDecodeError) as exc:
+            await self._backoff(claim, f"{claim.address}: reading failed: {exc}")
+            return
+        plan = plan_delta(mirror, result, mapping, window)
+        if self._config.is_mass_delete(plan.removed, plan.mirrored) and not approved:
+            reason = (
+                f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "
+                f"then resume it with `presence-bridge mailboxes enable {claim.address}`"
+            )
+            log.warning("%s %s", claim.address, reason)
+            await self._db.run(lambda session: self._pause(session, claim, reason))
+            return
+        try:
+            await self._db.run(lambda session: self._commit(session, claim, plan, result, window, now))
+        except LeaseLost:
+            log.info("%s was taken over by another instance; its reading is dropped", claim.address)
+            return
+        self._failures.pop(claim.mailbox_id, None)
+        self._outages.recovered(claim.address, f"{claim.address}: syncing again")
+        if plan.changes:
+            self._on_changes()
+
+    def _commit(
+        self, session: Session, claim: Claim, plan: SyncPlan, result: DeltaResult, window: Window, now: datetime
+    ) -> None:
+        mailbox = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+        if mailbox is None or mailbox.lease_owner != self._owner:
+            raise LeaseLost(claim.address)
+        write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
+        add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
+        save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
+        mailbox.mass_delete_approved = False
+        if not finish(session, claim, self._owner, now, synced=True):
+            raise LeaseLost(claim.address)
+
+    async def remap(self, mapping: TemplateMapping) -> int:
+        """Re-map every active mailbox's mirror after the mapping changed; returns the number of changes emitted."""
+        ids = await self._db.run(_active_mailboxes)
+        emitted = 0
+        for mailbox_id in ids:
+            emitted += await self._remap_one(mailbox_id, mapping)
+        if emitted:
+            self._on_changes()
+        return emitted
+
+    async def _remap_one(self, mailbox_id: int, mapping: TemplateMapping) -> int:
+        for _ in range(60):
+            now = self._clock()
+            claim = await self._db.run(
+                partial(claim_mailbox, mailbox_id=mailbox_id, owner=self._owner, now=now, lease=self._timing.lease)
+            )
+            if claim is not None:
+                break
+            await asyncio.sleep(0.5)  # another instance is syncing it right now
+        else:
+            log.warning("mailbox %d stayed leased; it is re-mapped on its next sync", mailbox_id)
+            return 0
+
+        def commit(session: Session) -> int:
+            mailbox = session.get(MailboxRow, mailbox_id, with_for_update=True)
+            assert mailbox is not None
+            plan = plan_remap(load_mirror(session, mailbox_id), mapping)
+            write_mirror(session, mailbox_id, plan.put, plan.drop)
+            add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
+            finish(session, claim, self._owner, now, synced=False)
+            return len(plan.changes)
+
+        return await self._db.run(commit)
+
+    async def _hold(self, claim: Claim, wait: timedelta, message: str) -> None:
+        self._outages.failed(claim.address, message)
+        until = self._clock() + wait
+        await self._db.run(lambda session: _hold_lease(session, claim, self._owner, until))
+
+    async def _backoff(self, claim: Claim, message: str) -> None:
+        attempts = self._failures.get(claim.mailbox_id, 0) + 1
+        self._failures[claim.mailbox_id] = attempts
+        wait = min(self._timing.backoff_first * 2 ** (attempts - 1), self._timing.backoff_max)
+        await self._hold(claim, wait, message)
+
+    async def _auth_failed(self, claim: Claim, reason: str) -> None:
+        self._outages.failed(claim.source, f"source {claim.source}: credentials refused: {reason}")
+        until = self._clock() + self._timing.auth_retry
+
+        def record(session: Session) -> None:
+            set_source_status(session, claim.source, SourceStatus.AUTH_FAILED, reason)
+            _hold_lease(session, claim, self._owner, until)
+
+        await self._db.run(record)
+
+    def _give_up(self, session: Session, claim: Claim, reason: str) -> None:
+        log.warning("disabling %s: %s", claim.address, reason)
+        set_mailbox_status(session, claim.mailbox_id, MailboxStatus.DISABLED, reason)
+        finish(session, claim, self._owner, self._clock(), synced=False)
+
+    def _pause(self, session: Session, claim: Claim, reason: str) -> None:
+        set_mailbox_status(session, claim.mailbox_id, MailboxStatus.PAUSED, reason)
+        finish(session, claim, self._owner, self._clock(), synced=False)
+
+
+def _load(session: Session, mailbox_id: int, window: Window) -> tuple[dict[str, MirrorItem], str | None, bool]:
+    """The mirror, the token to continue from (none once the window rolled: a new round), and the approval."""
+    state = load_delta_state(session, mailbox_id)
+    token = state[1] if state is not None and state[0] == window else None
+    mailbox = session.get(MailboxRow, mailbox_id)
+    return load_mirror(session, mailbox_id), token, bool(mailbox and mailbox.mass_delete_approved)
+
+
+def _hold_lease(session: Session, claim: Claim, owner: str, until: datetime) -> None:
+    row = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+    if row is not None and row.lease_owner == owner:
+        row.lease_expires_at = until
+
+
+def _active_mailboxes(session: Session) -> list[int]:
+    rows = session.exec(select(MailboxRow.id).where(MailboxRow.status == MailboxStatus.ACTIVE)).all()
+    return [row for row in rows if row is not None]
+
+
+def _mark_due(session: Session, now: datetime, interval: timedelta, window_start: datetime) -> int:
+    stale = select(MailboxRow.id).where(
+        MailboxRow.status == MailboxStatus.ACTIVE,
+        MailboxRow.dirty_generation <= MailboxRow.synced_generation,
+        sa.or_(col(MailboxRow.last_synced_at).is_(None), col(MailboxRow.last_synced_at) < now - interval),
+    )
+    rolled = (
+        select(DeltaStateRow.mailbox_id)
+        .join(MailboxRow, col(MailboxRow.id) == col(DeltaStateRow.mailbox_id))
+        .where(
+            MailboxRow.status == MailboxStatus.ACTIVE,
+            MailboxRow.dirty_generation <= MailboxRow.synced_generation,
+            col(DeltaStateRow.window_start) < window_start,
+        )
+    )
+    due = {row for row in session.exec(stale).all() if row is not None} | set(session.exec(rolled).all())
+    return mark_dirty(session, due, now)

@@ -1,0 +1,84 @@
+"""The outbox: changes for the workforce system, written in the sync engine's transaction and read by
+delivery and the pull feed. The change object's shape is defined here only (docs/workforce-webhook.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from bridge.domain import ChangeType, PresenceEntry
+from bridge.store.db import lock_outbox
+from bridge.store.models import MailboxRow, OutboxRow
+
+
+def add_changes(
+    session: Session, mailbox: MailboxRow, changes: Sequence[tuple[ChangeType, PresenceEntry]], occurred_at: datetime
+) -> list[OutboxRow]:
+    """Append `changes` for `mailbox`, numbered from its next sequence number, in the caller's transaction."""
+    if not changes:
+        return []
+    assert mailbox.id is not None
+    lock_outbox(session)
+    rows = []
+    for change_type, entry in changes:
+        change_id = str(uuid.uuid4())
+        payload = change_payload(change_id, change_type, mailbox.next_sequence, occurred_at, mailbox, entry)
+        rows.append(
+            OutboxRow(
+                change_id=change_id,
+                mailbox_id=mailbox.id,
+                sequence=mailbox.next_sequence,
+                change_type=change_type,
+                payload=payload,
+            )
+        )
+        mailbox.next_sequence += 1
+    session.add_all(rows)
+    return rows
+
+
+def change_payload(
+    change_id: str,
+    change_type: ChangeType,
+    sequence: int,
+    occurred_at: datetime,
+    mailbox: MailboxRow,
+    entry: PresenceEntry,
+) -> dict[str, Any]:
+    appointment: dict[str, Any] = {
+        "id": entry.item_id,
+        "template": entry.template,
+        "free_busy": entry.free_busy.value,
+        "start": _utc(entry.start),
+        "end": _utc(entry.end),
+        "all_day": entry.all_day,
+    }
+    if entry.subject is not None:
+        appointment["subject"] = entry.subject
+    return {
+        "id": change_id,
+        "type": change_type.value,
+        "sequence": sequence,
+        "occurred_at": _utc(occurred_at),
+        "mailbox": mailbox.address,
+        "workforce_id": mailbox.workforce_id,
+        "appointment": appointment,
+    }
+
+
+def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Changes with a feed cursor above `after`, oldest first, and the cursor to ask from next."""
+    rows = session.exec(
+        select(OutboxRow).where(col(OutboxRow.id) > after).order_by(col(OutboxRow.id)).limit(limit)
+    ).all()
+    cursor = rows[-1].id if rows and rows[-1].id is not None else after
+    return [row.payload for row in rows], cursor
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
