@@ -7,11 +7,16 @@ command this version does not have yet.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge import __version__
 from bridge.config import Config, EwsSourceConfig, load_config
@@ -19,6 +24,11 @@ from bridge.domain import FreeBusy
 from bridge.errors import UserError
 from bridge.templates import END_OF_DAY, SHOWABLE, TemplateMapping, TemplateRule, default_mapping_path, load_mapping
 from bridge.yamlfile import format_duration
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from bridge.store.db import Database
 
 CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
 NOT_YET = 2
@@ -51,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default: INFO for run and demo, WARNING for the others (their output is the answer)",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    _command(commands, "run", _not_yet, "run the bridge", config=True).set_defaults(default_log_level="INFO")
+    _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
     demo = "run the bridge against the embedded Exchange and workforce emulators"
     _command(commands, "demo", _not_yet, demo).set_defaults(default_log_level="INFO")
     _command(commands, "check", _check, "check the configuration", config=True)
@@ -59,9 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
 
-    mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes", config=True)
-    mailboxes.add_argument("action", choices=["list", "add", "remove", "enable", "disable", "resync"])
-    mailboxes.add_argument("arguments", nargs=argparse.REMAINDER)
+    mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes")
+    mailbox_actions = mailboxes.add_subparsers(required=True, metavar="ACTION")
+    _command(mailbox_actions, "list", _mailboxes_list, "list the mailboxes and their state", config=True)
+    add = _command(mailbox_actions, "add", _mailboxes_add, "mirror another mailbox", config=True)
+    add.add_argument("address")
+    add.add_argument("--workforce-id", required=True, help="the person's id in the workforce system")
+    add.add_argument("--source", help="the configured source to reach it through (default: the only one)")
+    for name, handler, text in (
+        ("remove", _mailboxes_remove, "stop mirroring a mailbox and withdraw what the workforce system shows"),
+        ("enable", _mailboxes_enable, "resume a disabled or paused mailbox"),
+        ("disable", _mailboxes_disable, "stop syncing a mailbox (what is shown stays)"),
+        ("resync", _mailboxes_resync, "read a mailbox's whole window again"),
+    ):
+        _command(mailbox_actions, name, handler, text, config=True).add_argument("address")
 
     templates = _command(commands, "templates", _not_yet, "the template mapping")
     actions = templates.add_subparsers(required=True, metavar="ACTION")
@@ -204,3 +225,112 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    load_mapping(config.templates or default_mapping_path())  # a bad mapping stops the start, with its lines
+    from bridge.service import Service  # the service pulls in the SDKs: only `run` and `demo` need them
+
+    async def serve() -> None:
+        service = Service(config)
+        await service.start()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+                loop.add_signal_handler(signum, service.request_stop)
+        try:
+            await service.wait_stopped()
+        finally:
+            await service.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+def _database(args: argparse.Namespace) -> tuple[Config, Database]:
+    config = _config(args)
+    from bridge.store.db import Database
+
+    database = Database(config.database_url)
+    database.upgrade()
+    return config, database
+
+
+def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str]) -> int:
+    config, database = _database(args)
+    try:
+        with database.session() as session:
+            print(work(session, config))
+    finally:
+        database.close()
+    return 0
+
+
+def _mailboxes_list(args: argparse.Namespace) -> int:
+    from bridge.admin import list_mailboxes
+
+    def show(session: Session, config: Config) -> str:
+        rows = [("address", "workforce id", "source", "status", "last synced", "note")]
+        for view in list_mailboxes(session):
+            synced = view.last_synced_at.strftime("%Y-%m-%d %H:%M:%SZ") if view.last_synced_at else "never"
+            note = view.reason or ("sync pending" if view.dirty else "")
+            rows.append((view.address, view.workforce_id or "-", view.source, view.status, synced, note))
+        return _table(rows)
+
+    return _admin(args, show)
+
+
+def _mailboxes_add(args: argparse.Namespace) -> int:
+    from bridge.admin import add_mailbox
+
+    def add(session: Session, config: Config) -> str:
+        source: str = args.source or (next(iter(config.sources)) if len(config.sources) == 1 else "")
+        if source not in config.sources:
+            raise UserError("--source must name a configured source", [f"configured: {', '.join(config.sources)}"])
+        add_mailbox(session, args.address, args.workforce_id, source, datetime.now(UTC))
+        return f"{args.address}: added; a running bridge syncs it within seconds"
+
+    return _admin(args, add)
+
+
+def _mailboxes_remove(args: argparse.Namespace) -> int:
+    from bridge.admin import remove
+
+    def act(session: Session, config: Config) -> str:
+        mapping = load_mapping(config.templates or default_mapping_path())
+        withdrawn = remove(session, args.address, mapping, datetime.now(UTC))
+        return f"{args.address}: removed; {withdrawn} appointments withdrawn from the workforce system"
+
+    return _admin(args, act)
+
+
+def _mailboxes_enable(args: argparse.Namespace) -> int:
+    from bridge.admin import enable
+
+    def act(session: Session, config: Config) -> str:
+        enable(session, args.address, datetime.now(UTC))
+        return f"{args.address}: enabled; it syncs within seconds"
+
+    return _admin(args, act)
+
+
+def _mailboxes_disable(args: argparse.Namespace) -> int:
+    from bridge.admin import disable
+
+    def act(session: Session, config: Config) -> str:
+        disable(session, args.address, "disabled by an administrator")
+        return f"{args.address}: disabled; what the workforce system shows stays as it is"
+
+    return _admin(args, act)
+
+
+def _mailboxes_resync(args: argparse.Namespace) -> int:
+    from bridge.admin import resync
+
+    def act(session: Session, config: Config) -> str:
+        resync(session, args.address, datetime.now(UTC))
+        return f"{args.address}: its whole window is read again on the next sync"
+
+    return _admin(args, act)

@@ -45,6 +45,9 @@ class SyncTiming:
     auth_retry: timedelta = timedelta(minutes=5)
 
 
+DEFAULT_TIMING = SyncTiming()
+
+
 class LeaseLost(Exception):
     """Another instance took the mailbox over while this one was reading it: this reading must not commit."""
 
@@ -58,7 +61,7 @@ class MailboxSync:
         config: SyncConfig,
         owner: str,
         *,
-        timing: SyncTiming = SyncTiming(),
+        timing: SyncTiming = DEFAULT_TIMING,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_changes: Callable[[], None] = lambda: None,
     ) -> None:

@@ -1,0 +1,111 @@
+"""Mailbox administration: what `presence-bridge mailboxes ...` (and later the admin page) does to the database.
+
+The database is the list of mailboxes; the configuration only seeds it. Disabling stops syncing and leaves what
+the workforce system shows as it is; removing also tells the workforce system that every shown appointment is
+gone, then forgets the mailbox's mirror (its row stays, disabled, so undelivered changes still go out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge.domain import ChangeType
+from bridge.errors import UserError
+from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow
+from bridge.store.mirror import load_mirror
+from bridge.store.outbox import add_changes
+from bridge.store.work import mark_dirty
+from bridge.sync import shown_entries
+from bridge.templates import TemplateMapping
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxView:
+    address: str
+    workforce_id: str | None
+    source: str
+    status: str
+    reason: str | None
+    last_synced_at: datetime | None
+    dirty: bool
+
+
+def list_mailboxes(session: Session) -> list[MailboxView]:
+    rows = session.exec(select(MailboxRow).order_by(col(MailboxRow.address))).all()
+    return [
+        MailboxView(
+            row.address,
+            row.workforce_id,
+            row.source,
+            row.status.value,
+            row.status_reason,
+            row.last_synced_at,
+            row.dirty_generation > row.synced_generation,
+        )
+        for row in rows
+    ]
+
+
+def add_mailbox(session: Session, address: str, workforce_id: str, source: str, now: datetime) -> None:
+    row = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+    if row is None:
+        row = MailboxRow(address=address, workforce_id=workforce_id, source=source)
+        session.add(row)
+    elif row.status is MailboxStatus.ACTIVE:
+        raise UserError(f"mailbox {address} is already mirrored")
+    row.workforce_id = workforce_id
+    row.source = source
+    row.status = MailboxStatus.ACTIVE
+    row.status_reason = None
+    session.flush()
+    assert row.id is not None
+    mark_dirty(session, [row.id], now)
+
+
+def enable(session: Session, address: str, now: datetime) -> None:
+    """Resume a disabled or paused mailbox; a paused one may then apply the deletions that paused it."""
+    row = _mailbox(session, address)
+    assert row.id is not None
+    row.mass_delete_approved = row.status is MailboxStatus.PAUSED
+    row.status = MailboxStatus.ACTIVE
+    row.status_reason = None
+    mark_dirty(session, [row.id], now)
+
+
+def disable(session: Session, address: str, reason: str) -> None:
+    row = _mailbox(session, address)
+    row.status = MailboxStatus.DISABLED
+    row.status_reason = reason
+
+
+def resync(session: Session, address: str, now: datetime) -> None:
+    """Read the whole window again from nothing (a new delta round); only real differences are emitted."""
+    row = _mailbox(session, address)
+    assert row.id is not None
+    session.execute(sa.delete(DeltaStateRow).where(col(DeltaStateRow.mailbox_id) == row.id))
+    mark_dirty(session, [row.id], now)
+
+
+def remove(session: Session, address: str, mapping: TemplateMapping, now: datetime) -> int:
+    """Emit a deletion for every appointment the workforce system shows, then forget the mailbox's calendar."""
+    row = _mailbox(session, address)
+    assert row.id is not None
+    shown = shown_entries(load_mirror(session, row.id).values(), mapping)
+    add_changes(session, row, [(ChangeType.DELETED, entry) for entry in shown], now)
+    # Its subscription is left to the subscription manager, which unsubscribes inactive mailboxes at Exchange.
+    for table in (MirrorRow, DeltaStateRow):
+        session.execute(sa.delete(table).where(col(table.mailbox_id) == row.id))
+    row.status = MailboxStatus.DISABLED
+    row.status_reason = "removed by an administrator"
+    return len(shown)
+
+
+def _mailbox(session: Session, address: str) -> MailboxRow:
+    row = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+    if row is None:
+        raise UserError(f"no mailbox {address}", ["`presence-bridge mailboxes list` shows the mirrored mailboxes"])
+    return row

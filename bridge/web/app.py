@@ -1,0 +1,27 @@
+"""The bridge's one aiohttp application: Graph hooks, health, and the REST API under /api/v1/."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.config import Config
+from bridge.store import Database
+from bridge.web.auth import require
+from bridge.web.feed import ChangeFeed
+from bridge.web.graph_hooks import MAX_BODY, GraphHooks
+from bridge.web.health import Health
+
+
+def create_app(config: Config, db: Database, hooks: GraphHooks) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    health = Health(db)
+    feed = ChangeFeed(db)
+    app.add_routes(
+        [
+            *hooks.routes(),
+            web.get("/healthz", health.healthz),
+            web.get("/readyz", health.readyz),
+            web.get("/api/v1/changes", require(config, "workforce", feed.changes)),
+        ]
+    )
+    return app
