@@ -13,9 +13,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from bridge.config import Config
 from bridge.domain import ChangeType
 from bridge.errors import UserError
-from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow
+from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, SourceKind, SourceRow
 from bridge.store.mirror import load_mirror
 from bridge.store.outbox import add_changes
 from bridge.store.work import mark_dirty
@@ -32,6 +33,30 @@ class MailboxView:
     reason: str | None
     last_synced_at: datetime | None
     dirty: bool
+
+
+def register(session: Session, config: Config, now: datetime) -> None:
+    """Make the database know the configured sources and mailboxes; new mailboxes get a first sync.
+
+    Mailboxes only in the database (added with `presence-bridge mailboxes add`) are left alone: the config seeds,
+    it does not own the list.
+    """
+    for name, source in config.sources.items():
+        if session.get(SourceRow, name) is None:
+            session.add(SourceRow(name=name, kind=SourceKind(source.kind)))
+    known = {row.address: row for row in session.exec(select(MailboxRow)).all()}
+    added = []
+    for mailbox in config.mailboxes:
+        row = known.get(mailbox.address.lower())
+        if row is None:
+            row = MailboxRow(address=mailbox.address, workforce_id=mailbox.workforce_id, source=mailbox.source)
+            session.add(row)
+            added.append(row)
+        else:
+            row.workforce_id = mailbox.workforce_id
+            row.source = mailbox.source
+    session.flush()
+    mark_dirty(session, [row.id for row in added if row.id is not None], now)
 
 
 def list_mailboxes(session: Session) -> list[MailboxView]:

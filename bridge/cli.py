@@ -251,10 +251,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _database(args: argparse.Namespace) -> tuple[Config, Database]:
     config = _config(args)
+    from bridge.admin import register
     from bridge.store.db import Database
 
     database = Database(config.database_url)
     database.upgrade()
+    with database.session() as session:
+        register(session, config, datetime.now(UTC))
     return config, database
 
 

@@ -152,21 +152,62 @@ def test_db_upgrade_reports_an_unopenable_database(tmp_path: Path, capsys: pytes
     assert "cannot open the database" in capsys.readouterr().err
 
 
-# --- commands of a later version -----------------------------------------------------------------------------
+# --- mailboxes ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("argv", "words"),
-    [
-        (["run"], "run"),
-        (["demo"], "demo"),
-        (["mailboxes", "list"], "mailboxes list"),
-        (["mailboxes", "add", "a@b.c"], "mailboxes add"),
-    ],
-)
-def test_commands_of_a_later_version_say_so(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
-    assert capsys.readouterr().err == f"presence-bridge {words}: not implemented yet in this version\n"
+def mailboxes(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    path = tmp_path / "config.yaml"
+    if not path.exists():
+        write(tmp_path, CONFIG, "config.yaml")
+    code = main(["mailboxes", *argv, "--config", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_mailboxes_add_then_list_shows_it_pending_a_sync(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert mailboxes(tmp_path, capsys, "add", "Grady@contoso.com", "--workforce-id", "E2002")[0] == 0
+    code, out, _ = mailboxes(tmp_path, capsys, "list")
+    assert code == 0
+    assert ["grady@contoso.com", "E2002", "online", "active", "never", "sync", "pending"] in [
+        line.split() for line in out.splitlines()
+    ]
+
+
+def test_mailboxes_list_includes_the_configured_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "adele@contoso.com  E1001" in mailboxes(tmp_path, capsys, "list")[1]
+
+
+def test_mailboxes_add_refuses_an_active_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mailboxes(tmp_path, capsys, "add", "grady@contoso.com", "--workforce-id", "E2002")
+    code, _, err = mailboxes(tmp_path, capsys, "add", "GRADY@contoso.com", "--workforce-id", "E2002")
+    assert code == 1
+    assert "already mirrored" in err
+
+
+def test_mailboxes_disable_and_enable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mailboxes(tmp_path, capsys, "add", "grady@contoso.com", "--workforce-id", "E2002")
+    assert mailboxes(tmp_path, capsys, "disable", "grady@contoso.com")[0] == 0
+    assert "disabled by an administrator" in mailboxes(tmp_path, capsys, "list")[1]
+    assert mailboxes(tmp_path, capsys, "enable", "grady@contoso.com")[0] == 0
+    assert " active " in mailboxes(tmp_path, capsys, "list")[1]
+
+
+def test_mailboxes_naming_an_unknown_mailbox_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = mailboxes(tmp_path, capsys, "resync", "nobody@contoso.com")
+    assert code == 1
+    assert "no mailbox nobody@contoso.com" in err
+    assert "Traceback" not in err
+
+
+def test_mailboxes_add_with_an_unknown_source_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = mailboxes(tmp_path, capsys, "add", "x@contoso.com", "--workforce-id", "E9", "--source", "nope")
+    assert code == 1
+    assert "--source must name a configured source" in err
+
+
+def test_demo_of_a_later_version_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err == "presence-bridge demo: not implemented yet in this version\n"
 
 
 def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
