@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -149,8 +150,9 @@ class GraphSource:
         self._master_cache_size = master_cache_size
         host = urlsplit(graph_url).hostname or ""
         auth = AzureIdentityAuthenticationProvider(credential, allowed_hosts=[host])
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(verify=ca_file or True, timeout=timeout_s)
+            client=httpx.AsyncClient(verify=verify, timeout=timeout_s)
         )
         self._http = http
         self._adapter = GraphRequestAdapter(auth, http)
