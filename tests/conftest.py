@@ -13,6 +13,9 @@ from psycopg import sql
 
 from bridge.store import Database
 
+# The Graph emulator's fixtures (graph_emulator, tenant_app, adele, receiver, ...) serve every test package.
+pytest_plugins = ["tests.emulators.graph_fixtures"]
+
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 

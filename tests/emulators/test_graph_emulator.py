@@ -1,0 +1,774 @@
+"""The Graph emulator over real HTTPS: tokens, auth, users, events, time zones, $batch, sendMail, limits, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity.aio import ClientSecretCredential
+
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from tests.emulators.graph_helpers import (
+    ADELE_ID,
+    ETAG,
+    GRAPH_DATETIME,
+    GRAPH_INSTANT,
+    GraphHttp,
+    assert_shape,
+    event_payload,
+    fixture,
+)
+
+EVENTS = "/v1.0/users/AdeleV@contoso.com/events"
+BRIDGE_PROPERTY = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name BridgeRef"
+
+
+# -- tokens and auth -------------------------------------------------------------------------------------------
+
+
+async def test_client_secret_credential_gets_a_token(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration
+) -> None:
+    credential = ClientSecretCredential(
+        tenant_app.tenant_id,
+        tenant_app.client_id,
+        tenant_app.client_secret,
+        authority=graph_emulator.authority,
+        connection_verify=str(graph_emulator.ca_file),
+    )
+    async with credential:
+        token = await credential.get_token("https://graph.microsoft.com/.default")
+
+    assert token.token.count(".") == 2
+    assert token.expires_on > time.time() + 3000
+
+
+async def test_wrong_secret_raises_client_authentication_error(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration
+) -> None:
+    credential = ClientSecretCredential(
+        tenant_app.tenant_id,
+        tenant_app.client_id,
+        "not-the-secret",
+        authority=graph_emulator.authority,
+        connection_verify=str(graph_emulator.ca_file),
+    )
+    async with credential:
+        with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
+            await credential.get_token("https://graph.microsoft.com/.default")
+
+
+async def test_token_endpoint_answers_like_entra(
+    http_session: aiohttp.ClientSession, graph_base_url: str, tenant_app: AppRegistration
+) -> None:
+    form = {
+        "client_id": tenant_app.client_id,
+        "client_secret": tenant_app.client_secret,
+        "scope": "https://graph.microsoft.com/.default",
+        "grant_type": "client_credentials",
+    }
+    async with http_session.post(f"{graph_base_url}/{tenant_app.tenant_id}/oauth2/v2.0/token", data=form) as answer:
+        body = await answer.json()
+
+    assert answer.status == 200
+    assert set(body) == {"token_type", "expires_in", "ext_expires_in", "access_token"}
+    assert (body["token_type"], body["expires_in"], body["ext_expires_in"]) == ("Bearer", 3599, 3599)
+
+
+async def test_wrong_secret_answers_401_invalid_client(
+    http_session: aiohttp.ClientSession, graph_base_url: str, tenant_app: AppRegistration
+) -> None:
+    form = {
+        "client_id": tenant_app.client_id,
+        "client_secret": "wrong",
+        "scope": "https://graph.microsoft.com/.default",
+        "grant_type": "client_credentials",
+    }
+    async with http_session.post(f"{graph_base_url}/{tenant_app.tenant_id}/oauth2/v2.0/token", data=form) as answer:
+        body = await answer.json()
+
+    assert answer.status == 401
+    assert body["error"] == "invalid_client"
+    assert body["error_codes"] == [7000215]
+    assert body["error_description"].startswith("AADSTS7000215: Invalid client secret provided.")
+    assert {"timestamp", "trace_id", "correlation_id", "error_uri"} <= set(body)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "client", "code"),
+    [("11111111-2222-3333-4444-555555555555", None, 90002), (None, "99999999-2222-3333-4444-555555555555", 700016)],
+)
+async def test_unknown_tenant_or_client_answers_400(
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+    tenant_app: AppRegistration,
+    tenant: str | None,
+    client: str | None,
+    code: int,
+) -> None:
+    form = {
+        "client_id": client or tenant_app.client_id,
+        "client_secret": tenant_app.client_secret,
+        "scope": "https://graph.microsoft.com/.default",
+        "grant_type": "client_credentials",
+    }
+    url = f"{graph_base_url}/{tenant or tenant_app.tenant_id}/oauth2/v2.0/token"
+    async with http_session.post(url, data=form) as answer:
+        body = await answer.json()
+
+    assert answer.status == 400
+    assert body["error_codes"] == [code]
+
+
+async def test_graph_requires_a_bearer_token(graph: GraphHttp) -> None:
+    answer = await graph.get(EVENTS, auth=False)
+
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "InvalidAuthenticationToken"
+    assert set(answer.body["error"]["innerError"]) == {"date", "request-id", "client-request-id"}
+
+
+async def test_unknown_token_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.get(EVENTS, headers={"Authorization": "Bearer made-up"})
+
+    assert answer.status == 401
+    assert answer.body["error"]["code"] == "InvalidAuthenticationToken"
+
+
+async def test_expired_token_is_refused(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.expire_tokens()
+
+    answer = await graph.get(EVENTS)
+
+    assert answer.status == 401
+    assert "expired" in answer.body["error"]["message"]
+
+
+async def test_error_echoes_client_request_id(graph: GraphHttp) -> None:
+    answer = await graph.get(EVENTS, auth=False, headers={"client-request-id": "abc-123"})
+
+    assert answer.body["error"]["innerError"]["client-request-id"] == "abc-123"
+    assert answer.headers["client-request-id"] == "abc-123"
+
+
+# -- users -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["AdeleV@contoso.com", "adelev@CONTOSO.com", ADELE_ID])
+async def test_user_is_found_by_upn_or_guid(graph: GraphHttp, key: str) -> None:
+    answer = await graph.get(f"/v1.0/users/{key}")
+
+    assert answer.status == 200
+    assert answer.body["id"] == ADELE_ID
+    assert answer.body["userPrincipalName"] == "AdeleV@contoso.com"
+    assert {"displayName", "mail"} <= set(answer.body)
+
+
+async def test_unknown_user_answers_resource_not_found(graph: GraphHttp) -> None:
+    answer = await graph.get("/v1.0/users/nobody@contoso.com")
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "Request_ResourceNotFound"
+
+
+async def test_mailbox_route_of_unknown_user_answers_error_invalid_user(graph: GraphHttp) -> None:
+    answer = await graph.get("/v1.0/users/nobody@contoso.com/events")
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "ErrorInvalidUser"
+
+
+async def test_user_without_mailbox_answers_mailbox_not_enabled(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.add_user("nomail@contoso.com", has_mailbox=False)
+
+    answer = await graph.get("/v1.0/users/nomail@contoso.com/events")
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "MailboxNotEnabledForRESTAPI"
+
+
+# -- events ----------------------------------------------------------------------------------------------------
+
+
+async def test_created_event_has_the_documented_shape(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload())
+
+    assert answer.status == 201
+    documented = fixture("delta_page_1.json")["value"][0]
+    assert_shape(documented, answer.body)
+    assert answer.body["type"] == "singleInstance"
+    assert answer.body["isOrganizer"] is True
+    assert answer.body["organizer"]["emailAddress"]["address"] == "AdeleV@contoso.com"
+    assert answer.body["@odata.etag"] == f'W/"{answer.body["changeKey"]}"'
+    assert ETAG.match(answer.body["@odata.etag"])
+    assert GRAPH_INSTANT.match(answer.body["createdDateTime"])
+    assert answer.body["start"] == {"dateTime": "2026-11-24T09:00:00.0000000", "timeZone": "UTC"}
+    assert answer.body["@odata.context"].startswith(graph.base_url + "/v1.0/$metadata#")
+
+
+async def test_event_reads_back_by_id(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload(showAs="oof", sensitivity="private", categories=["A"]))).body
+
+    answer = await graph.get(f"{EVENTS}/{created['id']}")
+
+    assert answer.status == 200
+    assert (answer.body["showAs"], answer.body["sensitivity"], answer.body["categories"]) == ("oof", "private", ["A"])
+    assert answer.body["changeKey"] == created["changeKey"]
+
+
+async def test_patch_changes_the_change_key_and_etag(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+
+    answer = await graph.patch(f"{EVENTS}/{created['id']}", {"subject": "Moved"})
+
+    assert answer.status == 200
+    assert answer.body["subject"] == "Moved"
+    assert answer.body["changeKey"] != created["changeKey"]
+    assert answer.body["@odata.etag"] == f'W/"{answer.body["changeKey"]}"'
+    assert answer.body["lastModifiedDateTime"] >= created["lastModifiedDateTime"]
+
+
+async def test_if_match_with_a_stale_change_key_answers_412(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+    await graph.patch(f"{EVENTS}/{created['id']}", {"subject": "Changed elsewhere"})
+
+    answer = await graph.patch(
+        f"{EVENTS}/{created['id']}", {"subject": "Mine"}, headers={"If-Match": f'W/"{created["changeKey"]}"'}
+    )
+
+    documented = fixture("error_412_conflict.json")
+    assert answer.status == documented["_status"]
+    assert_shape(documented["body"], answer.body)
+    assert answer.body["error"]["code"] == documented["body"]["error"]["code"]
+    assert answer.body["error"]["message"] == documented["body"]["error"]["message"]
+
+
+async def test_delete_with_the_current_change_key_succeeds(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+
+    answer = await graph.delete(f"{EVENTS}/{created['id']}", headers={"If-Match": created["@odata.etag"]})
+
+    assert answer.status == 204
+    assert (await graph.get(f"{EVENTS}/{created['id']}")).status == 404
+
+
+async def test_deleted_event_answers_error_item_not_found(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+    await graph.delete(f"{EVENTS}/{created['id']}")
+
+    answer = await graph.get(f"{EVENTS}/{created['id']}")
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "ErrorItemNotFound"
+
+
+async def test_malformed_id_answers_400(graph: GraphHttp) -> None:
+    answer = await graph.get(f"{EVENTS}/not-an-id")
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "ErrorInvalidIdMalformed"
+
+
+async def test_same_transaction_id_returns_the_existing_event(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    first = await graph.post(EVENTS, event_payload(transactionId="tx-1"))
+
+    second = await graph.post(EVENTS, event_payload(subject="Retry", transactionId="tx-1"))
+
+    assert (first.status, second.status) == (201, 201)
+    assert second.body["id"] == first.body["id"]
+    assert second.body["subject"] == "Customer visit"
+    assert second.body["transactionId"] == "tx-1"
+    assert len(graph_emulator.events("AdeleV@contoso.com")) == 1
+
+
+async def test_transaction_ids_are_per_user(graph: GraphHttp, bob: DirectoryUser) -> None:
+    first = await graph.post(EVENTS, event_payload(transactionId="tx-1"))
+
+    second = await graph.post("/v1.0/users/bob@contoso.com/events", event_payload(transactionId="tx-1"))
+
+    assert second.body["id"] != first.body["id"]
+
+
+async def test_extended_property_is_returned_only_when_expanded(graph: GraphHttp) -> None:
+    payload = event_payload(singleValueExtendedProperties=[{"id": BRIDGE_PROPERTY, "value": "ref-42"}])
+    created = (await graph.post(EVENTS, payload)).body
+
+    plain = await graph.get(f"{EVENTS}/{created['id']}")
+    # The form msgraph-sdk sends: $expand=singleValueExtendedProperties($filter=id eq '...'), percent-encoded.
+    expand = "singleValueExtendedProperties%28%24filter%3Did%20eq%20%27" + BRIDGE_PROPERTY.replace(" ", "%20")
+    expanded = await graph.get(f"{EVENTS}/{created['id']}?%24expand={expand}%27%29")
+
+    assert "singleValueExtendedProperties" not in created
+    assert "singleValueExtendedProperties" not in plain.body
+    assert expanded.body["singleValueExtendedProperties"] == [{"id": BRIDGE_PROPERTY, "value": "ref-42"}]
+
+
+async def test_expand_of_another_property_returns_none(graph: GraphHttp) -> None:
+    payload = event_payload(singleValueExtendedProperties=[{"id": BRIDGE_PROPERTY, "value": "ref-42"}])
+    created = (await graph.post(EVENTS, payload)).body
+    other = "String {00000000-0000-0000-0000-000000000000} Name Other"
+
+    answer = await graph.get(f"{EVENTS}/{created['id']}?$expand=singleValueExtendedProperties($filter=id eq '{other}')")
+
+    assert "singleValueExtendedProperties" not in answer.body
+
+
+async def test_select_returns_only_the_named_properties(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+
+    answer = await graph.get(f"{EVENTS}/{created['id']}?$select=subject,showAs")
+
+    assert set(answer.body) == {"@odata.context", "@odata.etag", "id", "subject", "showAs"}
+
+
+async def test_unknown_property_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(colour="blue"))
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "RequestBodyRead"
+
+
+async def test_invalid_show_as_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(showAs="sleeping"))
+
+    assert answer.status == 400
+
+
+async def test_end_before_start_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(start="2026-11-24T10:00:00", end="2026-11-24T09:00:00"))
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "ErrorCalendarEndDateIsEarlierThanStartDate"
+
+
+async def test_outlook_can_create_an_invitation(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    organizer = {"emailAddress": {"name": "Megan Bowen", "address": "meganb@contoso.com"}}
+    made = graph_emulator.create_event_as_outlook(
+        "AdeleV@contoso.com", event_payload(subject="Review", isOrganizer=False, organizer=organizer)
+    )
+
+    answer = await graph.get(f"{EVENTS}/{made['id']}")
+
+    assert answer.body["isOrganizer"] is False
+    assert answer.body["organizer"] == organizer
+    assert answer.body["responseStatus"]["response"] == "notResponded"
+
+
+async def test_graph_cannot_make_itself_a_non_organizer(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(isOrganizer=False))
+
+    assert answer.body["isOrganizer"] is True
+
+
+async def test_events_list_pages_with_a_next_link(graph: GraphHttp) -> None:
+    for hour in range(9, 14):
+        await graph.post(
+            EVENTS, event_payload(start=f"2026-11-24T{hour:02d}:00:00", end=f"2026-11-24T{hour:02d}:30:00")
+        )
+
+    first = await graph.get(f"{EVENTS}?$top=3")
+    second = await graph.get(first.body["@odata.nextLink"])
+
+    assert len(first.body["value"]) == 3
+    assert first.body["@odata.nextLink"].startswith(graph.base_url + "/v1.0/users/")
+    assert len(second.body["value"]) == 2
+    assert "@odata.nextLink" not in second.body
+
+
+# -- time zones ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc_start"),
+    [
+        ("W. Europe Standard Time", "2026-11-24T08:00:00.0000000"),
+        ("Central Europe Standard Time", "2026-11-24T08:00:00.0000000"),
+        ("GMT Standard Time", "2026-11-24T09:00:00.0000000"),
+        ("Eastern Standard Time", "2026-11-24T14:00:00.0000000"),
+        ("Pacific Standard Time", "2026-11-24T17:00:00.0000000"),
+        ("Europe/Berlin", "2026-11-24T08:00:00.0000000"),
+    ],
+)
+async def test_event_in_a_named_zone_reads_back_in_utc(graph: GraphHttp, zone: str, utc_start: str) -> None:
+    created = await graph.post(EVENTS, event_payload(zone=zone))
+
+    assert created.body["start"] == {"dateTime": utc_start, "timeZone": "UTC"}
+    assert created.body["originalStartTimeZone"] == zone
+
+
+async def test_unknown_time_zone_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(zone="Mars Standard Time"))
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "TimeZoneNotSupportedException"
+
+
+async def test_prefer_outlook_timezone_converts_and_is_applied(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+
+    answer = await graph.get(
+        f"{EVENTS}/{created['id']}", headers={"Prefer": 'outlook.timezone="Pacific Standard Time"'}
+    )
+
+    assert answer.body["start"] == {"dateTime": "2026-11-24T01:00:00.0000000", "timeZone": "Pacific Standard Time"}
+    assert answer.headers["Preference-Applied"] == 'outlook.timezone="Pacific Standard Time"'
+
+
+async def test_all_day_event_stays_at_midnight_in_any_zone(graph: GraphHttp) -> None:
+    payload = event_payload(
+        subject="Vacation",
+        start="2026-11-30T00:00:00",
+        end="2026-12-02T00:00:00",
+        zone="W. Europe Standard Time",
+        isAllDay=True,
+        showAs="oof",
+    )
+    created = (await graph.post(EVENTS, payload)).body
+
+    answer = await graph.get(
+        f"{EVENTS}/{created['id']}", headers={"Prefer": 'outlook.timezone="Eastern Standard Time"'}
+    )
+
+    assert answer.body["start"] == {"dateTime": "2026-11-30T00:00:00.0000000", "timeZone": "Eastern Standard Time"}
+    assert answer.body["end"]["dateTime"] == "2026-12-02T00:00:00.0000000"
+    assert GRAPH_DATETIME.match(created["start"]["dateTime"])
+
+
+async def test_all_day_event_must_start_at_midnight(graph: GraphHttp) -> None:
+    answer = await graph.post(EVENTS, event_payload(isAllDay=True))
+
+    assert answer.status == 400
+
+
+# -- $batch ----------------------------------------------------------------------------------------------------
+
+
+async def test_batch_runs_items_after_their_dependencies(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+    requests = [
+        {"id": "2", "method": "GET", "url": f"/users/AdeleV@contoso.com/events/{created['id']}", "dependsOn": ["1"]},
+        {
+            "id": "1",
+            "method": "PATCH",
+            "url": f"/users/AdeleV@contoso.com/events/{created['id']}",
+            "headers": {"Content-Type": "application/json"},
+            "body": {"subject": "Batched"},
+        },
+    ]
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    by_id = {item["id"]: item for item in answer.body["responses"]}
+    assert answer.status == 200
+    assert (by_id["1"]["status"], by_id["2"]["status"]) == (200, 200)
+    assert by_id["2"]["body"]["subject"] == "Batched"
+    assert by_id["2"]["headers"]["Content-Type"] == "application/json"
+
+
+async def test_batch_item_with_a_failed_dependency_answers_424(graph: GraphHttp) -> None:
+    requests = [
+        {"id": "1", "method": "GET", "url": "/users/AdeleV@contoso.com/events/AAMkAGEmissing="},
+        {"id": "2", "method": "DELETE", "url": "/users/AdeleV@contoso.com/events/AAMkAGEother=", "dependsOn": ["1"]},
+    ]
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    statuses = {item["id"]: item["status"] for item in answer.body["responses"]}
+    assert statuses == {"1": 404, "2": 424}
+
+
+async def test_batch_of_more_than_20_requests_is_refused(graph: GraphHttp) -> None:
+    requests = [{"id": str(n), "method": "GET", "url": "/users/AdeleV@contoso.com"} for n in range(21)]
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    assert answer.status == 400
+
+
+async def test_batch_item_can_be_throttled_with_retry_after(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.throttle(1, route="events", retry_after=7)
+    requests = [
+        {
+            "id": "1",
+            "method": "POST",
+            "url": "/users/AdeleV@contoso.com/events",
+            "headers": {"Content-Type": "application/json"},
+            "body": event_payload(),
+        },
+        {"id": "2", "method": "GET", "url": "/users/AdeleV@contoso.com"},
+    ]
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    by_id = {item["id"]: item for item in answer.body["responses"]}
+    assert by_id["1"]["status"] == 429
+    assert by_id["1"]["headers"]["Retry-After"] == "7"
+    assert by_id["2"]["status"] == 200
+
+
+async def test_batch_creates_are_idempotent_by_transaction_id(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    item = {
+        "id": "1",
+        "method": "POST",
+        "url": "/users/AdeleV@contoso.com/events",
+        "headers": {"Content-Type": "application/json"},
+        "body": event_payload(transactionId="tx-b"),
+    }
+
+    await graph.post("/v1.0/$batch", {"requests": [item]})
+    await graph.post("/v1.0/$batch", {"requests": [item]})
+
+    assert len(graph_emulator.events("AdeleV@contoso.com")) == 1
+
+
+# -- sendMail --------------------------------------------------------------------------------------------------
+
+
+async def test_send_mail_is_accepted_and_recorded(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    message = {
+        "subject": "Your roster changed",
+        "body": {"contentType": "text", "content": "See the portal."},
+        "toRecipients": [{"emailAddress": {"address": "planner@contoso.com"}}],
+        "ccRecipients": [],
+        "bccRecipients": [],
+    }
+
+    answer = await graph.post("/v1.0/users/AdeleV@contoso.com/sendMail", {"message": message, "saveToSentItems": True})
+
+    assert answer.status == 202
+    assert answer.body is None
+    sent = graph_emulator.sent_mail()
+    assert sent[0]["from"] == "AdeleV@contoso.com"
+    assert sent[0]["message"]["subject"] == "Your roster changed"
+
+
+async def test_send_mail_without_recipients_is_refused(graph: GraphHttp) -> None:
+    answer = await graph.post("/v1.0/users/AdeleV@contoso.com/sendMail", {"message": {"subject": "x"}})
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "ErrorInvalidRecipients"
+
+
+# -- limits, faults, stats -------------------------------------------------------------------------------------
+
+
+async def test_fifth_concurrent_request_of_a_mailbox_is_throttled(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.set_latency(150)
+
+    answers = await asyncio.gather(*(graph.get("/v1.0/users/AdeleV@contoso.com/events") for _ in range(5)))
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [200, 200, 200, 200, 429]
+    throttled = next(answer for answer in answers if answer.status == 429)
+    documented = fixture("error_429_throttled.json")
+    assert throttled.body["error"]["code"] == documented["body"]["error"]["code"]
+    assert throttled.body["error"]["message"] == documented["body"]["error"]["message"]
+    assert "Retry-After" in throttled.headers
+    assert graph_emulator.stats()["peakConcurrency"]["AdeleV@contoso.com"] == 5
+
+
+async def test_four_concurrent_requests_are_within_the_limit(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.set_latency(100)
+
+    answers = await asyncio.gather(*(graph.get("/v1.0/users/AdeleV@contoso.com/events") for _ in range(4)))
+
+    assert [answer.status for answer in answers] == [200] * 4
+    assert graph_emulator.stats()["peakConcurrency"]["AdeleV@contoso.com"] == 4
+
+
+async def test_concurrency_is_counted_per_mailbox(
+    graph: GraphHttp, graph_emulator: GraphEmulator, bob: DirectoryUser
+) -> None:
+    graph_emulator.set_latency(100)
+    users = ["AdeleV@contoso.com"] * 4 + ["bob@contoso.com"] * 4
+
+    answers = await asyncio.gather(*(graph.get(f"/v1.0/users/{user}/events") for user in users))
+
+    assert {answer.status for answer in answers} == {200}
+
+
+async def test_injected_throttle_answers_429_with_retry_after(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.throttle(2, user="AdeleV@contoso.com", route="events", retry_after=3)
+
+    answers = [await graph.get(EVENTS) for _ in range(3)]
+
+    assert [answer.status for answer in answers] == [429, 429, 200]
+    assert answers[0].headers["Retry-After"] == "3"
+
+
+async def test_injected_throttle_spares_other_users(
+    graph: GraphHttp, graph_emulator: GraphEmulator, bob: DirectoryUser
+) -> None:
+    graph_emulator.throttle(1, user="AdeleV@contoso.com")
+
+    other = await graph.get("/v1.0/users/bob@contoso.com/events")
+    mine = await graph.get(EVENTS)
+
+    assert (other.status, mine.status) == (200, 429)
+
+
+async def test_injected_503_answers_with_retry_after(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.fail(1, status=503, retry_after=2)
+
+    answer = await graph.get(EVENTS)
+
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "2"
+    assert answer.body["error"]["code"] == "ServiceNotAvailable"
+
+
+async def test_latency_delays_every_response(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.set_latency(200)
+
+    started = time.monotonic()
+    await graph.get(EVENTS)
+
+    assert time.monotonic() - started >= 0.19
+
+
+async def test_stats_record_prefer_headers_and_routes(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    await graph.get(EVENTS, headers={"Prefer": 'IdType="ImmutableId", outlook.timezone="UTC"'})
+
+    stats = graph_emulator.stats()
+
+    assert stats["prefer"]['IdType="ImmutableId"'] == 1
+    assert stats["prefer"]['outlook.timezone="UTC"'] == 1
+    assert stats["byRoute"]["events"] == 1
+    assert stats["byUser"]["AdeleV@contoso.com"] == 1
+    assert stats["log"][-1]["path"] == EVENTS
+    assert stats["log"][-1]["status"] == 200
+
+
+async def test_rate_limit_throttles_past_its_budget(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.faults.rate_limit = (3, 600.0)
+
+    answers = [await graph.get(EVENTS) for _ in range(4)]
+
+    assert [answer.status for answer in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["Retry-After"]) > 500
+
+
+# -- control API -----------------------------------------------------------------------------------------------
+
+
+async def test_control_api_adds_a_user_and_an_outlook_event(graph: GraphHttp) -> None:
+    user = await graph.post("/_control/users", {"userPrincipalName": "megan@contoso.com"}, auth=False)
+    made = await graph.post(
+        "/_control/users/megan@contoso.com/events", event_payload(subject="From Outlook"), auth=False
+    )
+
+    read = await graph.get(f"/v1.0/users/{user.body['id']}/events/{made.body['id']}")
+
+    assert (user.status, made.status) == (201, 201)
+    assert read.body["subject"] == "From Outlook"
+
+
+async def test_control_api_injects_a_fault(graph: GraphHttp) -> None:
+    answer = await graph.post("/_control/faults", {"kind": "throttle", "count": 1, "retryAfter": 5}, auth=False)
+
+    throttled = await graph.get(EVENTS)
+
+    assert answer.status == 200
+    assert answer.body["rules"][0]["status"] == 429
+    assert throttled.status == 429
+
+
+async def test_control_api_reports_stats_and_mail(graph: GraphHttp) -> None:
+    await graph.get(EVENTS)
+
+    stats = await graph.get("/_control/stats?log=1", auth=False)
+    mail = await graph.get("/_control/mail", auth=False)
+
+    assert stats.body["byRoute"]["events"] == 1
+    assert len(stats.body["log"]) == 1
+    assert mail.body == {"value": []}
+
+
+async def test_control_api_lists_raw_events_and_resets(graph: GraphHttp) -> None:
+    await graph.post(EVENTS, event_payload(singleValueExtendedProperties=[{"id": BRIDGE_PROPERTY, "value": "r"}]))
+
+    listed = await graph.get("/_control/users/AdeleV@contoso.com/events", auth=False)
+    reset = await graph.post("/_control/reset", {}, auth=False)
+    after = await graph.get("/_control/users/AdeleV@contoso.com/events", auth=False)
+
+    assert listed.body["value"][0]["singleValueExtendedProperties"] == [{"id": BRIDGE_PROPERTY, "value": "r"}]
+    assert reset.status == 204
+    assert after.body == {"value": []}
+
+
+async def test_control_api_errors_use_graph_error_shape(graph: GraphHttp) -> None:
+    answer = await graph.post("/_control/faults", {"kind": "nonsense"}, auth=False)
+
+    assert answer.status == 400
+    assert answer.body["error"]["code"] == "BadRequest"
+
+
+async def test_standalone_main_prints_urls_and_ca(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge.emulators.graph",
+        "--port",
+        "0",
+        "--ca-file",
+        str(tmp_path / "ca.pem"),
+        "--user",
+        f"adele@contoso.com={ADELE_ID}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            while not lines or not lines[-1].startswith("{"):
+                lines.append((await process.stdout.readline()).decode().strip())
+    finally:
+        process.terminate()
+        await process.wait()
+
+    assert "Graph emulator listening" in lines[0]
+    assert str(tmp_path / "ca.pem") in "\n".join(lines)
+    assert (tmp_path / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    summary = json.loads(lines[-1])
+    assert summary["graphUrl"] == summary["baseUrl"] + "/v1.0"
+    assert summary["users"][0]["id"] == ADELE_ID
+
+
+async def test_refused_patch_leaves_the_event_unchanged(graph: GraphHttp) -> None:
+    created = (await graph.post(EVENTS, event_payload())).body
+    bad = {"start": {"dateTime": "2026-11-24T08:00:00", "timeZone": "UTC"}, "showAs": "sleeping"}
+
+    refused = await graph.patch(f"{EVENTS}/{created['id']}", bad)
+    answer = await graph.get(f"{EVENTS}/{created['id']}")
+
+    assert refused.status == 400
+    assert answer.body["start"] == created["start"]
+    assert answer.body["changeKey"] == created["changeKey"]
+
+
+async def test_stats_count_refused_requests_for_their_user(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.throttle(1)
+
+    await graph.get(EVENTS)
+
+    stats = graph_emulator.stats()
+    assert stats["byUser"] == {"AdeleV@contoso.com": 1}
+    assert stats["log"][-1]["status"] == 429
+    assert stats["log"][-1]["user"] == "AdeleV@contoso.com"
+
+
+async def test_error_request_id_header_matches_the_body(graph: GraphHttp) -> None:
+    answer = await graph.get(f"{EVENTS}/AAMkAGEmissing=")
+
+    assert answer.headers["request-id"] == answer.body["error"]["innerError"]["request-id"]

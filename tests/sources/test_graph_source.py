@@ -1,0 +1,285 @@
+"""The Graph source against the Graph emulator, through the real msgraph-sdk and azure-identity over TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bridge.config import GraphSourceConfig
+from bridge.domain import FreeBusy, MailMessage
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
+from bridge.sources.graph import GraphSource, graph_source
+from tests.sources.conformance import WINDOW, CalendarSourceContract, at
+
+
+def _wire_time(value: datetime) -> dict[str, str]:
+    return {"dateTime": value.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+
+class GraphOutlook:
+    """Adele editing her calendar in Outlook: changes go straight into the emulated tenant."""
+
+    def __init__(self, emulator: GraphEmulator, user: str) -> None:
+        self._emulator = emulator
+        self._user = user
+
+    def create(
+        self,
+        subject: str,
+        start: datetime,
+        end: datetime,
+        show_as: FreeBusy = FreeBusy.BUSY,
+        *,
+        all_day: bool = False,
+        private: bool = False,
+        daily_until: date | None = None,
+        organizer: bool = True,
+    ) -> str:
+        payload: dict[str, Any] = {
+            "subject": subject,
+            "start": _wire_time(start),
+            "end": _wire_time(end),
+            "showAs": show_as.value,
+            "isAllDay": all_day,
+            "sensitivity": "private" if private else "normal",
+        }
+        if not organizer:
+            payload["isOrganizer"] = False
+            payload["organizer"] = {"emailAddress": {"name": "Someone Else", "address": "someone@fabrikam.com"}}
+        if daily_until is not None:
+            payload["recurrence"] = {
+                "pattern": {"type": "daily", "interval": 1},
+                "range": {"type": "endDate", "startDate": start.date().isoformat(), "endDate": daily_until.isoformat()},
+            }
+        return str(self._emulator.create_event_as_outlook(self._user, payload)["id"])
+
+    def update(self, item_id: str, **fields: Any) -> None:
+        payload: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name in ("start", "end"):
+                payload[name] = _wire_time(value)
+            elif name == "show_as":
+                payload["showAs"] = value.value
+            else:
+                payload[name] = value
+        self._emulator.update_event_as_outlook(self._user, item_id, payload)
+
+    def delete(self, item_id: str) -> None:
+        self._emulator.delete_event_as_outlook(self._user, item_id)
+
+
+def config_for(emulator: GraphEmulator, app: AppRegistration, secret: str | None = None) -> GraphSourceConfig:
+    return GraphSourceConfig(
+        name="online",
+        tenant_id=app.tenant_id,
+        client_id=app.client_id,
+        client_secret=secret or app.client_secret,
+        authority_host=emulator.authority,
+        graph_url=emulator.graph_url,
+        ca_file=emulator.ca_file,
+    )
+
+
+@pytest.fixture
+async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
+    made = graph_source(config_for(graph_emulator, tenant_app))
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+def mailbox(adele: DirectoryUser) -> str:
+    return adele.user_principal_name
+
+
+@pytest.fixture
+def outlook(graph_emulator: GraphEmulator, mailbox: str) -> GraphOutlook:
+    return GraphOutlook(graph_emulator, mailbox)
+
+
+class TestGraphSourceContract(CalendarSourceContract):
+    """The shared `CalendarSource` contract, against the Graph emulator."""
+
+
+# --- what is particular to Graph -------------------------------------------------------------------------------
+
+
+async def test_occurrence_stubs_cost_one_master_read_per_series(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Stand-up", at(1, 8), at(1, 9), daily_until=WINDOW.end.date())
+    graph_emulator.clear_stats()
+
+    result = await source.read_delta(mailbox, WINDOW, None)
+
+    assert len(result.upserts) == 29
+    assert all(a.subject == "Stand-up" for a in result.upserts)
+    reads = [r for r in graph_emulator.stats(log_limit=100)["log"] if r["method"] == "GET" and "/events/" in r["path"]]
+    assert len(reads) == 1
+
+
+async def test_an_unchanged_series_is_not_read_again(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    series = outlook.create("Stand-up", at(1, 8), at(1, 9), daily_until=WINDOW.end.date())
+    first = await source.read_delta(mailbox, WINDOW, None)
+    outlook.update(series, subject="Daily stand-up")
+    graph_emulator.clear_stats()
+
+    second = await source.read_delta(mailbox, WINDOW, first.token)
+
+    assert {a.subject for a in second.upserts} == {"Daily stand-up"}
+    reads = [r for r in graph_emulator.stats(log_limit=100)["log"] if "/events/" in r["path"]]
+    assert len(reads) == 1  # the master changed, so one read; the stubs all point at the same change key
+
+
+async def test_empty_pages_with_a_next_link_are_followed(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    graph_emulator.empty_delta_pages(3, user=mailbox)
+
+    result = await source.read_delta(mailbox, WINDOW, None)
+
+    assert [a.subject for a in result.upserts] == ["Visit"]
+
+
+@pytest.mark.parametrize("status", [410, 400])
+async def test_an_expired_delta_token_restarts_the_round(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator, status: int
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    first = await source.read_delta(mailbox, WINDOW, None)
+    graph_emulator.expire_delta_tokens(mailbox, status)
+
+    again = await source.read_delta(mailbox, WINDOW, first.token)
+
+    assert again.full_round
+    assert [a.subject for a in again.upserts] == ["Visit"]
+
+
+async def test_throttling_waits_retry_after_and_then_succeeds(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    graph_emulator.throttle(2, user=mailbox, retry_after=1)
+    graph_emulator.clear_stats()
+
+    result = await source.read_delta(mailbox, WINDOW, None)
+
+    assert [a.subject for a in result.upserts] == ["Visit"]
+    log = [r for r in graph_emulator.stats(log_limit=100)["log"] if "calendarView" in r["path"]]
+    assert [r["status"] for r in log[:3]] == [429, 429, 200]
+    times = [datetime.fromisoformat(r["time"]) for r in log[:3]]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 0.9 for gap in gaps), gaps  # each retry waited for Retry-After: 1
+
+
+async def test_throttling_beyond_the_sdks_retries_raises_throttled(
+    source: GraphSource, mailbox: str, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.throttle(10, user=mailbox, retry_after=1)
+
+    with pytest.raises(Throttled) as raised:
+        await source.read_delta(mailbox, WINDOW, None)
+    assert raised.value.retry_after >= 1
+
+
+async def test_no_more_than_four_requests_per_mailbox_are_in_flight(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    ids = [outlook.create(f"Item {n}", at(1 + n % 20), at(1 + n % 20, 10)) for n in range(12)]
+    graph_emulator.set_latency(50)
+    graph_emulator.clear_stats()
+
+    read = await asyncio.gather(*(source.read_item(mailbox, item_id) for item_id in ids))
+
+    assert all(item is not None for item in read)
+    stats = graph_emulator.stats()
+    assert max(stats["peakConcurrency"].values()) == 4
+    assert all(r["status"] != 429 for r in stats["log"])
+
+
+async def test_every_request_asks_for_immutable_ids_and_utc(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    graph_emulator.clear_stats()
+
+    await source.read_delta(mailbox, WINDOW, None)
+
+    [delta] = [r for r in graph_emulator.stats(log_limit=100)["log"] if "calendarView" in r["path"]]
+    prefer = " ".join(delta["prefer"])
+    assert 'IdType="ImmutableId"' in prefer
+    assert 'outlook.timezone="UTC"' in prefer
+
+
+async def test_a_wrong_secret_is_an_auth_failure(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
+) -> None:
+    wrong = graph_source(config_for(graph_emulator, tenant_app, secret="not-the-secret"))
+    try:
+        with pytest.raises(AuthFailed):
+            await wrong.read_delta(mailbox, WINDOW, None)
+        report = await wrong.test_connection((mailbox,))
+    finally:
+        await wrong.close()
+    assert not report.ok
+    assert "credentials were refused" in report.problems[0]
+
+
+async def test_an_unknown_mailbox_is_reported(source: GraphSource) -> None:
+    with pytest.raises(MailboxNotFound):
+        await source.read_delta("nobody@contoso.com", WINDOW, None)
+    report = await source.test_connection(("nobody@contoso.com",))
+    assert "nobody@contoso.com" in report.problems[0]
+
+
+async def test_subscribe_renew_list_and_remove(
+    source: GraphSource, mailbox: str, graph_emulator: GraphEmulator, receiver: Any
+) -> None:
+    from bridge.domain import SubscriptionRequest
+
+    expires = datetime.now(tz=WINDOW.start.tzinfo) + timedelta(days=2)
+    created = await source.subscribe(
+        SubscriptionRequest(mailbox, receiver.url, receiver.lifecycle_url, "state-1", expires)
+    )
+    renewed = await source.renew(created.subscription_id, mailbox, expires + timedelta(days=1))
+    listed = await source.list_subscriptions()
+    await source.unsubscribe(created.subscription_id)
+    await source.unsubscribe(created.subscription_id)  # already gone: not an error
+
+    assert renewed.expires_at > created.expires_at
+    assert [(s.subscription_id, s.notification_url) for s in listed] == [(created.subscription_id, receiver.url)]
+    assert listed[0].mailbox.lower() == mailbox.lower()
+    assert graph_emulator.subscriptions() == []
+
+
+async def test_send_mail_reaches_the_outbox(source: GraphSource, mailbox: str, graph_emulator: GraphEmulator) -> None:
+    await source.send_mail(
+        mailbox, MailMessage("Absence noted", "See you Monday.", ("boss@contoso.com",), cc=("hr@contoso.com",))
+    )
+
+    sent = graph_emulator.sent_mail()
+    assert len(sent) == 1
+    message = sent[0]["message"]
+    assert message["subject"] == "Absence noted"
+    assert [r["emailAddress"]["address"] for r in message["toRecipients"]] == ["boss@contoso.com"]
+
+
+async def test_a_server_failure_after_retries_is_unavailable(
+    source: GraphSource, mailbox: str, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.fail(10, status=500, user=mailbox, retry_after=None)
+
+    with pytest.raises(SourceError):
+        await source.read_delta(mailbox, WINDOW, None)
