@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
     demo = "run the bridge against the embedded Exchange and workforce emulators"
     _command(commands, "demo", _not_yet, demo).set_defaults(default_log_level="INFO")
-    _command(commands, "check", _check, "check the configuration", config=True)
+    check = _command(commands, "check", _check, "check the configuration and test the connections", config=True)
+    check.add_argument("--offline", action="store_true", help="check the files only; connect to nothing")
 
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
@@ -131,9 +132,28 @@ def _check(args: argparse.Namespace) -> int:
     print(f"ok: {config.path}")
     for label, value in _summary(config, mapping):
         print(f"  {label + ':':<12} {value}")
-    # The connection test (each source's test_connection(), a token and one read per source) belongs here.
-    print("  connections: not tested (this version checks the configuration only)")
-    return 0
+    if args.offline:
+        print("  connections: not tested (--offline)")
+        return 0
+    problems = asyncio.run(_test_connections(config))
+    for problem in problems:
+        print(f"  problem:    {problem}")
+    return 1 if problems else 0
+
+
+async def _test_connections(config: Config) -> list[str]:
+    """Each source's connection test: a token, then one calendar read per configured mailbox."""
+    from bridge.sources.configured import build_sources  # the SDKs load only when they are needed
+
+    problems: list[str] = []
+    for name, source in build_sources(config).items():
+        try:
+            report = await source.test_connection(tuple(m.address for m in config.mailboxes_for(name)))
+        finally:
+            await source.close()
+        print(f"  {'connection:':<12} {name}: {'ok' if report.ok else 'FAILED'}")
+        problems += report.problems
+    return problems
 
 
 def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.templates import default_mapping_path
 
 CONFIG = """
@@ -86,12 +89,12 @@ def test_templates_show_lists_unshown_states_and_write_only_templates(
 
 def test_check_summarises_a_valid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, CONFIG, "config.yaml")
-    assert main(["check", "--config", str(path)]) == 0
+    assert main(["check", "--offline", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"ok: {path}\n")
     assert f"sqlite:///{tmp_path / 'bridge.db'}" in out
     assert "online: graph, tenant 11111111-2222-3333-4444-555555555555, 1 mailboxes" in out
-    assert "connections: not tested" in out
+    assert "connections: not tested (--offline)" in out
     assert "graph-secret-value" not in out
 
 
@@ -120,7 +123,7 @@ def test_check_takes_the_config_from_the_environment(
 ) -> None:
     path = write(tmp_path, CONFIG, "config.yaml")
     monkeypatch.setenv("PRESENCE_BRIDGE_CONFIG", str(path))
-    assert main(["check"]) == 0
+    assert main(["check", "--offline"]) == 0
     assert capsys.readouterr().out.startswith(f"ok: {path}")
 
 
@@ -227,3 +230,56 @@ def test_python_dash_m_bridge_runs_the_same_command_line() -> None:
         [sys.executable, "-m", "bridge", "templates", "validate"], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout) == (0, f"ok: {default_mapping_path()}\n")
+
+
+# --- check against the Graph emulator ----------------------------------------------------------------------------
+
+
+def emulator_config(tmp_path: Path, emulator: GraphEmulator, app: AppRegistration, secret: str) -> Path:
+    text = f"""
+    public_url: https://bridge.example.com
+    sources:
+      online:
+        kind: graph
+        tenant_id: {app.tenant_id}
+        client_id: {app.client_id}
+        client_secret: {secret}
+        authority_host: {emulator.authority}
+        graph_url: {emulator.graph_url}
+        ca_file: {emulator.ca_file}
+    mailboxes:
+      - {{address: AdeleV@contoso.com, workforce_id: "E1001"}}
+      - {{address: nobody@contoso.com, workforce_id: "E1002"}}
+    """
+    return write(tmp_path, text, "config.yaml")
+
+
+async def test_check_tests_each_mailbox_through_the_source(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+) -> None:
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, tenant_app.client_secret)
+
+    code = await asyncio.to_thread(main, ["check", "--config", str(path)])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "online: FAILED" in out
+    assert "nobody@contoso.com" in out
+    assert "AdeleV@contoso.com" not in out.split("problem:")[1]
+
+
+async def test_check_names_refused_credentials(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+) -> None:
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, "wrong-secret")
+
+    assert await asyncio.to_thread(main, ["check", "--config", str(path)]) == 1
+    assert "credentials were refused" in capsys.readouterr().out
