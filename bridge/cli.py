@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
     demo = "run the bridge against the embedded Exchange and workforce emulators"
-    _command(commands, "demo", _not_yet, demo).set_defaults(default_log_level="INFO")
+    demo_command = _command(commands, "demo", _demo, demo)
+    demo_command.set_defaults(default_log_level="WARNING")
+    demo_command.add_argument("--seconds", type=float, help="stop after this long (default: run until Ctrl-C)")
     check = _command(commands, "check", _check, "check the configuration and test the connections", config=True)
     check.add_argument("--offline", action="store_true", help="check the files only; connect to nothing")
 
@@ -266,6 +268,14 @@ def _run(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo  # the emulators and the SDKs: only the demo needs them all
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(duration_s=args.seconds))
     return 0
 
 

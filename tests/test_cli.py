@@ -208,11 +208,6 @@ def test_mailboxes_add_with_an_unknown_source_fails(tmp_path: Path, capsys: pyte
     assert "--source must name a configured source" in err
 
 
-def test_demo_of_a_later_version_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 2
-    assert capsys.readouterr().err == "presence-bridge demo: not implemented yet in this version\n"
-
-
 def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["frobnicate"])

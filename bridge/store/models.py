@@ -165,6 +165,9 @@ class MailboxRow(SQLModel, table=True):
     next_sequence: int = 1
     # Set when an administrator resumes a mailbox the mass-delete guard paused: its next sync may delete.
     mass_delete_approved: bool = False
+    # The instance delivering this mailbox's changes, so that they leave in order even with several instances.
+    delivery_owner: str | None = None
+    delivery_lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # SQLModel writes the Python value after SQLAlchemy's attribute events, so `validates` cannot do this.

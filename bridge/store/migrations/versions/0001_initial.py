@@ -70,6 +70,8 @@ def upgrade() -> None:
         timestamp("lease_expires_at", nullable=True),
         sa.Column("next_sequence", sa.Integer(), nullable=False),
         sa.Column("mass_delete_approved", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("delivery_owner", sa.String(), nullable=True),
+        timestamp("delivery_lease_until", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mailbox")),
         sa.UniqueConstraint("address", name=op.f("uq_mailbox_address")),
         sa.CheckConstraint("address = lower(address)", name=op.f("ck_mailbox_address_lower")),

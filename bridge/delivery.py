@@ -1,0 +1,409 @@
+"""Delivery: the outbox → the workforce system's webhook, signed, in order per mailbox, retried until accepted.
+
+A mailbox's changes leave strictly in sequence, in batches of up to `batch_size`; a later batch is only sent
+once the one before it was answered 2xx. Mailboxes are delivered concurrently (up to `concurrency` at once).
+Anything else than a 2xx (a timeout, a refused connection, a 3xx, 4xx or 5xx) keeps the batch in the outbox
+and backs its mailbox off exponentially; nothing is ever dropped (docs/workforce-webhook.md).
+
+Several instances may share one PostgreSQL database: an instance delivers a mailbox only while it holds the
+mailbox's delivery lease (claimed with `FOR UPDATE SKIP LOCKED`, renewed with every batch), so two instances
+never send one mailbox's changes side by side. No transaction stays open across an HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bridge import __version__
+from bridge.config import WorkforceConfig
+from bridge.errors import UserError
+from bridge.outages import Outages
+from bridge.store import Database, MailboxRow, OutboxRow
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"presence-bridge/{__version__}"
+# Namespace of the uuid5 that names a batch: the same changes in a batch always make the same webhook-id.
+BATCH_NAMESPACE = uuid.UUID("0f5b0c1e-6a43-4d1f-9a39-2b8f1e7c5d20")
+_ERROR_EXCERPT = 300
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTiming:
+    lease: timedelta = timedelta(seconds=30)
+    poll: timedelta = timedelta(seconds=1)
+    timeout: timedelta = timedelta(seconds=10)
+    backoff_first: timedelta = timedelta(seconds=1)
+    backoff_max: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        # A request outliving the lease could let another instance send the next batch before this one lands.
+        if self.timeout >= self.lease:
+            raise ValueError(f"delivery timeout {self.timeout} must be shorter than the lease {self.lease}")
+
+
+DEFAULT_TIMING = DeliveryTiming()
+
+
+def sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key, "id.timestamp.body"))."""
+    signed = b"%s.%d.%s" % (webhook_id.encode(), timestamp, body)
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
+
+
+def message_id(change_ids: Sequence[str]) -> str:
+    """The `webhook-id` of a request: the change id for one change, a name derived from all of them for a batch.
+
+    Retrying the same batch therefore repeats its webhook-id, as the Standard Webhooks spec asks.
+    """
+    if len(change_ids) == 1:
+        return change_ids[0]
+    return str(uuid.uuid5(BATCH_NAMESPACE, ",".join(change_ids)))
+
+
+def retry_delay(attempts: int, timing: DeliveryTiming, jitter: float) -> timedelta:
+    """How long a mailbox waits after its `attempts`-th failed attempt; `jitter` in [0, 1] picks within the step.
+
+    The step doubles from `backoff_first` up to `backoff_max`; the wait is between half the step and all of it,
+    so instances that failed together spread out, yet none retries sooner than half the step.
+    """
+    exponent = min(max(attempts - 1, 0), 32)  # 2**32 seconds is far past any sensible maximum
+    step = min(timing.backoff_first * (1 << exponent), timing.backoff_max)
+    return step * (0.5 + 0.5 * jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    row_ids: tuple[int, ...]
+    changes: tuple[dict[str, Any], ...]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str  # short and stable, for the outage log
+    detail: str  # with what the receiver said, for `last_error`
+
+
+class DeliveryWorker:
+    """Sends the outbox to `config.url`; without a URL it idles (the workforce system reads the pull feed)."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: WorkforceConfig,
+        *,
+        owner: str,
+        batch_size: int = 20,
+        concurrency: int = 8,
+        timing: DeliveryTiming = DEFAULT_TIMING,
+        http: aiohttp.ClientSession | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be at least 1")
+        key = config.signing_key
+        if config.url is not None and key is None:
+            raise UserError("workforce.url needs a signing_secret", ["the workforce system checks signatures"])
+        self._db = db
+        self._url = config.url
+        self._key = key or b""
+        self._owner = owner
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._timing = timing
+        self._http = http
+        self._owns_http = http is None
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._outages = Outages(log)
+
+    def notify(self) -> None:
+        """New changes were committed: look for them now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; then let the requests in flight finish and record their outcome."""
+        if self._url is None:
+            await stop.wait()
+            return
+        active: dict[int, asyncio.Task[int]] = {}
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                free = self._concurrency - len(active)
+                for mailbox_id in await self._claim_or_log(free, exclude=set(active)) if free else []:
+                    task = asyncio.create_task(self._drain(mailbox_id, stop), name=f"delivery-{mailbox_id}")
+                    active[mailbox_id] = task
+                    task.add_done_callback(partial(self._finished, active, mailbox_id))
+                await _first(stop, self._wake, within=self._timing.poll.total_seconds())
+        except asyncio.CancelledError:
+            for task in active.values():
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*active.values(), return_exceptions=True)
+            await self.close()
+
+    def _finished(self, active: dict[int, asyncio.Task[int]], mailbox_id: int, _task: asyncio.Task[int]) -> None:
+        active.pop(mailbox_id, None)
+        self._wake.set()  # a slot is free
+
+    async def deliver_once(self) -> int:
+        """Claim the mailboxes that are due (up to `concurrency`), deliver all they have; how many changes went."""
+        if self._url is None:
+            return 0
+        claimed = await self._claim(self._concurrency, exclude=set())
+        return sum(await asyncio.gather(*(self._drain(mailbox_id, None) for mailbox_id in claimed)))
+
+    async def close(self) -> None:
+        """Close the HTTP session if this worker made it; a later call makes a new one."""
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _claim_or_log(self, limit: int, exclude: set[int]) -> list[int]:
+        try:
+            claimed = await self._claim(limit, exclude)
+        except Exception as exc:  # the database may be away for a while; the loop must outlive it
+            self._outages.failed("database", f"delivery cannot read the outbox ({type(exc).__name__}: {exc})")
+            return []
+        self._outages.recovered("database", "delivery reads the outbox again")
+        return claimed
+
+    async def _claim(self, limit: int, exclude: set[int]) -> list[int]:
+        now = self._clock()
+        until = now + self._timing.lease
+        return await self._db.run(
+            partial(claim_due, owner=self._owner, now=now, until=until, limit=limit, exclude=exclude)
+        )
+
+    async def _drain(self, mailbox_id: int, stop: asyncio.Event | None) -> int:
+        """Send a claimed mailbox's due changes batch by batch, until none is left, one fails or `stop` is set."""
+        delivered = 0
+        try:
+            while stop is None or not stop.is_set():
+                now = self._clock()
+                batch = await self._db.run(
+                    partial(
+                        _next_batch,
+                        mailbox_id=mailbox_id,
+                        owner=self._owner,
+                        now=now,
+                        until=now + self._timing.lease,
+                        limit=self._batch_size,
+                    )
+                )
+                if batch is None:
+                    return delivered
+                failure = await self._post(batch.changes)
+                if failure is not None:
+                    await self._record_failure(mailbox_id, batch, failure)
+                    return delivered
+                self._outages.recovered(self._url or "", f"workforce webhook {self._url} accepts changes again")
+                now = self._clock()
+                kept = await self._db.run(
+                    partial(
+                        _delivered,
+                        mailbox_id=mailbox_id,
+                        row_ids=batch.row_ids,
+                        owner=self._owner,
+                        now=now,
+                        until=now + self._timing.lease,
+                    )
+                )
+                delivered += len(batch.row_ids)
+                if not kept:
+                    return delivered
+            await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out on its own and another pass (or instance) picks the mailbox up again.
+            log.exception("delivering the changes of mailbox %d failed", mailbox_id)
+        return delivered
+
+    async def _record_failure(self, mailbox_id: int, batch: _Batch, failure: _Failure) -> None:
+        self._outages.failed(
+            self._url or "", f"workforce webhook {self._url} {failure.reason}; changes are kept and retried"
+        )
+        now = self._clock()
+        next_attempt_at = now + retry_delay(batch.attempts + 1, self._timing, random.random())
+        await self._db.run(
+            partial(
+                _failed,
+                mailbox_id=mailbox_id,
+                row_ids=batch.row_ids,
+                owner=self._owner,
+                error=failure.detail,
+                next_attempt_at=next_attempt_at,
+            )
+        )
+
+    async def _post(self, changes: Sequence[dict[str, Any]]) -> _Failure | None:
+        assert self._url is not None
+        body = json.dumps({"changes": list(changes)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        webhook_id = message_id([str(change["id"]) for change in changes])
+        timestamp = int(self._clock().timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._key, webhook_id, timestamp, body),
+        }
+        timeout = aiohttp.ClientTimeout(total=self._timing.timeout.total_seconds())
+        try:
+            # Redirects are not followed: a POST turned into a GET elsewhere would count as delivered.
+            async with self._session().post(
+                self._url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                if 200 <= response.status < 300:
+                    return None
+                said = (await response.content.read(_ERROR_EXCERPT)).decode("utf-8", "replace").strip()
+                reason = f"answered {response.status} {response.reason or ''}".rstrip()
+                return _Failure(reason, f"{reason}: {said}" if said else reason)
+        except TimeoutError:
+            reason = f"did not answer within {self._timing.timeout.total_seconds():g} s"
+            return _Failure(reason, reason)
+        except aiohttp.ClientError as exc:
+            return _Failure(f"is unreachable ({type(exc).__name__})", f"unreachable: {type(exc).__name__}: {exc}")
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+
+async def _first(*events: asyncio.Event, within: float) -> None:
+    """Wait until one of `events` is set, or `within` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+# -- units of work (each runs in one transaction) ------------------------------------------------------------
+
+
+def claim_due(
+    session: Session, *, owner: str, now: datetime, until: datetime, limit: int, exclude: set[int]
+) -> list[int]:
+    """Lease up to `limit` mailboxes whose undelivered changes are due, longest waiting first.
+
+    A mailbox is due when none of its undelivered changes is backing off: only its oldest changes are ever
+    sent, so a batch that failed holds back everything queued behind it.
+    """
+    pending = (
+        select(col(OutboxRow.mailbox_id), sa.func.min(OutboxRow.id).label("oldest"))
+        .where(col(OutboxRow.delivered_at).is_(None))
+        .group_by(col(OutboxRow.mailbox_id))
+        .having(sa.func.max(OutboxRow.next_attempt_at) <= now)
+        .subquery()
+    )
+    query = (
+        select(MailboxRow)
+        .join(pending, pending.c.mailbox_id == MailboxRow.id)
+        .where(sa.or_(col(MailboxRow.delivery_lease_until).is_(None), col(MailboxRow.delivery_lease_until) < now))
+        .order_by(pending.c.oldest)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=MailboxRow)
+    )
+    if exclude:
+        # Mailboxes this instance is still working: its lease may have lapsed during a stalled request.
+        query = query.where(col(MailboxRow.id).not_in(sorted(exclude)))
+    claimed = []
+    for row in session.exec(query).all():
+        assert row.id is not None
+        row.delivery_owner = owner
+        row.delivery_lease_until = until
+        claimed.append(row.id)
+    return claimed
+
+
+def release(session: Session, *, mailbox_id: int, owner: str) -> None:
+    """Give the mailbox's delivery lease back, if `owner` still holds it."""
+    session.execute(
+        sa.update(MailboxRow)
+        .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
+        .values(delivery_owner=None, delivery_lease_until=None)
+    )
+
+
+def _renew(session: Session, mailbox_id: int, owner: str, until: datetime) -> bool:
+    result = session.execute(
+        sa.update(MailboxRow)
+        .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
+        .values(delivery_lease_until=until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _next_batch(
+    session: Session, *, mailbox_id: int, owner: str, now: datetime, until: datetime, limit: int
+) -> _Batch | None:
+    """The mailbox's oldest undelivered changes, with the lease renewed; None (lease released) when none is due."""
+    if not _renew(session, mailbox_id, owner, until):
+        return None
+    rows = session.exec(
+        select(OutboxRow)
+        .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
+        .order_by(col(OutboxRow.sequence))
+        .limit(limit)
+    ).all()
+    if not rows or any(row.next_attempt_at > now for row in rows):
+        release(session, mailbox_id=mailbox_id, owner=owner)
+        return None
+    return _Batch(
+        row_ids=tuple(row.id for row in rows if row.id is not None),
+        changes=tuple(row.payload for row in rows),
+        attempts=max(row.attempts for row in rows),
+    )
+
+
+def _delivered(
+    session: Session, *, mailbox_id: int, row_ids: Sequence[int], owner: str, now: datetime, until: datetime
+) -> bool:
+    """Mark the batch delivered; whether the lease is still held (false: another instance took the mailbox)."""
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
+        .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
+    )
+    return _renew(session, mailbox_id, owner, until)
+
+
+def _failed(
+    session: Session,
+    *,
+    mailbox_id: int,
+    row_ids: Sequence[int],
+    owner: str,
+    error: str,
+    next_attempt_at: datetime,
+) -> None:
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
+        .values(attempts=OutboxRow.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
+    )
+    # Released rather than held through the backoff: the outbox's next_attempt_at already keeps everyone away.
+    release(session, mailbox_id=mailbox_id, owner=owner)

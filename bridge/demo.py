@@ -1,0 +1,192 @@
+"""`presence-bridge demo`: the whole chain on one machine, with nothing to configure.
+
+It starts the Graph tenant emulator (three people with a mix of appointments), the workforce receiver emulator
+and the bridge itself on a SQLite file in a temporary folder, configured through an ordinary config file. Then it
+keeps changing appointments the way people do in Outlook and prints every change the workforce system receives,
+mapped to its template, as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import tempfile
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from bridge.config import load_config
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.workforce import WorkforceReceiver
+from bridge.mailbox_sync import SyncTiming
+from bridge.service import Service
+
+SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
+PEOPLE = [("AdeleV@contoso.com", "Adele Vance", "E1001"), ("GradyA@contoso.com", "Grady Archie", "E1002")]
+PEOPLE.append(("LeeG@contoso.com", "Lee Gu", "E1003"))
+# The demo's bridge reacts in about a second; production keeps the defaults (docs/sync.md).
+DEMO_TIMING = SyncTiming(settle=timedelta(milliseconds=100), poll=timedelta(milliseconds=500))
+
+
+def _at(day: date, hour: float) -> dict[str, str]:
+    moment = datetime.combine(day, time(), tzinfo=UTC) + timedelta(hours=hour)
+    return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+
+def _event(subject: str, day: date, start: float, end: float, show_as: str = "busy", **extra: Any) -> dict[str, Any]:
+    return {"subject": subject, "start": _at(day, start), "end": _at(day, end), "showAs": show_as, **extra}
+
+
+def seed(graph: GraphEmulator, today: date) -> None:
+    """A realistic mix: what is shown, what is masked and what is never shown."""
+    adele, grady, lee = (person[0] for person in PEOPLE)
+    day = today + timedelta(days=1)
+    graph.create_event_as_outlook(adele, _event("Customer visit", day, 9, 10.5))
+    graph.create_event_as_outlook(adele, _event("*Dentist", day, 14, 15))  # ignore character: never shown
+    graph.create_event_as_outlook(adele, _event("Doctor", day + timedelta(days=1), 8, 9, sensitivity="private"))
+    standup = _event("Daily stand-up", day, 7, 7.25)
+    standup["recurrence"] = {
+        "pattern": {
+            "type": "weekly",
+            "interval": 1,
+            "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+        },
+        "range": {"type": "numbered", "startDate": day.isoformat(), "numberOfOccurrences": 5},
+    }
+    graph.create_event_as_outlook(grady, standup)
+    vacation = _event("Vacation", day + timedelta(days=3), 0, 72, "oof", isAllDay=True)
+    graph.create_event_as_outlook(grady, vacation)
+    graph.create_event_as_outlook(lee, _event("Maybe: workshop", day, 13, 17, "tentative"))
+    graph.create_event_as_outlook(
+        lee, _event("Home office", day + timedelta(days=2), 0, 24, "workingElsewhere", isAllDay=True)
+    )
+    graph.create_event_as_outlook(lee, _event("Focus time", day, 9, 11, "free"))  # free: never shown
+
+
+def write_config(folder: Path, graph: GraphEmulator, app: Any, port: int, workforce_url: str) -> Path:
+    mailboxes = "\n".join(
+        f'  - {{address: {address}, workforce_id: "{workforce_id}", source: online}}'
+        for address, _, workforce_id in PEOPLE
+    )
+    text = f"""
+    database_url: sqlite:///{folder / "bridge.db"}
+    listen: {{host: 127.0.0.1, port: {port}}}
+    public_url: http://127.0.0.1:{port}
+    sources:
+      online:
+        kind: graph
+        tenant_id: {app.tenant_id}
+        client_id: {app.client_id}
+        client_secret: {app.client_secret}
+        authority_host: {graph.authority}
+        graph_url: {graph.graph_url}
+        ca_file: {graph.ca_file}
+    mailboxes:
+    {{mailboxes}}
+    workforce:
+      url: {workforce_url}
+      signing_secret: {SECRET}
+    """
+    path = folder / "config.yaml"
+    path.write_text(textwrap.dedent(text).replace("{mailboxes}", mailboxes), encoding="utf-8")
+    return path
+
+
+def describe(change: dict[str, Any]) -> str:
+    appointment = change["appointment"]
+    start = datetime.fromisoformat(appointment["start"])
+    end = datetime.fromisoformat(appointment["end"])
+    if not appointment["all_day"]:
+        when = f"{start:%a %d %b %H:%M}-{end:%H:%M}"
+    elif end - start > timedelta(days=1):
+        when = f"{start:%a %d %b}-{end - timedelta(days=1):%a %d %b}"
+    else:
+        when = f"{start:%a %d %b}"
+    subject = appointment.get("subject")
+    shown = f'"{subject}"' if subject is not None else "(private: no subject)"
+    kind = change["type"].removeprefix("appointment.")
+    return (
+        f"#{change['sequence']:<3} {change['mailbox']:<20} {kind:<8} {appointment['template']:<10} {when:<22} {shown}"
+    )
+
+
+class _Outlook:
+    """People changing their calendars while the demo runs."""
+
+    def __init__(self, graph: GraphEmulator, today: date) -> None:
+        self._graph = graph
+        self._today = today
+        self._made: list[tuple[str, str]] = []
+        self._random = random.Random(7)
+
+    def step(self) -> str:
+        address = self._random.choice(PEOPLE)[0]
+        day = self._today + timedelta(days=self._random.randint(1, 10))
+        if self._made and self._random.random() < 0.35:
+            who, item = self._made.pop(self._random.randrange(len(self._made)))
+            if self._random.random() < 0.5:
+                self._graph.delete_event_as_outlook(who, item)
+                return f"{who} deletes an appointment"
+            hour = self._random.randint(8, 16)
+            self._graph.update_event_as_outlook(who, item, {"start": _at(day, hour), "end": _at(day, hour + 1)})
+            self._made.append((who, item))
+            return f"{who} moves an appointment"
+        subject, show_as = self._random.choice(
+            [("Team meeting", "busy"), ("Customer call", "busy"), ("Sick leave", "oof"), ("Training", "tentative"),
+             ("Working from Berlin", "workingElsewhere"), ("*Private errand", "busy")]
+        )  # fmt: skip
+        hour = self._random.randint(8, 16)
+        created = self._graph.create_event_as_outlook(address, _event(subject, day, hour, hour + 1, show_as))
+        self._made.append((address, str(created["id"])))
+        return f"{address} creates '{subject}' ({show_as})"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def run_demo(
+    *, duration_s: float | None = None, change_every_s: float = 4.0, out: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Run until `duration_s` has passed (None: until cancelled); returns the changes the workforce side got."""
+    folder = Path(tempfile.mkdtemp(prefix="presence-bridge-demo-"))
+    today = datetime.now(UTC).date()
+    async with contextlib.AsyncExitStack() as stack:
+        graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
+        await graph.start()
+        stack.push_async_callback(graph.stop)
+        app = graph.add_app()
+        for address, name, _ in PEOPLE:
+            graph.add_user(address, name)
+        seed(graph, today)
+        workforce = WorkforceReceiver(SECRET)
+        workforce_url = await workforce.start()
+        stack.push_async_callback(workforce.stop)
+        config = load_config(write_config(folder, graph, app, _free_port(), workforce_url))
+        service = Service(config, timing=DEMO_TIMING)
+        await service.start()
+        stack.push_async_callback(service.stop)
+        out(f"Graph emulator   {graph.base_url}  (control API {graph.control_url})")
+        out(f"Workforce system {workforce_url}")
+        out(f"Bridge           {service.url}  (state in {folder})")
+        out("Changes as the workforce system receives them:")
+        outlook = _Outlook(graph, today)
+        printed = 0
+        started = asyncio.get_running_loop().time()
+        next_change = started + change_every_s
+        while duration_s is None or asyncio.get_running_loop().time() - started < duration_s:
+            for change in workforce.changes[printed:]:
+                out("  " + describe(change))
+            printed = len(workforce.changes)
+            if asyncio.get_running_loop().time() >= next_change:
+                out(f"  -- {outlook.step()}")
+                next_change += change_every_s
+            await asyncio.sleep(0.2)
+        return list(workforce.changes)
+    raise AssertionError("unreachable")

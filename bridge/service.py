@@ -1,0 +1,154 @@
+"""The running bridge: wiring, and the supervisor of its long-running tasks.
+
+One process runs the webhook receiver and REST API, the subscription upkeep, the sync worker, the delivery
+worker and the mapping watcher. Stopping (SIGTERM, Ctrl-C) lets in-flight work commit or leaves it for the next
+start: every task's state is in the database, so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from bridge.admin import register
+from bridge.config import Config, GraphSourceConfig
+from bridge.delivery import DeliveryWorker
+from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
+from bridge.marks import DirtyMarks
+from bridge.sources.base import CalendarSource
+from bridge.sources.configured import build_sources
+from bridge.store import Database
+from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
+from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
+from bridge.web.app import create_app
+from bridge.web.graph_hooks import GraphHooks
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sources: Mapping[str, CalendarSource] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timing: SyncTiming = DEFAULT_TIMING,
+        owner: str | None = None,
+        database: Database | None = None,
+    ) -> None:
+        self.config = config
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._clock = clock
+        self.db = database or Database(config.database_url)
+        self.mapping = LiveMapping(config.templates or default_mapping_path())
+        self.sources = dict(sources) if sources is not None else build_sources(config)
+        self._stop = asyncio.Event()
+        self._sync_wake = asyncio.Event()
+        self._subscriptions_wake = asyncio.Event()
+        self.marks = DirtyMarks(self.db, on_commit=self._sync_wake.set, clock=clock)
+        self.hooks = GraphHooks(self.db, self.marks, clock=clock, on_lifecycle=self._lifecycle)
+        self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner)
+        self.sync = MailboxSync(
+            self.db,
+            self.sources,
+            lambda: self.mapping.current,
+            config.sync,
+            self.owner,
+            timing=timing,
+            clock=clock,
+            on_changes=self.delivery.notify,
+        )
+        graph = {name: source for name, source in self.sources.items() if name in _graph_names(config)}
+        self.subscriptions = (
+            SubscriptionManager(
+                self.db,
+                graph,
+                SubscriptionSettings(config.graph_notification_url, config.graph_lifecycle_url),
+                clock=clock,
+                forget=self.hooks.forget,
+            )
+            if graph and config.graph_notification_url and config.graph_lifecycle_url
+            else None
+        )
+        self._runner: web.AppRunner | None = None
+        self._stopped = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.url = ""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.db.upgrade)
+        now = self._clock()
+        await self.db.run(lambda session: register(session, self.config, now))
+        self._runner = web.AppRunner(create_app(self.config, self.db, self.hooks), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))
+        self._supervise("delivery", lambda: self.delivery.run(self._stop))
+        self._supervise("mapping", lambda: self.mapping.watch(2.0, self._remap))
+        if self.subscriptions is not None:
+            subscriptions = self.subscriptions
+            self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
+        log.info("presence bridge listening on %s (instance %s)", self.url, self.owner)
+
+    async def stop(self) -> None:
+        """Stop every task, letting running work commit; stopping twice is harmless."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop.set()
+        for task in self._tasks:
+            if task.get_name() == "mapping":
+                task.cancel()  # the watcher only sleeps between polls
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for source in self.sources.values():
+            await source.close()
+        self.db.close()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _lifecycle(self) -> None:
+        self._subscriptions_wake.set()
+        self._sync_wake.set()
+
+    async def _remap(self, old: TemplateMapping, new: TemplateMapping) -> None:
+        emitted = await self.sync.remap(new)
+        log.info("template mapping changed: %d changes emitted", emitted)
+
+    def _supervise(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work` until stop; if it ever ends early with an error, log it and start it again."""
+
+        async def keep_running() -> None:
+            delay = 1.0
+            while not self._stop.is_set():
+                try:
+                    await work()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("task %s failed; restarting in %.0f s", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+
+        self._tasks.append(asyncio.create_task(keep_running(), name=name))
+
+
+def _graph_names(config: Config) -> set[str]:
+    return {name for name, source in config.sources.items() if isinstance(source, GraphSourceConfig)}
