@@ -216,7 +216,7 @@ class DeliveryWorker:
                 if failure is not None:
                     await self._record_failure(mailbox_id, batch, failure)
                     return delivered
-                self._outages.recovered(self._url or "", f"workforce webhook {self._url} accepts changes again")
+                self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
                 now = self._clock()
                 kept = await self._db.run(
                     partial(
@@ -240,9 +240,7 @@ class DeliveryWorker:
         return delivered
 
     async def _record_failure(self, mailbox_id: int, batch: _Batch, failure: _Failure) -> None:
-        self._outages.failed(
-            self._url or "", f"workforce webhook {self._url} {failure.reason}; changes are kept and retried"
-        )
+        self._outages.failed("webhook", f"workforce webhook {self._url} {failure.reason}; changes are kept and retried")
         now = self._clock()
         next_attempt_at = now + retry_delay(batch.attempts + 1, self._timing, random.random())
         await self._db.run(

@@ -1,0 +1,605 @@
+"""Delivery of the outbox to the workforce system: over real HTTP to the receiver emulator, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from bridge.config import WorkforceConfig
+from bridge.delivery import (
+    DeliveryTiming,
+    DeliveryWorker,
+    message_id,
+    retry_delay,
+    sign,
+)
+from bridge.domain import ChangeType, FreeBusy, PresenceEntry
+from bridge.emulators.workforce import WorkforceReceiver
+from bridge.errors import UserError
+from bridge.store import Database, MailboxRow, OutboxRow
+from bridge.store.outbox import add_changes, changes_after
+from tests.conftest import DatabaseUrl
+
+SECRET = "whsec_" + base64.b64encode(b"delivery-test-signing-key-012345").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-key-the-receiver-knows!!").decode()
+FAST = DeliveryTiming(
+    lease=timedelta(seconds=5),
+    poll=timedelta(milliseconds=50),
+    timeout=timedelta(seconds=2),
+    backoff_first=timedelta(milliseconds=20),
+    backoff_max=timedelta(milliseconds=200),
+)
+OCCURRED = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock that stands still until told to move; starts at the real now, so rows written before are due."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def entry(number: int, subject: str | None = "Customer visit") -> PresenceEntry:
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC) + timedelta(hours=number)
+    return PresenceEntry(
+        item_id=f"AAMkAGI1AAAoZDP{number}=",
+        template="meeting",
+        free_busy=FreeBusy.BUSY,
+        start=start,
+        end=start + timedelta(minutes=90),
+        all_day=False,
+        subject=subject,
+    )
+
+
+def emit(db: Database, address: str, count: int, change_type: ChangeType = ChangeType.CREATED) -> list[dict[str, Any]]:
+    """Commit `count` changes for `address` (registered on first use) as the sync engine would; their payloads."""
+    with db.session() as session:
+        mailbox = session.exec(select(MailboxRow).where(MailboxRow.address == address)).first()
+        if mailbox is None:
+            mailbox = MailboxRow(address=address, workforce_id=f"E-{address.split('@')[0]}", source="online")
+            session.add(mailbox)
+            session.flush()
+        rows = add_changes(session, mailbox, [(change_type, entry(n)) for n in range(count)], OCCURRED)
+        return [row.payload for row in rows]
+
+
+def outbox(db: Database) -> list[OutboxRow]:
+    with db.session() as session:
+        return list(session.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all())
+
+
+def mailbox_row(db: Database, address: str) -> MailboxRow:
+    with db.session() as session:
+        return session.exec(select(MailboxRow).where(MailboxRow.address == address)).one()
+
+
+def sequences(changes: list[dict[str, Any]], address: str) -> list[int]:
+    return [change["sequence"] for change in changes if change["mailbox"] == address]
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Event]:
+    """The worker's `run` loop in the background; leaving the block stops it the graceful way."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WorkforceReceiver]:
+    emulator = WorkforceReceiver(SECRET)
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+Workers = Callable[..., DeliveryWorker]
+
+
+@pytest.fixture
+async def workers(db: Database, receiver: WorkforceReceiver) -> AsyncIterator[Workers]:
+    """Makes delivery workers for the receiver (owner "a" unless told), closing them afterwards."""
+    made: list[DeliveryWorker] = []
+
+    def make(
+        *, owner: str = "a", database: Database | None = None, secret: str = SECRET, **options: Any
+    ) -> DeliveryWorker:
+        options.setdefault("timing", FAST)
+        config = WorkforceConfig(url=receiver.url, signing_secret=secret)
+        worker = DeliveryWorker(database or db, config, owner=owner, **options)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        await worker.close()
+
+
+@pytest.fixture
+def second_db(database_url: DatabaseUrl, db: Database) -> Iterator[Database]:
+    """Another instance's handle on the same database (`db` has upgraded it)."""
+    database = Database(database_url.url, schema=database_url.schema)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+# -- the wire format ---------------------------------------------------------------------------------------
+
+
+def test_the_signature_matches_the_standard_webhooks_test_vector() -> None:
+    key = base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+
+    signature = sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_one_change_is_sent_under_its_own_id() -> None:
+    assert message_id(["5f1c7e0a-3b9d-4c47-9a7e-2f6d3c1b8e90"]) == "5f1c7e0a-3b9d-4c47-9a7e-2f6d3c1b8e90"
+
+
+def test_a_batch_id_is_derived_from_its_change_ids() -> None:
+    batch = ["id-1", "id-2", "id-3"]
+
+    assert message_id(batch) == message_id(list(batch))
+    assert message_id(batch) not in (message_id(["id-1", "id-2"]), message_id(["id-2", "id-1", "id-3"]))
+
+
+def test_retry_delay_doubles_from_the_first_step_up_to_the_maximum() -> None:
+    timing = DeliveryTiming(backoff_first=timedelta(seconds=1), backoff_max=timedelta(minutes=5))
+
+    steps = [retry_delay(attempts, timing, jitter=1.0) for attempts in (1, 2, 3, 9, 10, 1000)]
+
+    assert steps == [timedelta(seconds=s) for s in (1, 2, 4, 256, 300, 300)]
+
+
+def test_jitter_never_retries_sooner_than_half_the_step() -> None:
+    timing = DeliveryTiming(backoff_first=timedelta(seconds=1))
+
+    assert retry_delay(3, timing, jitter=0.0) == timedelta(seconds=2)
+
+
+def test_a_timeout_as_long_as_the_lease_is_refused() -> None:
+    with pytest.raises(ValueError, match="shorter than the lease"):
+        DeliveryTiming(lease=timedelta(seconds=10), timeout=timedelta(seconds=10))
+
+
+def test_add_changes_writes_the_documented_change_object(db: Database) -> None:
+    with db.session() as session:
+        mailbox = MailboxRow(address="Adele@Contoso.com", workforce_id="E1001", source="online")
+        session.add(mailbox)
+        session.flush()
+        first, second = add_changes(
+            session, mailbox, [(ChangeType.CREATED, entry(0)), (ChangeType.DELETED, entry(1, subject=None))], OCCURRED
+        )
+
+    assert first.payload == {
+        "id": first.change_id,
+        "type": "appointment.created",
+        "sequence": 1,
+        "occurred_at": "2026-11-23T06:00:00Z",
+        "mailbox": "adele@contoso.com",
+        "workforce_id": "E1001",
+        "appointment": {
+            "id": "AAMkAGI1AAAoZDP0=",
+            "template": "meeting",
+            "free_busy": "busy",
+            "start": "2026-11-24T09:00:00Z",
+            "end": "2026-11-24T10:30:00Z",
+            "all_day": False,
+            "subject": "Customer visit",
+        },
+    }
+    assert (second.sequence, second.change_type) == (2, ChangeType.DELETED)
+    assert "subject" not in second.payload["appointment"]
+    assert mailbox.next_sequence == 3
+
+
+# -- delivering --------------------------------------------------------------------------------------------
+
+
+async def test_a_change_arrives_signed_and_verified(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    [sent] = emit(db, "adele@contoso.com", 1)
+
+    delivered = await workers().deliver_once()
+
+    assert delivered == 1
+    assert receiver.changes == [sent]
+    assert receiver.stats()["byStatus"] == {"200": 1}
+
+
+async def test_a_delivered_change_is_marked_with_its_attempt(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+
+    await workers().deliver_once()
+
+    [row] = outbox(db)
+    assert row.delivered_at is not None
+    assert (row.attempts, row.last_error) == (1, None)
+
+
+async def test_requests_are_json_from_the_bridge(db: Database, receiver: WorkforceReceiver, workers: Workers) -> None:
+    emit(db, "adele@contoso.com", 1)
+
+    await workers().deliver_once()
+
+    [request] = receiver.requests
+    assert request["contentType"] == "application/json"
+    assert request["userAgent"].startswith("presence-bridge/")
+
+
+async def test_a_rejected_signature_keeps_the_change_for_later(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+
+    delivered = await workers(secret=OTHER_SECRET).deliver_once()
+
+    [row] = outbox(db)
+    assert delivered == 0
+    assert receiver.changes == []
+    assert row.delivered_at is None
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert row.last_error.startswith("answered 401")
+
+
+async def test_changes_go_in_batches_of_at_most_batch_size(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 5)
+
+    delivered = await workers(batch_size=2).deliver_once()
+
+    assert delivered == 5
+    assert [request["changes"] for request in receiver.requests] == [2, 2, 1]
+    assert sequences(receiver.changes, "adele@contoso.com") == [1, 2, 3, 4, 5]
+
+
+async def test_a_batch_holds_the_changes_of_one_mailbox_only(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 2)
+    emit(db, "bob@contoso.com", 2)
+
+    await workers().deliver_once()
+
+    assert sorted(request["mailboxes"] for request in receiver.requests) == [
+        ["adele@contoso.com"],
+        ["bob@contoso.com"],
+    ]
+
+
+async def test_mailboxes_are_delivered_side_by_side_each_in_order(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    addresses = [f"person{n}@contoso.com" for n in range(6)]
+    for address in addresses:
+        emit(db, address, 6)
+    receiver.slow(50)
+
+    delivered = await workers(batch_size=2, concurrency=6).deliver_once()
+
+    assert delivered == 36
+    assert all(sequences(receiver.changes, address) == [1, 2, 3, 4, 5, 6] for address in addresses)
+    assert receiver.anomalies == []
+    assert receiver.stats()["overlaps"] == 0
+    assert receiver.stats()["peakInFlight"] > 1
+
+
+async def test_a_failed_batch_waits_for_its_backoff(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 2)
+    receiver.fail(status=500, count=1)
+    clock = Clock()
+    worker = workers(clock=clock)
+
+    failed = await worker.deliver_once()
+    too_soon = await worker.deliver_once()
+    clock.advance(FAST.backoff_max)
+    after = await worker.deliver_once()
+
+    assert (failed, too_soon, after) == (0, 0, 2)
+    assert len(receiver.requests) == 2
+
+
+async def test_a_failed_attempt_is_recorded_on_its_changes(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 2)
+    receiver.fail(status=503, count=1)
+    clock = Clock()
+
+    await workers(clock=clock).deliver_once()
+
+    for row in outbox(db):
+        assert row.attempts == 1
+        assert row.next_attempt_at > clock.now
+        assert row.last_error is not None
+        assert "503" in row.last_error
+
+
+async def test_a_mailbox_backing_off_holds_back_its_later_changes(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+    receiver.fail(status=500, count=1)
+    clock = Clock()
+    worker = workers(clock=clock, timing=DeliveryTiming(backoff_first=timedelta(minutes=1)))
+    await worker.deliver_once()
+
+    emit(db, "adele@contoso.com", 1)
+    clock.advance(timedelta(seconds=1))  # the new change is due; the failed one waits a minute
+    held_back = await worker.deliver_once()
+
+    assert held_back == 0
+    assert receiver.changes == []
+
+
+async def test_a_mailbox_backing_off_does_not_hold_back_the_others(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+    emit(db, "bob@contoso.com", 1)
+    receiver.fail(status=500, count=1)
+    clock = Clock()
+    worker = workers(clock=clock, concurrency=1)
+    await worker.deliver_once()  # the longest waiting mailbox first: Adele's, which fails
+
+    delivered = await worker.deliver_once()
+
+    assert delivered == 1
+    assert [change["mailbox"] for change in receiver.changes] == ["bob@contoso.com"]
+
+
+async def test_a_receiver_too_slow_to_answer_is_tried_again(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+    receiver.slow(1000, count=1)
+    clock = Clock()
+    worker = workers(clock=clock, timing=DeliveryTiming(timeout=timedelta(milliseconds=200)))
+
+    timed_out = await worker.deliver_once()
+    clock.advance(timedelta(minutes=5))
+    retried = await worker.deliver_once()
+
+    [row] = outbox(db)
+    assert (timed_out, retried) == (0, 1)
+    assert row.attempts == 2
+    assert row.last_error == "did not answer within 0.2 s"
+
+
+async def test_an_unreachable_receiver_is_an_attempt_like_any_other(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+    worker = workers()
+    await receiver.stop()
+
+    delivered = await worker.deliver_once()
+
+    [row] = outbox(db)
+    assert delivered == 0
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert row.last_error.startswith("unreachable")
+
+
+async def test_a_receiver_down_for_a_while_gets_everything_in_order_once_back(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    receiver.fail(status=500)
+    worker = workers(batch_size=3)
+    async with running(worker):
+        emit(db, "adele@contoso.com", 4)
+        emit(db, "bob@contoso.com", 4)
+        worker.notify()
+        await wait_until(lambda: len(receiver.requests) >= 6)  # each mailbox's first batch failed three times
+        assert receiver.changes == []
+
+        receiver.recover()
+        changes = await receiver.wait_for(8)
+
+    assert sequences(changes, "adele@contoso.com") == sequences(changes, "bob@contoso.com") == [1, 2, 3, 4]
+    assert receiver.anomalies == []
+    rows = outbox(db)
+    assert all(row.delivered_at is not None for row in rows)
+    first_batches = [row for row in rows if row.sequence <= 3]
+    assert all(row.attempts >= 4 for row in first_batches)
+    assert {row.last_error for row in first_batches} == {
+        'answered 500 Internal Server Error: {"error": "failing on purpose"}'
+    }
+
+
+async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
+    db: Database, receiver: WorkforceReceiver, workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.delivery")
+    receiver.fail(status=503)
+    worker = workers()
+    async with running(worker):
+        emit(db, "adele@contoso.com", 1)
+        worker.notify()
+        await wait_until(lambda: outbox(db)[0].attempts >= 4)
+        receiver.recover()
+        await receiver.wait_for(1)
+
+    messages = [record.getMessage() for record in caplog.records if record.name == "bridge.delivery"]
+    assert len(messages) == 2
+    assert "answered 503" in messages[0]
+    assert "accepts changes again" in messages[1]
+
+
+async def test_notify_wakes_the_worker_before_its_poll(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    worker = workers(timing=DeliveryTiming(poll=timedelta(minutes=5)))
+    async with running(worker):
+        await asyncio.sleep(0.1)  # let the first pass find nothing and go to sleep
+        [sent] = emit(db, "adele@contoso.com", 1)
+        worker.notify()
+
+        assert await receiver.wait_for(1, within=5) == [sent]
+
+
+async def test_stopping_lets_the_request_in_flight_finish_and_records_it(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    receiver.slow(300)
+    worker = workers(batch_size=1)
+    async with running(worker) as stop:
+        emit(db, "adele@contoso.com", 1)
+        emit(db, "adele@contoso.com", 1)
+        worker.notify()
+        await wait_until(lambda: receiver.stats()["inFlight"] == 1)
+        stop.set()
+
+    first, second = outbox(db)
+    assert first.delivered_at is not None
+    assert second.delivered_at is None  # not sent once stopping: the next instance to claim the mailbox sends it
+    assert mailbox_row(db, "adele@contoso.com").delivery_owner is None
+
+
+async def test_without_a_url_nothing_is_sent(db: Database, receiver: WorkforceReceiver) -> None:
+    emit(db, "adele@contoso.com", 1)
+    worker = DeliveryWorker(db, WorkforceConfig(), owner="a", timing=FAST)
+
+    assert await worker.deliver_once() == 0
+    async with running(worker):
+        await asyncio.sleep(0.1)
+
+    assert receiver.requests == []
+
+
+def test_a_url_without_a_signing_secret_is_refused(db: Database) -> None:
+    with pytest.raises(UserError, match="signing_secret"):
+        DeliveryWorker(db, WorkforceConfig(url="http://127.0.0.1:9/hooks"), owner="a")
+
+
+# -- leases: several instances on one database -------------------------------------------------------------
+
+
+async def test_the_lease_is_given_back_once_the_mailbox_is_drained(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 2)
+
+    await workers().deliver_once()
+
+    row = mailbox_row(db, "adele@contoso.com")
+    assert (row.delivery_owner, row.delivery_lease_until) == (None, None)
+
+
+async def test_a_mailbox_leased_by_another_instance_is_left_alone_until_its_lease_runs_out(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 1)
+    clock = Clock()
+    with db.session() as session:
+        row = session.exec(select(MailboxRow)).one()
+        row.delivery_owner = "b"
+        row.delivery_lease_until = clock.now + timedelta(seconds=30)
+    worker = workers(clock=clock)
+
+    while_leased = await worker.deliver_once()
+    clock.advance(timedelta(seconds=31))
+    after_expiry = await worker.deliver_once()
+
+    assert (while_leased, after_expiry) == (0, 1)
+
+
+async def test_two_instances_never_deliver_one_mailbox_at_the_same_time(
+    db: Database, second_db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    addresses = [f"person{n}@contoso.com" for n in range(6)]
+    receiver.slow(10)
+    first = workers(owner="a", batch_size=3, concurrency=4)
+    second = workers(owner="b", database=second_db, batch_size=3, concurrency=4)
+    async with running(first), running(second):
+        for _ in range(3):
+            for address in addresses:
+                emit(db, address, 4)
+            first.notify()
+            second.notify()
+            await asyncio.sleep(0.05)
+        changes = await receiver.wait_for(72, within=15)
+
+    assert all(sequences(changes, address) == list(range(1, 13)) for address in addresses)
+    assert receiver.anomalies == []
+    assert receiver.stats()["overlaps"] == 0
+    assert receiver.duplicates == 0
+
+
+# -- the pull feed -----------------------------------------------------------------------------------------
+
+
+def test_changes_after_pages_through_the_outbox_in_order(db: Database) -> None:
+    emitted = emit(db, "adele@contoso.com", 3) + emit(db, "bob@contoso.com", 2)
+    pages = []
+    cursor = 0
+    with db.session() as session:
+        while True:
+            page, cursor = changes_after(session, cursor, 2)
+            if not page:
+                break
+            pages.append(page)
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [change for page in pages for change in page] == emitted
+    assert cursor == outbox(db)[-1].id
+
+
+def test_changes_after_the_last_one_returns_the_same_cursor(db: Database) -> None:
+    emit(db, "adele@contoso.com", 2)
+    last = outbox(db)[-1].id
+    assert last is not None
+
+    with db.session() as session:
+        assert changes_after(session, last, 10) == ([], last)
+
+
+async def test_the_pull_feed_keeps_delivered_changes(
+    db: Database, receiver: WorkforceReceiver, workers: Workers
+) -> None:
+    emitted = emit(db, "adele@contoso.com", 2)
+    await workers().deliver_once()
+
+    with db.session() as session:
+        assert changes_after(session, 0, 10)[0] == emitted
