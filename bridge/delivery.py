@@ -320,7 +320,14 @@ def claim_due(
     query = (
         select(MailboxRow)
         .join(pending, pending.c.mailbox_id == MailboxRow.id)
-        .where(sa.or_(col(MailboxRow.delivery_lease_until).is_(None), col(MailboxRow.delivery_lease_until) < now))
+        .where(
+            sa.or_(
+                col(MailboxRow.delivery_lease_until).is_(None),
+                col(MailboxRow.delivery_lease_until) < now,
+                # The same instance restarted: its old leases are its own (`exclude` keeps live work apart).
+                col(MailboxRow.delivery_owner) == owner,
+            )
+        )
         .order_by(pending.c.oldest)
         .limit(limit)
         .with_for_update(skip_locked=True, of=MailboxRow)

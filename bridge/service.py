@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from bridge.marks import DirtyMarks
 from bridge.sources.base import CalendarSource
 from bridge.sources.configured import build_sources
 from bridge.store import Database
+from bridge.store.work import mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
 from bridge.web.app import create_app
@@ -45,7 +45,9 @@ class Service:
         database: Database | None = None,
     ) -> None:
         self.config = config
-        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        # Instances are told apart by host name: a restarted instance takes back its own leases at once instead
+        # of waiting for them to expire (run one instance per host, or pass distinct owners).
+        self.owner = owner or socket.gethostname()
         self._clock = clock
         self.db = database or Database(config.database_url)
         self.mapping = LiveMapping(config.templates or default_mapping_path())
@@ -87,6 +89,8 @@ class Service:
         await asyncio.to_thread(self.db.upgrade)
         now = self._clock()
         await self.db.run(lambda session: register(session, self.config, now))
+        # Notifications sent while no instance listened are lost: every mailbox catches up once (one delta each).
+        await self.db.run(lambda session: mark_active_dirty(session, now))
         self._runner = web.AppRunner(create_app(self.config, self.db, self.hooks), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)

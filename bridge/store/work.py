@@ -52,6 +52,12 @@ def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime) ->
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def mark_active_dirty(session: Session, now: datetime) -> int:
+    """Mark every active mailbox: on start, since notifications sent while no instance listened are lost."""
+    ids = session.exec(select(MailboxRow.id).where(MailboxRow.status == MailboxStatus.ACTIVE)).all()
+    return mark_dirty(session, [mailbox_id for mailbox_id in ids if mailbox_id is not None], now)
+
+
 def subscriptions(session: Session, ids: Collection[str]) -> dict[str, KnownSubscription]:
     """The subscriptions among `ids` that the bridge holds, with their mailbox and clientState."""
     rows = session.exec(select(SubscriptionRow).where(col(SubscriptionRow.id).in_(sorted(ids)))).all()
@@ -72,7 +78,12 @@ def claim_dirty(
             MailboxRow.status == MailboxStatus.ACTIVE,
             MailboxRow.dirty_generation > MailboxRow.synced_generation,
             sa.or_(col(MailboxRow.dirty_at).is_(None), col(MailboxRow.dirty_at) <= now - settle),
-            sa.or_(col(MailboxRow.lease_expires_at).is_(None), col(MailboxRow.lease_expires_at) < now),
+            sa.or_(
+                col(MailboxRow.lease_expires_at).is_(None),
+                col(MailboxRow.lease_expires_at) < now,
+                # The same instance restarted: what it held before it died is its own to take back at once.
+                col(MailboxRow.lease_owner) == owner,
+            ),
         )
         .order_by(col(MailboxRow.dirty_at).asc().nulls_first(), col(MailboxRow.id))
         .limit(1)
