@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import load_config
-from bridge.demo import SECRET, write_config
+from bridge.demo import SECRET, free_port, write_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.service import Service
@@ -50,7 +50,7 @@ async def measure(changes: int, rate: float) -> dict[str, Any]:
     import bridge.demo
 
     bridge.demo.PEOPLE[:] = people  # the config writer lists these mailboxes
-    port = _free_port()
+    port = free_port()
     service = Service(load_config(write_config(folder, graph, app, port, workforce_url)))
     await service.start()
     try:
@@ -122,14 +122,6 @@ async def _watch(workforce: WorkforceReceiver, arrived: dict[str, float]) -> Non
             arrived.setdefault(change["appointment"].get("subject", ""), time.perf_counter())
         seen = len(workforce.changes)
         await asyncio.sleep(0.002)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

@@ -145,7 +145,7 @@ class _Outlook:
         return f"{address} creates '{subject}' ({show_as})"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -168,7 +168,7 @@ async def run_demo(
         workforce = WorkforceReceiver(SECRET)
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
-        config = load_config(write_config(folder, graph, app, _free_port(), workforce_url))
+        config = load_config(write_config(folder, graph, app, free_port(), workforce_url))
         service = Service(config, timing=DEMO_TIMING)
         await service.start()
         stack.push_async_callback(service.stop)

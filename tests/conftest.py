@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import socket
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -11,6 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration
 from bridge.store import Database
 
 # The Graph emulator's fixtures (graph_emulator, tenant_app, adele, receiver, ...) serve every test package.
@@ -54,3 +58,47 @@ def db(database_url: DatabaseUrl) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a process that must know its URL before it starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_bridge_config(
+    path: Path,
+    *,
+    graph: GraphEmulator,
+    app: AppRegistration,
+    mailbox: str,
+    workforce_url: str,
+    secret: str,
+    database_url: str,
+    port: int,
+    extra: str = "",
+) -> Path:
+    """A config file for a bridge on `port` that watches `mailbox` in the Graph emulator and delivers to
+    `workforce_url`; `extra` is more top-level YAML."""
+    text = f"""
+        database_url: {database_url}
+        listen: {{host: 127.0.0.1, port: {port}}}
+        public_url: http://127.0.0.1:{port}
+        sources:
+          online:
+            kind: graph
+            tenant_id: {app.tenant_id}
+            client_id: {app.client_id}
+            client_secret: {app.client_secret}
+            authority_host: {graph.authority}
+            graph_url: {graph.graph_url}
+            ca_file: {graph.ca_file}
+        mailboxes:
+          - {{address: {mailbox}, workforce_id: "E1001"}}
+        workforce:
+          url: {workforce_url}
+          signing_secret: {secret}
+    """
+    path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
+    return path

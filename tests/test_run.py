@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
-import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -17,14 +15,9 @@ import pytest
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
+from tests.conftest import free_port, write_bridge_config
 
 SECRET = "whsec_cnVuLXRlc3Qtc2lnbmluZy1zZWNyZXQtMDEyMzQ1"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _at(days: int, hour: float) -> dict[str, str]:
@@ -50,30 +43,16 @@ def config_path(
     adele: DirectoryUser,
     workforce: WorkforceReceiver,
 ) -> Path:
-    port = _free_port()
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-            database_url: sqlite:///{tmp_path / "bridge.db"}
-            listen: {{host: 127.0.0.1, port: {port}}}
-            public_url: http://127.0.0.1:{port}
-            sources:
-              online:
-                kind: graph
-                tenant_id: {tenant_app.tenant_id}
-                client_id: {tenant_app.client_id}
-                client_secret: {tenant_app.client_secret}
-                authority_host: {graph_emulator.authority}
-                graph_url: {graph_emulator.graph_url}
-                ca_file: {graph_emulator.ca_file}
-            mailboxes:
-              - {{address: {adele.user_principal_name}, workforce_id: "E1001"}}
-            workforce:
-              url: {workforce.url}
-              signing_secret: {SECRET}
-        """)
+    return write_bridge_config(
+        tmp_path / "config.yaml",
+        graph=graph_emulator,
+        app=tenant_app,
+        mailbox=adele.user_principal_name,
+        workforce_url=workforce.url,
+        secret=SECRET,
+        database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
+        port=free_port(),
     )
-    return path
 
 
 async def start_bridge(config_path: Path) -> asyncio.subprocess.Process:

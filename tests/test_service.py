@@ -7,8 +7,6 @@ delivery workers; azure-identity and msgraph-sdk against the emulator over TLS; 
 from __future__ import annotations
 
 import asyncio
-import socket
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -25,7 +23,8 @@ from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
 from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
-from tests.conftest import DatabaseUrl
+from bridge.templates import default_mapping_path
+from tests.conftest import DatabaseUrl, free_port, write_bridge_config
 
 SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
 FAST = SyncTiming(
@@ -41,12 +40,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _at(days: int, hour: float) -> dict[str, str]:
@@ -102,34 +95,18 @@ async def world(
 ) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
-    port = _free_port()
-    config_text = f"""
-        database_url: {database_url.url if database_url.schema else f"sqlite:///{tmp_path / 'bridge.db'}"}
-        listen: {{host: 127.0.0.1, port: {port}}}
-        public_url: http://127.0.0.1:{port}
-        templates: mapping.yaml
-        sources:
-          online:
-            kind: graph
-            tenant_id: {tenant_app.tenant_id}
-            client_id: {tenant_app.client_id}
-            client_secret: {tenant_app.client_secret}
-            authority_host: {graph_emulator.authority}
-            graph_url: {graph_emulator.graph_url}
-            ca_file: {graph_emulator.ca_file}
-        mailboxes:
-          - {{address: {adele.user_principal_name}, workforce_id: "E1001"}}
-        workforce:
-          url: {workforce_url}
-          signing_secret: {SECRET}
-        sync:
-          mass_delete_min: 3
-    """
-    from bridge.templates import default_mapping_path
-
     (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(textwrap.dedent(config_text))
+    config_path = write_bridge_config(
+        tmp_path / "config.yaml",
+        graph=graph_emulator,
+        app=tenant_app,
+        mailbox=adele.user_principal_name,
+        workforce_url=workforce_url,
+        secret=SECRET,
+        database_url=database_url.url if database_url.schema else f"sqlite:///{tmp_path / 'bridge.db'}",
+        port=free_port(),
+        extra="templates: mapping.yaml\nsync: {mass_delete_min: 3}\n",
+    )
     config = load_config(config_path)
     clock = Clock()
     database = Database(config.database_url, schema=database_url.schema)

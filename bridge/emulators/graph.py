@@ -46,10 +46,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import ssl
 import sys
 import tempfile
@@ -69,6 +67,7 @@ from bridge.emulators.graph_faults import FaultRule, Faults, Stats, rule_from_js
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
 from bridge.emulators.graph_notify import Notifier
 from bridge.emulators.graph_render import render, render_stored
+from bridge.emulators.running import until_signalled
 from bridge.emulators.tls import LoopbackCA
 
 log = logging.getLogger(__name__)
@@ -527,13 +526,8 @@ async def _serve(args: argparse.Namespace) -> None:
         json.dumps(summary),
     ]
     print("\n".join(lines), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await emulator.stop()
 

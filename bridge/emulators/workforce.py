@@ -40,13 +40,11 @@ import argparse
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +52,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from bridge.emulators.running import until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -447,13 +447,8 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"workforce webhook  {receiver.url}", flush=True)
     print(f"control API        {receiver.control_url}", flush=True)
     print(json.dumps({"url": receiver.url, "controlUrl": receiver.control_url, "secret": secret}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
         await receiver.stop()
 
