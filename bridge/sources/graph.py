@@ -354,7 +354,9 @@ class GraphSource:
             "clientState": request.client_state,
         }
         info = _with_body(self._client.subscriptions, Method.POST, payload)
-        body = await self._send(None, info, f"subscribing to {request.mailbox}", subscription=True)
+        # Creating one, a 404 (ExtensionError "the requested user is invalid") means the mailbox is unknown.
+        what = f"subscribing to {request.mailbox}"
+        body = await self._send(None, info, what, subscription=True, missing=MailboxNotFound)
         return wire.decode_subscription(body, request.mailbox)
 
     async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
@@ -439,6 +441,7 @@ class GraphSource:
         *,
         delta: bool = False,
         subscription: bool = False,
+        missing: type[SourceError] | None = None,
     ) -> bytes:
         """Send through the SDK's pipeline and return the body; a failure becomes a `SourceError`."""
         _prefer(request, _PREFER_IDS, _PREFER_UTC)
@@ -452,10 +455,12 @@ class GraphSource:
                 raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         if response.status_code < 400:
             return response.content
-        raise _error(response, what, delta=delta, subscription=subscription)
+        raise _error(response, what, delta=delta, subscription=subscription, missing=missing)
 
 
-def _error(response: httpx.Response, what: str, *, delta: bool, subscription: bool) -> Exception:
+def _error(
+    response: httpx.Response, what: str, *, delta: bool, subscription: bool, missing: type[SourceError] | None
+) -> Exception:
     status = response.status_code
     detail = wire.decode_error(response.content)
     message = f"{what}: Graph answered {status} {detail.code or ''}: {detail.message}".rstrip(": ")
@@ -467,6 +472,8 @@ def _error(response: httpx.Response, what: str, *, delta: bool, subscription: bo
     if status == 403:
         kind = QuotaExceeded if subscription else MailboxNotFound
         return kind(message, code=detail.code, status=status)
+    if status == 404 and missing is not None:
+        return missing(message, code=detail.code, status=status)
     if status == 404:
         kind = MailboxNotFound if detail.code in _MAILBOX_CODES and not subscription else ItemNotFound
         return kind(message, code=detail.code, status=status)

@@ -1,0 +1,204 @@
+"""Subscription upkeep against the Graph emulator: create, renew, replace strays, and surface what Graph refuses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from bridge.config import GraphSourceConfig
+from bridge.domain import SubscriptionRequest
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from bridge.sources.graph import GraphSource, graph_source
+from bridge.store import Database, MailboxRow, MailboxStatus, SourceKind, SourceRow, SourceStatus, SubscriptionRow
+from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def source_for(emulator: GraphEmulator, app: AppRegistration, secret: str | None = None) -> GraphSource:
+    return graph_source(
+        GraphSourceConfig(
+            name="online",
+            tenant_id=app.tenant_id,
+            client_id=app.client_id,
+            client_secret=secret or app.client_secret,
+            authority_host=emulator.authority,
+            graph_url=emulator.graph_url,
+            ca_file=emulator.ca_file,
+        )
+    )
+
+
+@pytest.fixture
+async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
+    made = source_for(graph_emulator, tenant_app)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+def mailbox(db: Database, adele: DirectoryUser) -> int:
+    with db.session() as session:
+        session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
+        row = MailboxRow(address=adele.user_principal_name, source="online")
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def manager(db: Database, source: GraphSource, receiver: Any, clock: Clock) -> SubscriptionManager:
+    return SubscriptionManager(
+        db, {"online": source}, SubscriptionSettings(receiver.url, receiver.lifecycle_url), clock=clock
+    )
+
+
+def rows(db: Database) -> list[SubscriptionRow]:
+    with db.session() as session:
+        return list(session.exec(select(SubscriptionRow)).all())
+
+
+def mailbox_row(db: Database, mailbox_id: int) -> MailboxRow:
+    with db.session() as session:
+        row = session.get(MailboxRow, mailbox_id)
+        assert row is not None
+        return row
+
+
+async def test_an_active_mailbox_gets_one_subscription_and_a_catch_up_sync(
+    manager: SubscriptionManager, db: Database, mailbox: int, graph_emulator: GraphEmulator
+) -> None:
+    assert await manager.reconcile() == 1
+
+    [held] = graph_emulator.subscriptions()
+    [row] = rows(db)
+    assert row.id == held["id"]
+    assert row.client_state == held["clientState"]
+    assert len(row.client_state) <= 128
+    assert held["lifecycleNotificationUrl"].endswith("/hooks/graph/lifecycle")
+    assert mailbox_row(db, mailbox).dirty_generation == 1
+    assert await manager.reconcile() == 0  # nothing more to do
+
+
+async def test_a_subscription_is_renewed_when_its_expiry_comes_near(
+    db: Database, mailbox: int, source: GraphSource, receiver: Any, graph_emulator: GraphEmulator
+) -> None:
+    # Renewing 6 days 23 hours ahead makes a fresh subscription due at once (the emulator keeps real time).
+    settings = SubscriptionSettings(receiver.url, receiver.lifecycle_url, renew_before=timedelta(days=6, hours=23))
+    manager = SubscriptionManager(db, {"online": source}, settings)
+    await manager.reconcile()
+    [before] = rows(db)
+
+    assert await manager.reconcile() == 1
+
+    [after] = rows(db)
+    [held] = graph_emulator.subscriptions()
+    assert after.id == before.id == held["id"]
+    assert after.renewed_at is not None
+    assert after.expires_at >= before.expires_at
+
+
+async def test_a_subscription_the_bridge_has_no_record_of_is_replaced(
+    manager: SubscriptionManager,
+    db: Database,
+    mailbox: int,
+    source: GraphSource,
+    receiver: Any,
+    graph_emulator: GraphEmulator,
+    adele: DirectoryUser,
+) -> None:
+    expires = datetime.now(UTC) + timedelta(days=2)
+    stray = await source.subscribe(
+        SubscriptionRequest(adele.user_principal_name, receiver.url, receiver.lifecycle_url, "lost", expires)
+    )
+
+    await manager.reconcile()
+
+    [held] = graph_emulator.subscriptions()
+    [row] = rows(db)
+    assert held["id"] != stray.subscription_id
+    assert (row.id, row.client_state) == (held["id"], held["clientState"])
+
+
+async def test_a_refused_subscription_is_noted_on_the_mailbox_and_retried_later(
+    manager: SubscriptionManager, db: Database, mailbox: int, graph_emulator: GraphEmulator, clock: Clock
+) -> None:
+    graph_emulator.subscription_quota(1)
+
+    await manager.reconcile()
+    assert rows(db) == []
+    assert "403 quota" in (mailbox_row(db, mailbox).status_reason or "")
+    assert mailbox_row(db, mailbox).status is MailboxStatus.ACTIVE  # still synced by reconcile
+
+    clock.now += timedelta(minutes=6)
+    await manager.reconcile()
+    assert len(rows(db)) == 1
+    assert mailbox_row(db, mailbox).status_reason is None
+
+
+async def test_refused_credentials_mark_the_source(
+    db: Database, mailbox: int, graph_emulator: GraphEmulator, tenant_app: AppRegistration, receiver: Any
+) -> None:
+    wrong = source_for(graph_emulator, tenant_app, secret="wrong-secret")
+    manager = SubscriptionManager(db, {"online": wrong}, SubscriptionSettings(receiver.url, receiver.lifecycle_url))
+    try:
+        await manager.reconcile()
+    finally:
+        await wrong.close()
+
+    with db.session() as session:
+        source_row = session.get(SourceRow, "online")
+        assert source_row is not None
+        assert source_row.status is SourceStatus.AUTH_FAILED
+    assert rows(db) == []
+
+
+async def test_a_disabled_mailbox_is_unsubscribed(
+    manager: SubscriptionManager, db: Database, mailbox: int, graph_emulator: GraphEmulator
+) -> None:
+    await manager.reconcile()
+    with db.session() as session:
+        row = session.get(MailboxRow, mailbox)
+        assert row is not None
+        row.status = MailboxStatus.DISABLED
+
+    await manager.reconcile()
+
+    assert graph_emulator.subscriptions() == []
+    assert rows(db) == []
+
+
+async def test_a_mailbox_graph_does_not_know_is_disabled_with_the_reason(
+    manager: SubscriptionManager, db: Database
+) -> None:
+    with db.session() as session:
+        row = MailboxRow(address="nobody@contoso.com", source="online")
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        unknown = row.id
+
+    await manager.reconcile()
+
+    row = mailbox_row(db, unknown)
+    assert row.status is MailboxStatus.DISABLED
+    assert "nobody@contoso.com' is invalid" in (row.status_reason or "")
