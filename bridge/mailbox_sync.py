@@ -75,6 +75,9 @@ class MailboxSync:
         self._on_changes = on_changes
         self._failures: dict[int, int] = {}
         self._outages = Outages(log)
+        # A remap and a sync in this process both hold the same owner's lease: one at a time, or the later
+        # commit would plan from a mirror the earlier one had already changed.
+        self._working = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work dirty mailboxes until `stop`; sleeps until `wake` (a commit of dirty marks) or the poll interval."""
@@ -105,7 +108,8 @@ class MailboxSync:
         )
         if claim is None:
             return False
-        await self.sync_claimed(claim)
+        async with self._working:
+            await self.sync_claimed(claim)
         return True
 
     async def mark_due(self) -> int:
@@ -178,7 +182,8 @@ class MailboxSync:
         ids = await self._db.run(_active_mailboxes)
         emitted = 0
         for mailbox_id in ids:
-            emitted += await self._remap_one(mailbox_id, mapping)
+            async with self._working:
+                emitted += await self._remap_one(mailbox_id, mapping)
         if emitted:
             self._on_changes()
         return emitted
