@@ -47,11 +47,17 @@ async def measure(changes: int, rate: float) -> dict[str, Any]:
     people = [(f"user{n}@contoso.com", f"User {n}", f"E{n:04d}") for n in range(MAILBOXES)]
     for address, name, _ in people:
         graph.add_user(address, name)
-    import bridge.demo
-
-    bridge.demo.PEOPLE[:] = people  # the config writer lists these mailboxes
-    port = free_port()
-    service = Service(load_config(write_config(folder, graph, app, port, workforce_url)))
+    config_path = write_config(
+        folder / "config.yaml",
+        graph=graph,
+        app=app,
+        port=free_port(),
+        workforce_url=workforce_url,
+        secret=SECRET,
+        database_url=f"sqlite:///{folder / 'bridge.db'}",
+        mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
+    )
+    service = Service(load_config(config_path))
     await service.start()
     try:
         while len(graph.subscriptions()) < MAILBOXES:

@@ -14,7 +14,7 @@ import random
 import socket
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,26 @@ def seed(graph: GraphEmulator, today: date) -> None:
     graph.create_event_as_outlook(lee, _event("Focus time", day, 9, 11, "free"))  # free: never shown
 
 
-def write_config(folder: Path, graph: GraphEmulator, app: Any, port: int, workforce_url: str) -> Path:
-    mailboxes = "\n".join(
-        f'  - {{address: {address}, workforce_id: "{workforce_id}", source: online}}'
-        for address, _, workforce_id in PEOPLE
+def write_config(
+    path: Path,
+    *,
+    graph: GraphEmulator,
+    app: Any,
+    port: int,
+    workforce_url: str,
+    secret: str,
+    database_url: str,
+    mailboxes: Sequence[tuple[str, str]],
+    extra: str = "",
+) -> Path:
+    """A config file for a bridge on `port` watching `mailboxes` ((address, workforce id)) in the Graph emulator
+    and delivering to `workforce_url`; `extra` is more top-level YAML. The demo, the tests and the benchmarks
+    all configure the bridge this way, through the same loader an operator's file goes through."""
+    listed = "\n".join(
+        f'  - {{address: {address}, workforce_id: "{workforce_id}"}}' for address, workforce_id in mailboxes
     )
     text = f"""
-    database_url: sqlite:///{folder / "bridge.db"}
+    database_url: {database_url}
     listen: {{host: 127.0.0.1, port: {port}}}
     public_url: http://127.0.0.1:{port}
     sources:
@@ -89,10 +102,9 @@ def write_config(folder: Path, graph: GraphEmulator, app: Any, port: int, workfo
     {{mailboxes}}
     workforce:
       url: {workforce_url}
-      signing_secret: {SECRET}
+      signing_secret: {secret}
     """
-    path = folder / "config.yaml"
-    path.write_text(textwrap.dedent(text).replace("{mailboxes}", mailboxes), encoding="utf-8")
+    path.write_text(textwrap.dedent(text).replace("{mailboxes}", listed) + textwrap.dedent(extra), encoding="utf-8")
     return path
 
 
@@ -168,7 +180,17 @@ async def run_demo(
         workforce = WorkforceReceiver(SECRET)
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
-        config = load_config(write_config(folder, graph, app, free_port(), workforce_url))
+        config_path = write_config(
+            folder / "config.yaml",
+            graph=graph,
+            app=app,
+            port=free_port(),
+            workforce_url=workforce_url,
+            secret=SECRET,
+            database_url=f"sqlite:///{folder / 'bridge.db'}",
+            mailboxes=[(address, workforce_id) for address, _, workforce_id in PEOPLE],
+        )
+        config = load_config(config_path)
         service = Service(config, timing=DEMO_TIMING)
         await service.start()
         stack.push_async_callback(service.stop)

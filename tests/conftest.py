@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -13,8 +12,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bridge.config import GraphSourceConfig
+from bridge.demo import write_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration
+from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database
 
 # The Graph emulator's fixtures (graph_emulator, tenant_app, adele, receiver, ...) serve every test package.
@@ -79,26 +81,30 @@ def write_bridge_config(
     port: int,
     extra: str = "",
 ) -> Path:
-    """A config file for a bridge on `port` that watches `mailbox` in the Graph emulator and delivers to
-    `workforce_url`; `extra` is more top-level YAML."""
-    text = f"""
-        database_url: {database_url}
-        listen: {{host: 127.0.0.1, port: {port}}}
-        public_url: http://127.0.0.1:{port}
-        sources:
-          online:
-            kind: graph
-            tenant_id: {app.tenant_id}
-            client_id: {app.client_id}
-            client_secret: {app.client_secret}
-            authority_host: {graph.authority}
-            graph_url: {graph.graph_url}
-            ca_file: {graph.ca_file}
-        mailboxes:
-          - {{address: {mailbox}, workforce_id: "E1001"}}
-        workforce:
-          url: {workforce_url}
-          signing_secret: {secret}
-    """
-    path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
-    return path
+    """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) in the Graph emulator."""
+    return write_config(
+        path,
+        graph=graph,
+        app=app,
+        port=port,
+        workforce_url=workforce_url,
+        secret=secret,
+        database_url=database_url,
+        mailboxes=[(mailbox, "E1001")],
+        extra=extra,
+    )
+
+
+def graph_source_for(emulator: GraphEmulator, app: AppRegistration, secret: str | None = None) -> GraphSource:
+    """The bridge's Graph source for the emulated tenant, with the app's secret (or `secret`, to be refused)."""
+    return graph_source(
+        GraphSourceConfig(
+            name="online",
+            tenant_id=app.tenant_id,
+            client_id=app.client_id,
+            client_secret=secret or app.client_secret,
+            authority_host=emulator.authority,
+            graph_url=emulator.graph_url,
+            ca_file=emulator.ca_file,
+        )
+    )

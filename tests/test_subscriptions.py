@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from bridge.config import GraphSourceConfig
 from bridge.domain import SubscriptionRequest
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.sources.graph import GraphSource, graph_source
+from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceKind, SourceRow, SourceStatus, SubscriptionRow
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
+from tests.conftest import graph_source_for
 
 
 class Clock:
@@ -26,23 +26,9 @@ class Clock:
         return self.now
 
 
-def source_for(emulator: GraphEmulator, app: AppRegistration, secret: str | None = None) -> GraphSource:
-    return graph_source(
-        GraphSourceConfig(
-            name="online",
-            tenant_id=app.tenant_id,
-            client_id=app.client_id,
-            client_secret=secret or app.client_secret,
-            authority_host=emulator.authority,
-            graph_url=emulator.graph_url,
-            ca_file=emulator.ca_file,
-        )
-    )
-
-
 @pytest.fixture
 async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
-    made = source_for(graph_emulator, tenant_app)
+    made = graph_source_for(graph_emulator, tenant_app)
     try:
         yield made
     finally:
@@ -158,7 +144,7 @@ async def test_a_refused_subscription_is_noted_on_the_mailbox_and_retried_later(
 async def test_refused_credentials_mark_the_source(
     db: Database, mailbox: int, graph_emulator: GraphEmulator, tenant_app: AppRegistration, receiver: Any
 ) -> None:
-    wrong = source_for(graph_emulator, tenant_app, secret="wrong-secret")
+    wrong = graph_source_for(graph_emulator, tenant_app, secret="wrong-secret")
     manager = SubscriptionManager(db, {"online": wrong}, SubscriptionSettings(receiver.url, receiver.lifecycle_url))
     try:
         await manager.reconcile()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
-from bridge.sources.graph import GraphSource, graph_source
+from bridge.sources.graph import GraphSource
+from tests.conftest import graph_source_for
 from tests.sources.conformance import WINDOW, CalendarSourceContract, at
 
 
@@ -75,21 +75,9 @@ class GraphOutlook:
         self._emulator.delete_event_as_outlook(self._user, item_id)
 
 
-def config_for(emulator: GraphEmulator, app: AppRegistration, secret: str | None = None) -> GraphSourceConfig:
-    return GraphSourceConfig(
-        name="online",
-        tenant_id=app.tenant_id,
-        client_id=app.client_id,
-        client_secret=secret or app.client_secret,
-        authority_host=emulator.authority,
-        graph_url=emulator.graph_url,
-        ca_file=emulator.ca_file,
-    )
-
-
 @pytest.fixture
 async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
-    made = graph_source(config_for(graph_emulator, tenant_app))
+    made = graph_source_for(graph_emulator, tenant_app)
     try:
         yield made
     finally:
@@ -226,7 +214,7 @@ async def test_every_request_asks_for_immutable_ids_and_utc(
 async def test_a_wrong_secret_is_an_auth_failure(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
 ) -> None:
-    wrong = graph_source(config_for(graph_emulator, tenant_app, secret="not-the-secret"))
+    wrong = graph_source_for(graph_emulator, tenant_app, secret="not-the-secret")
     try:
         with pytest.raises(AuthFailed):
             await wrong.read_delta(mailbox, WINDOW, None)
