@@ -45,6 +45,11 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def iso_utc(value: datetime) -> str:
+    """An instant as the bridge writes it everywhere: ISO 8601 in UTC, to the second, with `Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """A half-open time range [start, end) in UTC."""

@@ -91,7 +91,9 @@ class Service:
         await self.db.run(lambda session: register(session, self.config, now))
         # Notifications sent while no instance listened are lost: every mailbox catches up once (one delta each).
         await self.db.run(lambda session: mark_active_dirty(session, now))
-        self._runner = web.AppRunner(create_app(self.config, self.db, self.hooks), access_log=None)
+        self._runner = web.AppRunner(
+            create_app(self.config, self.db, self.hooks, lambda: self.mapping.current), access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)
         await site.start()

@@ -48,6 +48,7 @@ from bridge.domain import (
     SubscriptionRequest,
     Window,
     WriteResult,
+    iso_utc,
 )
 from bridge.sources import graph_wire as wire
 from bridge.sources.base import (
@@ -170,7 +171,7 @@ class GraphSource:
         config: RequestConfiguration[DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters]
         config = RequestConfiguration(
             query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
-                start_date_time=_iso(window.start), end_date_time=_iso(window.end)
+                start_date_time=iso_utc(window.start), end_date_time=iso_utc(window.end)
             )
         )
         return await self._delta_round(mailbox, self._delta(mailbox), full=True, config=config)
@@ -350,7 +351,7 @@ class GraphSource:
             "notificationUrl": request.notification_url,
             "lifecycleNotificationUrl": request.lifecycle_url,
             "resource": f"/users/{request.mailbox}/events",
-            "expirationDateTime": _iso(request.expires_at),
+            "expirationDateTime": iso_utc(request.expires_at),
             "clientState": request.client_state,
         }
         info = _with_body(self._client.subscriptions, Method.POST, payload)
@@ -361,7 +362,7 @@ class GraphSource:
 
     async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
         builder = self._client.subscriptions.by_subscription_id(subscription_id)
-        info = _with_body(builder, Method.PATCH, {"expirationDateTime": _iso(expires_at)})
+        info = _with_body(builder, Method.PATCH, {"expirationDateTime": iso_utc(expires_at)})
         body = await self._send(None, info, f"renewing subscription {subscription_id}", subscription=True)
         return wire.decode_subscription(body, mailbox)
 
@@ -394,7 +395,7 @@ class GraphSource:
         for mailbox in mailboxes:
             view = self._client.users.by_user_id(mailbox).calendar_view
             query = view.CalendarViewRequestBuilderGetQueryParameters(
-                start_date_time=_iso(now), end_date_time=_iso(now + timedelta(days=1)), top=1, select=["id"]
+                start_date_time=iso_utc(now), end_date_time=iso_utc(now + timedelta(days=1)), top=1, select=["id"]
             )
             request = view.to_get_request_information(RequestConfiguration(query_parameters=query))
             try:
@@ -511,10 +512,6 @@ def _with_body(builder: Any, method: Method, payload: Any) -> RequestInformation
 def _write_result(body: bytes) -> WriteResult:
     event = wire.decode_event(body)
     return WriteResult(event.id, wire.change_key_of(event))
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _wire_time(value: datetime) -> dict[str, str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bridge.domain import ChangeType, PresenceEntry
+from bridge.domain import ChangeType, PresenceEntry, iso_utc
 from bridge.store.db import lock_outbox
 from bridge.store.models import MailboxRow, OutboxRow
 
@@ -54,8 +54,8 @@ def change_payload(
         "id": entry.item_id,
         "template": entry.template,
         "free_busy": entry.free_busy.value,
-        "start": _utc(entry.start),
-        "end": _utc(entry.end),
+        "start": iso_utc(entry.start),
+        "end": iso_utc(entry.end),
         "all_day": entry.all_day,
     }
     if entry.subject is not None:
@@ -64,7 +64,7 @@ def change_payload(
         "id": change_id,
         "type": change_type.value,
         "sequence": sequence,
-        "occurred_at": _utc(occurred_at),
+        "occurred_at": iso_utc(occurred_at),
         "mailbox": mailbox.address,
         "workforce_id": mailbox.workforce_id,
         "appointment": appointment,
@@ -78,7 +78,3 @@ def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[s
     ).all()
     cursor = rows[-1].id if rows and rows[-1].id is not None else after
     return [row.payload for row in rows], cursor
-
-
-def _utc(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

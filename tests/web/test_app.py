@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.config import Config, load_config
 from bridge.domain import ChangeType, FreeBusy, PresenceEntry
-from bridge.marks import DirtyMarks
 from bridge.store import Database, MailboxRow, SourceKind, SourceRow, SourceStatus
 from bridge.store.outbox import add_changes
-from bridge.web.app import create_app
-from bridge.web.graph_hooks import GraphHooks
+from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, bearer
 
-WORKFORCE_TOKEN = "wf-token-0123456789abcdef"
-ADMIN_TOKEN = "admin-token-0123456789abcdef"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-            public_url: https://bridge.example.com
-            sources:
-              online:
-                kind: graph
-                tenant_id: 11111111-2222-3333-4444-555555555555
-                client_id: 66666666-7777-8888-9999-000000000000
-                client_secret: not-used-here
-            mailboxes: []
-            api_tokens:
-              - name: workforce
-                token: {WORKFORCE_TOKEN}
-                scopes: [workforce]
-              - name: admin
-                token: {ADMIN_TOKEN}
-                scopes: [admin]
-        """)
-    )
-    return load_config(path)
-
-
-@pytest.fixture
-async def client(config: Config, db: Database) -> AsyncIterator[Client]:
-    app = create_app(config, db, GraphHooks(db, DirtyMarks(db)))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-        yield test_client
 
 
 def add_feed(db: Database, count: int) -> None:
@@ -74,16 +30,12 @@ def entry(n: int) -> PresenceEntry:
     )
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def test_the_feed_pages_through_every_change_in_order(client: Client, db: Database) -> None:
+async def test_the_feed_pages_through_every_change_in_order(app_client: Client, db: Database) -> None:
     add_feed(db, 5)
     seen: list[str] = []
     after = 0
     while True:
-        response = await client.get(f"/api/v1/changes?after={after}&limit=2", headers=bearer(WORKFORCE_TOKEN))
+        response = await app_client.get(f"/api/v1/changes?after={after}&limit=2", headers=bearer(WORKFORCE_TOKEN))
         assert response.status == 200
         page = await response.json()
         if not page["changes"]:
@@ -94,10 +46,10 @@ async def test_the_feed_pages_through_every_change_in_order(client: Client, db: 
     assert seen == [f"Meeting {n}" for n in range(5)]
 
 
-async def test_a_feed_change_has_the_documented_shape(client: Client, db: Database) -> None:
+async def test_a_feed_change_has_the_documented_shape(app_client: Client, db: Database) -> None:
     add_feed(db, 1)
 
-    [change] = (await (await client.get("/api/v1/changes", headers=bearer(WORKFORCE_TOKEN))).json())["changes"]
+    [change] = (await (await app_client.get("/api/v1/changes", headers=bearer(WORKFORCE_TOKEN))).json())["changes"]
 
     assert change["type"] == "appointment.created"
     assert change["sequence"] == 1
@@ -114,48 +66,48 @@ async def test_a_feed_change_has_the_documented_shape(client: Client, db: Databa
     }
 
 
-async def test_the_feed_without_a_token_is_401(client: Client) -> None:
-    response = await client.get("/api/v1/changes")
+async def test_the_feed_without_a_token_is_401(app_client: Client) -> None:
+    response = await app_client.get("/api/v1/changes")
 
     assert response.status == 401
     assert response.content_type == "application/problem+json"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_the_feed_with_an_unknown_token_is_401(client: Client) -> None:
-    assert (await client.get("/api/v1/changes", headers=bearer("guessed-token-000000000"))).status == 401
+async def test_the_feed_with_an_unknown_token_is_401(app_client: Client) -> None:
+    assert (await app_client.get("/api/v1/changes", headers=bearer("guessed-token-000000000"))).status == 401
 
 
-async def test_the_feed_with_the_wrong_scope_is_403(client: Client) -> None:
-    response = await client.get("/api/v1/changes", headers=bearer(ADMIN_TOKEN))
+async def test_the_feed_with_the_wrong_scope_is_403(app_client: Client) -> None:
+    response = await app_client.get("/api/v1/changes", headers=bearer(ADMIN_TOKEN))
 
     assert response.status == 403
     assert "workforce" in (await response.json())["detail"]
 
 
 @pytest.mark.parametrize("query", ["after=x", "limit=0", "limit=100000", "after=-1"])
-async def test_bad_feed_parameters_are_400(client: Client, query: str) -> None:
-    response = await client.get(f"/api/v1/changes?{query}", headers=bearer(WORKFORCE_TOKEN))
+async def test_bad_feed_parameters_are_400(app_client: Client, query: str) -> None:
+    response = await app_client.get(f"/api/v1/changes?{query}", headers=bearer(WORKFORCE_TOKEN))
 
     assert response.status == 400
     assert response.content_type == "application/problem+json"
 
 
-async def test_healthz_answers_while_the_process_runs(client: Client) -> None:
-    response = await client.get("/healthz")
+async def test_healthz_answers_while_the_process_runs(app_client: Client) -> None:
+    response = await app_client.get("/healthz")
 
     assert response.status == 200
     assert (await response.json()) == {"status": "ok"}
 
 
-async def test_readyz_is_ready_with_the_database_and_working_sources(client: Client, db: Database) -> None:
+async def test_readyz_is_ready_with_the_database_and_working_sources(app_client: Client, db: Database) -> None:
     with db.session() as session:
         session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
 
-    assert (await client.get("/readyz")).status == 200
+    assert (await app_client.get("/readyz")).status == 200
 
 
-async def test_readyz_reports_a_source_whose_credentials_were_refused(client: Client, db: Database) -> None:
+async def test_readyz_reports_a_source_whose_credentials_were_refused(app_client: Client, db: Database) -> None:
     with db.session() as session:
         session.add(
             SourceRow(
@@ -163,7 +115,7 @@ async def test_readyz_reports_a_source_whose_credentials_were_refused(client: Cl
             )
         )
 
-    response = await client.get("/readyz")
+    response = await app_client.get("/readyz")
 
     assert response.status == 503
     assert (await response.json())["sources"] == {"online": "auth_failed: AADSTS7000215"}
