@@ -50,7 +50,20 @@ def change_payload(
     mailbox: MailboxRow,
     entry: PresenceEntry,
 ) -> dict[str, Any]:
-    appointment: dict[str, Any] = {
+    return {
+        "id": change_id,
+        "type": change_type.value,
+        "sequence": sequence,
+        "occurred_at": iso_utc(occurred_at),
+        "mailbox": mailbox.address,
+        "workforce_id": mailbox.workforce_id,
+        "appointment": appointment_json(entry),
+    }
+
+
+def appointment_json(entry: PresenceEntry) -> dict[str, Any]:
+    """An appointment as the workforce system sees it, in the webhook, the feed and the REST API alike."""
+    shown: dict[str, Any] = {
         "id": entry.item_id,
         "template": entry.template,
         "free_busy": entry.free_busy.value,
@@ -59,16 +72,8 @@ def change_payload(
         "all_day": entry.all_day,
     }
     if entry.subject is not None:
-        appointment["subject"] = entry.subject
-    return {
-        "id": change_id,
-        "type": change_type.value,
-        "sequence": sequence,
-        "occurred_at": iso_utc(occurred_at),
-        "mailbox": mailbox.address,
-        "workforce_id": mailbox.workforce_id,
-        "appointment": appointment,
-    }
+        shown["subject"] = entry.subject
+    return shown
 
 
 def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:

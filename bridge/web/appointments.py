@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from bridge.domain import MirrorItem, PresenceEntry, Window, iso_utc
 from bridge.store import Database, MailboxRow
 from bridge.store.mirror import load_mirror
+from bridge.store.outbox import appointment_json
 from bridge.sync import last_shown
 from bridge.templates import TemplateMapping
 from bridge.web.problems import problem
@@ -134,16 +135,5 @@ def _header(mailbox: MailboxRow, window: Window) -> dict[str, Any]:
 
 
 def _appointment(item: MirrorItem, entry: PresenceEntry) -> dict[str, Any]:
-    shown: dict[str, Any] = {
-        "id": entry.item_id,
-        "template": entry.template,
-        "free_busy": entry.free_busy.value,
-        "start": iso_utc(entry.start),
-        "end": iso_utc(entry.end),
-        "all_day": entry.all_day,
-        "origin": "bridge" if item.appointment.bridge_ref else "exchange",
-        "version": item.appointment.change_key,
-    }
-    if entry.subject is not None:
-        shown["subject"] = entry.subject
-    return shown
+    origin = "bridge" if item.appointment.bridge_ref else "exchange"
+    return {**appointment_json(entry), "origin": origin, "version": item.appointment.change_key}
