@@ -14,6 +14,7 @@ from bridge.web.auth import require
 from bridge.web.feed import ChangeFeed
 from bridge.web.graph_hooks import MAX_BODY, GraphHooks
 from bridge.web.health import Health
+from bridge.web.openapi import document
 
 
 def create_app(
@@ -26,6 +27,7 @@ def create_app(
     app.add_routes(
         [
             *hooks.routes(),
+            web.get("/api/v1/openapi.json", _openapi),
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
             web.get("/api/v1/changes", require(config, "workforce", feed.changes)),
@@ -34,3 +36,7 @@ def create_app(
         ]
     )
     return app
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(document())

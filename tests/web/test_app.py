@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from bridge.domain import ChangeType, FreeBusy, PresenceEntry
-from bridge.store import Database, MailboxRow, SourceKind, SourceRow, SourceStatus
-from bridge.store.outbox import add_changes
-from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, bearer
+from bridge.store import Database, SourceKind, SourceRow, SourceStatus
+from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, add_feed, bearer
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-
-def add_feed(db: Database, count: int) -> None:
-    with db.session() as session:
-        mailbox = MailboxRow(address="adele@contoso.com", workforce_id="E1001", source="online")
-        session.add(mailbox)
-        session.flush()
-        entries = [(ChangeType.CREATED, entry(n)) for n in range(count)]
-        add_changes(session, mailbox, entries, T0)
-
-
-def entry(n: int) -> PresenceEntry:
-    start = T0 + timedelta(hours=n)
-    return PresenceEntry(
-        f"item{n}", "meeting", FreeBusy.BUSY, start, start + timedelta(minutes=30), False, f"Meeting {n}"
-    )
 
 
 async def test_the_feed_pages_through_every_change_in_order(app_client: Client, db: Database) -> None:

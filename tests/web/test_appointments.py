@@ -2,49 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from bridge.domain import Appointment, FreeBusy
-from bridge.store import Database, MailboxRow
-from bridge.store.mirror import write_mirror
-from bridge.sync import mirror_item
-from tests.web import ADMIN_TOKEN, MAPPING, WORKFORCE_TOKEN, Client, bearer
-
-DAY = datetime.combine(datetime.now(UTC).date() + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-
-
-def at(hour: float) -> datetime:
-    return DAY + timedelta(hours=hour)
-
-
-def mirror(db: Database, *appointments: Appointment) -> None:
-    with db.session() as session:
-        mailbox = MailboxRow(address="adele@contoso.com", workforce_id="E1001", source="online")
-        session.add(mailbox)
-        session.flush()
-        assert mailbox.id is not None
-        write_mirror(session, mailbox.id, [mirror_item(a, MAPPING)[0] for a in appointments], ())
-
-
-def appointment(
-    item_id: str, start: datetime, end: datetime, state: FreeBusy, subject: str, **fields: object
-) -> Appointment:
-    return Appointment(item_id, f"ck-{item_id}", start, end, state, subject, **fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def calendar(db: Database) -> None:
-    mirror(
-        db,
-        appointment("oof", DAY, DAY + timedelta(days=1), FreeBusy.OOF, "Vacation", all_day=True),
-        appointment("meeting", at(10), at(11), FreeBusy.BUSY, "Customer call"),
-        appointment("doctor", at(30), at(31), FreeBusy.BUSY, "Doctor", private=True),
-        appointment("hidden", at(33), at(34), FreeBusy.BUSY, "*Errand"),
-        appointment("free", at(35), at(36), FreeBusy.FREE, "Focus"),
-        appointment("mine", at(40), at(41), FreeBusy.TENTATIVE, "Workshop", bridge_ref="cmd-7"),
-    )
+from tests.web import ADMIN_TOKEN, DAY, WORKFORCE_TOKEN, Client, at, bearer
 
 
 async def test_appointments_lists_what_is_shown_one_for_one(app_client: Client, calendar: None) -> None:
