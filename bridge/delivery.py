@@ -35,6 +35,7 @@ from bridge.config import WorkforceConfig
 from bridge.errors import UserError
 from bridge.outages import Outages
 from bridge.store import Database, MailboxRow, OutboxRow
+from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class DeliveryWorker:
                     task = asyncio.create_task(self._drain(mailbox_id, stop), name=f"delivery-{mailbox_id}")
                     active[mailbox_id] = task
                     task.add_done_callback(partial(self._finished, active, mailbox_id))
-                await _first(stop, self._wake, within=self._timing.poll.total_seconds())
+                await first_of(stop, self._wake, within=self._timing.poll.total_seconds())
         except asyncio.CancelledError:
             for task in active.values():
                 task.cancel()
@@ -287,16 +288,6 @@ class DeliveryWorker:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http
-
-
-async def _first(*events: asyncio.Event, within: float) -> None:
-    """Wait until one of `events` is set, or `within` seconds."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 # -- units of work (each runs in one transaction) ------------------------------------------------------------

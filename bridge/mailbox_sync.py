@@ -30,6 +30,7 @@ from bridge.store.outbox import add_changes
 from bridge.store.work import Claim, claim_dirty, claim_mailbox, finish, mark_dirty
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
+from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,7 @@ class MailboxSync:
             except Exception:  # the database may be away for a while; the loop must outlive it
                 log.exception("sync loop failed; retrying")
             wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(waiters, timeout=self._timing.poll.total_seconds(), return_when="FIRST_COMPLETED")
-            for waiter in waiters:
-                waiter.cancel()
+            await first_of(stop, wake, within=self._timing.poll.total_seconds())
             if wake.is_set():  # let the rest of a burst arrive before claiming
                 await asyncio.sleep(self._timing.settle.total_seconds())
 

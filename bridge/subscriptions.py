@@ -32,6 +32,7 @@ from bridge.sources.base import (
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceStatus, SubscriptionRow
 from bridge.store.health import note_mailbox, set_mailbox_status, set_source_status
 from bridge.store.work import mark_dirty
+from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class SubscriptionManager:
             except Exception:  # a bug or a database outage must not end the supervisor's task
                 log.exception("subscription upkeep failed; trying again in %.0f s", interval_s)
             wake.clear()
-            await _wait_any(stop, wake, interval_s)
+            await first_of(stop, wake, within=interval_s)
 
     async def reconcile(self) -> int:
         """One pass: create, renew and remove what is due; returns the number of actions taken."""
@@ -250,12 +251,3 @@ class SubscriptionManager:
 
 def _delete(session: Session, subscription_id: str) -> None:
     session.execute(sa.delete(SubscriptionRow).where(col(SubscriptionRow.id) == subscription_id))
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
