@@ -19,7 +19,7 @@ from bridge.errors import UserError
 from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, SourceKind, SourceRow
 from bridge.store.mirror import load_mirror
 from bridge.store.outbox import add_changes
-from bridge.store.work import mark_dirty
+from bridge.store.work import find_mailbox, mark_dirty
 from bridge.sync import shown_entries
 from bridge.templates import TemplateMapping
 
@@ -76,7 +76,7 @@ def list_mailboxes(session: Session) -> list[MailboxView]:
 
 
 def add_mailbox(session: Session, address: str, workforce_id: str, source: str, now: datetime) -> None:
-    row = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+    row = find_mailbox(session, address)
     if row is None:
         row = MailboxRow(address=address, workforce_id=workforce_id, source=source)
         session.add(row)
@@ -130,7 +130,7 @@ def remove(session: Session, address: str, mapping: TemplateMapping, now: dateti
 
 
 def _mailbox(session: Session, address: str) -> MailboxRow:
-    row = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+    row = find_mailbox(session, address)
     if row is None:
         raise UserError(f"no mailbox {address}", ["`presence-bridge mailboxes list` shows the mirrored mailboxes"])
     return row

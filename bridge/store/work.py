@@ -52,6 +52,11 @@ def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime) ->
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def find_mailbox(session: Session, address: str) -> MailboxRow | None:
+    """The mailbox with this address, whatever its case."""
+    return session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+
+
 def mark_active_dirty(session: Session, now: datetime) -> int:
     """Mark every active mailbox: on start, since notifications sent while no instance listened are lost."""
     ids = session.exec(select(MailboxRow.id).where(MailboxRow.status == MailboxStatus.ACTIVE)).all()

@@ -12,12 +12,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bridge.domain import MirrorItem, PresenceEntry, Window, iso_utc
 from bridge.store import Database, MailboxRow
 from bridge.store.mirror import load_mirror
 from bridge.store.outbox import appointment_json
+from bridge.store.work import find_mailbox
 from bridge.sync import last_shown
 from bridge.templates import TemplateMapping
 from bridge.web.problems import problem
@@ -82,7 +83,7 @@ class AppointmentQueries:
 
 
 def _mailbox_and_mirror(session: Session, address: str) -> tuple[MailboxRow, dict[str, MirrorItem]] | None:
-    mailbox = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+    mailbox = find_mailbox(session, address)
     if mailbox is None or mailbox.id is None:
         return None
     return mailbox, load_mirror(session, mailbox.id)
