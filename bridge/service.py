@@ -68,7 +68,12 @@ class Service:
             clock=clock,
             on_changes=self.delivery.notify,
         )
-        graph = {name: source for name, source in self.sources.items() if name in _graph_names(config)}
+        # Subscriptions are Graph's change notifications; other sources are watched their own way.
+        graph = {
+            name: self.sources[name]
+            for name, source in config.sources.items()
+            if isinstance(source, GraphSourceConfig) and name in self.sources
+        }
         self.subscriptions = (
             SubscriptionManager(
                 self.db,
@@ -154,7 +159,3 @@ class Service:
                     delay = min(delay * 2, 60.0)
 
         self._tasks.append(asyncio.create_task(keep_running(), name=name))
-
-
-def _graph_names(config: Config) -> set[str]:
-    return {name for name, source in config.sources.items() if isinstance(source, GraphSourceConfig)}
