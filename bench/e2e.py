@@ -22,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.config import load_config
-from bridge.demo import SECRET, free_port, write_config
+from bridge.demo import SECRET, local_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.service import Service
@@ -43,21 +42,8 @@ async def measure(changes: int, rate: float) -> dict[str, Any]:
     await graph.start()
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
-    app = graph.add_app()
     people = [(f"user{n}@contoso.com", f"User {n}", f"E{n:04d}") for n in range(MAILBOXES)]
-    for address, name, _ in people:
-        graph.add_user(address, name)
-    config_path = write_config(
-        folder / "config.yaml",
-        graph=graph,
-        app=app,
-        port=free_port(),
-        workforce_url=workforce_url,
-        secret=SECRET,
-        database_url=f"sqlite:///{folder / 'bridge.db'}",
-        mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
-    )
-    service = Service(load_config(config_path))
+    service = Service(local_config(folder, graph, workforce_url, people))
     await service.start()
     try:
         while len(graph.subscriptions()) < MAILBOXES:

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.config import load_config
+from bridge.config import Config, load_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
@@ -108,6 +108,27 @@ def write_config(
     return path
 
 
+def local_config(
+    folder: Path, graph: GraphEmulator, workforce_url: str, people: Sequence[tuple[str, str, str]]
+) -> Config:
+    """Register an app and `people` ((address, name, workforce id)) in the emulated tenant; the config of a bridge
+    on SQLite in `folder` that watches them and delivers to `workforce_url`."""
+    app = graph.add_app()
+    for address, name, _ in people:
+        graph.add_user(address, name)
+    path = write_config(
+        folder / "config.yaml",
+        graph=graph,
+        app=app,
+        port=free_port(),
+        workforce_url=workforce_url,
+        secret=SECRET,
+        database_url=f"sqlite:///{folder / 'bridge.db'}",
+        mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
+    )
+    return load_config(path)
+
+
 def describe(change: dict[str, Any]) -> str:
     appointment = change["appointment"]
     start = datetime.fromisoformat(appointment["start"])
@@ -173,24 +194,11 @@ async def run_demo(
         graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
         await graph.start()
         stack.push_async_callback(graph.stop)
-        app = graph.add_app()
-        for address, name, _ in PEOPLE:
-            graph.add_user(address, name)
-        seed(graph, today)
         workforce = WorkforceReceiver(SECRET)
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
-        config_path = write_config(
-            folder / "config.yaml",
-            graph=graph,
-            app=app,
-            port=free_port(),
-            workforce_url=workforce_url,
-            secret=SECRET,
-            database_url=f"sqlite:///{folder / 'bridge.db'}",
-            mailboxes=[(address, workforce_id) for address, _, workforce_id in PEOPLE],
-        )
-        config = load_config(config_path)
+        config = local_config(folder, graph, workforce_url, PEOPLE)
+        seed(graph, today)
         service = Service(config, timing=DEMO_TIMING)
         await service.start()
         stack.push_async_callback(service.stop)
