@@ -103,6 +103,14 @@ class WorkforceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MailConfig:
+    """Who mail sent through `POST /api/v1/mail` comes from, and which source sends it."""
+
+    sender: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class SyncConfig:
     reconcile_interval: timedelta = timedelta(hours=6)
     mass_delete_share: float = 1.0
@@ -136,6 +144,7 @@ class Config:
     workforce: WorkforceConfig
     sync: SyncConfig
     api_tokens: tuple[ApiToken, ...]
+    mail: MailConfig | None = None  # None: the mail route answers 503
 
     @property
     def graph_notification_url(self) -> str | None:
@@ -251,6 +260,11 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
         problems.append(doc.problem(["public_url"], f"required: Graph must reach the bridge for source {graph[0]}"))
     problems += _mailbox_problems(doc, data, sources)
     problems += _workforce_problems(doc, as_dict(data.get("workforce")), secrets)
+    mail_source = as_dict(data.get("mail")).get("source")
+    if mail_source is not None and mail_source not in sources:
+        problems.append(doc.problem(["mail", "source"], f"names no source in sources: {mail_source!r}"))
+    elif "mail" in data and mail_source is None and len(sources) > 1:
+        problems.append(doc.problem(["mail"], "give source: there are several sources to send through"))
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
     interval = _duration_or_none(as_dict(data.get("sync")).get("reconcile_interval"))
     if interval is not None and interval < _MIN_RECONCILE:
@@ -402,6 +416,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
     if "reconcile_interval" in sync:
         sync = {**sync, "reconcile_interval": parse_duration(sync["reconcile_interval"])}
     workforce = as_dict(data.get("workforce"))
+    mail = as_dict(data.get("mail"))
     return Config(
         path=path.resolve(),
         database_url=_database_url(secrets.get(("database_url",), DEFAULT_DATABASE_URL), base),
@@ -421,6 +436,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
             ApiToken(name=t["name"], token=secrets[("api_tokens", index, "token")], scopes=frozenset(t["scopes"]))
             for index, t in enumerate(data.get("api_tokens", []))
         ),
+        mail=MailConfig(mail["sender"], mail.get("source", only_source)) if mail else None,
     )
 
 

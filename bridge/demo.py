@@ -109,10 +109,10 @@ def write_config(
 
 
 def local_config(
-    folder: Path, graph: GraphEmulator, workforce_url: str, people: Sequence[tuple[str, str, str]]
+    folder: Path, graph: GraphEmulator, workforce_url: str, people: Sequence[tuple[str, str, str]], extra: str = ""
 ) -> Config:
     """Register an app and `people` ((address, name, workforce id)) in the emulated tenant; the config of a bridge
-    on SQLite in `folder` that watches them and delivers to `workforce_url`."""
+    on SQLite in `folder` that watches them and delivers to `workforce_url` (`extra`: more top-level YAML)."""
     app = graph.add_app()
     for address, name, _ in people:
         graph.add_user(address, name)
@@ -125,6 +125,7 @@ def local_config(
         secret=SECRET,
         database_url=f"sqlite:///{folder / 'bridge.db'}",
         mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
+        extra=extra,
     )
     return load_config(path)
 

@@ -7,6 +7,7 @@ think about Exchange's time-zone names.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -110,6 +111,37 @@ class DeltaResult:
     full_round: bool
 
 
+class Pattern(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class Weekday(enum.StrEnum):
+    """Days as Graph spells `daysOfWeek` (EWS's DaysOfWeek are the same names, capitalised)."""
+
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """A bounded repetition of an appointment the bridge writes: every `interval` days or weeks until `until`.
+
+    Dates are UTC dates, as the appointment's start and end are UTC instants; the bridge writes only series that
+    end (the workforce system knows every day it books), so there is no open-ended or counted form.
+    """
+
+    pattern: Pattern
+    until: date
+    interval: int = 1
+    days_of_week: tuple[Weekday, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AppointmentDraft:
     """An appointment the bridge writes to Exchange on the workforce system's behalf."""
@@ -122,6 +154,7 @@ class AppointmentDraft:
     body: str = ""
     categories: tuple[str, ...] = ()
     bridge_ref: str | None = None
+    recurrence: Recurrence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +261,34 @@ class Segment:
     template: str
     free_busy: FreeBusy
     item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayWrites:
+    """What the relay is writing or lately wrote in one mailbox, as the sync engine needs it to tell echoes.
+
+    `written`: item or series id → the change key the relay's write produced; `in_flight`: transaction ids of
+    creates not answered yet; `refs`: transaction id → bridge id of recent creates; `busy`: item or series ids
+    the relay is writing now or finished writing after the read being planned began.
+    """
+
+    written: Mapping[str, str] = field(default_factory=dict)
+    in_flight: frozenset[str] = frozenset()
+    refs: Mapping[str, str] = field(default_factory=dict)
+    busy: frozenset[str] = frozenset()
+
+    def busy_with(self, item_id: str, series_id: str | None) -> bool:
+        return item_id in self.busy or (series_id is not None and series_id in self.busy)
+
+    def wrote(self, appointment: Appointment) -> bool:
+        """Whether this instance is exactly as a relay write left it (an occurrence shares its series' key)."""
+        for key in (appointment.item_id, appointment.series_id):
+            if key is not None and self.written.get(key) == appointment.change_key:
+                return True
+        return False
+
+    def creating(self, appointment: Appointment) -> bool:
+        return appointment.transaction_id is not None and appointment.transaction_id in self.in_flight
+
+    def ref(self, appointment: Appointment) -> str | None:
+        return None if appointment.transaction_id is None else self.refs.get(appointment.transaction_id)

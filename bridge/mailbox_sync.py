@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.config import SyncConfig
-from bridge.domain import DeltaResult, MirrorItem, Window
+from bridge.domain import DeltaResult, Window
 from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled
 from bridge.sources.graph_wire import WireDecodeError
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
+from bridge.store.commands import relay_writes
 from bridge.store.health import set_mailbox_status, set_source_status
 from bridge.store.mirror import load_delta_state, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
@@ -127,7 +128,7 @@ class MailboxSync:
             reason = f"source {claim.source!r} is not in the configuration"
             await self._db.run(lambda session: self._give_up(session, claim, reason))
             return
-        mirror, token, approved = await self._db.run(lambda session: _load(session, claim.mailbox_id, window))
+        token = await self._db.run(lambda session: _token(session, claim.mailbox_id, window))
         try:
             result = await source.read_delta(claim.address, window, token)
         except Throttled as exc:
@@ -143,19 +144,12 @@ class MailboxSync:
         except (SourceError, WireDecodeError) as exc:
             await self._backoff(claim, f"{claim.address}: reading failed: {exc}")
             return
-        plan = plan_delta(mirror, result, mapping, window)
-        if self._config.is_mass_delete(plan.removed, plan.mirrored) and not approved:
-            reason = (
-                f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "
-                f"then resume it with `presence-bridge mailboxes enable {claim.address}`"
-            )
-            log.warning("%s %s", claim.address, reason)
-            await self._db.run(lambda session: self._pause(session, claim, reason))
-            return
         try:
-            await self._db.run(lambda session: self._commit(session, claim, plan, result, window, now))
+            plan = await self._db.run(lambda session: self._commit(session, claim, result, mapping, window, now))
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
+            return
+        if plan is None:
             return
         self._failures.pop(claim.mailbox_id, None)
         self._outages.recovered(claim.address, f"{claim.address}: syncing again")
@@ -163,17 +157,40 @@ class MailboxSync:
             self._on_changes()
 
     def _commit(
-        self, session: Session, claim: Claim, plan: SyncPlan, result: DeltaResult, window: Window, now: datetime
-    ) -> None:
+        self,
+        session: Session,
+        claim: Claim,
+        result: DeltaResult,
+        mapping: TemplateMapping,
+        window: Window,
+        read_started: datetime,
+    ) -> SyncPlan | None:
+        """Plan against the mirror as it is now and commit; None when the mass-delete guard paused the mailbox.
+
+        Planning happens here, under the mailbox's row lock, because the relay may have written to the mirror
+        while the read was under way: its writes since `read_started` are left out of this plan.
+        """
         mailbox = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
         if mailbox is None or mailbox.lease_owner != self._owner:
             raise LeaseLost(claim.address)
+        now = self._clock()
+        relay = relay_writes(session, claim.mailbox_id, read_started, now)
+        plan = plan_delta(load_mirror(session, claim.mailbox_id), result, mapping, window, relay)
+        if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
+            reason = (
+                f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "
+                f"then resume it with `presence-bridge mailboxes enable {claim.address}`"
+            )
+            log.warning("%s %s", claim.address, reason)
+            self._pause(session, claim, reason)
+            return None
         write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
         add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
         mailbox.mass_delete_approved = False
         if not finish(session, claim, self._owner, now, synced=True):
             raise LeaseLost(claim.address)
+        return plan
 
     async def remap(self, mapping: TemplateMapping) -> int:
         """Re-map every active mailbox's mirror after the mapping changed; returns the number of changes emitted."""
@@ -241,12 +258,10 @@ class MailboxSync:
         finish(session, claim, self._owner, self._clock(), synced=False)
 
 
-def _load(session: Session, mailbox_id: int, window: Window) -> tuple[dict[str, MirrorItem], str | None, bool]:
-    """The mirror, the token to continue from (none once the window rolled: a new round), and the approval."""
+def _token(session: Session, mailbox_id: int, window: Window) -> str | None:
+    """The token to continue from; none once the window rolled (a new round starts)."""
     state = load_delta_state(session, mailbox_id)
-    token = state[1] if state is not None and state[0] == window else None
-    mailbox = session.get(MailboxRow, mailbox_id)
-    return load_mirror(session, mailbox_id), token, bool(mailbox and mailbox.mass_delete_approved)
+    return state[1] if state is not None and state[0] == window else None
 
 
 def _hold_lease(session: Session, claim: Claim, owner: str, until: datetime) -> None:

@@ -21,6 +21,7 @@ from bridge.config import Config, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.marks import DirtyMarks
+from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
 from bridge.sources.configured import build_sources
 from bridge.store import Database
@@ -74,6 +75,9 @@ class Service:
             for name, source in config.sources.items()
             if isinstance(source, GraphSourceConfig) and name in self.sources
         }
+        self.relay = Relay(
+            self.db, self.sources, lambda: self.mapping.current, config.mail, owner=self.owner, clock=clock
+        )
         self.subscriptions = (
             SubscriptionManager(
                 self.db,
@@ -97,7 +101,16 @@ class Service:
         # Notifications sent while no instance listened are lost: every mailbox catches up once (one delta each).
         await self.db.run(lambda session: mark_active_dirty(session, now))
         self._runner = web.AppRunner(
-            create_app(self.config, self.db, self.hooks, lambda: self.mapping.current), access_log=None
+            create_app(
+                self.config,
+                self.db,
+                self.hooks,
+                lambda: self.mapping.current,
+                self.relay,
+                live=self.mapping,
+                on_mapping_change=self._remap,
+            ),
+            access_log=None,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)
@@ -107,6 +120,7 @@ class Service:
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self._remap))
+        self._supervise("relay", lambda: self.relay.run(self._stop))
         if self.subscriptions is not None:
             subscriptions = self.subscriptions
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))

@@ -11,12 +11,13 @@ Exchange merely bumped a change key: spurious updates die here.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from bridge.domain import Appointment, ChangeType, DeltaResult, MirrorItem, PresenceEntry, Window
+from bridge.domain import Appointment, ChangeType, DeltaResult, MirrorItem, PresenceEntry, RelayWrites, Window
 from bridge.templates import TemplateMapping
+
+NO_RELAY_WRITES = RelayWrites()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,35 +43,23 @@ class SyncPlan:
         return not (self.put or self.drop or self.changes)
 
 
-def entry_hash(entry: PresenceEntry | None) -> str:
-    """A digest of exactly what the workforce system is shown; "" when nothing is shown."""
-    if entry is None:
-        return ""
-    fields = (
-        entry.template,
-        entry.free_busy.value,
-        entry.start.isoformat(),
-        entry.end.isoformat(),
-        "1" if entry.all_day else "0",
-        "\x00" if entry.subject is None else entry.subject,
-    )
-    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:32]
-
-
-def mirror_item(appointment: Appointment, mapping: TemplateMapping) -> tuple[MirrorItem, PresenceEntry | None]:
-    entry = mapping.map(appointment)
-    item = MirrorItem(appointment, entry.template if entry else None, entry_hash(entry))
-    return item, entry
-
-
 def plan_delta(
-    mirror: Mapping[str, MirrorItem], delta: DeltaResult, mapping: TemplateMapping, window: Window
+    mirror: Mapping[str, MirrorItem],
+    delta: DeltaResult,
+    mapping: TemplateMapping,
+    window: Window,
+    relay: RelayWrites = NO_RELAY_WRITES,
 ) -> SyncPlan:
     """What a delta read means for the mirror and the workforce system.
 
     Instances that end before the window starts have aged out: they leave the mirror silently (the workforce
     system keeps its history). Instances outside the window otherwise, `@removed` ones, and, after a full round,
     mirrored instances the round did not report are removed and, if they were shown, emitted as deleted.
+
+    The relay's own writes are not news to the workforce system that asked for them (`relay`): an instance with
+    the change key a relay write produced, or carrying the transaction id of a create still in flight, enters
+    the mirror silently; instances the relay is writing, or wrote after this read began, are left to the relay
+    (the read may hold an older state of them than the mirror).
     """
     incoming: dict[str, Appointment] = {}
     gone: dict[str, bool] = {}  # item id → whether it left the calendar (False: it merely aged out)
@@ -87,7 +76,7 @@ def plan_delta(
         for item_id, item in mirror.items():
             if item_id not in incoming and item_id not in gone:
                 gone[item_id] = item.appointment.end > window.start
-    builder = _PlanBuilder(mirror, mapping)
+    builder = _PlanBuilder(mirror, mapping, relay)
     for item_id, left in gone.items():
         builder.remove(item_id, left=left)
     for appointment in sorted(incoming.values(), key=lambda a: (a.start, a.item_id)):
@@ -128,9 +117,12 @@ def last_shown(item: MirrorItem, mapping: TemplateMapping) -> PresenceEntry | No
 
 
 class _PlanBuilder:
-    def __init__(self, mirror: Mapping[str, MirrorItem], mapping: TemplateMapping) -> None:
+    def __init__(
+        self, mirror: Mapping[str, MirrorItem], mapping: TemplateMapping, relay: RelayWrites = NO_RELAY_WRITES
+    ) -> None:
         self._mirror = mirror
         self._mapping = mapping
+        self._relay = relay
         self._put: list[MirrorItem] = []
         self._drop: list[str] = []
         self._changes: list[PlannedChange] = []
@@ -140,6 +132,8 @@ class _PlanBuilder:
         old = self._mirror.get(item_id)
         if old is None:
             return  # Graph also reports removals of instances the bridge never mirrored
+        if self._relay.busy_with(item_id, old.appointment.series_id):
+            return
         self._drop.append(item_id)
         if not left:
             return
@@ -149,11 +143,20 @@ class _PlanBuilder:
             self._changes.append(PlannedChange(ChangeType.DELETED, shown))
 
     def upsert(self, appointment: Appointment) -> None:
+        if self._relay.busy_with(appointment.item_id, appointment.series_id):
+            return
         old = self._mirror.get(appointment.item_id)
-        item, entry = mirror_item(appointment, self._mapping)
+        echo = self._relay.wrote(appointment) or (old is None and self._relay.creating(appointment))
+        # Delta reads carry the transaction id but not the extended property: the bridge's mark is kept from the
+        # mirror, or found through the create that carried that transaction id.
+        bridge_ref = appointment.bridge_ref or (old and old.appointment.bridge_ref) or self._relay.ref(appointment)
+        appointment = replace(appointment, bridge_ref=bridge_ref, transaction_id=None)
+        item, entry = self._mapping.mirror_item(appointment)
         if old is not None and old == item:
             return
         self._put.append(item)
+        if echo:
+            return
         if old is None or old.template is None:
             if entry is not None:
                 self._changes.append(PlannedChange(ChangeType.CREATED, entry))

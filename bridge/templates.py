@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from bridge.domain import Appointment, FreeBusy, PresenceEntry, Segment, Window, utc
+from bridge.domain import Appointment, FreeBusy, MirrorItem, PresenceEntry, Segment, Window, utc
 from bridge.errors import UserError
 from bridge.yamlfile import YamlDocument, as_dict, load_schema, load_yaml, parse_duration, schema_problems
 
@@ -88,6 +88,11 @@ class TemplateMapping:
             subject=None if appointment.private else appointment.subject,
         )
 
+    def mirror_item(self, appointment: Appointment) -> tuple[MirrorItem, PresenceEntry | None]:
+        """The appointment as the mirror keeps it: with what it is shown as and that entry's digest."""
+        entry = self.map(appointment)
+        return MirrorItem(appointment, entry.template if entry else None, entry_hash(entry)), entry
+
     def rule(self, template: str) -> TemplateRule:
         try:
             return self.templates[template]
@@ -139,6 +144,24 @@ class TemplateMapping:
             else:
                 segments.append(Segment(here, after, best.template, best.free_busy, best.item_id))
         return segments
+
+
+def entry_hash(entry: PresenceEntry | None) -> str:
+    """A digest of exactly what the workforce system is shown; "" when nothing is shown.
+
+    The sync engine emits a change only when this digest changes, not when Exchange merely bumped a change key.
+    """
+    if entry is None:
+        return ""
+    fields = (
+        entry.template,
+        entry.free_busy.value,
+        entry.start.isoformat(),
+        entry.end.isoformat(),
+        "1" if entry.all_day else "0",
+        "\x00" if entry.subject is None else entry.subject,
+    )
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:32]
 
 
 def default_mapping_path() -> Path:

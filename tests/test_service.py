@@ -7,146 +7,18 @@ delivery workers; azure-identity and msgraph-sdk against the emulator over TLS; 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
-import pytest
-from sqlmodel import select
-
-from bridge.config import load_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
-from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
-from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
-from bridge.templates import default_mapping_path
-from tests.conftest import DatabaseUrl, free_port, write_bridge_config
-
-SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
-FAST = SyncTiming(
-    settle=timedelta(milliseconds=50), poll=timedelta(milliseconds=100), backoff_first=timedelta(milliseconds=200)
-)
-
-
-class Clock:
-    """Real time, shifted by `offset`: lets a test cross midnight without waiting for it."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-def _at(days: int, hour: float) -> dict[str, str]:
-    moment = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
-    return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-@dataclass
-class World:
-    graph: GraphEmulator
-    workforce: WorkforceReceiver
-    service: Service
-    mailbox: str
-    config_path: Path
-    clock: Clock
-
-    def outlook(
-        self, subject: str, days: int = 1, start: float = 9, end: float = 10, show_as: str = "busy", **extra: Any
-    ) -> str:
-        payload = {"subject": subject, "start": _at(days, start), "end": _at(days, end), "showAs": show_as, **extra}
-        return str(self.graph.create_event_as_outlook(self.mailbox, payload)["id"])
-
-    async def changes(self, count: int, within: float = 15.0) -> list[dict[str, Any]]:
-        await self.workforce.wait_for(count, within=within)
-        return list(self.workforce.changes)
-
-    async def settled(self, quiet_s: float = 1.0, within: float = 15.0) -> list[dict[str, Any]]:
-        """The changes received once nothing new has arrived for `quiet_s`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        seen, since = -1, loop.time()
-        while loop.time() < deadline:
-            await self.graph.drain_notifications(within=1.0)
-            if len(self.workforce.changes) != seen:
-                seen, since = len(self.workforce.changes), loop.time()
-            elif loop.time() - since >= quiet_s:
-                break
-            await asyncio.sleep(0.1)
-        return list(self.workforce.changes)
-
-    def mailbox_row(self) -> MailboxRow:
-        with self.service.db.session() as session:
-            return session.exec(select(MailboxRow).where(MailboxRow.address == self.mailbox.lower())).one()
-
-
-@pytest.fixture
-async def world(
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
-    database_url: DatabaseUrl,
-    tmp_path: Path,
-) -> AsyncIterator[World]:
-    workforce = WorkforceReceiver(SECRET)
-    workforce_url = await workforce.start()
-    (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
-    config_path = write_bridge_config(
-        tmp_path / "config.yaml",
-        graph=graph_emulator,
-        app=tenant_app,
-        mailbox=adele.user_principal_name,
-        workforce_url=workforce_url,
-        secret=SECRET,
-        database_url=database_url.url if database_url.schema else f"sqlite:///{tmp_path / 'bridge.db'}",
-        port=free_port(),
-        extra="templates: mapping.yaml\nsync: {mass_delete_min: 3}\n",
-    )
-    config = load_config(config_path)
-    clock = Clock()
-    database = Database(config.database_url, schema=database_url.schema)
-    service = Service(config, clock=clock, timing=FAST, database=database)
-    await service.start()
-    try:
-        yield World(graph_emulator, workforce, service, adele.user_principal_name, config_path, clock)
-    finally:
-        await service.stop()
-        await workforce.stop()
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-def subscribed(world: World) -> Callable[[], bool]:
-    return lambda: len(world.graph.subscriptions()) == 1
-
-
-async def ready(world: World) -> None:
-    """Subscribed, and the catch-up sync that follows a new subscription has committed: the bridge is idle."""
-    await wait_until(subscribed(world))
-
-    def idle() -> bool:
-        row = world.mailbox_row()
-        return row.last_synced_at is not None and row.dirty_generation == row.synced_generation
-
-    await wait_until(idle)
+from bridge.store import Database, MailboxStatus, SubscriptionRow
+from tests.world import FAST, World, at, ready, wait_until
 
 
 async def test_create_update_delete_each_reach_the_workforce_system_once(world: World) -> None:
     await ready(world)
     item = world.outlook("Customer visit")
     [created] = await world.changes(1)
-    world.graph.update_event_as_outlook(world.mailbox, item, {"start": _at(1, 11), "end": _at(1, 12)})
+    world.graph.update_event_as_outlook(world.mailbox, item, {"start": at(1, 11), "end": at(1, 12)})
     await world.changes(2)
     world.graph.delete_event_as_outlook(world.mailbox, item)
     changes = await world.changes(3)
@@ -191,7 +63,7 @@ async def test_a_recurring_series_is_expanded_only_inside_the_window(world: Worl
     await ready(world)
     series = {
         "pattern": {"type": "daily", "interval": 1},
-        "range": {"type": "noEnd", "startDate": _at(1, 0)["dateTime"][:10]},
+        "range": {"type": "noEnd", "startDate": at(1, 0)["dateTime"][:10]},
     }
     world.outlook("Stand-up", start=7, end=7.25, recurrence=series)
 

@@ -9,7 +9,17 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.domain import Appointment, ChangeType, DeltaResult, FreeBusy, MirrorItem, PresenceEntry, Window
+from bridge.domain import (
+    Appointment,
+    AppointmentKind,
+    ChangeType,
+    DeltaResult,
+    FreeBusy,
+    MirrorItem,
+    PresenceEntry,
+    RelayWrites,
+    Window,
+)
 from bridge.sync import SyncPlan, apply_to_mirror, plan_delta, plan_remap, plan_window
 from bridge.templates import TemplateMapping, default_mapping_path, load_mapping
 
@@ -304,3 +314,50 @@ class ChangeStreamMachine(RuleBasedStateMachine):
 
 TestChangeStream = ChangeStreamMachine.TestCase
 TestChangeStream.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_the_relay_s_write_coming_back_is_mirrored_silently() -> None:
+    written = appointment("r1", change_key="ck-r1-2", transaction_id="tx-1")
+    relay = RelayWrites(written={"r1": "ck-r1-2"}, refs={"tx-1": "cmd-1"})
+
+    plan = plan_delta({}, delta(written), MAPPING, WINDOW, relay)
+
+    assert plan.changes == ()
+    [item] = plan.put
+    assert (item.template, item.appointment.bridge_ref, item.appointment.transaction_id) == ("meeting", "cmd-1", None)
+
+
+def test_a_create_still_in_flight_is_recognised_by_its_transaction_id() -> None:
+    plan = plan_delta(
+        {}, delta(appointment("r1", transaction_id="tx-1")), MAPPING, WINDOW, RelayWrites(in_flight=frozenset({"tx-1"}))
+    )
+
+    assert plan.changes == ()
+    assert [item.item_id for item in plan.put] == ["r1"]
+
+
+def test_occurrences_of_a_series_the_relay_wrote_share_its_key() -> None:
+    occurrence = appointment("o1", change_key="ck-s", series_id="s1", kind=AppointmentKind.OCCURRENCE)
+
+    plan = plan_delta({}, delta(occurrence), MAPPING, WINDOW, RelayWrites(written={"s1": "ck-s"}))
+
+    assert plan.changes == ()
+
+
+def test_a_person_s_change_after_the_relay_s_write_is_emitted() -> None:
+    mirror = synced(appointment("r1", change_key="ck-2", bridge_ref="cmd-1"))
+    moved = appointment("r1", change_key="ck-3", start=T0 + timedelta(hours=2), end=T0 + timedelta(hours=3))
+
+    plan = plan_delta(mirror, delta(moved), MAPPING, WINDOW, RelayWrites(written={"r1": "ck-2"}))
+
+    assert kinds(plan) == [(ChangeType.UPDATED, "r1")]
+    assert plan.put[0].appointment.bridge_ref == "cmd-1"  # the mark survives reads that do not carry it
+
+
+def test_items_the_relay_is_writing_are_left_to_it() -> None:
+    mirror = synced(appointment("r1"), appointment("r2", series_id="s1"))
+    stale = appointment("r1", change_key="old", subject="Before the relay's write")
+
+    plan = plan_delta(mirror, delta(stale, full=True), MAPPING, WINDOW, RelayWrites(busy=frozenset({"r1", "s1"})))
+
+    assert plan.empty  # r1 is not overwritten with an older read, and r2 (in a busy series) is not removed

@@ -102,8 +102,11 @@ def render_stored(event: StoredEvent) -> dict[str, Any]:
 
 
 def select(rendered: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    """`$select`: the named properties, plus the id and etag Graph always returns."""
-    wanted = {name.strip() for name in fields if name.strip()} | {"id", "@odata.etag"}
+    """`$select`: the named properties, plus the id and etag Graph always returns.
+
+    What `$expand` asked for stays: Graph combines the two (`$select=subject&$expand=...` returns both).
+    """
+    wanted = {name.strip() for name in fields if name.strip()} | {"id", "@odata.etag", "singleValueExtendedProperties"}
     return {key: value for key, value in rendered.items() if key in wanted or key == "@odata.context"}
 
 

@@ -90,8 +90,15 @@ class CalendarSource(Protocol):
         """Change an appointment; with `change_key`, only if nobody changed it since (else `Conflict`)."""
         ...
 
-    async def delete(self, mailbox: str, item_id: str) -> None:
-        """Delete an appointment without sending cancellations; deleting a missing item is not an error."""
+    async def delete(self, mailbox: str, item_id: str, change_key: str | None = None) -> None:
+        """Delete an appointment without sending cancellations; deleting a missing item is not an error.
+
+        With `change_key`, only if nobody changed it since (else `Conflict`).
+        """
+        ...
+
+    async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
+        """Every single appointment and series master in the calendar carrying the bridge's marker, at any date."""
         ...
 
     async def subscribe(self, request: SubscriptionRequest) -> Subscription: ...

@@ -30,6 +30,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from kiota_http.middleware.options.response_handler_option import ResponseHandlerOption
 from msgraph.generated.users.item.calendar_view.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
@@ -44,6 +45,7 @@ from bridge.domain import (
     ConnectionReport,
     DeltaResult,
     MailMessage,
+    Recurrence,
     Subscription,
     SubscriptionRequest,
     Window,
@@ -293,6 +295,8 @@ class GraphSource:
         }
         if draft.bridge_ref is not None:
             payload["singleValueExtendedProperties"] = [{"id": wire.BRIDGE_PROPERTY_ID, "value": draft.bridge_ref}]
+        if draft.recurrence is not None:
+            payload["recurrence"] = _recurrence(draft.recurrence, draft.start)
         request = _with_body(self._events(mailbox), Method.POST, payload)
         body = await self._send(mailbox, request, f"creating an event in {mailbox}")
         return _write_result(body)
@@ -319,12 +323,33 @@ class GraphSource:
         body = await self._send(mailbox, request, f"updating event {item_id} of {mailbox}")
         return _write_result(body)
 
-    async def delete(self, mailbox: str, item_id: str) -> None:
+    async def delete(self, mailbox: str, item_id: str, change_key: str | None = None) -> None:
         request = self._event(mailbox, item_id).to_delete_request_information()
+        if change_key is not None:
+            request.headers.try_add("If-Match", f'W/"{change_key}"')
         try:
             await self._send(mailbox, request, f"deleting event {item_id} of {mailbox}")
         except ItemNotFound:
             log.debug("event %s of %s was already gone", item_id, mailbox)
+
+    async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
+        # Graph filters extended properties only by an exact value, and every item's value differs: list the
+        # calendar's singles and series masters (never occurrences) with the property expanded, page by page.
+        params = EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
+            select=_MASTER_FIELDS,
+            expand=[f"singleValueExtendedProperties($filter=id eq '{wire.BRIDGE_PROPERTY_ID}')"],
+            top=self._page_size,
+        )
+        request = self._events(mailbox).to_get_request_information(RequestConfiguration(query_parameters=params))
+        found: list[Appointment] = []
+        followed: set[str] = set()
+        while True:
+            page = wire.decode_page(await self._send(mailbox, request, f"listing the events of {mailbox}"))
+            found.extend(wire.to_appointment(event) for event in page.value if wire.bridge_ref_of(event))
+            if not page.next_link or page.next_link in followed:
+                return tuple(found)
+            followed.add(page.next_link)
+            request = self._events(mailbox).with_url(page.next_link).to_get_request_information()
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
         def recipients(addresses: tuple[str, ...]) -> list[dict[str, dict[str, str]]]:
@@ -473,6 +498,9 @@ def _error(
     if status == 403:
         kind = QuotaExceeded if subscription else MailboxNotFound
         return kind(message, code=detail.code, status=status)
+    if detail.code == "ErrorInvalidIdMalformed":
+        # An id that cannot be any item's (Graph answers 400): for the caller it names nothing, like a 404.
+        return ItemNotFound(message, code=detail.code, status=status)
     if status == 404 and missing is not None:
         return missing(message, code=detail.code, status=status)
     if status == 404:
@@ -512,6 +540,21 @@ def _with_body(builder: Any, method: Method, payload: Any) -> RequestInformation
 def _write_result(body: bytes) -> WriteResult:
     event = wire.decode_event(body)
     return WriteResult(event.id, wire.change_key_of(event))
+
+
+def _recurrence(recurrence: Recurrence, start: datetime) -> dict[str, Any]:
+    pattern: dict[str, Any] = {"type": recurrence.pattern.value, "interval": recurrence.interval}
+    if recurrence.days_of_week:
+        pattern["daysOfWeek"] = [day.value for day in recurrence.days_of_week]
+    return {
+        "pattern": pattern,
+        "range": {
+            "type": "endDate",
+            "startDate": start.astimezone(UTC).date().isoformat(),
+            "endDate": recurrence.until.isoformat(),
+            "recurrenceTimeZone": "UTC",
+        },
+    }
 
 
 def _wire_time(value: datetime) -> dict[str, str]:

@@ -87,3 +87,16 @@ def _row(mailbox_id: int, item: MirrorItem) -> MirrorRow:
         content_hash=item.shown_hash,
         template=item.template,
     )
+
+
+def load_item(session: Session, mailbox_id: int, item_id: str) -> MirrorItem | None:
+    row = session.get(MirrorRow, (mailbox_id, item_id))
+    return None if row is None else _item(row)
+
+
+def series_members(session: Session, mailbox_id: int, series_id: str) -> list[str]:
+    """The mirrored instances of a series (its occurrences and exceptions)."""
+    rows = session.exec(
+        select(MirrorRow.item_id).where(MirrorRow.mailbox_id == mailbox_id, MirrorRow.series_id == series_id)
+    ).all()
+    return list(rows)

@@ -116,7 +116,6 @@ class CommandKind(enum.StrEnum):
 
 
 class CommandStatus(enum.StrEnum):
-    ACCEPTED = "accepted"
     SENDING = "sending"
     DONE = "done"
     FAILED = "failed"
@@ -262,22 +261,35 @@ class OutboxRow(SQLModel, table=True):
 
 
 class CommandRow(SQLModel, table=True):
-    """A request from the workforce system to change a mailbox in Exchange, and how far it has got.
+    """A request from the workforce system to change Exchange, stored before it is sent (DESIGN §3.3).
 
-    A repeated request with the same idempotency key for the same mailbox finds this row instead of a new one.
+    `scope` is the mailbox address (or `mail` for mail): a repeated request with the same idempotency key in the
+    same scope finds this row instead of making a new one. `item_id`/`change_key` record what the write touched
+    and what Exchange answered, so the sync engine recognises the write when it comes back as a change (echo).
     """
 
     __tablename__ = "command"
-    __table_args__ = (sa.UniqueConstraint("mailbox_id", "idempotency_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("scope", "idempotency_key"),
+        sa.Index("ix_command_mailbox_updated", "mailbox_id", "updated_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
-    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    mailbox_id: int | None = Field(default=None, foreign_key="mailbox.id", ondelete="CASCADE")
+    scope: str = Field(max_length=320)
     kind: CommandKind = Field(sa_type=_choice(CommandKind, "kind"))
     idempotency_key: str | None = Field(default=None, max_length=255)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
-    status: CommandStatus = Field(default=CommandStatus.ACCEPTED, sa_type=_choice(CommandStatus, "status"), index=True)
+    status: CommandStatus = Field(default=CommandStatus.SENDING, sa_type=_choice(CommandStatus, "status"), index=True)
+    transaction_id: str | None = Field(default=None, max_length=255)
+    # The instance carrying the command out: after a restart it takes its own interrupted commands back at once.
+    owner: str | None = None
+    item_id: str | None = Field(default=None, sa_type=sa.Text)
+    change_key: str | None = Field(default=None, sa_type=sa.Text)
+    http_status: int | None = None
     result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     error: str | None = Field(default=None, sa_type=sa.Text)
     attempts: int = 0
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.relay import Relay
 from bridge.store import Database
-from bridge.templates import TemplateMapping
+from bridge.templates import LiveMapping, TemplateMapping
+from bridge.web.admin_api import AdminRoutes, OnMappingChange
 from bridge.web.appointments import AppointmentQueries
 from bridge.web.auth import require
+from bridge.web.commands import CommandRoutes
 from bridge.web.feed import ChangeFeed
 from bridge.web.graph_hooks import MAX_BODY, GraphHooks
 from bridge.web.health import Health
@@ -18,12 +21,24 @@ from bridge.web.openapi import document
 
 
 def create_app(
-    config: Config, db: Database, hooks: GraphHooks, mapping: Callable[[], TemplateMapping]
+    config: Config,
+    db: Database,
+    hooks: GraphHooks,
+    mapping: Callable[[], TemplateMapping],
+    relay: Relay,
+    *,
+    live: LiveMapping | None = None,
+    on_mapping_change: OnMappingChange | None = None,
 ) -> web.Application:
+    """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping)."""
     app = web.Application(client_max_size=MAX_BODY)
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)
+    administration = AdminRoutes(db, config, mapping, live=live, on_mapping_change=on_mapping_change)
+    mailbox_admin = "/api/v1/admin/mailboxes/{mailbox}"
+    commands = CommandRoutes(db, relay, mapping)
+    appointment = "/api/v1/mailboxes/{mailbox}/appointments/{id}"
     app.add_routes(
         [
             *hooks.routes(),
@@ -33,6 +48,21 @@ def create_app(
             web.get("/api/v1/changes", require(config, "workforce", feed.changes)),
             web.get("/api/v1/mailboxes/{mailbox}/appointments", require(config, "workforce", queries.appointments)),
             web.get("/api/v1/mailboxes/{mailbox}/timeline", require(config, "workforce", queries.timeline)),
+            web.post("/api/v1/mailboxes/{mailbox}/appointments", require(config, "workforce", commands.create)),
+            web.patch(appointment, require(config, "workforce", commands.update)),
+            web.delete(appointment, require(config, "workforce", commands.delete)),
+            web.put("/api/v1/mailboxes/{mailbox}/state", require(config, "workforce", commands.state)),
+            web.delete("/api/v1/mailboxes/{mailbox}/bridge-items", require(config, "workforce", commands.purge)),
+            web.post("/api/v1/mail", require(config, "workforce", commands.mail)),
+            web.get("/api/v1/commands/{id}", require(config, "workforce", commands.command)),
+            web.get("/api/v1/admin/mailboxes", require(config, "admin", administration.mailboxes)),
+            web.post("/api/v1/admin/mailboxes", require(config, "admin", administration.add)),
+            web.post(f"{mailbox_admin}/enable", require(config, "admin", administration.enable)),
+            web.post(f"{mailbox_admin}/disable", require(config, "admin", administration.disable)),
+            web.post(f"{mailbox_admin}/resync", require(config, "admin", administration.resync)),
+            web.delete(mailbox_admin, require(config, "admin", administration.remove)),
+            web.get("/api/v1/admin/templates", require(config, "admin", administration.templates)),
+            web.put("/api/v1/admin/templates", require(config, "admin", administration.replace_templates)),
         ]
     )
     return app

@@ -193,6 +193,452 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "a retry with the same key returns the first answer and does nothing twice (Graph transactionId)",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "the appointment's version; without it the answer is 428",
+    "schema": {"type": "string"},
+}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_WRITE_REASONS = {
+    400: "invalid body, parameters or headers (invalid_params names each)",
+    401: "no valid token",
+    403: "the token lacks the scope",
+    404: "unknown mailbox or appointment",
+    409: "the mailbox is disabled or paused, the appointment is an invitation, or the same key is still in progress",
+    412: "the appointment changed since that version: `current` holds it now",
+    413: "the body is too large",
+    422: "the Idempotency-Key was used for a different request",
+    428: "If-Match is missing",
+    502: "Exchange refused the request",
+    503: "Exchange is throttling or cannot be reached; retry after Retry-After",
+}
+
+
+def _write_problems(*statuses: int) -> dict[str, Any]:
+    answers = {}
+    for status in statuses:
+        schema = _ref("Conflict412") if status == 412 else _ref("Problem")
+        answers[str(status)] = {
+            "description": _WRITE_REASONS[status],
+            "content": {"application/problem+json": {"schema": schema}},
+        }
+    return answers
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_WRITE_SCHEMAS: dict[str, Any] = {
+    "Recurrence": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["pattern", "until"],
+        "properties": {
+            "pattern": {"enum": ["daily", "weekly"]},
+            "interval": {"type": "integer", "minimum": 1, "maximum": 99, "default": 1},
+            "days_of_week": {
+                "type": "array",
+                "uniqueItems": True,
+                "items": {"enum": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]},
+            },
+            "until": {"type": "string", "format": "date", "description": "at most today + the mapping's days_ahead"},
+        },
+    },
+    "NewAppointment": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["template", "start", "end"],
+        "properties": {
+            "template": {"type": "string", "description": "a template the mapping defines"},
+            "start": _INSTANT,
+            "end": _INSTANT,
+            "all_day": {"type": "boolean", "description": "default: the template's all_day"},
+            "subject": {"type": "string", "maxLength": 255, "description": "default: the template's subject or name"},
+            "body": {"type": "string", "maxLength": 32768},
+            "recurrence": _ref("Recurrence"),
+        },
+    },
+    "AppointmentChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "template": {"type": "string"},
+            "start": _INSTANT,
+            "end": _INSTANT,
+            "all_day": {"type": "boolean"},
+            "subject": {"type": "string", "maxLength": 255},
+            "body": {"type": "string", "maxLength": 32768},
+        },
+    },
+    "WrittenAppointment": {
+        "type": "object",
+        "required": ["id", "exchange_id", "version", "template", "free_busy", "start", "end", "all_day", "subject"],
+        "properties": {
+            "id": {"type": "string", "description": "the bridge id (a create) or the id the request named"},
+            "exchange_id": {"type": "string"},
+            "version": {"type": "string", "description": "send it as If-Match to change or delete the appointment"},
+            "template": {"type": ["string", "null"]},
+            "free_busy": {"enum": ["free", "tentative", "busy", "oof", "workingElsewhere", "unknown"]},
+            "start": _INSTANT,
+            "end": _INSTANT,
+            "all_day": {"type": "boolean"},
+            "subject": {"type": "string"},
+            "recurrence": _ref("Recurrence"),
+            "replaced": {"type": ["string", "null"], "description": "state: the previous state appointment"},
+        },
+    },
+    "Conflict412": {
+        "allOf": [
+            _ref("Problem"),
+            {"type": "object", "properties": {"current": {"anyOf": [_ref("WrittenAppointment"), {"type": "null"}]}}},
+        ]
+    },
+    "State": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["template"],
+        "properties": {
+            "template": {"type": "string"},
+            "until": {**_INSTANT, "description": "default: the template's state_until"},
+        },
+    },
+    "Mail": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["to", "subject", "body"],
+        "properties": {
+            "to": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "email"}},
+            "cc": {"type": "array", "items": {"type": "string", "format": "email"}},
+            "bcc": {"type": "array", "items": {"type": "string", "format": "email"}},
+            "subject": {"type": "string", "maxLength": 255},
+            "body": {"type": "string"},
+            "content_type": {"enum": ["text", "html"], "default": "text"},
+        },
+    },
+    "Purge": {
+        "type": "object",
+        "required": ["dry_run", "items", "deleted"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "deleted": {"type": "integer", "minimum": 0},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["exchange_id", "bridge_id", "kind", "subject", "start", "end"],
+                    "properties": {
+                        "exchange_id": {"type": "string"},
+                        "bridge_id": {"type": ["string", "null"]},
+                        "kind": {"enum": ["singleInstance", "seriesMaster", "occurrence", "exception"]},
+                        "subject": {"type": "string"},
+                        "start": _INSTANT,
+                        "end": _INSTANT,
+                        "free_busy": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    },
+    "Command": {
+        "type": "object",
+        "required": ["id", "kind", "mailbox", "status", "http_status", "result", "error", "attempts", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"enum": ["create", "update", "delete", "state", "mail", "purge"]},
+            "mailbox": {"type": ["string", "null"]},
+            "status": {"enum": ["sending", "done", "failed"]},
+            "http_status": {"type": ["integer", "null"]},
+            "result": {"type": ["object", "null"]},
+            "error": {"type": ["string", "null"]},
+            "attempts": {"type": "integer"},
+            "created_at": _INSTANT,
+            "finished_at": {"anyOf": [_INSTANT, {"type": "null"}]},
+        },
+    },
+}
+_SCHEMAS.update(_WRITE_SCHEMAS)
+
+_WRITE_PATHS: dict[str, Any] = {
+    "/api/v1/mailboxes/{mailbox}/appointments/{id}": {
+        "patch": {
+            "summary": "Change an appointment the mailbox owner organised (id: the bridge id or the Exchange id)",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [_MAILBOX, _ID, _IF_MATCH, _IDEMPOTENCY_KEY],
+            "requestBody": _body(_ref("AppointmentChange")),
+            "responses": {
+                "200": _json("changed in Exchange", _ref("WrittenAppointment")),
+                **_write_problems(400, 401, 403, 404, 409, 412, 413, 422, 428, 502, 503),
+            },
+        },
+        "delete": {
+            "summary": "Delete an appointment the mailbox owner organised, without sending cancellations",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [_MAILBOX, _ID, _IF_MATCH, _IDEMPOTENCY_KEY],
+            "responses": {
+                "204": {"description": "deleted (or already gone)"},
+                **_write_problems(400, 401, 403, 404, 409, 412, 422, 428, 502, 503),
+            },
+        },
+    },
+    "/api/v1/mailboxes/{mailbox}/state": {
+        "put": {
+            "summary": "Set the current state: an appointment from now, replacing the previous state appointment",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [_MAILBOX, _IDEMPOTENCY_KEY],
+            "requestBody": _body(_ref("State")),
+            "responses": {
+                "200": _json("written in Exchange", _ref("WrittenAppointment")),
+                **_write_problems(400, 401, 403, 404, 409, 413, 422, 502, 503),
+            },
+        }
+    },
+    "/api/v1/mailboxes/{mailbox}/bridge-items": {
+        "delete": {
+            "summary": "Delete every appointment the bridge made in the calendar (found by its extended property)",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [
+                _MAILBOX,
+                _IDEMPOTENCY_KEY,
+                {
+                    "name": "dry_run",
+                    "in": "query",
+                    "required": False,
+                    "description": "true: only list what would be deleted",
+                    "schema": {"enum": ["true", "false"]},
+                },
+            ],
+            "responses": {
+                "200": _json("what was (or would be) deleted", _ref("Purge")),
+                **_write_problems(400, 401, 403, 404, 409, 422, 502, 503),
+            },
+        }
+    },
+    "/api/v1/mail": {
+        "post": {
+            "summary": "Send mail from the configured sender",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [_IDEMPOTENCY_KEY],
+            "requestBody": _body(_ref("Mail")),
+            "responses": {
+                "202": _json(
+                    "handed to Exchange",
+                    {
+                        "type": "object",
+                        "required": ["id", "sender"],
+                        "properties": {"id": {"type": "string"}, "sender": {"type": "string"}},
+                    },
+                ),
+                **_write_problems(400, 401, 403, 409, 413, 422, 502, 503),
+            },
+        }
+    },
+    "/api/v1/commands/{id}": {
+        "get": {
+            "summary": "A command's status and answer (also after a restart)",
+            "security": [{"bearer": ["workforce"]}],
+            "parameters": [_ID],
+            "responses": {
+                "200": _json("the command", _ref("Command")),
+                **_write_problems(401, 403, 404),
+            },
+        }
+    },
+}
+_PATHS["/api/v1/mailboxes/{mailbox}/appointments"]["post"] = {
+    "summary": "Create an appointment with the template's free/busy state",
+    "security": [{"bearer": ["workforce"]}],
+    "parameters": [_MAILBOX, _IDEMPOTENCY_KEY],
+    "requestBody": _body(_ref("NewAppointment")),
+    "responses": {
+        "201": _json("created in Exchange", _ref("WrittenAppointment")),
+        **_write_problems(400, 401, 403, 404, 409, 413, 422, 502, 503),
+    },
+}
+_PATHS.update(_WRITE_PATHS)
+
+
+_ADMIN_REASONS = {
+    400: "invalid body or parameters (invalid_params names each)",
+    401: "no valid token",
+    403: "the token lacks the scope",
+    404: "unknown mailbox",
+    413: "the body is too large",
+    415: "the body is not YAML text",
+}
+
+
+def _admin_problems(*statuses: int, conflict: str = "") -> dict[str, Any]:
+    reasons = {**_ADMIN_REASONS, 409: conflict}
+    problem = {"application/problem+json": {"schema": _ref("Problem")}}
+    return {str(status): {"description": reasons[status], "content": problem} for status in statuses}
+
+
+_ADMIN_MAILBOX = {"name": "mailbox", "in": "path", "required": True, "schema": {"type": "string"}}
+_ADMIN_SCHEMAS: dict[str, Any] = {
+    "AdminMailbox": {
+        "type": "object",
+        "required": ["address", "workforce_id", "source", "status", "reason", "last_synced_at", "dirty"],
+        "properties": {
+            "address": {"type": "string"},
+            "workforce_id": {"type": ["string", "null"]},
+            "source": {"type": "string"},
+            "status": {"enum": ["active", "disabled", "paused"]},
+            "reason": {"type": ["string", "null"], "description": "why it is disabled or paused"},
+            "last_synced_at": {"anyOf": [_INSTANT, {"type": "null"}]},
+            "dirty": {"type": "boolean", "description": "a sync is pending"},
+        },
+    },
+    "NewMailbox": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address", "workforce_id"],
+        "properties": {
+            "address": {"type": "string", "format": "email"},
+            "workforce_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "source": {"type": "string", "description": "a configured source; default: the only one, if one"},
+        },
+    },
+    "TemplateMappingFile": {
+        "type": "object",
+        "required": ["path", "editable", "yaml", "templates", "days_ahead", "ignore_prefix"],
+        "properties": {
+            "path": {"type": "string"},
+            "editable": {"type": "boolean", "description": "false: the shipped default, or a file it may not write"},
+            "yaml": {"type": "string", "description": "the file's text now"},
+            "templates": {"type": "array", "items": {"type": "string"}},
+            "days_ahead": {"type": "integer"},
+            "ignore_prefix": {"type": "string"},
+        },
+    },
+}
+_SCHEMAS.update(_ADMIN_SCHEMAS)
+
+
+def _admin_action(summary: str, *, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": ["admin"]}],
+        "parameters": [_ADMIN_MAILBOX],
+        "responses": {"200": _json("the mailbox now", _ref("AdminMailbox")), **_admin_problems(401, 403, 404)},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+        operation["responses"].update(_admin_problems(400, 413))
+    return operation
+
+
+_ADMIN_PATHS: dict[str, Any] = {
+    "/api/v1/admin/mailboxes": {
+        "get": {
+            "summary": "Every mailbox the bridge knows, by address",
+            "security": [{"bearer": ["admin"]}],
+            "responses": {
+                "200": _json(
+                    "the mailboxes",
+                    {
+                        "type": "object",
+                        "required": ["mailboxes"],
+                        "properties": {"mailboxes": {"type": "array", "items": _ref("AdminMailbox")}},
+                    },
+                ),
+                **_admin_problems(401, 403),
+            },
+        },
+        "post": {
+            "summary": "Mirror another mailbox (or mirror a removed or disabled one again); it syncs within seconds",
+            "security": [{"bearer": ["admin"]}],
+            "requestBody": _body(_ref("NewMailbox")),
+            "responses": {
+                "201": _json("the mailbox", _ref("AdminMailbox")),
+                **_admin_problems(400, 401, 403, 409, 413, conflict="the mailbox is mirrored already"),
+            },
+        },
+    },
+    "/api/v1/admin/mailboxes/{mailbox}/enable": {
+        "post": _admin_action("Resume a disabled or paused mailbox (a paused one may then apply its deletions)")
+    },
+    "/api/v1/admin/mailboxes/{mailbox}/disable": {
+        "post": _admin_action(
+            "Stop syncing a mailbox; what the workforce system shows stays",
+            body={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+            },
+        )
+    },
+    "/api/v1/admin/mailboxes/{mailbox}/resync": {
+        "post": _admin_action("Read the mailbox's whole window again; only real differences are emitted")
+    },
+    "/api/v1/admin/mailboxes/{mailbox}": {
+        "delete": {
+            "summary": "Stop mirroring a mailbox: a deletion for every appointment shown, then its mirror is forgotten",
+            "security": [{"bearer": ["admin"]}],
+            "parameters": [_ADMIN_MAILBOX],
+            "responses": {
+                "200": _json(
+                    "the mailbox, now disabled, and the deletions emitted",
+                    {
+                        "type": "object",
+                        "required": ["mailbox", "deleted_changes"],
+                        "properties": {
+                            "mailbox": _ref("AdminMailbox"),
+                            "deleted_changes": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                ),
+                **_admin_problems(401, 403, 404),
+            },
+        }
+    },
+    "/api/v1/admin/templates": {
+        "get": {
+            "summary": "The template mapping file and what is in force",
+            "security": [{"bearer": ["admin"]}],
+            "responses": {
+                "200": _json("the mapping", _ref("TemplateMappingFile")),
+                **_admin_problems(401, 403),
+            },
+        },
+        "put": {
+            "summary": "Replace the mapping file (validated first, replaced atomically, in force at once)",
+            "security": [{"bearer": ["admin"]}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    media: {"schema": {"type": "string", "description": "the whole file, UTF-8, at most 256 KiB"}}
+                    for media in ("application/yaml", "text/yaml", "text/plain")
+                },
+            },
+            "responses": {
+                "200": _json("the mapping now in force", _ref("TemplateMappingFile")),
+                **_admin_problems(
+                    400,
+                    401,
+                    403,
+                    409,
+                    413,
+                    415,
+                    conflict="the shipped default is in force (set `templates:`) or the file is not writable",
+                ),
+            },
+        },
+    },
+}
+_PATHS.update(_ADMIN_PATHS)
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

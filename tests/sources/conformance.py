@@ -18,6 +18,9 @@ from bridge.domain import (
     AppointmentPatch,
     DeltaResult,
     FreeBusy,
+    Pattern,
+    Recurrence,
+    Weekday,
     Window,
 )
 from bridge.sources.base import CalendarSource, Conflict
@@ -235,6 +238,51 @@ class CalendarSourceContract:
         await source.delete(mailbox, created.item_id)
 
         assert await source.read_item(mailbox, created.item_id) is None
+
+    async def test_a_delete_on_a_stale_change_key_is_a_conflict(self, source: CalendarSource, mailbox: str) -> None:
+        created = await source.create(mailbox, AppointmentDraft("Meeting", at(1), at(1, 10), FreeBusy.BUSY), "tx-x")
+        await source.update(mailbox, created.item_id, AppointmentPatch(subject="Changed elsewhere"), None)
+
+        with pytest.raises(Conflict):
+            await source.delete(mailbox, created.item_id, created.change_key)
+        assert await source.read_item(mailbox, created.item_id) is not None
+
+    async def test_a_recurring_create_makes_a_series_read_as_its_occurrences(
+        self, source: CalendarSource, mailbox: str
+    ) -> None:
+        recurrence = Recurrence(Pattern.WEEKLY, until=TODAY + timedelta(days=20), days_of_week=(Weekday.MONDAY,))
+        draft = AppointmentDraft(
+            "Jour fixe", at(0), at(0, 10), FreeBusy.BUSY, bridge_ref="cmd-r", recurrence=recurrence
+        )
+
+        written = await source.create(mailbox, draft, "tx-r")
+        result = await source.read_delta(mailbox, WINDOW, None)
+
+        mondays = [d for d in range(21) if (TODAY + timedelta(days=d)).weekday() == 0]
+        occurrences = by_subject(result)["Jour fixe"]
+        assert sorted(a.start for a in occurrences) == [at(d) for d in mondays]
+        assert {a.series_id for a in occurrences} == {written.item_id}
+        assert {a.change_key for a in occurrences} == {written.change_key}
+
+    async def test_the_bridge_s_items_are_found_by_their_marker(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        outlook.create("Own", at(1), at(1, 10))
+        single = await source.create(
+            mailbox, AppointmentDraft("Mine", at(2), at(2, 10), FreeBusy.BUSY, bridge_ref="cmd-a"), "tx-a"
+        )
+        recurrence = Recurrence(Pattern.DAILY, until=TODAY + timedelta(days=3))
+        series = await source.create(
+            mailbox,
+            AppointmentDraft("Daily", at(1, 8), at(1, 9), FreeBusy.BUSY, bridge_ref="cmd-b", recurrence=recurrence),
+            "tx-b",
+        )
+
+        found = await source.find_bridge_items(mailbox)
+
+        assert sorted((a.item_id, a.bridge_ref) for a in found) == sorted(
+            [(single.item_id, "cmd-a"), (series.item_id, "cmd-b")]
+        )
 
     async def test_the_connection_test_passes_for_a_served_mailbox(self, source: CalendarSource, mailbox: str) -> None:
         report = await source.test_connection((mailbox,))

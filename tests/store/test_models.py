@@ -21,7 +21,13 @@ from tests.store import add_mailbox, outbox_row
 
 
 def command(mailbox_id: int, command_id: str, idempotency_key: str | None) -> CommandRow:
-    return CommandRow(id=command_id, mailbox_id=mailbox_id, kind=CommandKind.CREATE, idempotency_key=idempotency_key)
+    return CommandRow(
+        id=command_id,
+        mailbox_id=mailbox_id,
+        scope="alice@example.com",
+        kind=CommandKind.CREATE,
+        idempotency_key=idempotency_key,
+    )
 
 
 def test_times_read_back_as_aware_utc(db: Database) -> None:
@@ -101,7 +107,7 @@ def test_outbox_sequences_are_independent_between_mailboxes(db: Database) -> Non
         assert len(session.exec(select(OutboxRow)).all()) == 2
 
 
-def test_command_idempotency_key_is_unique_per_mailbox(db: Database) -> None:
+def test_command_idempotency_key_is_unique_per_scope(db: Database) -> None:
     with db.session() as session:
         mailbox_id = add_mailbox(session)
         session.add(command(mailbox_id, "command-1", "key-1"))

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.config import Config, load_config
 from bridge.domain import Appointment, FreeBusy
 from bridge.marks import DirtyMarks
+from bridge.relay import Relay
 from bridge.store import Database, MailboxRow
 from bridge.store.mirror import write_mirror
-from bridge.sync import mirror_item
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from tests.web import ADMIN_TOKEN, DAY, MAPPING, WORKFORCE_TOKEN, Client, at
@@ -48,7 +48,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def app_client(config: Config, db: Database) -> AsyncIterator[Client]:
-    app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING)
+    relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test")
+    app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING, relay)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -59,7 +60,7 @@ def mirror(db: Database, *appointments: Appointment) -> None:
         session.add(mailbox)
         session.flush()
         assert mailbox.id is not None
-        write_mirror(session, mailbox.id, [mirror_item(a, MAPPING)[0] for a in appointments], ())
+        write_mirror(session, mailbox.id, [MAPPING.mirror_item(a)[0] for a in appointments], ())
 
 
 def appointment(

@@ -1,0 +1,599 @@
+"""The relay: the workforce system's commands carried out in Exchange, once each, and never echoed back.
+
+Every command goes the same way (DESIGN §3.3, docs/api.md):
+
+1. store it (`sending`) in its own transaction, or find the command an earlier request with the same
+   idempotency key stored and answer as that one did;
+2. call Exchange (a create carries the transaction id, so Graph drops a repeated POST);
+3. in one transaction, record Exchange's answer on the command and the mirror rows the write changed.
+
+A crash between 1 and 3 leaves the command `sending`; `recover` finishes it after a restart (creates, updates,
+deletes, state and purges are safe to repeat) or reports it (mail: Exchange cannot tell whether it went out, so
+it is not sent twice). The command rows are also what the sync engine reads to recognise the relay's writes when
+they come back as changes (`store.commands.relay_writes`).
+
+Payloads arrive validated (bridge/web/commands.py); the relay trusts their shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from bridge.config import MailConfig
+from bridge.domain import (
+    Appointment,
+    AppointmentDraft,
+    AppointmentKind,
+    AppointmentPatch,
+    FreeBusy,
+    MailMessage,
+    Pattern,
+    Recurrence,
+    Weekday,
+    Window,
+    iso_utc,
+)
+from bridge.sources.base import (
+    AuthFailed,
+    CalendarSource,
+    Conflict,
+    ItemNotFound,
+    MailboxNotFound,
+    SourceError,
+    Throttled,
+    Unavailable,
+)
+from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
+from bridge.store.commands import (
+    KeyReused,
+    accept,
+    created_item,
+    current_state_item,
+    finish,
+    reclaim_interrupted,
+)
+from bridge.store.mirror import load_item, series_members, write_mirror
+from bridge.store.work import find_mailbox
+from bridge.templates import TemplateMapping
+from bridge.waiting import first_of
+
+log = logging.getLogger(__name__)
+
+MAIL_SCOPE = "mail"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An answer for the workforce system: a status and a JSON body (a problem document when `problem`)."""
+
+    status: int
+    body: dict[str, Any] | None = None
+    problem: bool = False
+    retry_after: int | None = None
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Outcome:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Outcome(status, body, problem=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """A stored command as the executor needs it, detached from the session."""
+
+    id: str
+    kind: CommandKind
+    payload: dict[str, Any]
+    attempts: int
+    transaction_id: str | None
+    item_id: str | None
+    mailbox_id: int | None = None
+    address: str = ""
+    source: str = ""
+    current: Appointment | None = None  # the mirrored state of the item an update or delete names
+
+
+@dataclass(slots=True)
+class _Result:
+    outcome: Outcome
+    item_id: str | None = None
+    change_key: str | None = None
+    put: list[Appointment] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    drop_series: list[str] = field(default_factory=list)
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        sources: Mapping[str, CalendarSource],
+        mapping: Callable[[], TemplateMapping],
+        mail: MailConfig | None,
+        *,
+        owner: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stale: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self._owner = owner
+        self._db = db
+        self._sources = sources
+        self._mapping = mapping
+        self._mail = mail
+        self._clock = clock
+        self._stale = stale
+
+    # -- the commands ----------------------------------------------------------------------------------------
+
+    async def create(self, mailbox: str, request: dict[str, Any], key: str | None) -> Outcome:
+        return await self._submit(mailbox, CommandKind.CREATE, {"request": request}, key)
+
+    async def update(
+        self, mailbox: str, target: str, request: dict[str, Any], if_match: str, key: str | None
+    ) -> Outcome:
+        payload = {"request": {**request, "target": target, "if_match": if_match}}
+        return await self._submit(mailbox, CommandKind.UPDATE, payload, key, target=target)
+
+    async def delete(self, mailbox: str, target: str, if_match: str, key: str | None) -> Outcome:
+        payload = {"request": {"target": target, "if_match": if_match}}
+        return await self._submit(mailbox, CommandKind.DELETE, payload, key, target=target)
+
+    async def set_state(self, mailbox: str, request: dict[str, Any], key: str | None) -> Outcome:
+        return await self._submit(mailbox, CommandKind.STATE, {"request": request}, key)
+
+    async def purge(self, mailbox: str, *, dry_run: bool, key: str | None) -> Outcome:
+        if dry_run:
+            found = await self._mailbox_and_source(mailbox)
+            if isinstance(found, Outcome):
+                return found
+            row, source = found
+            try:
+                items = await source.find_bridge_items(row.address)
+            except SourceError as exc:
+                return _source_failure(exc)
+            return Outcome(200, {"dry_run": True, "items": [_purged(item) for item in items], "deleted": 0})
+        return await self._submit(mailbox, CommandKind.PURGE, {"request": {"purge": True}}, key)
+
+    async def send_mail(self, request: dict[str, Any], key: str | None) -> Outcome:
+        if self._mail is None:
+            return problem(503, "Service Unavailable", "mail is not configured: add a `mail:` section with a sender")
+        draft = CommandRow(
+            id=str(uuid.uuid4()), scope=MAIL_SCOPE, kind=CommandKind.MAIL, idempotency_key=key, payload=request
+        )
+        return await self._run(draft)
+
+    async def run(self, stop: asyncio.Event, *, every: float = 60.0) -> None:
+        """Take up interrupted commands now (this instance's own, after a restart) and every `every` seconds."""
+        while not stop.is_set():
+            try:
+                await self.recover()
+            except Exception:  # the database may be away for a while; the loop must outlive it
+                log.exception("recovering interrupted commands failed; retrying")
+            await first_of(stop, within=every)
+
+    async def recover(self) -> int:
+        """Finish (or report) commands whose instance died while sending them; returns how many were taken up."""
+        now = self._clock()
+        rows = await self._db.run(lambda session: _reclaim(session, self._owner, now, self._stale))
+        for command in rows:
+            log.info("taking up interrupted %s command %s", command.kind.value, command.id)
+            await self._execute_and_finish(command)
+        return len(rows)
+
+    # -- storing and finishing -------------------------------------------------------------------------------
+
+    async def _submit(
+        self, address: str, kind: CommandKind, payload: dict[str, Any], key: str | None, *, target: str | None = None
+    ) -> Outcome:
+        found = await self._db.run(lambda session: find_mailbox(session, address))
+        if found is None or found.id is None:
+            return problem(404, "Not Found", f"the bridge mirrors no mailbox {address}")
+        if found.status != MailboxStatus.ACTIVE:
+            reason = f": {found.status_reason}" if found.status_reason else ""
+            return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
+        draft = CommandRow(
+            id=str(uuid.uuid4()),
+            mailbox_id=found.id,
+            scope=found.address,
+            kind=kind,
+            idempotency_key=key,
+            payload=payload,
+            transaction_id=key if kind in (CommandKind.CREATE, CommandKind.STATE) and key else None,
+        )
+        if draft.transaction_id is None and kind in (CommandKind.CREATE, CommandKind.STATE):
+            draft.transaction_id = draft.id
+        return await self._run(draft, target=target)
+
+    async def _run(self, draft: CommandRow, *, target: str | None = None) -> Outcome:
+        now = self._clock()
+        mapping = self._mapping()
+        try:
+            accepted = await self._db.run(lambda session: _accept(session, draft, target, mapping, self._owner, now))
+        except KeyReused:
+            detail = "this Idempotency-Key was used before for a different request; use a new key"
+            return problem(
+                422, "Unprocessable Content", detail, invalid_params=[{"name": "Idempotency-Key", "reason": detail}]
+            )
+        if isinstance(accepted, Outcome):
+            return accepted
+        return await self._execute_and_finish(accepted)
+
+    async def _execute_and_finish(self, command: _Command) -> Outcome:
+        try:
+            result = await self._execute(command)
+        except (Throttled, Unavailable, AuthFailed) as exc:
+            result = _Result(_source_failure(exc))
+        except MailboxNotFound as exc:
+            result = _Result(problem(404, "Not Found", f"Exchange does not know the mailbox: {exc}"))
+        except SourceError as exc:
+            result = _Result(_source_failure(exc))
+        mapping = self._mapping()
+        await self._db.run(lambda session: self._finish(session, command, result, mapping))
+        return result.outcome
+
+    def _finish(self, session: Session, command: _Command, result: _Result, mapping: TemplateMapping) -> None:
+        now = self._clock()
+        outcome = result.outcome
+        status = CommandStatus.DONE if outcome.status < 400 else CommandStatus.FAILED
+        finish(
+            session,
+            command.id,
+            now,
+            status=status,
+            http_status=outcome.status,
+            result=outcome.body,
+            item_id=result.item_id,
+            change_key=result.change_key,
+            error=(outcome.body or {}).get("detail") if outcome.problem else None,
+        )
+        if command.mailbox_id is None or not (result.put or result.drop or result.drop_series):
+            return
+        # The mailbox row lock orders this write against a sync commit planning the same mailbox.
+        session.get(MailboxRow, command.mailbox_id, with_for_update=True)
+        window = Window.days_ahead(now.date(), mapping.days_ahead)
+        drop = list(result.drop)
+        for series_id in result.drop_series:
+            drop += series_members(session, command.mailbox_id, series_id)
+        put = [mapping.mirror_item(a)[0] for a in result.put if window.overlaps(a.start, a.end)]
+        write_mirror(session, command.mailbox_id, put, drop)
+
+    # -- talking to Exchange -----------------------------------------------------------------------------------
+
+    async def _execute(self, command: _Command) -> _Result:
+        if command.kind == CommandKind.MAIL:
+            return await self._send_mail(command)
+        source = self._sources.get(command.source)
+        if source is None:
+            return _Result(problem(503, "Service Unavailable", f"source {command.source!r} is not configured"))
+        match command.kind:
+            case CommandKind.CREATE:
+                return await self._create(source, command, command.payload["request"])
+            case CommandKind.STATE:
+                return await self._state(source, command)
+            case CommandKind.UPDATE:
+                return await self._update(source, command)
+            case CommandKind.DELETE:
+                return await self._delete(source, command)
+            case CommandKind.PURGE:
+                return await self._purge(source, command)
+        raise AssertionError(command.kind)
+
+    async def _create(self, source: CalendarSource, command: _Command, request: dict[str, Any]) -> _Result:
+        assert command.transaction_id is not None
+        mapping = self._mapping()
+        rule = mapping.rule(request["template"])
+        recurrence = _recurrence(request.get("recurrence"))
+        draft = AppointmentDraft(
+            subject=request.get("subject") or rule.subject or rule.name,
+            start=_instant(request["start"]),
+            end=_instant(request["end"]),
+            free_busy=rule.show_as,
+            all_day=request.get("all_day", rule.all_day),
+            body=request.get("body", ""),
+            categories=(rule.category,) if rule.category else (),
+            bridge_ref=command.id,
+            recurrence=recurrence,
+        )
+        written = await source.create(command.address, draft, command.transaction_id)
+        created = Appointment(
+            item_id=written.item_id,
+            change_key=written.change_key,
+            start=draft.start,
+            end=draft.end,
+            free_busy=draft.free_busy,
+            subject=draft.subject,
+            all_day=draft.all_day,
+            kind=AppointmentKind.SERIES_MASTER if recurrence else AppointmentKind.SINGLE,
+            bridge_ref=command.id,
+        )
+        body = _view(created, command.id, request["template"])
+        if recurrence is not None:
+            body["recurrence"] = request["recurrence"]
+        # A series enters the mirror as its occurrences, which the next read brings (recognised by the key).
+        return _Result(Outcome(201, body), written.item_id, written.change_key, put=[] if recurrence else [created])
+
+    async def _state(self, source: CalendarSource, command: _Command) -> _Result:
+        payload = command.payload
+        for previous in payload.get("touches", ()):
+            await source.delete(command.address, previous)
+        result = await self._create(source, command, payload["plan"])
+        result.drop += payload.get("touches", ())
+        if result.outcome.body is not None:
+            result.outcome = Outcome(200, {**result.outcome.body, "replaced": (payload.get("touches") or [None])[0]})
+        return result
+
+    async def _update(self, source: CalendarSource, command: _Command) -> _Result:
+        request = command.payload["request"]
+        found = await self._target(source, command)
+        if isinstance(found, Outcome):
+            return _Result(found)
+        current = found
+        mapping = self._mapping()
+        patch = _patch(request, mapping)
+        start, end = patch.start or current.start, patch.end or current.end
+        if end <= start:
+            reason = "the appointment would end before it starts"
+            return _Result(problem(400, "Bad Request", reason, invalid_params=[{"name": "end", "reason": reason}]))
+        try:
+            written = await source.update(command.address, current.item_id, patch, request["if_match"])
+        except Conflict:
+            return await self._conflict(source, command, patch)
+        except ItemNotFound:
+            return _Result(problem(404, "Not Found", f"appointment {request['target']} is no longer in the calendar"))
+        updated = replace(
+            current,
+            change_key=written.change_key,
+            start=start,
+            end=end,
+            free_busy=patch.free_busy or current.free_busy,
+            subject=current.subject if patch.subject is None else patch.subject,
+            all_day=current.all_day if patch.all_day is None else patch.all_day,
+        )
+        template = request.get("template") or _template_of(updated, mapping)
+        body = _view(updated, request["target"], template)
+        return _Result(Outcome(200, body), updated.item_id, written.change_key, put=[updated])
+
+    async def _delete(self, source: CalendarSource, command: _Command) -> _Result:
+        request = command.payload["request"]
+        found = await self._target(source, command)
+        if isinstance(found, Outcome):
+            # Deleting what is already gone is what the caller wanted; a retry after a crash lands here too.
+            return _Result(Outcome(204) if found.status == 404 and command.attempts > 1 else found)
+        try:
+            await source.delete(command.address, found.item_id, request["if_match"])
+        except Conflict:
+            return await self._conflict(source, command, None)
+        return _Result(Outcome(204), found.item_id, drop=[found.item_id], drop_series=[found.item_id])
+
+    async def _purge(self, source: CalendarSource, command: _Command) -> _Result:
+        items = await source.find_bridge_items(command.address)
+        ids = [item.item_id for item in items]
+        # Recorded before deleting, so that a read planned meanwhile leaves these items to the relay.
+        await self._db.run(lambda session: _touches(session, command.id, ids))
+        for item in items:
+            await source.delete(command.address, item.item_id)
+        body = {"dry_run": False, "items": [_purged(item) for item in items], "deleted": len(items)}
+        return _Result(Outcome(200, body), drop=ids, drop_series=ids)
+
+    async def _send_mail(self, command: _Command) -> _Result:
+        assert self._mail is not None
+        if command.attempts > 1:
+            detail = (
+                "the bridge stopped while sending this mail; Exchange cannot say whether it went out, "
+                "so it was not sent again"
+            )
+            return _Result(problem(502, "Bad Gateway", detail))
+        source = self._sources.get(self._mail.source)
+        if source is None:
+            return _Result(problem(503, "Service Unavailable", f"source {self._mail.source!r} is not configured"))
+        request = command.payload
+        message = MailMessage(
+            subject=request["subject"],
+            body=request["body"],
+            to=tuple(request["to"]),
+            cc=tuple(request.get("cc", ())),
+            bcc=tuple(request.get("bcc", ())),
+            html=request.get("content_type") == "html",
+        )
+        await source.send_mail(self._mail.sender, message)
+        return _Result(Outcome(202, {"id": command.id, "sender": self._mail.sender}))
+
+    async def _target(self, source: CalendarSource, command: _Command) -> Appointment | Outcome:
+        """The appointment an update or delete names, refused when the mailbox owner did not organise it."""
+        target = command.payload["request"]["target"]
+        assert command.item_id is not None
+        current = command.current or await source.read_item(command.address, command.item_id)
+        if current is None:
+            return problem(404, "Not Found", f"mailbox {command.address} has no appointment {target}")
+        if not current.is_organizer:
+            detail = (
+                f"appointment {target} is an invitation from someone else: only its organiser can change it, "
+                "and the bridge changes only what the mailbox owner organised"
+            )
+            return problem(409, "Conflict", detail)
+        return current
+
+    async def _conflict(self, source: CalendarSource, command: _Command, patch: AppointmentPatch | None) -> _Result:
+        """Exchange refused the write: the item changed since the version given. Re-read and report, never retry."""
+        request = command.payload["request"]
+        assert command.item_id is not None
+        current = await source.read_item(command.address, command.item_id)
+        mapping = self._mapping()
+        if current is not None and patch is not None and command.attempts > 1 and _applied(current, patch):
+            # A retry after a crash: the first attempt went through, and that is why the version moved on.
+            template = request.get("template") or _template_of(current, mapping)
+            view = _view(current, request["target"], template)
+            return _Result(Outcome(200, view), current.item_id, current.change_key, put=[current])
+        shown = None if current is None else _view(current, request["target"], _template_of(current, mapping))
+        detail = f"appointment {request['target']} changed in Exchange since version {request['if_match']}"
+        return _Result(problem(412, "Precondition Failed", detail, current=shown))
+
+    async def _mailbox_and_source(self, address: str) -> tuple[MailboxRow, CalendarSource] | Outcome:
+        row = await self._db.run(lambda session: find_mailbox(session, address))
+        if row is None:
+            return problem(404, "Not Found", f"the bridge mirrors no mailbox {address}")
+        source = self._sources.get(row.source)
+        if source is None:
+            return problem(503, "Service Unavailable", f"source {row.source!r} is not configured")
+        return row, source
+
+
+# -- the transactions ------------------------------------------------------------------------------------------
+
+
+def _accept(
+    session: Session, draft: CommandRow, target: str | None, mapping: TemplateMapping, owner: str, now: datetime
+) -> _Command | Outcome:
+    if draft.kind == CommandKind.STATE and draft.mailbox_id is not None:
+        request = draft.payload["request"]
+        start = now.replace(second=0, microsecond=0)
+        end = _instant(request["until"]) if request.get("until") else mapping.state_end(request["template"], start)
+        if end <= start:
+            reason = "must be in the future"
+            return problem(400, "Bad Request", f"until {reason}", invalid_params=[{"name": "until", "reason": reason}])
+        previous = current_state_item(session, draft.mailbox_id)
+        draft.payload = {
+            **draft.payload,
+            "plan": {"template": request["template"], "start": iso_utc(start), "end": iso_utc(end)},
+            "touches": [previous] if previous else [],
+        }
+    if target is not None and draft.mailbox_id is not None:
+        draft.item_id = created_item(session, draft.mailbox_id, target) or target
+    accepted = accept(session, draft, owner, now)
+    row = accepted.row
+    if not accepted.new:
+        return _replay(row)
+    mailbox = session.get(MailboxRow, row.mailbox_id) if row.mailbox_id is not None else None
+    return _detached(session, row, mailbox)
+
+
+def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> list[_Command]:
+    commands = []
+    for row in reclaim_interrupted(session, owner, now, stale):
+        mailbox = session.get(MailboxRow, row.mailbox_id) if row.mailbox_id is not None else None
+        commands.append(_detached(session, row, mailbox))
+    return commands
+
+
+def _detached(session: Session, row: CommandRow, mailbox: MailboxRow | None) -> _Command:
+    current = None
+    if mailbox is not None and mailbox.id is not None and row.item_id is not None:
+        mirrored = load_item(session, mailbox.id, row.item_id)
+        current = None if mirrored is None else mirrored.appointment
+    return _Command(
+        id=row.id,
+        kind=row.kind,
+        payload=dict(row.payload),
+        attempts=row.attempts,
+        transaction_id=row.transaction_id,
+        item_id=row.item_id,
+        mailbox_id=row.mailbox_id,
+        address=mailbox.address if mailbox else "",
+        source=mailbox.source if mailbox else "",
+        current=current,
+    )
+
+
+def _touches(session: Session, command_id: str, ids: list[str]) -> None:
+    row = session.get_one(CommandRow, command_id, with_for_update=True)
+    row.payload = {**row.payload, "touches": ids}
+
+
+def _replay(row: CommandRow) -> Outcome:
+    """The answer an earlier request with the same idempotency key got (or will get)."""
+    if row.status == CommandStatus.SENDING:
+        outcome = problem(409, "Conflict", f"command {row.id} with this Idempotency-Key is still being carried out")
+        return replace(outcome, retry_after=1)
+    assert row.http_status is not None
+    return Outcome(row.http_status, row.result, problem=row.http_status >= 400)
+
+
+# -- values ------------------------------------------------------------------------------------------------------
+
+
+def _source_failure(exc: SourceError) -> Outcome:
+    if isinstance(exc, Throttled):
+        outcome = problem(503, "Service Unavailable", f"Exchange is throttling the bridge: {exc}")
+        return replace(outcome, retry_after=max(1, round(exc.retry_after)))
+    if isinstance(exc, (Unavailable, AuthFailed)):
+        return replace(problem(503, "Service Unavailable", f"Exchange cannot be reached now: {exc}"), retry_after=30)
+    return problem(502, "Bad Gateway", f"Exchange refused the request: {exc}")
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _recurrence(value: dict[str, Any] | None) -> Recurrence | None:
+    if value is None:
+        return None
+    return Recurrence(
+        pattern=Pattern(value["pattern"]),
+        until=date.fromisoformat(value["until"]),
+        interval=value.get("interval", 1),
+        days_of_week=tuple(Weekday(day) for day in value.get("days_of_week", ())),
+    )
+
+
+def _patch(request: dict[str, Any], mapping: TemplateMapping) -> AppointmentPatch:
+    rule = mapping.rule(request["template"]) if request.get("template") else None
+    return AppointmentPatch(
+        subject=request.get("subject"),
+        start=_instant(request["start"]) if request.get("start") else None,
+        end=_instant(request["end"]) if request.get("end") else None,
+        free_busy=rule.show_as if rule else None,
+        all_day=request.get("all_day"),
+        body=request.get("body"),
+        categories=((rule.category,) if rule.category else ()) if rule else None,
+    )
+
+
+def _applied(current: Appointment, patch: AppointmentPatch) -> bool:
+    wanted: dict[str, Any] = {
+        "subject": patch.subject,
+        "start": patch.start,
+        "end": patch.end,
+        "free_busy": patch.free_busy,
+        "all_day": patch.all_day,
+    }
+    return all(value is None or getattr(current, name) == value for name, value in wanted.items())
+
+
+def _template_of(appointment: Appointment, mapping: TemplateMapping) -> str | None:
+    entry = mapping.map(appointment)
+    return None if entry is None else entry.template
+
+
+def _view(appointment: Appointment, bridge_id: str, template: str | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": bridge_id,
+        "exchange_id": appointment.item_id,
+        "version": appointment.change_key,
+        "template": template,
+        "free_busy": appointment.free_busy.value,
+        "start": iso_utc(appointment.start),
+        "end": iso_utc(appointment.end),
+        "all_day": appointment.all_day,
+        "subject": appointment.subject,
+    }
+    return view
+
+
+def _purged(item: Appointment) -> dict[str, Any]:
+    return {
+        "exchange_id": item.item_id,
+        "bridge_id": item.bridge_ref,
+        "kind": item.kind.value,
+        "subject": item.subject,
+        "start": iso_utc(item.start),
+        "end": iso_utc(item.end),
+        "free_busy": item.free_busy.value if item.free_busy != FreeBusy.UNKNOWN else None,
+    }

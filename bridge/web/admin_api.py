@@ -1,0 +1,344 @@
+"""Administration over REST (scope `admin`): the mailboxes and the template mapping, as the CLI manages them.
+
+The mailbox routes call what `presence-bridge mailboxes ...` calls (bridge.admin), each in one transaction, so a
+refused request writes nothing. The mapping file is replaced only by text that loads as a valid mapping, by an
+atomic rename, and is put in force at once instead of at the watcher's next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlmodel import Session
+
+from bridge import admin
+from bridge.admin import MailboxView
+from bridge.config import Config
+from bridge.domain import iso_utc
+from bridge.errors import UserError
+from bridge.store import Database
+from bridge.store.work import find_mailbox
+from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
+from bridge.web.problems import problem
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Invalid = list[dict[str, str]]
+OnMappingChange = Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
+
+MAX_BODY = 16 * 1024  # a mailbox request is a few short fields
+MAX_MAPPING = 256 * 1024
+MAPPING_TYPES = frozenset({"application/yaml", "text/yaml", "text/plain"})
+# The same rules as a mailbox in the configuration (config.schema.json), so both ways in accept the same mailboxes.
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_WORKFORCE_ID = 200
+MAX_REASON = 500
+# A message of jsonschema's about the whole document starts with the value's repr (a quote, a bracket, a brace);
+# a dotted path never does, which tells "path: message" from a message that merely holds a colon.
+_PATH_FIRST = re.compile(r"(?P<path>[^\s'\"\[{(][^:]*?): (?P<message>.*)", re.DOTALL)
+_MISSING = re.compile(r"'(?P<key>[^']+)' is a required property")
+
+
+class AdminRoutes:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        mapping: Callable[[], TemplateMapping],
+        *,
+        live: LiveMapping | None = None,
+        on_mapping_change: OnMappingChange | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._config = config
+        self._mapping = mapping
+        self._live = live
+        self._on_mapping_change = on_mapping_change
+        self._clock = clock
+        # One edit at a time, so that each PUT answers with the mapping it wrote.
+        self._editing = asyncio.Lock()
+
+    # -- mailboxes ---------------------------------------------------------------------------------------------
+
+    async def mailboxes(self, request: web.Request) -> web.StreamResponse:
+        views = await self._db.run(admin.list_mailboxes)
+        return web.json_response({"mailboxes": [_view_json(view) for view in views]})
+
+    async def add(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request, optional=False)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        _unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
+        address = _string(body, "address", 320, invalid)
+        if address is not None and not _ADDRESS.fullmatch(address):
+            invalid.append({"name": "address", "reason": "not a mail address"})
+        workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
+        source = self._source(body, invalid)
+        if invalid or address is None or workforce_id is None or source is None:
+            return _invalid(invalid)  # each None has its entry in `invalid`
+        now = self._clock()
+
+        def add(session: Session) -> MailboxView:
+            admin.add_mailbox(session, address, workforce_id, source, now)
+            return _view(session, address)
+
+        try:
+            view = await self._db.run(add)
+        except UserError as exc:  # the only refusal of add_mailbox: the address is mirrored already
+            return problem(409, "Conflict", exc.summary)
+        log.info("mailbox %s added through the admin API", view.address)
+        return web.json_response(_view_json(view), status=201)
+
+    async def enable(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock()
+        done = await self._change(request, lambda session, address: admin.enable(session, address, now))
+        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+
+    async def disable(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request, optional=True)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        _unknown_fields(body, {"reason"}, invalid)
+        reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
+        if invalid:
+            return _invalid(invalid)
+        done = await self._change(request, lambda session, address: admin.disable(session, address, reason))
+        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+
+    async def resync(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock()
+        done = await self._change(request, lambda session, address: admin.resync(session, address, now))
+        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        mapping, now = self._mapping(), self._clock()
+        done = await self._change(request, lambda session, address: admin.remove(session, address, mapping, now))
+        if isinstance(done, web.Response):
+            return done
+        deleted, view = done
+        log.info("mailbox %s removed through the admin API: %d deletions emitted", view.address, deleted)
+        return web.json_response({"mailbox": _view_json(view), "deleted_changes": deleted})
+
+    def _source(self, body: dict[str, Any], invalid: Invalid) -> str | None:
+        known = list(self._config.sources)
+        if "source" not in body and len(known) == 1:
+            return known[0]  # as `mailboxes add` without --source: the one source there is
+        source = _string(body, "source", 64, invalid)
+        if source is not None and source not in known:
+            invalid.append({"name": "source", "reason": f"names no configured source; configured: {', '.join(known)}"})
+            return None
+        return source
+
+    async def _change(
+        self, request: web.Request, action: Callable[[Session, str], T]
+    ) -> tuple[T, MailboxView] | web.Response:
+        address = request.match_info["mailbox"]
+
+        def change(session: Session) -> tuple[T, MailboxView] | None:
+            if find_mailbox(session, address) is None:
+                return None
+            outcome = action(session, address)
+            return outcome, _view(session, address)
+
+        done = await self._db.run(change)
+        if done is None:
+            return problem(404, "Not Found", f"the bridge knows no mailbox {address}")
+        return done
+
+    # -- the template mapping ----------------------------------------------------------------------------------
+
+    async def templates(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await asyncio.to_thread(self._mapping_json))
+
+    async def replace_templates(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._not_editable()
+        if refusal is not None:
+            return problem(409, "Conflict", refusal)
+        assert self._live is not None
+        if request.content_type not in MAPPING_TYPES:
+            types = ", ".join(sorted(MAPPING_TYPES))
+            return problem(415, "Unsupported Media Type", f"send the mapping file's text as one of: {types}")
+        raw = await _read(request, MAX_MAPPING)
+        if raw is None:
+            return _too_large(MAX_MAPPING)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _invalid([{"name": "body", "reason": "is not UTF-8 text"}])
+        async with self._editing:
+            # The file in force, not a symlink to it: the rename must land beside it, in the same file system.
+            target = self._live.path.resolve()
+            problems = await asyncio.to_thread(_install, target, raw)
+            if problems:
+                return problem(400, "Bad Request", "the template mapping is not valid", invalid_params=problems)
+            log.info("template mapping %s replaced through the admin API", target)
+            await self._apply()
+            return web.json_response(await asyncio.to_thread(self._mapping_json))
+
+    async def _apply(self) -> None:
+        assert self._live is not None
+        old = self._live.current
+        # This reload also records the file's digest, so the watcher will not see the edit as new: the re-map the
+        # watcher would have run is run here.
+        if not self._live.reload() or self._on_mapping_change is None:
+            return
+        try:
+            await self._on_mapping_change(old, self._live.current)
+        except Exception:
+            # The new mapping is in force and written; as after the watcher's re-map (LiveMapping.watch), the next
+            # reconcile re-maps what this missed. The edit itself succeeded, so the answer says so.
+            log.exception("re-mapping after the template mapping was replaced failed")
+
+    def _not_editable(self) -> str | None:
+        if self._config.templates is None:
+            return (
+                "the shipped default mapping is in force: point `templates:` in the configuration at a copy of "
+                "templates_map/default.yaml and restart the bridge, then edit that file"
+            )
+        if self._live is None:
+            return "this bridge was started without a mapping file it watches"
+        target = self._live.path.resolve()
+        if not (os.access(target, os.W_OK) and os.access(target.parent, os.W_OK)):
+            return f"the bridge may not write {target} or its directory"
+        return None
+
+    def _mapping_json(self) -> dict[str, Any]:
+        path = self._live.path if self._live is not None else (self._config.templates or default_mapping_path())
+        mapping = self._live.current if self._live is not None else self._mapping()
+        return {
+            "path": str(path),
+            "editable": self._not_editable() is None,
+            # The file as it is now, which is what an editor starts from, even when an invalid hand edit left the
+            # previous mapping in force.
+            "yaml": path.read_text(encoding="utf-8", errors="replace"),
+            "templates": sorted(mapping.templates),
+            "days_ahead": mapping.days_ahead,
+            "ignore_prefix": mapping.ignore_prefix,
+        }
+
+
+def _install(target: Path, raw: bytes) -> Invalid:
+    """Put `raw` in `target`'s place if it loads as a valid mapping; what is wrong with it otherwise.
+
+    It is checked as the file it will become, beside the target, so the rename that follows is atomic: the
+    watcher and a restart see the old file or the new one, never half of one.
+    """
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
+    candidate = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(raw)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            load_mapping(candidate)
+        except UserError as exc:
+            return _mapping_problems(exc, candidate.name)
+        # mkstemp makes the file private; the mapping keeps the permissions it had.
+        os.chmod(candidate, stat.S_IMODE(target.stat().st_mode))
+        os.replace(candidate, target)
+        return []
+    finally:
+        candidate.unlink(missing_ok=True)
+
+
+def _mapping_problems(error: UserError, file_name: str) -> Invalid:
+    """The `FILE:LINE[:COLUMN]: [dotted.path: ]message` problems of a mapping as named invalid parameters."""
+    head = re.compile(re.escape(file_name) + r"(?::(?P<line>\d+))?(?::(?P<column>\d+))?: (?P<rest>.*)", re.DOTALL)
+    invalid = []
+    for text in error.problems or (error.summary,):
+        found = head.fullmatch(text)
+        if found is None:
+            invalid.append({"name": "body", "reason": text.replace(file_name, "the mapping")})
+            continue
+        where = f"line {found['line']}: " if found["line"] else ""
+        # A syntax error (it has a column) names no path; otherwise a problem names one unless it is about the
+        # whole document.
+        named = None if found["column"] else _PATH_FIRST.fullmatch(found["rest"])
+        path, message = (named["path"], named["message"]) if named else (None, found["rest"])
+        missing = _MISSING.fullmatch(message)
+        if missing:
+            path = f"{path}.{missing['key']}" if path else missing["key"]
+        invalid.append({"name": path or "body", "reason": where + message})
+    return invalid
+
+
+def _view(session: Session, address: str) -> MailboxView:
+    # Built by list_mailboxes, the CLI's view, so that both show a mailbox by the same rules (what `dirty` means).
+    session.flush()
+    return next(view for view in admin.list_mailboxes(session) if view.address == address.lower())
+
+
+def _view_json(view: MailboxView) -> dict[str, Any]:
+    body = dataclasses.asdict(view)
+    body["last_synced_at"] = iso_utc(view.last_synced_at) if view.last_synced_at else None
+    return body
+
+
+# -- reading and answering -----------------------------------------------------------------------------------
+
+
+async def _read(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    raw = await request.content.read(limit + 1)
+    return None if len(raw) > limit else raw
+
+
+async def _json_body(request: web.Request, *, optional: bool) -> dict[str, Any] | web.Response:
+    raw = await _read(request, MAX_BODY)
+    if raw is None:
+        return _too_large(MAX_BODY)
+    if not raw.strip() and optional:
+        return {}
+    try:
+        parsed = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return _invalid([{"name": "body", "reason": "is not JSON"}])
+    if not isinstance(parsed, dict):
+        return _invalid([{"name": "body", "reason": "must be a JSON object"}])
+    return parsed
+
+
+def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required and name not in body:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        invalid.append({"name": name, "reason": "required: a non-empty string"})
+        return None
+    if len(value) > limit:
+        invalid.append({"name": name, "reason": f"at most {limit} characters"})
+        return None
+    return value.strip()
+
+
+def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid) -> None:
+    for name in sorted(body.keys() - allowed):
+        invalid.append({"name": name, "reason": f"unknown field; expected one of {sorted(allowed)}"})
+
+
+def _invalid(invalid: Invalid) -> web.Response:
+    names = ", ".join(dict.fromkeys(item["name"] for item in invalid))
+    return problem(400, "Bad Request", f"invalid: {names}", invalid_params=invalid)
+
+
+def _too_large(limit: int) -> web.Response:
+    return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")

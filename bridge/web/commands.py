@@ -1,0 +1,377 @@
+"""The write side of the REST API: the workforce system's commands, checked here and carried out by the relay.
+
+Every body and parameter is checked before anything is stored or sent: a bad request gets a 4xx problem
+document naming each wrong field (`invalid_params`) and changes nothing. What passes is normalised (UTC
+instants, explicit fields) so that a retry with the same `Idempotency-Key` compares equal to the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from bridge.domain import Pattern, Weekday, iso_utc
+from bridge.relay import Outcome, Relay
+from bridge.store import CommandRow, Database
+from bridge.store.commands import find_command
+from bridge.templates import TemplateMapping
+from bridge.web.problems import PROBLEM_TYPE, problem
+
+MAX_BODY = 64 * 1024
+MAX_MAIL_BODY = 1024 * 1024
+MAX_SUBJECT = 255
+MAX_TEXT = 32 * 1024
+MAX_RECIPIENTS = 500
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+Invalid = list[dict[str, str]]
+
+
+class CommandRoutes:
+    def __init__(
+        self,
+        db: Database,
+        relay: Relay,
+        mapping: Callable[[], TemplateMapping],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._relay = relay
+        self._mapping = mapping
+        self._clock = clock
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, MAX_BODY)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        normalised = _appointment(body, self._mapping(), self._clock(), invalid, partial=False)
+        if invalid:
+            return _invalid(invalid)
+        mailbox = request.match_info["mailbox"]
+        outcome = await self._relay.create(mailbox, normalised, key)
+        response = _respond(outcome)
+        if outcome.status == 201 and outcome.body is not None:
+            response.headers["Location"] = f"/api/v1/mailboxes/{mailbox}/appointments/{outcome.body['id']}"
+        return response
+
+    async def update(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, MAX_BODY)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        version = _if_match(request)
+        normalised = _appointment(body, self._mapping(), self._clock(), invalid, partial=True)
+        if not body and not invalid:
+            invalid.append({"name": "body", "reason": "name at least one field to change"})
+        if invalid:
+            return _invalid(invalid)
+        if version is None:
+            return _precondition_required()
+        mailbox, target = request.match_info["mailbox"], request.match_info["id"]
+        return _respond(await self._relay.update(mailbox, target, normalised, version, key))
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        if invalid:
+            return _invalid(invalid)
+        version = _if_match(request)
+        if version is None:
+            return _precondition_required()
+        mailbox, target = request.match_info["mailbox"], request.match_info["id"]
+        return _respond(await self._relay.delete(mailbox, target, version, key))
+
+    async def state(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, MAX_BODY)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        _unknown_fields(body, {"template", "until"}, invalid)
+        template = _template(body.get("template"), self._mapping(), invalid, required=True)
+        normalised: dict[str, Any] = {"template": template}
+        if body.get("until") is not None:
+            until = _instant(body["until"], "until", invalid)
+            if until is not None and until <= self._clock():
+                invalid.append({"name": "until", "reason": "must be in the future"})
+            normalised["until"] = iso_utc(until) if until else None
+        if invalid:
+            return _invalid(invalid)
+        return _respond(await self._relay.set_state(request.match_info["mailbox"], normalised, key))
+
+    async def mail(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, MAX_MAIL_BODY)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        _unknown_fields(body, {"to", "cc", "bcc", "subject", "body", "content_type"}, invalid)
+        lists = {name: _addresses(body.get(name, []), name, invalid) for name in ("to", "cc", "bcc")}
+        if not lists["to"] and not any(item["name"].startswith("to") for item in invalid):
+            invalid.append({"name": "to", "reason": "name at least one recipient"})
+        if sum(len(addresses) for addresses in lists.values()) > MAX_RECIPIENTS:
+            invalid.append({"name": "to", "reason": f"at most {MAX_RECIPIENTS} recipients in all"})
+        subject = _text(body.get("subject"), "subject", MAX_SUBJECT, invalid, required=True)
+        text = _text(body.get("body"), "body", MAX_MAIL_BODY, invalid, required=True)
+        content_type = body.get("content_type", "text")
+        if content_type not in ("text", "html"):
+            invalid.append({"name": "content_type", "reason": "text or html"})
+        if invalid:
+            return _invalid(invalid)
+        normalised = {**lists, "subject": subject, "body": text, "content_type": content_type}
+        return _respond(await self._relay.send_mail(normalised, key))
+
+    async def purge(self, request: web.Request) -> web.StreamResponse:
+        invalid: Invalid = []
+        key = _idempotency_key(request, invalid)
+        if invalid:
+            return _invalid(invalid)
+        dry_run = request.query.get("dry_run", "false").lower()
+        if dry_run not in ("true", "false"):
+            return _invalid([{"name": "dry_run", "reason": "true or false"}])
+        return _respond(await self._relay.purge(request.match_info["mailbox"], dry_run=dry_run == "true", key=key))
+
+    async def command(self, request: web.Request) -> web.StreamResponse:
+        command_id = request.match_info["id"]
+        row = await self._db.run(lambda session: find_command(session, command_id))
+        if row is None:
+            return problem(404, "Not Found", f"no command {command_id}")
+        return web.json_response(_command_view(row))
+
+
+def _command_view(row: CommandRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind.value,
+        "mailbox": None if row.scope == "mail" else row.scope,
+        "status": row.status.value,
+        "http_status": row.http_status,
+        "result": row.result,
+        "error": row.error,
+        "attempts": row.attempts,
+        "created_at": iso_utc(row.created_at),
+        "finished_at": iso_utc(row.finished_at) if row.finished_at else None,
+    }
+
+
+# -- reading and answering -----------------------------------------------------------------------------------
+
+
+async def _body(request: web.Request, limit: int) -> dict[str, Any] | web.Response:
+    if request.content_length is not None and request.content_length > limit:
+        return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
+    try:
+        parsed = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return _invalid([{"name": "body", "reason": "is not JSON"}])
+    if not isinstance(parsed, dict):
+        return _invalid([{"name": "body", "reason": "must be a JSON object"}])
+    return parsed
+
+
+def _respond(outcome: Outcome) -> web.Response:
+    if outcome.body is None:
+        response = web.Response(status=outcome.status)
+    elif outcome.problem:
+        response = web.json_response(outcome.body, status=outcome.status, content_type=PROBLEM_TYPE)
+    else:
+        response = web.json_response(outcome.body, status=outcome.status)
+    if outcome.retry_after is not None:
+        response.headers["Retry-After"] = str(outcome.retry_after)
+    return response
+
+
+def _invalid(invalid: Invalid) -> web.Response:
+    names = ", ".join(dict.fromkeys(item["name"] for item in invalid))
+    return problem(400, "Bad Request", f"invalid: {names}", invalid_params=invalid)
+
+
+def _precondition_required() -> web.Response:
+    detail = "send If-Match with the appointment's version (from the feed, the list or the create's answer)"
+    return problem(428, "Precondition Required", detail, invalid_params=[{"name": "If-Match", "reason": "missing"}])
+
+
+def _idempotency_key(request: web.Request, invalid: Invalid) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _KEY.fullmatch(key):
+        invalid.append({"name": "Idempotency-Key", "reason": "1 to 255 printable ASCII characters without spaces"})
+        return None
+    return key
+
+
+def _if_match(request: web.Request) -> str | None:
+    """The version in If-Match, as a bare change key; quotes and a weak-validator prefix are accepted."""
+    value = request.headers.get("If-Match", "").strip()
+    value = value.removeprefix("W/").strip('"')
+    return value or None
+
+
+# -- fields ----------------------------------------------------------------------------------------------------
+
+_APPOINTMENT_FIELDS = {"template", "start", "end", "all_day", "subject", "body", "recurrence"}
+
+
+def _appointment(
+    body: dict[str, Any], mapping: TemplateMapping, now: datetime, invalid: Invalid, *, partial: bool
+) -> dict[str, Any]:
+    """The checked, normalised fields of a create (all required ones present) or of a change (`partial`)."""
+    _unknown_fields(body, _APPOINTMENT_FIELDS - ({"recurrence"} if partial else set()), invalid)
+    normalised: dict[str, Any] = {}
+    template = _template(body.get("template"), mapping, invalid, required=not partial)
+    if template is not None:
+        normalised["template"] = template
+    all_day = body.get("all_day")
+    if all_day is not None and not isinstance(all_day, bool):
+        invalid.append({"name": "all_day", "reason": "true or false"})
+        all_day = None
+    if all_day is None and template is not None and not partial:
+        all_day = mapping.rule(template).all_day
+    if all_day is not None:
+        normalised["all_day"] = all_day
+    times: dict[str, datetime] = {}
+    for name in ("start", "end"):
+        if body.get(name) is None:
+            if not partial:
+                invalid.append({"name": name, "reason": "required"})
+            continue
+        value = _instant(body[name], name, invalid)
+        if value is None:
+            continue
+        if all_day and value.time() != datetime.min.time():
+            invalid.append({"name": name, "reason": "an all-day appointment starts and ends at 00:00 UTC"})
+        times[name] = value
+        normalised[name] = iso_utc(value)
+    if "start" in times and "end" in times and times["end"] <= times["start"]:
+        invalid.append({"name": "end", "reason": "must be after start"})
+    for name, limit in (("subject", MAX_SUBJECT), ("body", MAX_TEXT)):
+        text = _text(body.get(name), name, limit, invalid, required=False)
+        if text is not None:
+            normalised[name] = text
+    if body.get("recurrence") is not None and not partial:
+        recurrence = _recurrence(body["recurrence"], times, mapping, now, invalid)
+        if recurrence is not None:
+            normalised["recurrence"] = recurrence
+    return normalised
+
+
+def _recurrence(
+    value: Any, times: dict[str, datetime], mapping: TemplateMapping, now: datetime, invalid: Invalid
+) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        invalid.append({"name": "recurrence", "reason": "an object: pattern, interval, days_of_week, until"})
+        return None
+    before = len(invalid)
+    _unknown_fields(value, {"pattern", "interval", "days_of_week", "until"}, invalid, prefix="recurrence.")
+    pattern = value.get("pattern")
+    if pattern not in {p.value for p in Pattern}:
+        invalid.append({"name": "recurrence.pattern", "reason": "daily or weekly"})
+    interval = value.get("interval", 1)
+    if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 99:
+        invalid.append({"name": "recurrence.interval", "reason": "a whole number from 1 to 99"})
+        interval = 1
+    days = value.get("days_of_week", [])
+    weekdays = {day.value for day in Weekday}
+    if not isinstance(days, list) or any(day not in weekdays for day in days) or len(set(days)) != len(days):
+        invalid.append({"name": "recurrence.days_of_week", "reason": f"distinct names out of {sorted(weekdays)}"})
+    elif pattern == Pattern.WEEKLY and not days:
+        invalid.append({"name": "recurrence.days_of_week", "reason": "a weekly recurrence names its days"})
+    until = _date(value.get("until"))
+    last = now.date() + timedelta(days=mapping.days_ahead)
+    if until is None:
+        invalid.append({"name": "recurrence.until", "reason": "required: a date, YYYY-MM-DD"})
+    elif until > last:
+        reason = f"at most {last.isoformat()}: the mapping mirrors {mapping.days_ahead} days ahead"
+        invalid.append({"name": "recurrence.until", "reason": reason})
+    elif "start" in times and until < times["start"].date():
+        invalid.append({"name": "recurrence.until", "reason": "must not be before start"})
+    if "start" in times and "end" in times and isinstance(interval, int):
+        period = timedelta(days=interval * (7 if pattern == Pattern.WEEKLY else 1))
+        if times["end"] - times["start"] > period:
+            invalid.append({"name": "end", "reason": "each occurrence must be shorter than the recurrence's period"})
+    if len(invalid) > before or until is None:
+        return None
+    return {
+        "pattern": pattern,
+        "interval": interval,
+        "days_of_week": list(days),
+        "until": until.isoformat(),
+    }
+
+
+def _template(value: Any, mapping: TemplateMapping, invalid: Invalid, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            invalid.append({"name": "template", "reason": "required"})
+        return None
+    if not isinstance(value, str) or value not in mapping.templates:
+        known = ", ".join(sorted(mapping.templates))
+        invalid.append({"name": "template", "reason": f"unknown template; the mapping defines: {known}"})
+        return None
+    return value
+
+
+def _instant(value: Any, name: str, invalid: Invalid) -> datetime | None:
+    """An ISO 8601 date-time (UTC when it has no offset) or a date (its 00:00 UTC)."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            day = _date(value)
+            if day is not None:
+                return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            if 1900 < parsed.year < 9000:
+                return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    invalid.append({"name": name, "reason": "an ISO 8601 date-time, e.g. 2026-11-24T09:00:00Z"})
+    return None
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _text(value: Any, name: str, limit: int, invalid: Invalid, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            invalid.append({"name": name, "reason": "required"})
+        return None
+    if not isinstance(value, str):
+        invalid.append({"name": name, "reason": "a string"})
+        return None
+    if len(value) > limit:
+        invalid.append({"name": name, "reason": f"at most {limit} characters"})
+        return None
+    return value
+
+
+def _addresses(value: Any, name: str, invalid: Invalid) -> list[str]:
+    if not isinstance(value, list):
+        invalid.append({"name": name, "reason": "a list of mail addresses"})
+        return []
+    for index, address in enumerate(value):
+        if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+            invalid.append({"name": f"{name}[{index}]", "reason": "not a mail address"})
+    return [address for address in value if isinstance(address, str)]
+
+
+def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
+    for name in sorted(body.keys() - allowed):
+        invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})

@@ -1,0 +1,161 @@
+"""The whole bridge on loopback for end-to-end tests: the Graph emulator, the service and a workforce receiver.
+
+The `world` fixture starts them (a plugin of tests/conftest.py); the helpers here drive and observe them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlmodel import select
+
+from bridge.config import load_config
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from bridge.emulators.workforce import WorkforceReceiver
+from bridge.mailbox_sync import SyncTiming
+from bridge.service import Service
+from bridge.store import Database, MailboxRow
+from bridge.templates import default_mapping_path
+from tests.conftest import DatabaseUrl, free_port, write_bridge_config
+
+API_TOKEN = "world-workforce-token-0123456789"
+SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
+FAST = SyncTiming(
+    settle=timedelta(milliseconds=50), poll=timedelta(milliseconds=100), backoff_first=timedelta(milliseconds=200)
+)
+
+
+class Clock:
+    """Real time, shifted by `offset`: lets a test cross midnight without waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def at(days: int, hour: float) -> dict[str, str]:
+    moment = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
+    return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+
+@dataclass
+class World:
+    graph: GraphEmulator
+    workforce: WorkforceReceiver
+    service: Service
+    mailbox: str
+    config_path: Path
+    clock: Clock
+
+    def outlook(
+        self, subject: str, days: int = 1, start: float = 9, end: float = 10, show_as: str = "busy", **extra: Any
+    ) -> str:
+        payload = {"subject": subject, "start": at(days, start), "end": at(days, end), "showAs": show_as, **extra}
+        return str(self.graph.create_event_as_outlook(self.mailbox, payload)["id"])
+
+    async def changes(self, count: int, within: float = 15.0) -> list[dict[str, Any]]:
+        await self.workforce.wait_for(count, within=within)
+        return list(self.workforce.changes)
+
+    async def settled(self, quiet_s: float = 1.0, within: float = 15.0) -> list[dict[str, Any]]:
+        """The changes received once nothing new has arrived for `quiet_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        seen, since = -1, loop.time()
+        while loop.time() < deadline:
+            await self.graph.drain_notifications(within=1.0)
+            if len(self.workforce.changes) != seen:
+                seen, since = len(self.workforce.changes), loop.time()
+            elif loop.time() - since >= quiet_s:
+                break
+            await asyncio.sleep(0.1)
+        return list(self.workforce.changes)
+
+    async def api(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Call the bridge's REST API as the workforce system: status, JSON body (or None), headers."""
+        sent = {"Authorization": f"Bearer {API_TOKEN}", **(headers or {})}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, f"{self.service.url}{path}", json=body, headers=sent) as response,
+        ):
+            text = await response.text()
+            parsed = json.loads(text) if text else None
+            return response.status, parsed, dict(response.headers)
+
+    def mailbox_row(self) -> MailboxRow:
+        with self.service.db.session() as session:
+            return session.exec(select(MailboxRow).where(MailboxRow.address == self.mailbox.lower())).one()
+
+
+@pytest.fixture
+async def world(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    workforce = WorkforceReceiver(SECRET)
+    workforce_url = await workforce.start()
+    (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
+    config_path = write_bridge_config(
+        tmp_path / "config.yaml",
+        graph=graph_emulator,
+        app=tenant_app,
+        mailbox=adele.user_principal_name,
+        workforce_url=workforce_url,
+        secret=SECRET,
+        database_url=database_url.url if database_url.schema else f"sqlite:///{tmp_path / 'bridge.db'}",
+        port=free_port(),
+        extra=(
+            "templates: mapping.yaml\nsync: {mass_delete_min: 3}\n"
+            f"mail: {{sender: {adele.user_principal_name}}}\n"
+            f"api_tokens:\n  - {{name: workforce, token: {API_TOKEN}, scopes: [workforce]}}\n"
+        ),
+    )
+    config = load_config(config_path)
+    clock = Clock()
+    database = Database(config.database_url, schema=database_url.schema)
+    service = Service(config, clock=clock, timing=FAST, database=database)
+    await service.start()
+    try:
+        yield World(graph_emulator, workforce, service, adele.user_principal_name, config_path, clock)
+    finally:
+        await service.stop()
+        await workforce.stop()
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def subscribed(world: World) -> Callable[[], bool]:
+    return lambda: len(world.graph.subscriptions()) == 1
+
+
+async def ready(world: World) -> None:
+    """Subscribed, and the catch-up sync that follows a new subscription has committed: the bridge is idle."""
+    await wait_until(subscribed(world))
+
+    def idle() -> bool:
+        row = world.mailbox_row()
+        return row.last_synced_at is not None and row.dirty_generation == row.synced_generation
+
+    await wait_until(idle)
