@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from bridge.config import MailConfig
 from bridge.domain import (
@@ -193,20 +194,13 @@ class Relay:
     async def _submit(
         self, address: str, kind: CommandKind, payload: dict[str, Any], key: str | None, *, target: str | None = None
     ) -> Outcome:
-        found = await self._db.run(lambda session: find_mailbox(session, address))
-        if found is None or found.id is None:
-            return problem(404, "Not Found", f"the bridge mirrors no mailbox {address}")
-        if found.status != MailboxStatus.ACTIVE:
-            reason = f": {found.status_reason}" if found.status_reason else ""
-            return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
         draft = CommandRow(
             id=str(uuid.uuid4()),
-            mailbox_id=found.id,
-            scope=found.address,
+            scope=address.lower(),
             kind=kind,
             idempotency_key=key,
             payload=payload,
-            transaction_id=key if kind in (CommandKind.CREATE, CommandKind.STATE) and key else None,
+            transaction_id=(key or None) if kind in (CommandKind.CREATE, CommandKind.STATE) else None,
         )
         if draft.transaction_id is None and kind in (CommandKind.CREATE, CommandKind.STATE):
             draft.transaction_id = draft.id
@@ -257,7 +251,7 @@ class Relay:
         if command.mailbox_id is None or not (result.put or result.drop or result.drop_series):
             return
         # The mailbox row lock orders this write against a sync commit planning the same mailbox.
-        session.get(MailboxRow, command.mailbox_id, with_for_update=True)
+        session.execute(sa.select(col(MailboxRow.id)).where(col(MailboxRow.id) == command.mailbox_id).with_for_update())
         window = Window.days_ahead(now.date(), mapping.days_ahead)
         drop = list(result.drop)
         for series_id in result.drop_series:
@@ -452,6 +446,14 @@ class Relay:
 def _accept(
     session: Session, draft: CommandRow, target: str | None, mapping: TemplateMapping, owner: str, now: datetime
 ) -> _Command | Outcome:
+    if draft.kind != CommandKind.MAIL:
+        found = find_mailbox(session, draft.scope)
+        if found is None or found.id is None:
+            return problem(404, "Not Found", f"the bridge mirrors no mailbox {draft.scope}")
+        if found.status != MailboxStatus.ACTIVE:
+            reason = f": {found.status_reason}" if found.status_reason else ""
+            return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
+        draft.mailbox_id = found.id
     if draft.kind == CommandKind.STATE and draft.mailbox_id is not None:
         request = draft.payload["request"]
         start = now.replace(second=0, microsecond=0)

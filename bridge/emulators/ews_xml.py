@@ -86,6 +86,12 @@ def text_of(elem: ET.Element | None, path: str, default: str | None = None) -> s
     return found.text or ""
 
 
+def children(elem: ET.Element | None, path: str) -> list[ET.Element]:
+    """The child elements of `elem.find(path)`, or none (an Element's truth value is its child count)."""
+    found = elem.find(path) if elem is not None else None
+    return list(found) if found is not None else []
+
+
 def local_name(tag: str) -> str:
     return tag.rpartition("}")[2]
 
@@ -135,7 +141,8 @@ def envelope(body_child: ET.Element, *, with_header: bool = True) -> bytes:
         sub(header, t("ServerVersionInfo"), **SERVER_VERSION)
     body = sub(root, f"{{{SOAP}}}Body")
     body.append(body_child)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def operation_response(operation: str, messages: Iterable[ET.Element]) -> ET.Element:

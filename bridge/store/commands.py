@@ -56,8 +56,8 @@ def accept(session: Session, draft: CommandRow, owner: str, now: datetime) -> Ac
     draft.owner = owner
     draft.attempts = 1
     draft.created_at = draft.updated_at = now
-    session.add(draft)
-    session.flush()
+    # A Core INSERT: the row is not needed as an ORM object, and this runs once per command.
+    session.execute(sa.insert(CommandRow).values(draft.model_dump()))
     return Accepted(draft, new=True)
 
 
@@ -72,18 +72,20 @@ def finish(
     item_id: str | None = None,
     change_key: str | None = None,
     error: str | None = None,
-) -> CommandRow:
-    row = session.get_one(CommandRow, command_id, with_for_update=True)
-    row.status = status
-    row.http_status = http_status
-    row.result = result
-    row.error = error
-    row.finished_at = row.updated_at = now
+) -> None:
+    values: dict[str, Any] = {
+        "status": status,
+        "http_status": http_status,
+        "result": result,
+        "error": error,
+        "finished_at": now,
+        "updated_at": now,
+    }
     if item_id is not None:
-        row.item_id = item_id
+        values["item_id"] = item_id
     if change_key is not None:
-        row.change_key = change_key
-    return row
+        values["change_key"] = change_key
+    session.execute(sa.update(CommandRow).where(col(CommandRow.id) == command_id).values(values))
 
 
 def reclaim_interrupted(session: Session, owner: str, now: datetime, stale: timedelta) -> list[CommandRow]:

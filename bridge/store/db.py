@@ -67,6 +67,11 @@ class Database:
                 f"database schema {schema!r} is not usable", ["a schema needs PostgreSQL and a plain SQL name"]
             )
         self.schema = schema
+        # SQLite lets one transaction write at a time, and every transaction here takes the write lock up front:
+        # several threads would only queue inside SQLite's busy handler, whose sleeps (up to 100 ms each) turned
+        # contention into seconds of latency (docs/storage.md). One thread queues them in order instead.
+        if self.backend == "sqlite":
+            workers = 1
         self.engine = self._create_engine(workers)
         sa.event.listen(self.engine, "handle_error", self._unreachable)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-db")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bridge.domain import Appointment, MirrorItem, Window
-from bridge.store.models import DeltaStateRow, MirrorRow
+from bridge.store.models import DeltaStateRow, MirrorRow, now
 
 
 def load_mirror(session: Session, mailbox_id: int) -> dict[str, MirrorItem]:
@@ -23,8 +26,22 @@ def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], d
         session.execute(
             sa.delete(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id, col(MirrorRow.item_id).in_(dropped))
         )
-    for item in put:
-        session.merge(_row(mailbox_id, item))
+    rows = [_row(mailbox_id, item) for item in put]
+    # One INSERT ... ON CONFLICT DO UPDATE per chunk, not a SELECT and a write per row as session.merge does
+    # (the sync and the relay write the mirror on every change; chunks stay under SQLite's variable limit).
+    for start in range(0, len(rows), _UPSERT_CHUNK):
+        session.execute(_upsert(session, rows[start : start + _UPSERT_CHUNK]))
+
+
+_UPSERT_CHUNK = 500
+_KEY = ("mailbox_id", "item_id")
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> sa.Executable:
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    statement = insert(MirrorRow).values(rows)
+    changed = {name: statement.excluded[name] for name in rows[0] if name not in _KEY}
+    return statement.on_conflict_do_update(index_elements=list(_KEY), set_=changed)
 
 
 def load_delta_state(session: Session, mailbox_id: int) -> tuple[Window, str | None] | None:
@@ -68,25 +85,26 @@ def _item(row: MirrorRow) -> MirrorItem:
     return MirrorItem(appointment, row.template, row.content_hash)
 
 
-def _row(mailbox_id: int, item: MirrorItem) -> MirrorRow:
+def _row(mailbox_id: int, item: MirrorItem) -> dict[str, Any]:
     appointment = item.appointment
-    return MirrorRow(
-        mailbox_id=mailbox_id,
-        item_id=appointment.item_id,
-        change_key=appointment.change_key,
-        series_id=appointment.series_id,
-        kind=appointment.kind,
-        start=appointment.start,
-        end=appointment.end,
-        all_day=appointment.all_day,
-        free_busy=appointment.free_busy,
-        subject=appointment.subject,
-        private=appointment.private,
-        is_organizer=appointment.is_organizer,
-        bridge_ref=appointment.bridge_ref,
-        content_hash=item.shown_hash,
-        template=item.template,
-    )
+    return {
+        "mailbox_id": mailbox_id,
+        "item_id": appointment.item_id,
+        "change_key": appointment.change_key,
+        "series_id": appointment.series_id,
+        "kind": appointment.kind,
+        "start": appointment.start,
+        "end": appointment.end,
+        "all_day": appointment.all_day,
+        "free_busy": appointment.free_busy,
+        "subject": appointment.subject,
+        "private": appointment.private,
+        "is_organizer": appointment.is_organizer,
+        "bridge_ref": appointment.bridge_ref,
+        "content_hash": item.shown_hash,
+        "template": item.template,
+        "updated_at": now(),
+    }
 
 
 def load_item(session: Session, mailbox_id: int, item_id: str) -> MirrorItem | None:

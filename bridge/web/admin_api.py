@@ -44,6 +44,7 @@ MAX_MAPPING = 256 * 1024
 MAPPING_TYPES = frozenset({"application/yaml", "text/yaml", "text/plain"})
 # The same rules as a mailbox in the configuration (config.schema.json), so both ways in accept the same mailboxes.
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_ADDRESS = 320  # RFC 3696 errata: 64 before the @, 255 after
 MAX_WORKFORCE_ID = 200
 MAX_REASON = 500
 # A message of jsonschema's about the whole document starts with the value's repr (a quote, a bracket, a brace);
@@ -84,7 +85,7 @@ class AdminRoutes:
             return body
         invalid: Invalid = []
         _unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
-        address = _string(body, "address", 320, invalid)
+        address = _string(body, "address", MAX_ADDRESS, invalid)
         if address is not None and not _ADDRESS.fullmatch(address):
             invalid.append({"name": "address", "reason": "not a mail address"})
         workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
@@ -268,6 +269,8 @@ def _mapping_problems(error: UserError, file_name: str) -> Invalid:
             invalid.append({"name": "body", "reason": text.replace(file_name, "the mapping")})
             continue
         where = f"line {found['line']}: " if found["line"] else ""
+        if found["column"]:
+            where = f"line {found['line']}, column {found['column']}: "
         # A syntax error (it has a column) names no path; otherwise a problem names one unless it is about the
         # whole document.
         named = None if found["column"] else _PATH_FIRST.fullmatch(found["rest"])
@@ -318,11 +321,13 @@ async def _json_body(request: web.Request, *, optional: bool) -> dict[str, Any] 
 
 
 def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required and name not in body:
+    if name not in body:
+        if required:
+            invalid.append({"name": name, "reason": "required"})
         return None
+    value = body[name]
     if not isinstance(value, str) or not value.strip():
-        invalid.append({"name": name, "reason": "required: a non-empty string"})
+        invalid.append({"name": name, "reason": "a non-empty string"})
         return None
     if len(value) > limit:
         invalid.append({"name": name, "reason": f"at most {limit} characters"})
