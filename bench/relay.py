@@ -1,7 +1,8 @@
 """Workforce command → event in Exchange: latency at a steady rate of creates through the REST API.
 
-The Graph emulator runs in its own process (as Exchange Online would be elsewhere), with 20 ms of simulated
-latency on every Graph answer; the bridge (default timing, SQLite) and the workforce receiver run here. Creates
+Three processes, as in production: the Graph emulator (standing in for Exchange Online, with 20 ms of simulated
+latency on every Graph answer), the bridge (`presence-bridge run`, default timing, SQLite unless --database
+names a PostgreSQL URL), and this one, the workforce system: its webhook receiver and the client. Creates
 are POSTed to /api/v1/mailboxes/{m}/appointments at a fixed rate, open loop (each request leaves on schedule
 whether or not earlier ones were answered), spread over 20 mailboxes. The latency is from sending the request to
 the 201: the event is in Exchange before the answer leaves, so this bounds create → event in Exchange from above
@@ -33,8 +34,6 @@ import sqlalchemy as sa
 from bridge.config import load_config
 from bridge.demo import SECRET, free_port, write_config
 from bridge.emulators.workforce import WorkforceReceiver
-from bridge.service import Service
-from bridge.store import Database
 
 MAILBOXES = 20
 LATENCY_MS = 20
@@ -75,12 +74,17 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
     )
     config = load_config(path)
     schema = None if database == "sqlite" else f"bench_{uuid.uuid4().hex[:8]}"
-    service = Service(config, database=Database(config.database_url, schema=schema))
-    await service.start()
+    if schema is not None:
+        _create_schema(database, schema)
+        path.write_text(path.read_text().replace(database, f"{database}?options=-csearch_path%3D{schema}"))
+    bridge = await asyncio.create_subprocess_exec(sys.executable, "-m", "bridge", "run", f"--config={path}")
+    url = f"http://127.0.0.1:{config.listen.port}"
     control = tenant["controlUrl"]
     try:
         trusting = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=tenant["caFile"]))
         async with aiohttp.ClientSession(connector=trusting) as session:
+            while not await _answers(session, f"{url}/healthz"):
+                await asyncio.sleep(0.1)
             while len(await _get(session, f"{control}/subscriptions")) < MAILBOXES:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(2.0)  # the catch-up syncs after subscribing
@@ -88,7 +92,7 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
         tomorrow = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         connector = aiohttp.TCPConnector(limit=0)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with aiohttp.ClientSession(service.url, connector=connector, headers=headers) as session:
+        async with aiohttp.ClientSession(url, connector=connector, headers=headers) as session:
             started = time.perf_counter()
             tasks = []
             for index in range(creates):
@@ -102,7 +106,8 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
         await asyncio.sleep(3.0)  # let the writes' notifications and delta reads come back
         echoes = len(workforce.changes)
     finally:
-        await service.stop()
+        bridge.terminate()
+        await bridge.wait()
         await workforce.stop()
         emulator.terminate()
         await emulator.wait()
@@ -119,11 +124,27 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
     }
 
 
+def _create_schema(url: str, schema: str) -> None:
+    _execute(url, f'CREATE SCHEMA "{schema}"')
+
+
 def _drop(url: str, schema: str) -> None:
+    _execute(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _execute(url: str, statement: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        connection.execute(sa.text(statement))
     engine.dispose()
+
+
+async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> list[Any]:

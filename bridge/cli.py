@@ -38,9 +38,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level or args.default_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.getLevelName((args.log_level or args.default_log_level).upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The HTTP clients log every request at INFO (and azure-core its headers): at the service's default level
+    # that is a line per Graph call, which cost as much as the call's own processing under load (bench/relay.py).
+    for noisy in ("httpx", "azure"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -26,7 +26,7 @@ from bridge.sources.graph_wire import WireDecodeError
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
 from bridge.store.commands import relay_writes
 from bridge.store.health import set_mailbox_status, set_source_status
-from bridge.store.mirror import load_delta_state, load_mirror, save_delta_state, write_mirror
+from bridge.store.mirror import count_mirror, load_delta_state, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
 from bridge.store.work import Claim, claim_dirty, claim_mailbox, finish, mark_dirty
 from bridge.sync import SyncPlan, plan_delta, plan_remap
@@ -175,7 +175,13 @@ class MailboxSync:
             raise LeaseLost(claim.address)
         now = self._clock()
         relay = relay_writes(session, claim.mailbox_id, read_started, now)
-        plan = plan_delta(load_mirror(session, claim.mailbox_id), result, mapping, window, relay)
+        if result.full_round:
+            plan = plan_delta(load_mirror(session, claim.mailbox_id), result, mapping, window, relay)
+        else:
+            touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
+            mirror = load_mirror(session, claim.mailbox_id, touched)
+            mirrored = count_mirror(session, claim.mailbox_id)
+            plan = plan_delta(mirror, result, mapping, window, relay, mirrored=mirrored)
         if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
             reason = (
                 f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "

@@ -49,6 +49,8 @@ def plan_delta(
     mapping: TemplateMapping,
     window: Window,
     relay: RelayWrites = NO_RELAY_WRITES,
+    *,
+    mirrored: int | None = None,
 ) -> SyncPlan:
     """What a delta read means for the mirror and the workforce system.
 
@@ -60,6 +62,9 @@ def plan_delta(
     the change key a relay write produced, or carrying the transaction id of a create still in flight, enters
     the mirror silently; instances the relay is writing, or wrote after this read began, are left to the relay
     (the read may hold an older state of them than the mirror).
+
+    Outside a full round `mirror` need only hold the instances the delta names; `mirrored` then says how many
+    the mailbox has in all (for the mass-delete guard).
     """
     incoming: dict[str, Appointment] = {}
     gone: dict[str, bool] = {}  # item id → whether it left the calendar (False: it merely aged out)
@@ -76,7 +81,7 @@ def plan_delta(
         for item_id, item in mirror.items():
             if item_id not in incoming and item_id not in gone:
                 gone[item_id] = item.appointment.end > window.start
-    builder = _PlanBuilder(mirror, mapping, relay)
+    builder = _PlanBuilder(mirror, mapping, relay, mirrored=mirrored)
     for item_id, left in gone.items():
         builder.remove(item_id, left=left)
     for appointment in sorted(incoming.values(), key=lambda a: (a.start, a.item_id)):
@@ -118,11 +123,17 @@ def last_shown(item: MirrorItem, mapping: TemplateMapping) -> PresenceEntry | No
 
 class _PlanBuilder:
     def __init__(
-        self, mirror: Mapping[str, MirrorItem], mapping: TemplateMapping, relay: RelayWrites = NO_RELAY_WRITES
+        self,
+        mirror: Mapping[str, MirrorItem],
+        mapping: TemplateMapping,
+        relay: RelayWrites = NO_RELAY_WRITES,
+        *,
+        mirrored: int | None = None,
     ) -> None:
         self._mirror = mirror
         self._mapping = mapping
         self._relay = relay
+        self._mirrored = len(mirror) if mirrored is None else mirrored
         self._put: list[MirrorItem] = []
         self._drop: list[str] = []
         self._changes: list[PlannedChange] = []
@@ -168,7 +179,7 @@ class _PlanBuilder:
             self._changes.append(PlannedChange(ChangeType.UPDATED, entry))
 
     def build(self) -> SyncPlan:
-        return SyncPlan(tuple(self._put), tuple(self._drop), tuple(self._changes), self._removed, len(self._mirror))
+        return SyncPlan(tuple(self._put), tuple(self._drop), tuple(self._changes), self._removed, self._mirrored)
 
 
 def apply_to_mirror(mirror: Mapping[str, MirrorItem], plan: SyncPlan) -> dict[str, MirrorItem]:

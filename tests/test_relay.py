@@ -6,14 +6,16 @@ notification and a delta item, and the workforce receiver shows whether any of i
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from bridge.store import CommandKind, CommandRow, CommandStatus, MailboxRow, MailboxStatus
 from bridge.store.commands import accept
-from tests.world import World, at, ready
+from tests.world import API_TOKEN, World, at, ready
 
 APPOINTMENTS = "/api/v1/mailboxes/{}/appointments"
 
@@ -341,3 +343,17 @@ async def test_mail_interrupted_while_sending_is_reported_not_sent_twice(world: 
     status, body, _ = await world.api("GET", f"/api/v1/commands/{command.id}")
     assert (status, body["status"]) == (200, "failed")
     assert "not sent again" in body["error"]
+
+
+async def test_no_token_or_mail_body_reaches_the_log(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_text = "Salary review for Bob: confidential"
+    status, _, _ = await world.api(
+        "POST", "/api/v1/mail", {"to": ["bob@contoso.com"], "subject": "Review", "body": secret_text}
+    )
+    await create(world, "meeting", body=secret_text)
+
+    assert status == 202
+    assert caplog.records  # the bridge and its HTTP clients did log at DEBUG
+    assert secret_text not in caplog.text
+    assert API_TOKEN not in caplog.text

@@ -154,8 +154,11 @@ class GraphSource:
         host = urlsplit(graph_url).hostname or ""
         auth = AzureIdentityAuthenticationProvider(credential, allowed_hosts=[host])
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        # httpcore scans every pooled connection (a socket poll and getpeername each) on every request: a pool
+        # much larger than the requests in flight costs more than it saves (bench/relay.py, docs/graph-source.md).
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(verify=verify, timeout=timeout_s)
+            client=httpx.AsyncClient(verify=verify, timeout=timeout_s, limits=limits)
         )
         self._http = http
         self._adapter = GraphRequestAdapter(auth, http)

@@ -22,6 +22,10 @@ from bridge.store.models import CommandKind, CommandRow, CommandStatus
 ECHO_MEMORY = timedelta(hours=1)
 
 
+_INSERT = sa.insert(CommandRow)
+_FINISH = sa.update(CommandRow).where(col(CommandRow.id) == sa.bindparam("command_id"))
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The stored command for a request; `new` is False when an earlier request with the same key made it."""
@@ -56,8 +60,8 @@ def accept(session: Session, draft: CommandRow, owner: str, now: datetime) -> Ac
     draft.owner = owner
     draft.attempts = 1
     draft.created_at = draft.updated_at = now
-    # A Core INSERT: the row is not needed as an ORM object, and this runs once per command.
-    session.execute(sa.insert(CommandRow).values(draft.model_dump()))
+    # A Core INSERT with the row as parameters: one cached statement, no ORM object (this runs per command).
+    session.connection().execute(_INSERT, draft.model_dump())
     return Accepted(draft, new=True)
 
 
@@ -85,7 +89,7 @@ def finish(
         values["item_id"] = item_id
     if change_key is not None:
         values["change_key"] = change_key
-    session.execute(sa.update(CommandRow).where(col(CommandRow.id) == command_id).values(values))
+    session.connection().execute(_FINISH, {**values, "command_id": command_id})
 
 
 def reclaim_interrupted(session: Session, owner: str, now: datetime, stale: timedelta) -> list[CommandRow]:
@@ -140,15 +144,25 @@ def current_state_item(session: Session, mailbox_id: int) -> str | None:
 
 def relay_writes(session: Session, mailbox_id: int, read_started: datetime, now: datetime) -> RelayWrites:
     """What the sync engine must know of the relay's writes in a mailbox to plan a read begun at `read_started`."""
-    rows = session.exec(
-        select(CommandRow)
+    # Plain rows of the columns needed, not ORM objects: this runs in every sync commit.
+    rows = session.connection().execute(
+        sa.select(
+            col(CommandRow.id),
+            col(CommandRow.kind),
+            col(CommandRow.status),
+            col(CommandRow.transaction_id),
+            col(CommandRow.item_id),
+            col(CommandRow.change_key),
+            col(CommandRow.finished_at),
+            col(CommandRow.payload),
+        )
         .where(
-            CommandRow.mailbox_id == mailbox_id,
+            col(CommandRow.mailbox_id) == mailbox_id,
             col(CommandRow.updated_at) >= now - ECHO_MEMORY,
             col(CommandRow.status).in_([CommandStatus.SENDING, CommandStatus.DONE]),
         )
         .order_by(sa.nulls_first(col(CommandRow.finished_at).asc()))
-    ).all()
+    )
     written: dict[str, str] = {}
     refs: dict[str, str] = {}
     in_flight: set[str] = set()
@@ -168,7 +182,7 @@ def relay_writes(session: Session, mailbox_id: int, read_started: datetime, now:
     return RelayWrites(written=written, in_flight=frozenset(in_flight), refs=refs, busy=frozenset(busy))
 
 
-def _touched(row: CommandRow) -> Collection[str]:
+def _touched(row: Any) -> Collection[str]:
     """Existing items a command changes or removes (a create's new item is recognised by its transaction id)."""
     touched = set(row.payload.get("touches", ()))
     if row.kind in (CommandKind.UPDATE, CommandKind.DELETE) and row.item_id is not None:

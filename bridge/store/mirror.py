@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +16,27 @@ from bridge.domain import Appointment, MirrorItem, Window
 from bridge.store.models import DeltaStateRow, MirrorRow, now
 
 
-def load_mirror(session: Session, mailbox_id: int) -> dict[str, MirrorItem]:
-    rows = session.exec(select(MirrorRow).where(MirrorRow.mailbox_id == mailbox_id)).all()
-    return {row.item_id: _item(row) for row in rows}
+def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | None = None) -> dict[str, MirrorItem]:
+    """The mailbox's mirror, or only the rows of `item_ids` (what one delta read touches)."""
+    # Plain rows, not ORM objects: a sync reads the mirror on every commit.
+    query = sa.select(*_COLUMNS).where(col(MirrorRow.mailbox_id) == mailbox_id)
+    if item_ids is None:
+        return {row.item_id: _item(row) for row in session.connection().execute(query)}
+    wanted = sorted(set(item_ids))
+    found: dict[str, MirrorItem] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = query.where(col(MirrorRow.item_id).in_(wanted[start : start + _CHUNK]))
+        found.update((row.item_id, _item(row)) for row in session.connection().execute(chunk))
+    return found
+
+
+def count_mirror(session: Session, mailbox_id: int) -> int:
+    query = sa.select(sa.func.count()).select_from(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id)
+    return int(session.connection().execute(query).scalar_one())
+
+
+_COLUMNS = list(MirrorRow.__table__.columns)  # type: ignore[attr-defined]
+_CHUNK = 500
 
 
 def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], drop: Iterable[str]) -> None:
@@ -27,20 +46,20 @@ def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], d
             sa.delete(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id, col(MirrorRow.item_id).in_(dropped))
         )
     rows = [_row(mailbox_id, item) for item in put]
-    # One INSERT ... ON CONFLICT DO UPDATE per chunk, not a SELECT and a write per row as session.merge does
-    # (the sync and the relay write the mirror on every change; chunks stay under SQLite's variable limit).
-    for start in range(0, len(rows), _UPSERT_CHUNK):
-        session.execute(_upsert(session, rows[start : start + _UPSERT_CHUNK]))
+    if rows:
+        # One statement, built once and cached by SQLAlchemy, with the rows as parameters: session.merge would
+        # SELECT and write per row, and values baked into the statement defeat the statement cache.
+        session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
 
 
-_UPSERT_CHUNK = 500
 _KEY = ("mailbox_id", "item_id")
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> sa.Executable:
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    statement = insert(MirrorRow).values(rows)
-    changed = {name: statement.excluded[name] for name in rows[0] if name not in _KEY}
+@functools.cache
+def _upsert(dialect: str) -> sa.Executable:
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(MirrorRow)
+    changed = {column.name: statement.excluded[column.name] for column in _COLUMNS if column.name not in _KEY}
     return statement.on_conflict_do_update(index_elements=list(_KEY), set_=changed)
 
 
@@ -67,7 +86,7 @@ def save_delta_state(
         row.round_started_at = now
 
 
-def _item(row: MirrorRow) -> MirrorItem:
+def _item(row: Any) -> MirrorItem:
     appointment = Appointment(
         item_id=row.item_id,
         change_key=row.change_key,

@@ -1,0 +1,31 @@
+"""The write routes' guards that need no Exchange: tokens and scopes, checked before anything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web import ADMIN_TOKEN, Client, bearer
+
+WRITES = [
+    ("POST", "/api/v1/mailboxes/adele@contoso.com/appointments"),
+    ("PATCH", "/api/v1/mailboxes/adele@contoso.com/appointments/AAMkAG1"),
+    ("DELETE", "/api/v1/mailboxes/adele@contoso.com/appointments/AAMkAG1"),
+    ("PUT", "/api/v1/mailboxes/adele@contoso.com/state"),
+    ("DELETE", "/api/v1/mailboxes/adele@contoso.com/bridge-items"),
+    ("POST", "/api/v1/mail"),
+    ("GET", "/api/v1/commands/11111111-2222-3333-4444-555555555555"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+async def test_write_routes_need_a_workforce_token(app_client: Client, method: str, path: str) -> None:
+    anonymous = await app_client.request(method, path, json={"template": "meeting"})
+    wrong_scope = await app_client.request(method, path, json={"template": "meeting"}, headers=bearer(ADMIN_TOKEN))
+    wrong_token = await app_client.request(
+        method, path, json={"template": "meeting"}, headers=bearer("not-a-configured-token-at-all")
+    )
+
+    assert anonymous.status == wrong_token.status == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert wrong_scope.status == 403
+    assert (await wrong_scope.json())["detail"] == "this route needs a token with the 'workforce' scope"
