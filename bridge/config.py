@@ -65,14 +65,18 @@ class GraphSourceConfig:
 
 @dataclass(frozen=True, slots=True)
 class EwsSourceConfig:
-    """An Exchange server on-premises reached through EWS (validated now; the source comes in a later version)."""
+    """An Exchange server on-premises reached through EWS (bridge/sources/ews.py, docs/ews-source.md).
+
+    `version` is the API version the server speaks; it is fixed so that nothing is probed. None means Exchange2016
+    (build 15.1.2507.6), which Exchange 2016 and 2019 both answer.
+    """
 
     name: str
     service_endpoint: str
     username: str
     password: str = field(repr=False)
     auth_type: Literal["ntlm", "basic"] = "ntlm"
-    version: str | None = None  # None: let the client ask the server
+    version: str | None = None  # None: Exchange2016, see above
     impersonation: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None

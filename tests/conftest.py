@@ -19,9 +19,9 @@ from bridge.emulators.graph_model import AppRegistration
 from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database
 
-# The Graph emulator's fixtures (graph_emulator, tenant_app, adele, receiver, ...) and the whole bridge on
+# The Graph and EWS emulators' fixtures (graph_emulator, tenant_app, adele, receiver, ews, ...) and the whole bridge on
 # loopback (world) serve every test package.
-pytest_plugins = ["tests.emulators.graph_fixtures", "tests.world"]
+pytest_plugins = ["tests.emulators.graph_fixtures", "tests.emulators.ews_fixtures", "tests.world"]
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

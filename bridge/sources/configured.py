@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from bridge.config import Config, GraphSourceConfig
 from bridge.sources.base import CalendarSource
+from bridge.sources.ews import ews_source
 from bridge.sources.graph import graph_source
-
-log = logging.getLogger(__name__)
 
 
 def build_sources(config: Config) -> dict[str, CalendarSource]:
@@ -17,5 +14,5 @@ def build_sources(config: Config) -> dict[str, CalendarSource]:
         if isinstance(source, GraphSourceConfig):
             sources[name] = graph_source(source)
         else:
-            log.warning("source %s: EWS is not supported by this version; its mailboxes are not synced", name)
+            sources[name] = ews_source(source)
     return sources

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -31,12 +30,12 @@ from bridge.errors import UserError
 from bridge.store import Database
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
+from bridge.web.bodies import Invalid, invalid_request, read_json, read_limited, too_large
 from bridge.web.problems import problem
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Invalid = list[dict[str, str]]
 OnMappingChange = Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
 
 MAX_BODY = 16 * 1024  # a mailbox request is a few short fields
@@ -80,7 +79,7 @@ class AdminRoutes:
         return web.json_response({"mailboxes": [_view_json(view) for view in views]})
 
     async def add(self, request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request, optional=False)
+        body = await read_json(request, MAX_BODY)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
@@ -91,7 +90,7 @@ class AdminRoutes:
         workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
         source = self._source(body, invalid)
         if invalid or address is None or workforce_id is None or source is None:
-            return _invalid(invalid)  # each None has its entry in `invalid`
+            return invalid_request(invalid)  # each None has its entry in `invalid`
         now = self._clock()
 
         def add(session: Session) -> MailboxView:
@@ -111,14 +110,14 @@ class AdminRoutes:
         return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
 
     async def disable(self, request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request, optional=True)
+        body = await read_json(request, MAX_BODY, optional=True)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
         _unknown_fields(body, {"reason"}, invalid)
         reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         done = await self._change(request, lambda session, address: admin.disable(session, address, reason))
         return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
 
@@ -175,13 +174,13 @@ class AdminRoutes:
         if request.content_type not in MAPPING_TYPES:
             types = ", ".join(sorted(MAPPING_TYPES))
             return problem(415, "Unsupported Media Type", f"send the mapping file's text as one of: {types}")
-        raw = await _read(request, MAX_MAPPING)
+        raw = await read_limited(request, MAX_MAPPING)
         if raw is None:
-            return _too_large(MAX_MAPPING)
+            return too_large(MAX_MAPPING)
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _invalid([{"name": "body", "reason": "is not UTF-8 text"}])
+            return invalid_request([{"name": "body", "reason": "is not UTF-8 text"}])
         async with self._editing:
             # The file in force, not a symlink to it: the rename must land beside it, in the same file system.
             target = self._live.path.resolve()
@@ -297,29 +296,6 @@ def _view_json(view: MailboxView) -> dict[str, Any]:
 # -- reading and answering -----------------------------------------------------------------------------------
 
 
-async def _read(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than `limit` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    raw = await request.content.read(limit + 1)
-    return None if len(raw) > limit else raw
-
-
-async def _json_body(request: web.Request, *, optional: bool) -> dict[str, Any] | web.Response:
-    raw = await _read(request, MAX_BODY)
-    if raw is None:
-        return _too_large(MAX_BODY)
-    if not raw.strip() and optional:
-        return {}
-    try:
-        parsed = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        return _invalid([{"name": "body", "reason": "is not JSON"}])
-    if not isinstance(parsed, dict):
-        return _invalid([{"name": "body", "reason": "must be a JSON object"}])
-    return parsed
-
-
 def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, required: bool = True) -> str | None:
     if name not in body:
         if required:
@@ -338,12 +314,3 @@ def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, re
 def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid) -> None:
     for name in sorted(body.keys() - allowed):
         invalid.append({"name": name, "reason": f"unknown field; expected one of {sorted(allowed)}"})
-
-
-def _invalid(invalid: Invalid) -> web.Response:
-    names = ", ".join(dict.fromkeys(item["name"] for item in invalid))
-    return problem(400, "Bad Request", f"invalid: {names}", invalid_params=invalid)
-
-
-def _too_large(limit: int) -> web.Response:
-    return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")

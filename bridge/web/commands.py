@@ -7,7 +7,6 @@ instants, explicit fields) so that a retry with the same `Idempotency-Key` compa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +19,7 @@ from bridge.relay import Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
+from bridge.web.bodies import Invalid, invalid_request, read_json
 from bridge.web.problems import PROBLEM_TYPE, problem
 
 MAX_BODY = 64 * 1024
@@ -29,8 +29,6 @@ MAX_TEXT = 32 * 1024
 MAX_RECIPIENTS = 500
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-Invalid = list[dict[str, str]]
 
 
 class CommandRoutes:
@@ -48,14 +46,14 @@ class CommandRoutes:
         self._clock = clock
 
     async def create(self, request: web.Request) -> web.StreamResponse:
-        body = await _body(request, MAX_BODY)
+        body = await read_json(request, MAX_BODY)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
         normalised = _appointment(body, self._mapping(), self._clock(), invalid, partial=False)
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         mailbox = request.match_info["mailbox"]
         outcome = await self._relay.create(mailbox, normalised, key)
         response = _respond(outcome)
@@ -64,7 +62,7 @@ class CommandRoutes:
         return response
 
     async def update(self, request: web.Request) -> web.StreamResponse:
-        body = await _body(request, MAX_BODY)
+        body = await read_json(request, MAX_BODY)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
@@ -74,7 +72,7 @@ class CommandRoutes:
         if not body and not invalid:
             invalid.append({"name": "body", "reason": "name at least one field to change"})
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         if version is None:
             return _precondition_required()
         mailbox, target = request.match_info["mailbox"], request.match_info["id"]
@@ -84,7 +82,7 @@ class CommandRoutes:
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         version = _if_match(request)
         if version is None:
             return _precondition_required()
@@ -92,7 +90,7 @@ class CommandRoutes:
         return _respond(await self._relay.delete(mailbox, target, version, key))
 
     async def state(self, request: web.Request) -> web.StreamResponse:
-        body = await _body(request, MAX_BODY)
+        body = await read_json(request, MAX_BODY)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
@@ -106,11 +104,11 @@ class CommandRoutes:
                 invalid.append({"name": "until", "reason": "must be in the future"})
             normalised["until"] = iso_utc(until) if until else None
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         return _respond(await self._relay.set_state(request.match_info["mailbox"], normalised, key))
 
     async def mail(self, request: web.Request) -> web.StreamResponse:
-        body = await _body(request, MAX_MAIL_BODY)
+        body = await read_json(request, MAX_MAIL_BODY)
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
@@ -127,7 +125,7 @@ class CommandRoutes:
         if content_type not in ("text", "html"):
             invalid.append({"name": "content_type", "reason": "text or html"})
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         normalised = {**lists, "subject": subject, "body": text, "content_type": content_type}
         return _respond(await self._relay.send_mail(normalised, key))
 
@@ -135,10 +133,10 @@ class CommandRoutes:
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
         if invalid:
-            return _invalid(invalid)
+            return invalid_request(invalid)
         dry_run = request.query.get("dry_run", "false").lower()
         if dry_run not in ("true", "false"):
-            return _invalid([{"name": "dry_run", "reason": "true or false"}])
+            return invalid_request([{"name": "dry_run", "reason": "true or false"}])
         return _respond(await self._relay.purge(request.match_info["mailbox"], dry_run=dry_run == "true", key=key))
 
     async def command(self, request: web.Request) -> web.StreamResponse:
@@ -167,21 +165,6 @@ def _command_view(row: CommandRow) -> dict[str, Any]:
 # -- reading and answering -----------------------------------------------------------------------------------
 
 
-async def _body(request: web.Request, limit: int) -> dict[str, Any] | web.Response:
-    if request.content_length is not None and request.content_length > limit:
-        return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
-    try:
-        parsed = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        return _invalid([{"name": "body", "reason": "is not JSON"}])
-    if not isinstance(parsed, dict):
-        return _invalid([{"name": "body", "reason": "must be a JSON object"}])
-    return parsed
-
-
 def _respond(outcome: Outcome) -> web.Response:
     if outcome.body is None:
         response = web.Response(status=outcome.status)
@@ -192,11 +175,6 @@ def _respond(outcome: Outcome) -> web.Response:
     if outcome.retry_after is not None:
         response.headers["Retry-After"] = str(outcome.retry_after)
     return response
-
-
-def _invalid(invalid: Invalid) -> web.Response:
-    names = ", ".join(dict.fromkeys(item["name"] for item in invalid))
-    return problem(400, "Bad Request", f"invalid: {names}", invalid_params=invalid)
 
 
 def _precondition_required() -> web.Response:

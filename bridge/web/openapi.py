@@ -130,7 +130,12 @@ _PATHS: dict[str, Any] = {
             "summary": "The change feed, oldest first",
             "security": [{"bearer": ["workforce"]}],
             "parameters": [
-                {"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                },
                 {
                     "name": "limit",
                     "in": "query",

@@ -67,7 +67,7 @@ async def test_the_feed_with_the_wrong_scope_is_403(app_client: Client) -> None:
     assert "workforce" in (await response.json())["detail"]
 
 
-@pytest.mark.parametrize("query", ["after=x", "limit=0", "limit=100000", "after=-1"])
+@pytest.mark.parametrize("query", ["after=x", "limit=0", "limit=100000", "after=-1", "after=493197708636367200714752"])
 async def test_bad_feed_parameters_are_400(app_client: Client, query: str) -> None:
     response = await app_client.get(f"/api/v1/changes?{query}", headers=bearer(WORKFORCE_TOKEN))
 

@@ -55,6 +55,9 @@ def _fuzz(operation: Any, world: World, session: requests.Session) -> None:
     @settings(
         max_examples=CASES,
         deadline=None,
+        # The same cases every run: `make test` must not pass or fail by luck. Explore further by hand with
+        # `derandomize=False` and more cases; what such a run finds becomes a fix and stays found here.
+        derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )

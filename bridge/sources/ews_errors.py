@@ -1,0 +1,93 @@
+"""exchangelib's exceptions as the bridge's `SourceError`s, and connection-test problems an administrator can act on.
+
+The source keeps exchangelib's fail-fast retry policy (the `Configuration` default): a throttled or failing
+request comes back at once as an error with the server's back-off, and the engine decides when to retry, per
+mailbox, instead of a worker thread sleeping inside exchangelib for up to an hour.
+"""
+
+from __future__ import annotations
+
+from exchangelib.errors import (
+    ErrorAccessDenied,
+    ErrorImpersonateUserDenied,
+    ErrorInternalServerTransientError,
+    ErrorInvalidIdMalformed,
+    ErrorIrresolvableConflict,
+    ErrorItemNotFound,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorNonExistentMailbox,
+    ErrorServerBusy,
+    ErrorTimeoutExpired,
+    ResponseMessageError,
+    TransportError,
+    UnauthorizedError,
+)
+
+from bridge.sources.base import (
+    AuthFailed,
+    Conflict,
+    ItemNotFound,
+    MailboxNotFound,
+    SourceError,
+    Throttled,
+    Unavailable,
+)
+
+_MAILBOX = (ErrorNonExistentMailbox, ErrorImpersonateUserDenied, ErrorAccessDenied)
+_ITEM = (ErrorItemNotFound, ErrorInvalidIdMalformed)
+_OUTAGE = (
+    ErrorTimeoutExpired,
+    ErrorInternalServerTransientError,
+    ErrorMailboxStoreUnavailable,
+    ErrorMailboxMoveInProgress,
+)
+# Without a BackOffMilliseconds from the server, exchangelib's own default wait (BaseProtocol.RETRY_WAIT).
+_DEFAULT_BACK_OFF = 10.0
+
+
+def translate(exc: Exception, what: str) -> SourceError:
+    code = type(exc).__name__
+    message = f"{what}: {code}: {exc}"
+    if isinstance(exc, UnauthorizedError):
+        return AuthFailed(message, code=code, status=401)
+    if isinstance(exc, ErrorServerBusy):
+        # exchangelib also raises ErrorServerBusy for a connection error it would have retried ("Reraised from
+        # ErrorTimeoutExpired") and for a closed connection: those are outages, not the server asking for a pause.
+        if str(exc).startswith(("Reraised from", "Caused by")):
+            return Unavailable(message, code=code)
+        return Throttled(message, retry_after=float(exc.back_off or _DEFAULT_BACK_OFF), code=code, status=None)
+    if isinstance(exc, _MAILBOX):
+        return MailboxNotFound(message, code=code)
+    if isinstance(exc, _ITEM):
+        return ItemNotFound(message, code=code)
+    if isinstance(exc, ErrorIrresolvableConflict):
+        return Conflict(message, code=code)
+    if isinstance(exc, _OUTAGE):
+        return Unavailable(message, code=code)
+    if isinstance(exc, ResponseMessageError):
+        return SourceError(message, code=code)
+    if isinstance(exc, TransportError):
+        # exchangelib re-raises requests' SSLError as a bare TransportError with the TLS message.
+        tls = "SSL" in str(exc) or "CERTIFICATE" in str(exc).upper()
+        return Unavailable(message, code="TLS" if tls else code)
+    if isinstance(exc, OSError):
+        return Unavailable(message, code=code)
+    raise exc
+
+
+def connection_problem(exc: SourceError, mailbox: str, *, endpoint: str, username: str) -> tuple[str, bool]:
+    """What a connection test tells the administrator, and whether the other mailboxes need not be tried."""
+    if isinstance(exc, AuthFailed):
+        return f"the service account {username} was refused (wrong password or locked out): {exc}", True
+    if isinstance(exc, Unavailable) and exc.code == "TLS":
+        return f"TLS verification of {endpoint} failed (set ca_file to the server's CA?): {exc}", True
+    if isinstance(exc, Unavailable):
+        return f"cannot reach {endpoint}: {exc}", True
+    if exc.code == "ErrorImpersonateUserDenied":
+        return f"{mailbox}: {username} may not impersonate it (ApplicationImpersonation role missing): {exc}", False
+    if exc.code == "ErrorAccessDenied":
+        return f"{mailbox}: {username} has no delegate access to it: {exc}", False
+    if exc.code == "ErrorNonExistentMailbox":
+        return f"{mailbox}: no such mailbox on {endpoint}: {exc}", False
+    return f"{mailbox}: {exc}", False
