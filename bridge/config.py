@@ -80,6 +80,7 @@ class EwsSourceConfig:
     impersonation: bool = True
     verify_tls: bool = True
     ca_file: Path | None = None
+    watch: Literal["streaming", "pull"] = "streaming"
     kind: Literal["ews"] = "ews"
 
 
@@ -413,7 +414,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 password=secrets[("sources", name, "password")],
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "service_endpoint"),
-                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls"),
+                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls", "watch"),
             )
     only_source = next(iter(sources)) if len(sources) == 1 else ""
     sync = as_dict(data.get("sync"))

@@ -1,7 +1,8 @@
 """`presence-bridge demo`: the whole chain on one machine, with nothing to configure.
 
-It starts the Graph tenant emulator (three people with a mix of appointments), the workforce receiver emulator
-and the bridge itself on a SQLite file in a temporary folder, configured through an ordinary config file. Then it
+It starts the Graph tenant emulator (three people with a mix of appointments), the EWS emulator standing in for
+an on-premises Exchange server (one more person: a hybrid deployment), the workforce receiver emulator and the
+bridge itself on a SQLite file in a temporary folder, configured through an ordinary config file. Then it
 keeps changing appointments the way people do in Outlook and prints every change the workforce system receives,
 mapped to its template, as it arrives.
 """
@@ -15,11 +16,13 @@ import socket
 import tempfile
 import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from bridge.config import Config, load_config
+from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
@@ -28,6 +31,9 @@ from bridge.service import Service
 SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
 PEOPLE = [("AdeleV@contoso.com", "Adele Vance", "E1001"), ("GradyA@contoso.com", "Grady Archie", "E1002")]
 PEOPLE.append(("LeeG@contoso.com", "Lee Gu", "E1003"))
+# Still on the company's own Exchange server, reached through EWS.
+ONPREM = ("NestorW@contoso.com", "Nestor Wilke", "E1004")
+SERVICE_ACCOUNT = ("CONTOSO\\svc-presence", "demo-service-account-password")
 # The demo's bridge reacts in about a second; production keeps the defaults (docs/sync.md).
 DEMO_TIMING = SyncTiming(settle=timedelta(milliseconds=100), poll=timedelta(milliseconds=500))
 
@@ -67,6 +73,29 @@ def seed(graph: GraphEmulator, today: date) -> None:
     graph.create_event_as_outlook(lee, _event("Focus time", day, 9, 11, "free"))  # free: never shown
 
 
+@dataclass(frozen=True)
+class OnPrem:
+    """An on-premises Exchange (the EWS emulator) beside the online tenant, and who has a mailbox there."""
+
+    endpoint: str
+    ca_file: Path | None
+    username: str
+    password: str
+    mailboxes: Sequence[tuple[str, str]]  # (address, workforce id)
+
+
+def seed_onprem(ews: EwsEmulator, today: date) -> None:
+    day = datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC)
+    nestor = ONPREM[0]
+    ews.create_item_as_outlook(
+        nestor, subject="Plant tour", start=day + timedelta(hours=10), end=day + timedelta(hours=12)
+    )
+    ews.create_item_as_outlook(
+        nestor, subject="Trade fair", start=day + timedelta(days=2), end=day + timedelta(days=3), is_all_day=True,
+        free_busy="WorkingElsewhere",
+    )  # fmt: skip
+
+
 def write_config(
     path: Path,
     *,
@@ -78,12 +107,27 @@ def write_config(
     database_url: str,
     mailboxes: Sequence[tuple[str, str]],
     extra: str = "",
+    onprem: OnPrem | None = None,
 ) -> Path:
     """A config file for a bridge on `port` watching `mailboxes` ((address, workforce id)) in the Graph emulator
-    and delivering to `workforce_url`; `extra` is more top-level YAML. The demo, the tests and the benchmarks
-    all configure the bridge this way, through the same loader an operator's file goes through."""
+    (and `onprem`'s in the EWS emulator) and delivering to `workforce_url`; `extra` is more top-level YAML. The
+    demo, the tests and the benchmarks all configure the bridge this way, through the same loader an operator's
+    file goes through."""
+    entries = [(address, workforce_id, "online") for address, workforce_id in mailboxes]
+    ews_source = ""
+    if onprem is not None:
+        entries += [(address, workforce_id, "onprem") for address, workforce_id in onprem.mailboxes]
+        trust = f"ca_file: {onprem.ca_file}" if onprem.ca_file else "verify_tls: false"
+        ews_source = (
+            "\n  onprem:\n    kind: ews\n"
+            f"    service_endpoint: {onprem.endpoint}\n"
+            f"    username: '{onprem.username}'\n"
+            f"    password: {onprem.password}\n"
+            f"    auth_type: basic\n    {trust}"
+        )
     listed = "\n".join(
-        f'  - {{address: {address}, workforce_id: "{workforce_id}"}}' for address, workforce_id in mailboxes
+        f'  - {{address: {address}, workforce_id: "{workforce_id}", source: {source}}}'
+        for address, workforce_id, source in entries
     )
     text = f"""
     database_url: {database_url}
@@ -97,22 +141,29 @@ def write_config(
         client_secret: {app.client_secret}
         authority_host: {graph.authority}
         graph_url: {graph.graph_url}
-        ca_file: {graph.ca_file}
+        ca_file: {graph.ca_file}{{ews_source}}
     mailboxes:
     {{mailboxes}}
     workforce:
       url: {workforce_url}
       signing_secret: {secret}
     """
-    path.write_text(textwrap.dedent(text).replace("{mailboxes}", listed) + textwrap.dedent(extra), encoding="utf-8")
+    text = textwrap.dedent(text).replace("{mailboxes}", listed).replace("{ews_source}", ews_source)
+    path.write_text(text + textwrap.dedent(extra), encoding="utf-8")
     return path
 
 
 def local_config(
-    folder: Path, graph: GraphEmulator, workforce_url: str, people: Sequence[tuple[str, str, str]], extra: str = ""
+    folder: Path,
+    graph: GraphEmulator,
+    workforce_url: str,
+    people: Sequence[tuple[str, str, str]],
+    extra: str = "",
+    onprem: OnPrem | None = None,
 ) -> Config:
     """Register an app and `people` ((address, name, workforce id)) in the emulated tenant; the config of a bridge
-    on SQLite in `folder` that watches them and delivers to `workforce_url` (`extra`: more top-level YAML)."""
+    on SQLite in `folder` that watches them (and `onprem`'s mailboxes) and delivers to `workforce_url` (`extra`:
+    more top-level YAML)."""
     app = graph.add_app()
     for address, name, _ in people:
         graph.add_user(address, name)
@@ -126,6 +177,7 @@ def local_config(
         database_url=f"sqlite:///{folder / 'bridge.db'}",
         mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
         extra=extra,
+        onprem=onprem,
     )
     return load_config(path)
 
@@ -151,15 +203,23 @@ def describe(change: dict[str, Any]) -> str:
 class _Outlook:
     """People changing their calendars while the demo runs."""
 
-    def __init__(self, graph: GraphEmulator, today: date) -> None:
+    def __init__(self, graph: GraphEmulator, ews: EwsEmulator, today: date) -> None:
         self._graph = graph
+        self._ews = ews
         self._today = today
         self._made: list[tuple[str, str]] = []
         self._random = random.Random(7)
 
     def step(self) -> str:
-        address = self._random.choice(PEOPLE)[0]
         day = self._today + timedelta(days=self._random.randint(1, 10))
+        if self._random.random() < 0.25:
+            start = datetime.combine(day, time(self._random.randint(8, 16)), tzinfo=UTC)
+            subject, state = self._random.choice([("Shift handover", "Busy"), ("Off site", "OOF")])
+            self._ews.create_item_as_outlook(
+                ONPREM[0], subject=subject, start=start, end=start + timedelta(hours=1), free_busy=state
+            )
+            return f"{ONPREM[0]} (on-premises) creates '{subject}' ({state})"
+        address = self._random.choice(PEOPLE)[0]
         if self._made and self._random.random() < 0.35:
             who, item = self._made.pop(self._random.randrange(len(self._made)))
             if self._random.random() < 0.5:
@@ -195,19 +255,27 @@ async def run_demo(
         graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
         await graph.start()
         stack.push_async_callback(graph.stop)
+        ews = EwsEmulator(ca_file=folder / "ews-ca.pem")
+        ews.add_mailbox(ONPREM[0], ONPREM[1])
+        ews.add_service_account(*SERVICE_ACCOUNT)
+        await ews.start()
+        stack.push_async_callback(ews.stop)
         workforce = WorkforceReceiver(SECRET)
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
-        config = local_config(folder, graph, workforce_url, PEOPLE)
+        onprem = OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, mailboxes=[(ONPREM[0], ONPREM[2])])
+        config = local_config(folder, graph, workforce_url, PEOPLE, onprem=onprem)
         seed(graph, today)
+        seed_onprem(ews, today)
         service = Service(config, timing=DEMO_TIMING)
         await service.start()
         stack.push_async_callback(service.stop)
         out(f"Graph emulator   {graph.base_url}  (control API {graph.control_url})")
+        out(f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})")
         out(f"Workforce system {workforce_url}")
         out(f"Bridge           {service.url}  (state in {folder})")
         out("Changes as the workforce system receives them:")
-        outlook = _Outlook(graph, today)
+        outlook = _Outlook(graph, ews, today)
         printed = 0
         started = asyncio.get_running_loop().time()
         next_change = started + change_every_s

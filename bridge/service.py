@@ -10,22 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from bridge.admin import register
-from bridge.config import Config, GraphSourceConfig
+from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
 from bridge.sources.configured import build_sources
+from bridge.sources.ews import EwsSource
+from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
-from bridge.store.work import mark_active_dirty
+from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
 from bridge.web.app import create_app
@@ -89,6 +91,12 @@ class Service:
             if graph and config.graph_notification_url and config.graph_lifecycle_url
             else None
         )
+        # EWS sources are watched by streaming (or pull) subscriptions; Graph's by webhook subscriptions, above.
+        self.watchers = {
+            name: EwsWatcher(source, mode=settings.watch)
+            for name, source in self.sources.items()
+            if isinstance(source, EwsSource) and isinstance(settings := config.sources.get(name), EwsSourceConfig)
+        }
         self._runner: web.AppRunner | None = None
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,6 +129,8 @@ class Service:
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self._remap))
         self._supervise("relay", lambda: self.relay.run(self._stop))
+        for name, watcher in self.watchers.items():
+            self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.subscriptions is not None:
             subscriptions = self.subscriptions
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
@@ -141,6 +151,17 @@ class Service:
         for source in self.sources.values():
             await source.close()
         self.db.close()
+
+    def _watching(self, name: str, watcher: EwsWatcher) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The watch of one EWS source: its active mailboxes, and their changes marked dirty like Graph's."""
+
+        async def mailboxes() -> list[str]:
+            return await self.db.run(lambda session: active_addresses(session, name))
+
+        async def changed(addresses: Collection[str]) -> None:
+            await self.marks.mark(await self.db.run(lambda session: mailbox_ids(session, addresses)))
+
+        return lambda: watcher.run(mailboxes, changed, self._stop)
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

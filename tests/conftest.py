@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from bridge.config import GraphSourceConfig
-from bridge.demo import write_config
+from bridge.demo import OnPrem, write_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration
 from bridge.sources.graph import GraphSource, graph_source
@@ -81,8 +81,10 @@ def write_bridge_config(
     database_url: str,
     port: int,
     extra: str = "",
+    onprem: OnPrem | None = None,
 ) -> Path:
-    """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) in the Graph emulator."""
+    """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) in the Graph emulator
+    (and `onprem`'s mailboxes in the EWS emulator)."""
     return write_config(
         path,
         graph=graph,
@@ -93,6 +95,7 @@ def write_bridge_config(
         database_url=database_url,
         mailboxes=[(mailbox, "E1001")],
         extra=extra,
+        onprem=onprem,
     )
 
 

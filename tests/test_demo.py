@@ -13,6 +13,8 @@ async def test_the_demo_shows_mapped_changes_as_they_arrive() -> None:
     subjects = {change["appointment"].get("subject") for change in changes}
     templates = {change["appointment"]["template"] for change in changes}
     assert {"Customer visit", "Daily stand-up", "Vacation", "Maybe: workshop", "Home office"} <= subjects
+    assert {"Plant tour", "Trade fair"} <= subjects  # from the on-premises mailbox, through EWS
+    assert {c["workforce_id"] for c in changes if c["appointment"].get("subject") == "Trade fair"} == {"E1004"}
     assert None in subjects  # the private appointment, without its subject
     assert not any(subject and subject.lstrip().startswith("*") for subject in subjects)
     assert "Focus time" not in subjects  # free is never shown

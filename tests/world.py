@@ -6,6 +6,7 @@ The `world` fixture starts them (a plugin of tests/conftest.py); the helpers her
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import pytest
 from sqlmodel import select
 
 from bridge.config import load_config
+from bridge.demo import OnPrem
+from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
@@ -57,6 +60,7 @@ class World:
     mailbox: str
     config_path: Path
     clock: Clock
+    ews: EwsEmulator | None = None
 
     def outlook(
         self, subject: str, days: int = 1, start: float = 9, end: float = 10, show_as: str = "busy", **extra: Any
@@ -100,6 +104,10 @@ class World:
             return session.exec(select(MailboxRow).where(MailboxRow.address == self.mailbox.lower())).one()
 
 
+ONPREM_MAILBOX = "nestor@contoso.com"
+SERVICE_ACCOUNT = ("CONTOSO\\svc-presence", "world-service-account-password")
+
+
 @pytest.fixture
 async def world(
     graph_emulator: GraphEmulator,
@@ -108,13 +116,43 @@ async def world(
     database_url: DatabaseUrl,
     tmp_path: Path,
 ) -> AsyncIterator[World]:
+    async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, None) as running:
+        yield running
+
+
+@pytest.fixture
+async def hybrid(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The world with an on-premises Exchange (the EWS emulator) beside the tenant: Nestor's mailbox is there."""
+    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
+        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
+        ews.add_service_account(*SERVICE_ACCOUNT)
+        async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, ews) as running:
+            yield running
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    graph: GraphEmulator,
+    app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+    ews: EwsEmulator | None,
+) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
+    onprem = None if ews is None else OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, [(ONPREM_MAILBOX, "E2001")])
     config_path = write_bridge_config(
         tmp_path / "config.yaml",
-        graph=graph_emulator,
-        app=tenant_app,
+        graph=graph,
+        app=app,
         mailbox=adele.user_principal_name,
         workforce_url=workforce_url,
         secret=SECRET,
@@ -122,9 +160,10 @@ async def world(
         port=free_port(),
         extra=(
             "templates: mapping.yaml\nsync: {mass_delete_min: 3}\n"
-            f"mail: {{sender: {adele.user_principal_name}}}\n"
+            f"mail: {{sender: {adele.user_principal_name}, source: online}}\n"
             f"api_tokens:\n  - {{name: workforce, token: {API_TOKEN}, scopes: [workforce]}}\n"
         ),
+        onprem=onprem,
     )
     config = load_config(config_path)
     clock = Clock()
@@ -132,7 +171,7 @@ async def world(
     service = Service(config, clock=clock, timing=FAST, database=database)
     await service.start()
     try:
-        yield World(graph_emulator, workforce, service, adele.user_principal_name, config_path, clock)
+        yield World(graph, workforce, service, adele.user_principal_name, config_path, clock, ews)
     finally:
         await service.stop()
         await workforce.stop()

@@ -63,6 +63,21 @@ def mark_active_dirty(session: Session, now: datetime) -> int:
     return mark_dirty(session, [mailbox_id for mailbox_id in ids if mailbox_id is not None], now)
 
 
+def active_addresses(session: Session, source: str) -> list[str]:
+    """The addresses of the active mailboxes a source serves (what its change watcher should watch)."""
+    rows = session.exec(
+        select(MailboxRow.address).where(MailboxRow.source == source, MailboxRow.status == MailboxStatus.ACTIVE)
+    ).all()
+    return sorted(rows)
+
+
+def mailbox_ids(session: Session, addresses: Collection[str]) -> list[int]:
+    rows = session.exec(
+        select(MailboxRow.id).where(col(MailboxRow.address).in_(sorted({a.lower() for a in addresses})))
+    ).all()
+    return [mailbox_id for mailbox_id in rows if mailbox_id is not None]
+
+
 def subscriptions(session: Session, ids: Collection[str]) -> dict[str, KnownSubscription]:
     """The subscriptions among `ids` that the bridge holds, with their mailbox and clientState."""
     rows = session.exec(select(SubscriptionRow).where(col(SubscriptionRow.id).in_(sorted(ids)))).all()
