@@ -76,7 +76,8 @@ class Window:
 class Appointment:
     """One calendar instance as Exchange holds it: a single appointment, an occurrence or an exception.
 
-    `item_id` identifies the instance (a Graph immutable id; for EWS the UID with the original start), and
+    `item_id` identifies the instance (a Graph immutable id; an EWS ItemId, which for an occurrence Exchange derives
+    from its series and original start, so it survives the occurrence becoming an exception), and
     `change_key` changes on every write to it (for an occurrence, on every write to its series).
     """
 
