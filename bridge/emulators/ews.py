@@ -74,7 +74,7 @@ from bridge.emulators.ews_xml import (
 )
 from bridge.emulators.graph_common import GraphError
 from bridge.emulators.graph_render import render_stored
-from bridge.emulators.running import until_signalled
+from bridge.emulators.running import run_standalone, serve, until_signalled
 from bridge.emulators.tls import LoopbackCA
 
 log = logging.getLogger(__name__)
@@ -121,19 +121,7 @@ class EwsEmulator:
         if self._runner is not None:
             raise RuntimeError("the EWS emulator is already running")
         context = ssl or (self.ca.server_context() if self.ca is not None else None)
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=context)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        scheme = "https" if context is not None else "http"
-        self._base_url = f"{scheme}://{shown}:{bound}"
+        self._runner, self._base_url = await serve(self.app, host, port, context)
         return self.url
 
     async def stop(self) -> None:
@@ -479,13 +467,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    try:
-        asyncio.run(_serve(args))
-    except OSError as exc:
-        print(f"ews emulator: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_standalone("ews emulator", _serve(args), args.log_level)
 
 
 if __name__ == "__main__":

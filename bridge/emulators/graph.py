@@ -45,7 +45,6 @@ notification URLs may be plain http on loopback (Graph insists on https); the Ma
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import ssl
@@ -67,7 +66,7 @@ from bridge.emulators.graph_faults import FaultRule, Faults, Stats, rule_from_js
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
 from bridge.emulators.graph_notify import Notifier
 from bridge.emulators.graph_render import render, render_stored
-from bridge.emulators.running import until_signalled
+from bridge.emulators.running import run_standalone, serve, until_signalled
 from bridge.emulators.tls import LoopbackCA
 
 log = logging.getLogger(__name__)
@@ -123,18 +122,7 @@ class GraphEmulator:
         """Serve HTTPS on `host:port` (0: a free port); the base URL, e.g. https://127.0.0.1:PORT."""
         if self._runner is not None:
             raise RuntimeError("the Graph emulator is already running")
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=self.ca.server_context())
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
-        self._base_url = f"https://[{shown}]:{bound}" if ":" in shown else f"https://{shown}:{bound}"
+        self._runner, self._base_url = await serve(self.app, host, port, self.ca.server_context())
         return self._base_url
 
     async def stop(self) -> None:
@@ -534,13 +522,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    try:
-        asyncio.run(_serve(args))
-    except OSError as exc:
-        print(f"graph emulator: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_standalone("graph emulator", _serve(args), args.log_level)
 
 
 if __name__ == "__main__":

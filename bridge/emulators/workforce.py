@@ -53,7 +53,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.emulators.running import until_signalled
+from bridge.emulators.running import run_standalone, serve, until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -155,18 +155,7 @@ class WorkforceReceiver:
         """Serve on `host:port` (0: a free port); returns the webhook URL to give the bridge."""
         if self._runner is not None:
             raise RuntimeError("the workforce receiver is already running")
-        # A short shutdown wait: a request held up by `slow` must not hold up stopping.
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self._base_url = f"http://[{shown}]:{bound}" if ":" in shown else f"http://{shown}:{bound}"
+        self._runner, self._base_url = await serve(self._build_app(), host, port, None)
         return self.url
 
     async def stop(self) -> None:
@@ -455,13 +444,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    try:
-        asyncio.run(_serve(args))
-    except (OSError, ValueError) as exc:
-        print(f"workforce receiver: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_standalone("workforce receiver", _serve(args), args.log_level)
 
 
 if __name__ == "__main__":
