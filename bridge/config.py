@@ -81,6 +81,8 @@ class EwsSourceConfig:
     verify_tls: bool = True
     ca_file: Path | None = None
     watch: Literal["streaming", "pull"] = "streaming"
+    # The server's HangingConnectionLimit for the service account (3 by default on-premises).
+    streams: int = 3
     kind: Literal["ews"] = "ews"
 
 
@@ -414,7 +416,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 password=secrets[("sources", name, "password")],
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "service_endpoint"),
-                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls", "watch"),
+                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls", "watch", "streams"),
             )
     only_source = next(iter(sources)) if len(sources) == 1 else ""
     sync = as_dict(data.get("sync"))

@@ -93,7 +93,7 @@ class Service:
         )
         # EWS sources are watched by streaming (or pull) subscriptions; Graph's by webhook subscriptions, above.
         self.watchers = {
-            name: EwsWatcher(source, mode=settings.watch)
+            name: EwsWatcher(source, mode=settings.watch, max_streams=settings.streams)
             for name, source in self.sources.items()
             if isinstance(source, EwsSource) and isinstance(settings := config.sources.get(name), EwsSourceConfig)
         }

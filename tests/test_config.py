@@ -106,6 +106,19 @@ def test_an_ews_source_is_validated_and_read(tmp_path: Path) -> None:
         password="ews-password-value",
     )
     assert (source.auth_type, source.version, source.impersonation, source.verify_tls) == ("ntlm", None, True, True)
+    assert (source.watch, source.streams) == ("streaming", 3)
+
+
+def test_an_ews_source_may_poll_and_hold_more_streams(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    watch: pull\n    streams: 6\n    password: ews")
+    source = load(tmp_path, text).sources["onprem"]
+    assert isinstance(source, EwsSourceConfig)
+    assert (source.watch, source.streams) == ("pull", 6)
+
+
+def test_an_ews_source_needs_at_least_one_stream(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    streams: 0\n    password: ews")
+    assert "sources.onprem.streams: 0 is less than the minimum of 1" in problems(tmp_path, text)
 
 
 def test_a_mailbox_without_source_belongs_to_the_only_source(tmp_path: Path) -> None:

@@ -42,7 +42,10 @@ minute. The loop thread instead shuts the stream's socket for reading (urllib3's
 for exactly this): the blocked read sees the end of the stream at once and the thread ends.
 
 Pull mode: the same cycle with pull subscriptions and one GetEvents per member every `pull_interval` seconds, for
-when streaming is not possible (a load balancer cutting long responses).
+when streaming is not possible (a load balancer cutting long responses). Streaming also gives way to pull beyond
+`max_streams` connections: Exchange lets a service account hold only so many streaming connections at once (its
+throttling policy's HangingConnectionLimit, 3 by default on-premises) and refuses the next, so the groups past
+that number poll instead of failing.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ _IDLE = 60.0  # how long to wait when a group's members were all refused
 @dataclass(eq=False)
 class _Group:
     number: int
+    streaming: bool
     members: list[str] = field(default_factory=list)
 
 
@@ -186,6 +190,7 @@ class EwsWatcher:
         backoff_max: float = 300.0,
         mode: Literal["streaming", "pull"] = "streaming",
         pull_interval: float = 30.0,
+        max_streams: int = 3,
     ) -> None:
         if not 1 <= connection_minutes <= 30:
             raise ValueError("connection_minutes must be 1 to 30 (GetStreamingEvents' ConnectionTimeout)")
@@ -198,6 +203,7 @@ class EwsWatcher:
         self._backoff_max = backoff_max
         self._mode = mode
         self._pull_interval = pull_interval
+        self._max_streams = max_streams
         self._outages = Outages(log)
         self._failing: set[int] = set()
         self._outage_kind = ""
@@ -226,7 +232,8 @@ class EwsWatcher:
                 self._regroup.clear()
                 wanted = await self._new_groups()
                 for _ in range(wanted):
-                    group = _Group(next(numbers))
+                    streams = sum(1 for group in self._groups if group.streaming)
+                    group = _Group(next(numbers), streaming=self._mode == "streaming" and streams < self._max_streams)
                     self._groups.append(group)
                     task = asyncio.create_task(self._watch(group), name=f"ews-watch-{self._source.name}-{group.number}")
                     tasks.add(task)
@@ -289,8 +296,7 @@ class EwsWatcher:
         self._regroup.set()
 
     def _reserve(self) -> None:
-        if self._mode == "streaming":
-            self._source.reserve_stream_connections(len(self._groups))
+        self._source.reserve_stream_connections(sum(1 for group in self._groups if group.streaming))
 
     async def _watch(self, group: _Group) -> None:
         failures = 0
@@ -307,7 +313,7 @@ class EwsWatcher:
                         pause = _IDLE  # every member refused: the engine disables them, `mailboxes()` drops them
                         continue
                     await self._notify([s.address for s in subscriptions])  # the catch-up
-                    if self._mode == "streaming":
+                    if group.streaming:
                         await self._listen(group, subscriptions)
                     else:
                         await self._poll(group, subscriptions)
@@ -374,25 +380,27 @@ class EwsWatcher:
         """Subscribe the members into `made` (filled as it goes, so a failure still unsubscribes the rest)."""
         members = list(group.members)
         while members and not made:  # the first member that subscribes anchors the group
-            anchor = await self._subscribe_one(members.pop(0), cookie=None)
+            anchor = await self._subscribe_one(members.pop(0), cookie=None, streaming=group.streaming)
             if anchor is not None:
                 made.append(anchor)
         if not made:
             return
         cookie = made[0].account.affinity_cookie
         results = await asyncio.gather(
-            *(self._subscribe_one(address, cookie=cookie) for address in members), return_exceptions=True
+            *(self._subscribe_one(address, cookie=cookie, streaming=group.streaming) for address in members),
+            return_exceptions=True,
         )
         made.extend(result for result in results if isinstance(result, _Subscription))
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _subscribe_one(self, address: str, *, cookie: str | None) -> _Subscription | None:
+    async def _subscribe_one(self, address: str, *, cookie: str | None, streaming: bool) -> _Subscription | None:
         key = f"ews-watch:{self._source.name}:{address.lower()}"
         try:
             subscription = await self._source._run(
-                f"subscribing to the calendar of {address}", lambda: self._make_subscription(address, cookie)
+                f"subscribing to the calendar of {address}",
+                lambda: self._make_subscription(address, cookie, streaming=streaming),
             )
         except MailboxNotFound as exc:
             self._outages.failed(key, f"EWS mailbox {address} is left out of change notifications: {exc}")
@@ -400,13 +408,13 @@ class EwsWatcher:
         self._outages.recovered(key, f"EWS mailbox {address} has change notifications again")
         return subscription
 
-    def _make_subscription(self, address: str, cookie: str | None) -> _Subscription:
+    def _make_subscription(self, address: str, cookie: str | None, *, streaming: bool) -> _Subscription:
         account = self._source._account(address)
         if cookie:
             # Route the subscription to the anchor's mailbox server, where the group's connection is served.
             account.affinity_cookie = cookie
         calendar = account.calendar
-        if self._mode == "streaming":
+        if streaming:
             return _Subscription(address, account, str(calendar.subscribe_to_streaming(event_types=_EVENT_TYPES)), None)
         # A pull subscription dies when no GetEvents comes within its timeout (minutes): leave room for slow rounds.
         timeout = min(1440, max(10, math.ceil(3 * self._pull_interval / 60)))

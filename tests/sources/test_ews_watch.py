@@ -188,6 +188,27 @@ async def test_more_mailboxes_than_fit_a_connection_use_several_and_all_changes_
     assert sorted(len(batch) for batch in changes.batches[:caught_up]) == [1, 2, 2]
 
 
+async def test_groups_beyond_the_stream_limit_poll_instead(source: EwsSource, ews: EwsEmulator) -> None:
+    ews.streams.minute = 60.0
+    extra = [f"user{n}@corp.example" for n in range(3)]
+    for address in extra:
+        ews.add_mailbox(address)
+    everyone = [ALICE, BOB, *extra]
+    changes = Changes()
+    async with watching(source, everyone, changes, per_connection=2, max_streams=1, pull_interval=0.1):
+        await changes.wait_for(lambda batches: set().union(*batches) == set(everyone))
+        await asyncio.sleep(0.3)
+        streams = [len(connection.subscriptions) for connection in ews.streams.open]
+        kinds = sorted(subscription["kind"] for subscription in ews.subscriptions())
+        caught_up = len(changes.batches)
+        for address in everyone:
+            outlook_item(ews, address)
+        await changes.wait_for(lambda batches: set().union(*batches[caught_up:]) == set(everyone), within=3.0)
+
+    assert len(streams) == 1  # the server's limit on streaming connections is kept
+    assert kinds.count("pull") == 5 - streams[0]
+
+
 async def test_a_mailbox_that_does_not_exist_is_left_out_and_the_others_are_watched(
     source: EwsSource, ews: EwsEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
