@@ -30,7 +30,7 @@ from bridge.errors import UserError
 from bridge.store import Database
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
-from bridge.web.bodies import Invalid, invalid_request, read_json, read_limited, too_large
+from bridge.web.bodies import ADDRESS, Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
 from bridge.web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ OnMappingChange = Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
 MAX_BODY = 16 * 1024  # a mailbox request is a few short fields
 MAX_MAPPING = 256 * 1024
 MAPPING_TYPES = frozenset({"application/yaml", "text/yaml", "text/plain"})
-# The same rules as a mailbox in the configuration (config.schema.json), so both ways in accept the same mailboxes.
-_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_ADDRESS = 320  # RFC 3696 errata: 64 before the @, 255 after
 MAX_WORKFORCE_ID = 200
 MAX_REASON = 500
@@ -83,9 +81,9 @@ class AdminRoutes:
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
-        _unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
+        unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
         address = _string(body, "address", MAX_ADDRESS, invalid)
-        if address is not None and not _ADDRESS.fullmatch(address):
+        if address is not None and not ADDRESS.fullmatch(address):
             invalid.append({"name": "address", "reason": "not a mail address"})
         workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
         source = self._source(body, invalid)
@@ -114,7 +112,7 @@ class AdminRoutes:
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
-        _unknown_fields(body, {"reason"}, invalid)
+        unknown_fields(body, {"reason"}, invalid)
         reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
         if invalid:
             return invalid_request(invalid)
@@ -309,8 +307,3 @@ def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, re
         invalid.append({"name": name, "reason": f"at most {limit} characters"})
         return None
     return value.strip()
-
-
-def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid) -> None:
-    for name in sorted(body.keys() - allowed):
-        invalid.append({"name": name, "reason": f"unknown field; expected one of {sorted(allowed)}"})

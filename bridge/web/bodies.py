@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from bridge.web.problems import problem
 
 # Each wrong field as RFC 9457's `invalid_params` entries: {"name": ..., "reason": ...}.
 Invalid = list[dict[str, str]]
+# What the configuration accepts as a mailbox address (config.schema.json), so every way in agrees.
+ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -44,3 +47,8 @@ def invalid_request(invalid: Invalid) -> web.Response:
 
 def too_large(limit: int) -> web.Response:
     return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
+
+
+def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
+    for name in sorted(body.keys() - allowed):
+        invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})

@@ -19,7 +19,7 @@ from bridge.relay import Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
-from bridge.web.bodies import Invalid, invalid_request, read_json
+from bridge.web.bodies import ADDRESS, Invalid, invalid_request, read_json, unknown_fields
 from bridge.web.problems import PROBLEM_TYPE, problem
 
 MAX_BODY = 64 * 1024
@@ -28,7 +28,6 @@ MAX_SUBJECT = 255
 MAX_TEXT = 32 * 1024
 MAX_RECIPIENTS = 500
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
-_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class CommandRoutes:
@@ -95,7 +94,7 @@ class CommandRoutes:
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
-        _unknown_fields(body, {"template", "until"}, invalid)
+        unknown_fields(body, {"template", "until"}, invalid)
         template = _template(body.get("template"), self._mapping(), invalid, required=True)
         normalised: dict[str, Any] = {"template": template}
         if body.get("until") is not None:
@@ -113,7 +112,7 @@ class CommandRoutes:
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
-        _unknown_fields(body, {"to", "cc", "bcc", "subject", "body", "content_type"}, invalid)
+        unknown_fields(body, {"to", "cc", "bcc", "subject", "body", "content_type"}, invalid)
         lists = {name: _addresses(body.get(name, []), name, invalid) for name in ("to", "cc", "bcc")}
         if not lists["to"] and not any(item["name"].startswith("to") for item in invalid):
             invalid.append({"name": "to", "reason": "name at least one recipient"})
@@ -206,7 +205,7 @@ def _appointment(
     body: dict[str, Any], mapping: TemplateMapping, now: datetime, invalid: Invalid, *, partial: bool
 ) -> dict[str, Any]:
     """The checked, normalised fields of a create (all required ones present) or of a change (`partial`)."""
-    _unknown_fields(body, _APPOINTMENT_FIELDS - ({"recurrence"} if partial else set()), invalid)
+    unknown_fields(body, _APPOINTMENT_FIELDS - ({"recurrence"} if partial else set()), invalid)
     normalised: dict[str, Any] = {}
     template = _template(body.get("template"), mapping, invalid, required=not partial)
     if template is not None:
@@ -252,7 +251,7 @@ def _recurrence(
         invalid.append({"name": "recurrence", "reason": "an object: pattern, interval, days_of_week, until"})
         return None
     before = len(invalid)
-    _unknown_fields(value, {"pattern", "interval", "days_of_week", "until"}, invalid, prefix="recurrence.")
+    unknown_fields(value, {"pattern", "interval", "days_of_week", "until"}, invalid, prefix="recurrence.")
     pattern = value.get("pattern")
     if pattern not in {p.value for p in Pattern}:
         invalid.append({"name": "recurrence.pattern", "reason": "daily or weekly"})
@@ -345,11 +344,6 @@ def _addresses(value: Any, name: str, invalid: Invalid) -> list[str]:
         invalid.append({"name": name, "reason": "a list of mail addresses"})
         return []
     for index, address in enumerate(value):
-        if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        if not isinstance(address, str) or not ADDRESS.fullmatch(address):
             invalid.append({"name": f"{name}[{index}]", "reason": "not a mail address"})
     return [address for address in value if isinstance(address, str)]
-
-
-def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
-    for name in sorted(body.keys() - allowed):
-        invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})
