@@ -73,7 +73,10 @@ def plan_delta(
             incoming[appointment.item_id] = appointment
             gone.pop(appointment.item_id, None)
         else:
-            gone[appointment.item_id] = appointment.end > window.start
+            # Aged out only if what was mirrored had ended before the window: an appointment a person moved from
+            # inside the window into the past is gone from what the workforce system must show.
+            old = mirror.get(appointment.item_id)
+            gone[appointment.item_id] = old is not None and old.appointment.end > window.start
     for item_id in delta.removed:
         if item_id not in incoming:
             gone[item_id] = True

@@ -175,6 +175,16 @@ def test_an_appointment_that_ended_before_the_window_ages_out_silently() -> None
     assert plan.removed == 0
 
 
+def test_moving_an_appointment_into_the_past_deletes_it() -> None:
+    mirror = synced(appointment())
+    moved = appointment(change_key="ck-a1-2", start=T0 - timedelta(days=3), end=T0 - timedelta(days=3, hours=-1))
+
+    plan = plan_delta(mirror, delta(moved), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.DELETED, "a1")]  # found by the state machine below
+    assert plan.drop == ("a1",)
+
+
 def test_moving_an_appointment_beyond_the_window_deletes_it() -> None:
     mirror = synced(appointment())
     far = WINDOW.end + timedelta(days=3)
