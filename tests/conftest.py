@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,6 +17,7 @@ from bridge.config import GraphSourceConfig
 from bridge.demo import OnPrem, write_config
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration
+from bridge.emulators.workforce import WorkforceReceiver
 from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database
 
@@ -61,6 +63,20 @@ def db(database_url: DatabaseUrl) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+WORKFORCE_SECRET = "whsec_" + base64.b64encode(b"workforce-receiver-test-key-0123").decode()
+
+
+@pytest.fixture
+async def workforce() -> AsyncIterator[WorkforceReceiver]:
+    """The workforce system's webhook receiver on loopback; it checks signatures made with WORKFORCE_SECRET."""
+    receiver = WorkforceReceiver(WORKFORCE_SECRET)
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.stop()
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Delivery of the outbox to the workforce system: over real HTTP to the receiver emulator, on both backends."""
+"""Delivery of the outbox to the workforce system: over real HTTP to the workforce emulator, on both backends."""
 
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ from bridge.emulators.workforce import WorkforceReceiver
 from bridge.errors import UserError
 from bridge.store import Database, MailboxRow, OutboxRow
 from bridge.store.outbox import add_changes, changes_after
-from tests.conftest import DatabaseUrl
+from tests.conftest import WORKFORCE_SECRET, DatabaseUrl
 
-SECRET = "whsec_" + base64.b64encode(b"delivery-test-signing-key-012345").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-key-the-receiver-knows!!").decode()
 FAST = DeliveryTiming(
     lease=timedelta(seconds=5),
@@ -112,29 +111,19 @@ async def running(worker: DeliveryWorker) -> AsyncIterator[asyncio.Event]:
         await task
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[WorkforceReceiver]:
-    emulator = WorkforceReceiver(SECRET)
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
-
 Workers = Callable[..., DeliveryWorker]
 
 
 @pytest.fixture
-async def workers(db: Database, receiver: WorkforceReceiver) -> AsyncIterator[Workers]:
-    """Makes delivery workers for the receiver (owner "a" unless told), closing them afterwards."""
+async def workers(db: Database, workforce: WorkforceReceiver) -> AsyncIterator[Workers]:
+    """Makes delivery workers for the workforce (owner "a" unless told), closing them afterwards."""
     made: list[DeliveryWorker] = []
 
     def make(
-        *, owner: str = "a", database: Database | None = None, secret: str = SECRET, **options: Any
+        *, owner: str = "a", database: Database | None = None, secret: str = WORKFORCE_SECRET, **options: Any
     ) -> DeliveryWorker:
         options.setdefault("timing", FAST)
-        config = WorkforceConfig(url=receiver.url, signing_secret=secret)
+        config = WorkforceConfig(url=workforce.url, signing_secret=secret)
         worker = DeliveryWorker(database or db, config, owner=owner, **options)
         made.append(worker)
         return worker
@@ -230,19 +219,19 @@ def test_add_changes_writes_the_documented_change_object(db: Database) -> None:
 
 
 async def test_a_change_arrives_signed_and_verified(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     [sent] = emit(db, "adele@contoso.com", 1)
 
     delivered = await workers().deliver_once()
 
     assert delivered == 1
-    assert receiver.changes == [sent]
-    assert receiver.stats()["byStatus"] == {"200": 1}
+    assert workforce.changes == [sent]
+    assert workforce.stats()["byStatus"] == {"200": 1}
 
 
 async def test_a_delivered_change_is_marked_with_its_attempt(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
 
@@ -253,18 +242,18 @@ async def test_a_delivered_change_is_marked_with_its_attempt(
     assert (row.attempts, row.last_error) == (1, None)
 
 
-async def test_requests_are_json_from_the_bridge(db: Database, receiver: WorkforceReceiver, workers: Workers) -> None:
+async def test_requests_are_json_from_the_bridge(db: Database, workforce: WorkforceReceiver, workers: Workers) -> None:
     emit(db, "adele@contoso.com", 1)
 
     await workers().deliver_once()
 
-    [request] = receiver.requests
+    [request] = workforce.requests
     assert request["contentType"] == "application/json"
     assert request["userAgent"].startswith("presence-bridge/")
 
 
 async def test_a_rejected_signature_keeps_the_change_for_later(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
 
@@ -272,7 +261,7 @@ async def test_a_rejected_signature_keeps_the_change_for_later(
 
     [row] = outbox(db)
     assert delivered == 0
-    assert receiver.changes == []
+    assert workforce.changes == []
     assert row.delivered_at is None
     assert row.attempts == 1
     assert row.last_error is not None
@@ -280,53 +269,53 @@ async def test_a_rejected_signature_keeps_the_change_for_later(
 
 
 async def test_changes_go_in_batches_of_at_most_batch_size(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 5)
 
     delivered = await workers(batch_size=2).deliver_once()
 
     assert delivered == 5
-    assert [request["changes"] for request in receiver.requests] == [2, 2, 1]
-    assert sequences(receiver.changes, "adele@contoso.com") == [1, 2, 3, 4, 5]
+    assert [request["changes"] for request in workforce.requests] == [2, 2, 1]
+    assert sequences(workforce.changes, "adele@contoso.com") == [1, 2, 3, 4, 5]
 
 
 async def test_a_batch_holds_the_changes_of_one_mailbox_only(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 2)
     emit(db, "bob@contoso.com", 2)
 
     await workers().deliver_once()
 
-    assert sorted(request["mailboxes"] for request in receiver.requests) == [
+    assert sorted(request["mailboxes"] for request in workforce.requests) == [
         ["adele@contoso.com"],
         ["bob@contoso.com"],
     ]
 
 
 async def test_mailboxes_are_delivered_side_by_side_each_in_order(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     addresses = [f"person{n}@contoso.com" for n in range(6)]
     for address in addresses:
         emit(db, address, 6)
-    receiver.slow(50)
+    workforce.slow(50)
 
     delivered = await workers(batch_size=2, concurrency=6).deliver_once()
 
     assert delivered == 36
-    assert all(sequences(receiver.changes, address) == [1, 2, 3, 4, 5, 6] for address in addresses)
-    assert receiver.anomalies == []
-    assert receiver.stats()["overlaps"] == 0
-    assert receiver.stats()["peakInFlight"] > 1
+    assert all(sequences(workforce.changes, address) == [1, 2, 3, 4, 5, 6] for address in addresses)
+    assert workforce.anomalies == []
+    assert workforce.stats()["overlaps"] == 0
+    assert workforce.stats()["peakInFlight"] > 1
 
 
 async def test_a_failed_batch_waits_for_its_backoff(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 2)
-    receiver.fail(status=500, count=1)
+    workforce.fail(status=500, count=1)
     clock = Clock()
     worker = workers(clock=clock)
 
@@ -336,14 +325,14 @@ async def test_a_failed_batch_waits_for_its_backoff(
     after = await worker.deliver_once()
 
     assert (failed, too_soon, after) == (0, 0, 2)
-    assert len(receiver.requests) == 2
+    assert len(workforce.requests) == 2
 
 
 async def test_a_failed_attempt_is_recorded_on_its_changes(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 2)
-    receiver.fail(status=503, count=1)
+    workforce.fail(status=503, count=1)
     clock = Clock()
 
     await workers(clock=clock).deliver_once()
@@ -356,10 +345,10 @@ async def test_a_failed_attempt_is_recorded_on_its_changes(
 
 
 async def test_a_mailbox_backing_off_holds_back_its_later_changes(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
-    receiver.fail(status=500, count=1)
+    workforce.fail(status=500, count=1)
     clock = Clock()
     worker = workers(clock=clock, timing=DeliveryTiming(backoff_first=timedelta(minutes=1)))
     await worker.deliver_once()
@@ -369,15 +358,15 @@ async def test_a_mailbox_backing_off_holds_back_its_later_changes(
     held_back = await worker.deliver_once()
 
     assert held_back == 0
-    assert receiver.changes == []
+    assert workforce.changes == []
 
 
 async def test_a_mailbox_backing_off_does_not_hold_back_the_others(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
     emit(db, "bob@contoso.com", 1)
-    receiver.fail(status=500, count=1)
+    workforce.fail(status=500, count=1)
     clock = Clock()
     worker = workers(clock=clock, concurrency=1)
     await worker.deliver_once()  # the longest waiting mailbox first: Adele's, which fails
@@ -385,14 +374,14 @@ async def test_a_mailbox_backing_off_does_not_hold_back_the_others(
     delivered = await worker.deliver_once()
 
     assert delivered == 1
-    assert [change["mailbox"] for change in receiver.changes] == ["bob@contoso.com"]
+    assert [change["mailbox"] for change in workforce.changes] == ["bob@contoso.com"]
 
 
 async def test_a_receiver_too_slow_to_answer_is_tried_again(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
-    receiver.slow(1000, count=1)
+    workforce.slow(1000, count=1)
     clock = Clock()
     worker = workers(clock=clock, timing=DeliveryTiming(timeout=timedelta(milliseconds=200)))
 
@@ -407,11 +396,11 @@ async def test_a_receiver_too_slow_to_answer_is_tried_again(
 
 
 async def test_an_unreachable_receiver_is_an_attempt_like_any_other(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
     worker = workers()
-    await receiver.stop()
+    await workforce.stop()
 
     delivered = await worker.deliver_once()
 
@@ -423,22 +412,22 @@ async def test_an_unreachable_receiver_is_an_attempt_like_any_other(
 
 
 async def test_a_receiver_down_for_a_while_gets_everything_in_order_once_back(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
-    receiver.fail(status=500)
+    workforce.fail(status=500)
     worker = workers(batch_size=3)
     async with running(worker):
         emit(db, "adele@contoso.com", 4)
         emit(db, "bob@contoso.com", 4)
         worker.notify()
-        await wait_until(lambda: len(receiver.requests) >= 6)  # each mailbox's first batch failed three times
-        assert receiver.changes == []
+        await wait_until(lambda: len(workforce.requests) >= 6)  # each mailbox's first batch failed three times
+        assert workforce.changes == []
 
-        receiver.recover()
-        changes = await receiver.wait_for(8)
+        workforce.recover()
+        changes = await workforce.wait_for(8)
 
     assert sequences(changes, "adele@contoso.com") == sequences(changes, "bob@contoso.com") == [1, 2, 3, 4]
-    assert receiver.anomalies == []
+    assert workforce.anomalies == []
     rows = outbox(db)
     assert all(row.delivered_at is not None for row in rows)
     first_batches = [row for row in rows if row.sequence <= 3]
@@ -449,17 +438,17 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order_once_back(
 
 
 async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
-    db: Database, receiver: WorkforceReceiver, workers: Workers, caplog: pytest.LogCaptureFixture
+    db: Database, workforce: WorkforceReceiver, workers: Workers, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.delivery")
-    receiver.fail(status=503)
+    workforce.fail(status=503)
     worker = workers()
     async with running(worker):
         emit(db, "adele@contoso.com", 1)
         worker.notify()
         await wait_until(lambda: outbox(db)[0].attempts >= 4)
-        receiver.recover()
-        await receiver.wait_for(1)
+        workforce.recover()
+        await workforce.wait_for(1)
 
     messages = [record.getMessage() for record in caplog.records if record.name == "bridge.delivery"]
     assert len(messages) == 2
@@ -468,7 +457,7 @@ async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
 
 
 async def test_notify_wakes_the_worker_before_its_poll(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     worker = workers(timing=DeliveryTiming(poll=timedelta(minutes=5)))
     async with running(worker):
@@ -476,19 +465,19 @@ async def test_notify_wakes_the_worker_before_its_poll(
         [sent] = emit(db, "adele@contoso.com", 1)
         worker.notify()
 
-        assert await receiver.wait_for(1, within=5) == [sent]
+        assert await workforce.wait_for(1, within=5) == [sent]
 
 
 async def test_stopping_lets_the_request_in_flight_finish_and_records_it(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
-    receiver.slow(300)
+    workforce.slow(300)
     worker = workers(batch_size=1)
     async with running(worker) as stop:
         emit(db, "adele@contoso.com", 1)
         emit(db, "adele@contoso.com", 1)
         worker.notify()
-        await wait_until(lambda: receiver.stats()["inFlight"] == 1)
+        await wait_until(lambda: workforce.stats()["inFlight"] == 1)
         stop.set()
 
     first, second = outbox(db)
@@ -497,7 +486,7 @@ async def test_stopping_lets_the_request_in_flight_finish_and_records_it(
     assert mailbox_row(db, "adele@contoso.com").delivery_owner is None
 
 
-async def test_without_a_url_nothing_is_sent(db: Database, receiver: WorkforceReceiver) -> None:
+async def test_without_a_url_nothing_is_sent(db: Database, workforce: WorkforceReceiver) -> None:
     emit(db, "adele@contoso.com", 1)
     worker = DeliveryWorker(db, WorkforceConfig(), owner="a", timing=FAST)
 
@@ -505,7 +494,7 @@ async def test_without_a_url_nothing_is_sent(db: Database, receiver: WorkforceRe
     async with running(worker):
         await asyncio.sleep(0.1)
 
-    assert receiver.requests == []
+    assert workforce.requests == []
 
 
 def test_a_url_without_a_signing_secret_is_refused(db: Database) -> None:
@@ -517,7 +506,7 @@ def test_a_url_without_a_signing_secret_is_refused(db: Database) -> None:
 
 
 async def test_the_lease_is_given_back_once_the_mailbox_is_drained(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 2)
 
@@ -528,7 +517,7 @@ async def test_the_lease_is_given_back_once_the_mailbox_is_drained(
 
 
 async def test_a_mailbox_leased_by_another_instance_is_left_alone_until_its_lease_runs_out(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emit(db, "adele@contoso.com", 1)
     clock = Clock()
@@ -546,10 +535,10 @@ async def test_a_mailbox_leased_by_another_instance_is_left_alone_until_its_leas
 
 
 async def test_two_instances_never_deliver_one_mailbox_at_the_same_time(
-    db: Database, second_db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, second_db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     addresses = [f"person{n}@contoso.com" for n in range(6)]
-    receiver.slow(10)
+    workforce.slow(10)
     first = workers(owner="a", batch_size=3, concurrency=4)
     second = workers(owner="b", database=second_db, batch_size=3, concurrency=4)
     async with running(first), running(second):
@@ -559,12 +548,12 @@ async def test_two_instances_never_deliver_one_mailbox_at_the_same_time(
             first.notify()
             second.notify()
             await asyncio.sleep(0.05)
-        changes = await receiver.wait_for(72, within=15)
+        changes = await workforce.wait_for(72, within=15)
 
     assert all(sequences(changes, address) == list(range(1, 13)) for address in addresses)
-    assert receiver.anomalies == []
-    assert receiver.stats()["overlaps"] == 0
-    assert receiver.duplicates == 0
+    assert workforce.anomalies == []
+    assert workforce.stats()["overlaps"] == 0
+    assert workforce.duplicates == 0
 
 
 # -- the pull feed -----------------------------------------------------------------------------------------
@@ -596,7 +585,7 @@ def test_changes_after_the_last_one_returns_the_same_cursor(db: Database) -> Non
 
 
 async def test_the_pull_feed_keeps_delivered_changes(
-    db: Database, receiver: WorkforceReceiver, workers: Workers
+    db: Database, workforce: WorkforceReceiver, workers: Workers
 ) -> None:
     emitted = emit(db, "adele@contoso.com", 2)
     await workers().deliver_once()

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -15,24 +14,12 @@ import pytest
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
-from tests.conftest import free_port, write_bridge_config
-
-SECRET = "whsec_cnVuLXRlc3Qtc2lnbmluZy1zZWNyZXQtMDEyMzQ1"
+from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
 
 
 def _at(days: int, hour: float) -> dict[str, str]:
     moment = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
     return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-@pytest.fixture
-async def workforce() -> AsyncIterator[WorkforceReceiver]:
-    receiver = WorkforceReceiver(SECRET)
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.stop()
 
 
 @pytest.fixture
@@ -49,7 +36,7 @@ def config_path(
         app=tenant_app,
         mailbox=adele.user_principal_name,
         workforce_url=workforce.url,
-        secret=SECRET,
+        secret=WORKFORCE_SECRET,
         database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
         port=free_port(),
     )

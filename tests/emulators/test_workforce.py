@@ -1,4 +1,4 @@
-"""The workforce receiver emulator: Standard Webhooks checks, change bookkeeping, faults and its control API.
+"""The workforce workforce emulator: Standard Webhooks checks, change bookkeeping, faults and its control API.
 
 Requests are signed here by the spec's recipe, independently of both the emulator and the bridge.
 """
@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from bridge.emulators.workforce import SignatureError, WorkforceReceiver, verify
+from tests.conftest import WORKFORCE_SECRET
 
-SECRET = "whsec_" + base64.b64encode(b"workforce-receiver-test-key-0123").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-key-entirely-45678901").decode()
 # The Standard Webhooks test vector (its reference libraries' tests): secret, id, timestamp, body, signature.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -50,7 +50,7 @@ def change(sequence: int, mailbox: str = "adele@contoso.com", change_id: str | N
 
 
 class Sender:
-    """Posts changes to the receiver as a workforce webhook sender would, with knobs to get it wrong."""
+    """Posts changes to the workforce as a workforce webhook sender would, with knobs to get it wrong."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
         self.http = http
@@ -60,7 +60,7 @@ class Sender:
         self,
         changes: list[dict[str, Any]],
         *,
-        secret: str = SECRET,
+        secret: str = WORKFORCE_SECRET,
         timestamp: int | None = None,
         body: bytes | None = None,
         signed_body: bytes | None = None,
@@ -84,24 +84,14 @@ class Sender:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WorkforceReceiver]:
-    emulator = WorkforceReceiver(SECRET)
-    await emulator.start()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
 
 @pytest.fixture
-def sender(http: aiohttp.ClientSession, receiver: WorkforceReceiver) -> Sender:
-    return Sender(http, receiver.url)
+def sender(http: aiohttp.ClientSession, workforce: WorkforceReceiver) -> Sender:
+    return Sender(http, workforce.url)
 
 
 def test_verify_accepts_the_standard_webhooks_test_vector() -> None:
@@ -140,132 +130,132 @@ def test_a_malformed_secret_is_refused_at_once() -> None:
         WorkforceReceiver("whsec_not base64!")
 
 
-async def test_a_signed_change_is_accepted_and_recorded(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_signed_change_is_accepted_and_recorded(workforce: WorkforceReceiver, sender: Sender) -> None:
     sent = change(1)
 
     response = await sender.post([sent])
 
     assert response.status == 200
-    assert receiver.changes == [sent]
-    assert receiver.stats()["rejected"] == 0
+    assert workforce.changes == [sent]
+    assert workforce.stats()["rejected"] == 0
 
 
-async def test_a_tampered_body_is_rejected_with_401(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_tampered_body_is_rejected_with_401(workforce: WorkforceReceiver, sender: Sender) -> None:
     genuine = json.dumps({"changes": [change(1)]}).encode()
     tampered = genuine.replace(b"busy", b"free")
 
     response = await sender.post([change(1)], body=tampered, signed_body=genuine)
 
     assert response.status == 401
-    assert receiver.changes == []
-    assert receiver.stats()["rejected"] == 1
+    assert workforce.changes == []
+    assert workforce.stats()["rejected"] == 1
 
 
-async def test_a_wrong_secret_is_rejected_with_401(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_wrong_secret_is_rejected_with_401(workforce: WorkforceReceiver, sender: Sender) -> None:
     response = await sender.post([change(1)], secret=OTHER_SECRET)
 
     assert response.status == 401
-    assert receiver.changes == []
+    assert workforce.changes == []
 
 
-async def test_an_old_timestamp_is_rejected_with_401(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_an_old_timestamp_is_rejected_with_401(workforce: WorkforceReceiver, sender: Sender) -> None:
     response = await sender.post([change(1)], timestamp=int(time.time()) - 600)
 
     assert response.status == 401
-    assert "from now" in receiver.requests[0]["reason"]
+    assert "from now" in workforce.requests[0]["reason"]
 
 
 async def test_missing_signature_headers_are_rejected_with_401(
-    http: aiohttp.ClientSession, receiver: WorkforceReceiver
+    http: aiohttp.ClientSession, workforce: WorkforceReceiver
 ) -> None:
-    async with http.post(receiver.url, json={"changes": [change(1)]}) as response:
+    async with http.post(workforce.url, json={"changes": [change(1)]}) as response:
         assert response.status == 401
 
 
-async def test_a_body_without_changes_is_answered_400(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_body_without_changes_is_answered_400(workforce: WorkforceReceiver, sender: Sender) -> None:
     response = await sender.post([change(1)], body=b'{"change": {}}')
 
     assert response.status == 400
-    assert receiver.changes == []
+    assert workforce.changes == []
 
 
 async def test_a_repeated_change_is_counted_as_a_duplicate_and_kept_once(
-    receiver: WorkforceReceiver, sender: Sender
+    workforce: WorkforceReceiver, sender: Sender
 ) -> None:
     sent = change(1)
 
     await sender.post([sent])
     await sender.post([sent])
 
-    assert receiver.changes == [sent]
-    assert receiver.duplicates == 1
-    assert receiver.anomalies == []
+    assert workforce.changes == [sent]
+    assert workforce.duplicates == 1
+    assert workforce.anomalies == []
 
 
-async def test_a_batch_is_recorded_in_its_order(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_batch_is_recorded_in_its_order(workforce: WorkforceReceiver, sender: Sender) -> None:
     batch = [change(1), change(2), change(3)]
 
     await sender.post(batch)
 
-    assert [c["sequence"] for c in receiver.changes] == [1, 2, 3]
-    assert receiver.requests[0]["changes"] == 3
+    assert [c["sequence"] for c in workforce.changes] == [1, 2, 3]
+    assert workforce.requests[0]["changes"] == 3
 
 
-async def test_a_skipped_sequence_is_an_anomaly(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_skipped_sequence_is_an_anomaly(workforce: WorkforceReceiver, sender: Sender) -> None:
     await sender.post([change(1)])
     await sender.post([change(3)])
 
-    assert receiver.anomalies == [
-        {"kind": "gap", "mailbox": "adele@contoso.com", "expected": 2, "got": 3, "changeId": receiver.changes[1]["id"]}
+    assert workforce.anomalies == [
+        {"kind": "gap", "mailbox": "adele@contoso.com", "expected": 2, "got": 3, "changeId": workforce.changes[1]["id"]}
     ]
 
 
-async def test_a_sequence_going_backwards_is_an_anomaly(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_sequence_going_backwards_is_an_anomaly(workforce: WorkforceReceiver, sender: Sender) -> None:
     await sender.post([change(1), change(2)])
     await sender.post([change(2)])
 
-    assert [anomaly["kind"] for anomaly in receiver.anomalies] == ["backwards"]
+    assert [anomaly["kind"] for anomaly in workforce.anomalies] == ["backwards"]
 
 
-async def test_sequences_are_checked_per_mailbox(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_sequences_are_checked_per_mailbox(workforce: WorkforceReceiver, sender: Sender) -> None:
     await sender.post([change(1, "adele@contoso.com")])
     await sender.post([change(1, "bob@contoso.com")])
     await sender.post([change(2, "adele@contoso.com")])
 
-    assert receiver.anomalies == []
-    assert receiver.stats()["lastSequence"] == {"adele@contoso.com": 2, "bob@contoso.com": 1}
+    assert workforce.anomalies == []
+    assert workforce.stats()["lastSequence"] == {"adele@contoso.com": 2, "bob@contoso.com": 1}
 
 
-async def test_a_batch_mixing_mailboxes_is_an_anomaly(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_a_batch_mixing_mailboxes_is_an_anomaly(workforce: WorkforceReceiver, sender: Sender) -> None:
     await sender.post([change(1, "adele@contoso.com"), change(1, "bob@contoso.com")])
 
-    assert [anomaly["kind"] for anomaly in receiver.anomalies] == ["mixedBatch"]
+    assert [anomaly["kind"] for anomaly in workforce.anomalies] == ["mixedBatch"]
 
 
 async def test_failing_for_a_count_answers_that_status_then_recovers(
-    receiver: WorkforceReceiver, sender: Sender
+    workforce: WorkforceReceiver, sender: Sender
 ) -> None:
-    receiver.fail(status=500, count=2)
+    workforce.fail(status=500, count=2)
 
     statuses = [(await sender.post([change(1)])).status for _ in range(3)]
 
     assert statuses == [500, 500, 200]
-    assert len(receiver.changes) == 1
+    assert len(workforce.changes) == 1
 
 
-async def test_failing_until_recovered(receiver: WorkforceReceiver, sender: Sender) -> None:
-    receiver.fail(status=503)
+async def test_failing_until_recovered(workforce: WorkforceReceiver, sender: Sender) -> None:
+    workforce.fail(status=503)
     during = [(await sender.post([change(1)])).status for _ in range(3)]
 
-    receiver.recover()
+    workforce.recover()
     after = (await sender.post([change(1)])).status
 
     assert during == [503, 503, 503]
     assert after == 200
 
 
-async def test_a_slow_receiver_outlasts_a_short_client_timeout(receiver: WorkforceReceiver, sender: Sender) -> None:
-    receiver.slow(500, count=1)
+async def test_a_slow_receiver_outlasts_a_short_client_timeout(workforce: WorkforceReceiver, sender: Sender) -> None:
+    workforce.slow(500, count=1)
 
     with pytest.raises(TimeoutError):
         await sender.post([change(1)], within=0.1)
@@ -275,65 +265,65 @@ async def test_a_slow_receiver_outlasts_a_short_client_timeout(receiver: Workfor
 
 
 async def test_requests_for_one_mailbox_in_flight_together_are_overlaps(
-    receiver: WorkforceReceiver, sender: Sender
+    workforce: WorkforceReceiver, sender: Sender
 ) -> None:
-    receiver.slow(200)
+    workforce.slow(200)
 
     await asyncio.gather(sender.post([change(1)]), sender.post([change(2)]))
 
-    assert receiver.stats()["overlaps"] == 1
-    assert receiver.stats()["peakInFlight"] == 2
+    assert workforce.stats()["overlaps"] == 1
+    assert workforce.stats()["peakInFlight"] == 2
 
 
-async def test_wait_for_returns_once_enough_changes_arrived(receiver: WorkforceReceiver, sender: Sender) -> None:
-    waiting = asyncio.create_task(receiver.wait_for(2, within=5))
+async def test_wait_for_returns_once_enough_changes_arrived(workforce: WorkforceReceiver, sender: Sender) -> None:
+    waiting = asyncio.create_task(workforce.wait_for(2, within=5))
     await sender.post([change(1)])
     await sender.post([change(2)])
 
     assert [c["sequence"] for c in await waiting] == [1, 2]
 
 
-async def test_wait_for_says_how_many_arrived_when_it_times_out(receiver: WorkforceReceiver, sender: Sender) -> None:
+async def test_wait_for_says_how_many_arrived_when_it_times_out(workforce: WorkforceReceiver, sender: Sender) -> None:
     await sender.post([change(1)])
 
     with pytest.raises(TimeoutError, match="1 of 2 changes"):
-        await receiver.wait_for(2, within=0.1)
+        await workforce.wait_for(2, within=0.1)
 
 
 async def test_the_control_api_sets_a_failure_and_clears_it(
-    http: aiohttp.ClientSession, receiver: WorkforceReceiver, sender: Sender
+    http: aiohttp.ClientSession, workforce: WorkforceReceiver, sender: Sender
 ) -> None:
-    async with http.put(f"{receiver.control_url}/failure", json={"status": 502, "count": 1}) as response:
+    async with http.put(f"{workforce.control_url}/failure", json={"status": 502, "count": 1}) as response:
         assert (await response.json())["failure"] == {"status": 502, "count": 1}
     failed = await sender.post([change(1)])
-    async with http.put(f"{receiver.control_url}/failure", json={"status": 503}):
+    async with http.put(f"{workforce.control_url}/failure", json={"status": 503}):
         pass
-    async with http.delete(f"{receiver.control_url}/failure"):
+    async with http.delete(f"{workforce.control_url}/failure"):
         pass
     recovered = await sender.post([change(1)])
 
     assert (failed.status, recovered.status) == (502, 200)
 
 
-async def test_the_control_api_sets_latency(http: aiohttp.ClientSession, receiver: WorkforceReceiver) -> None:
-    async with http.put(f"{receiver.control_url}/latency", json={"ms": 250}) as response:
+async def test_the_control_api_sets_latency(http: aiohttp.ClientSession, workforce: WorkforceReceiver) -> None:
+    async with http.put(f"{workforce.control_url}/latency", json={"ms": 250}) as response:
         assert (await response.json())["latencyMs"] == 250
 
 
-async def test_the_control_api_refuses_a_bad_failure(http: aiohttp.ClientSession, receiver: WorkforceReceiver) -> None:
-    async with http.put(f"{receiver.control_url}/failure", json={"status": 42}) as response:
+async def test_the_control_api_refuses_a_bad_failure(http: aiohttp.ClientSession, workforce: WorkforceReceiver) -> None:
+    async with http.put(f"{workforce.control_url}/failure", json={"status": 42}) as response:
         assert response.status == 400
 
 
 async def test_the_control_api_lists_changes_per_mailbox_and_stats(
-    http: aiohttp.ClientSession, receiver: WorkforceReceiver, sender: Sender
+    http: aiohttp.ClientSession, workforce: WorkforceReceiver, sender: Sender
 ) -> None:
     await sender.post([change(1, "adele@contoso.com")])
     await sender.post([change(1, "bob@contoso.com")])
 
-    async with http.get(f"{receiver.control_url}/changes", params={"mailbox": "Bob@Contoso.com"}) as response:
+    async with http.get(f"{workforce.control_url}/changes", params={"mailbox": "Bob@Contoso.com"}) as response:
         listed = (await response.json())["value"]
-    async with http.get(f"{receiver.control_url}/stats") as response:
+    async with http.get(f"{workforce.control_url}/stats") as response:
         stats = await response.json()
 
     assert [c["mailbox"] for c in listed] == ["bob@contoso.com"]
@@ -342,18 +332,18 @@ async def test_the_control_api_lists_changes_per_mailbox_and_stats(
 
 
 async def test_the_control_api_reset_forgets_everything(
-    http: aiohttp.ClientSession, receiver: WorkforceReceiver, sender: Sender
+    http: aiohttp.ClientSession, workforce: WorkforceReceiver, sender: Sender
 ) -> None:
     await sender.post([change(1)])
-    receiver.fail(status=500)
+    workforce.fail(status=500)
 
-    async with http.post(f"{receiver.control_url}/reset") as response:
+    async with http.post(f"{workforce.control_url}/reset") as response:
         assert response.status == 204
 
-    assert receiver.changes == []
-    assert receiver.stats()["requests"] == 0
+    assert workforce.changes == []
+    assert workforce.stats()["requests"] == 0
     assert (await sender.post([change(5)])).status == 200  # no failure left, and a fresh sequence baseline
-    assert receiver.anomalies == []
+    assert workforce.anomalies == []
 
 
 async def test_it_runs_standalone(http: aiohttp.ClientSession) -> None:
@@ -364,7 +354,7 @@ async def test_it_runs_standalone(http: aiohttp.ClientSession) -> None:
         "--port",
         "0",
         "--secret",
-        SECRET,
+        WORKFORCE_SECRET,
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -378,5 +368,5 @@ async def test_it_runs_standalone(http: aiohttp.ClientSession) -> None:
         await asyncio.wait_for(process.wait(), 10)
 
     assert health["url"] == announced["url"]
-    assert announced["secret"] == SECRET
+    assert announced["secret"] == WORKFORCE_SECRET
     assert process.returncode == 0
