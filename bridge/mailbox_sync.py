@@ -194,7 +194,7 @@ class MailboxSync:
         add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
         mailbox.mass_delete_approved = False
-        if not finish(session, claim, self._owner, now, synced=True):
+        if not finish(session, claim, self._owner, now, synced=True, locked=mailbox):
             raise LeaseLost(claim.address)
         return plan
 

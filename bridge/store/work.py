@@ -141,13 +141,16 @@ def _lease(row: MailboxRow, owner: str, until: datetime) -> Claim:
     return Claim(row.id, row.address, row.source, row.dirty_generation, until)
 
 
-def finish(session: Session, claim: Claim, owner: str, now: datetime, *, synced: bool) -> bool:
+def finish(
+    session: Session, claim: Claim, owner: str, now: datetime, *, synced: bool, locked: MailboxRow | None = None
+) -> bool:
     """Release the lease; with `synced`, record that the claim's generation is covered.
 
+    `locked` is the mailbox row when the caller's transaction already holds it FOR UPDATE (no second SELECT).
     Returns False when the lease was lost meanwhile (another instance took the mailbox over): the caller's
     transaction must then be rolled back, since its reading may be older than the new holder's.
     """
-    row = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+    row = locked or session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
     if row is None or row.lease_owner != owner:
         return False
     row.lease_owner = None
