@@ -194,16 +194,16 @@ class Relay:
     async def _submit(
         self, address: str, kind: CommandKind, payload: dict[str, Any], key: str | None, *, target: str | None = None
     ) -> Outcome:
+        command_id = str(uuid.uuid4())
+        creates = kind in (CommandKind.CREATE, CommandKind.STATE)
         draft = CommandRow(
-            id=str(uuid.uuid4()),
+            id=command_id,
             scope=address.lower(),
             kind=kind,
             idempotency_key=key,
             payload=payload,
-            transaction_id=(key or None) if kind in (CommandKind.CREATE, CommandKind.STATE) else None,
+            transaction_id=(key or command_id) if creates else None,
         )
-        if draft.transaction_id is None and kind in (CommandKind.CREATE, CommandKind.STATE):
-            draft.transaction_id = draft.id
         return await self._run(draft, target=target)
 
     async def _run(self, draft: CommandRow, *, target: str | None = None) -> Outcome:
@@ -575,7 +575,7 @@ def _template_of(appointment: Appointment, mapping: TemplateMapping) -> str | No
 
 
 def _view(appointment: Appointment, bridge_id: str, template: str | None) -> dict[str, Any]:
-    view: dict[str, Any] = {
+    return {
         "id": bridge_id,
         "exchange_id": appointment.item_id,
         "version": appointment.change_key,
@@ -586,7 +586,6 @@ def _view(appointment: Appointment, bridge_id: str, template: str | None) -> dic
         "all_day": appointment.all_day,
         "subject": appointment.subject,
     }
-    return view
 
 
 def _purged(item: Appointment) -> dict[str, Any]:

@@ -367,16 +367,19 @@ class EwsSource:
         return self._appointments(account, mailbox, [item for item in found.values() if not item.is_cancelled])
 
     def _view(self, account: Any, low: datetime, high: datetime) -> list[wire.WireItem]:
-        service = _RawFindItem(account=account)
+        return self._find(_RawFindItem(account=account), CalendarView(start=_ews_time(low), end=_ews_time(high)))
+
+    def _find(self, service: Any, calendar_view: Any) -> list[wire.WireItem]:
+        """One FindItem on the calendar with the simple fields; with `calendar_view`, the instances in its span."""
         elements = service.call(
-            folders=[account.calendar],
+            folders=[service.account.calendar],
             additional_fields=self._view_fields,
             restriction=None,
             order_fields=None,
             shape=ID_ONLY,
             query_string=None,
             depth=SHALLOW,
-            calendar_view=CalendarView(start=_ews_time(low), end=_ews_time(high)),
+            calendar_view=calendar_view,
             max_items=None,
             offset=0,
         )
@@ -544,20 +547,7 @@ class EwsSource:
     def _find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         # Without a CalendarView FindItem lists stored items (singles and series masters, never occurrences) at any
         # date, paged by exchangelib; the marker is read from each, as EWS restrictions on it would need an index.
-        account = self._account(mailbox)
-        elements = _RawFindItem(account=account, page_size=_FIND_PAGE).call(
-            folders=[account.calendar],
-            additional_fields=self._view_fields,
-            restriction=None,
-            order_fields=None,
-            shape=ID_ONLY,
-            query_string=None,
-            depth=SHALLOW,
-            calendar_view=None,
-            max_items=None,
-            offset=0,
-        )
-        items = wire.decode_items(_raising(elements))
+        items = self._find(_RawFindItem(account=self._account(mailbox), page_size=_FIND_PAGE), None)
         return tuple(wire.to_appointment(item) for item in items if item.bridge_ref and not item.in_series)
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:

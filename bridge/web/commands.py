@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.domain import Pattern, Weekday, iso_utc
-from bridge.relay import Outcome, Relay
+from bridge.relay import MAIL_SCOPE, Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
@@ -150,7 +150,7 @@ def _command_view(row: CommandRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "kind": row.kind.value,
-        "mailbox": None if row.scope == "mail" else row.scope,
+        "mailbox": None if row.scope == MAIL_SCOPE else row.scope,
         "status": row.status.value,
         "http_status": row.http_status,
         "result": row.result,
