@@ -22,7 +22,7 @@ from msgraph.generated.users.item.calendar_view.delta.delta_get_response import 
 from bridge.sources import graph_wire as wire
 
 EVENTS = 1000
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "graph"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "graph"
 
 
 def build_page() -> bytes:

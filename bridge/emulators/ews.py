@@ -2,7 +2,7 @@
 
 It stands in for Exchange 2016 in the tests, the demo and the benchmarks: the real, unmodified exchangelib
 talks to it (SOAP 1.1 on `/EWS/Exchange.asmx`), so it follows Exchange's documented behaviour and the samples
-in ../shared/fixtures/ews rather than the bridge's reading of them, faults included. It imports nothing of the
+in tests/fixtures/ews rather than the bridge's reading of them, faults included. It imports nothing of the
 bridge outside bridge/emulators/; calendars are the Graph emulator's model (graph_events.py) seen through EWS.
 
 In-process use (tests)::

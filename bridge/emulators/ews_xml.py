@@ -4,7 +4,7 @@ Exchange puts `ServerVersionInfo` in every answer's header (exchangelib reads th
 operation's answer in `m:{Operation}Response/m:ResponseMessages/m:{Operation}ResponseMessage` with a
 `ResponseClass` attribute and a `ResponseCode`, and reports request-level failures (throttling, impersonation,
 missing mailboxes) as a SOAP Fault served with HTTP 500, whose `detail` carries the EWS error code in the
-`errors` namespace. The shapes follow ../shared/fixtures/ews/EWS_SAMPLES.md (§B, §C, §M).
+`errors` namespace. The shapes follow tests/fixtures/ews/EWS_SAMPLES.md (§B, §C, §M).
 
 Uses the standard library's ElementTree: exchangelib parses whatever prefixes we choose, and the tests compare
 namespaces and local names, not prefixes.

@@ -1,7 +1,7 @@
 """A Microsoft Graph v1.0 + Entra ID tenant for calendar work, served over HTTPS on loopback.
 
 It stands in for Microsoft in the tests, the demo and the benchmarks, so it follows Graph's documented
-behaviour (and the payloads in ../shared/fixtures/graph) rather than the bridge's reading of it, faults
+behaviour (and the payloads in tests/fixtures/graph) rather than the bridge's reading of it, faults
 included. It imports nothing of the bridge outside bridge/emulators/
 
 In-process use (tests)::

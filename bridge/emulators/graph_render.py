@@ -1,7 +1,7 @@
 """Graph's JSON for calendar instances: full events, delta's occurrence stubs, `@removed` markers, `$select`
 and `$expand` of extended properties, times in the zone a `Prefer: outlook.timezone` asked for.
 
-The key order and spellings follow the documented payloads (../shared/fixtures/graph). Beyond the fixtures'
+The key order and spellings follow the documented payloads (tests/fixtures/graph). Beyond the fixtures'
 keys an event also carries `body` and `recurrence` (null except on series masters), as Graph returns them.
 """
 

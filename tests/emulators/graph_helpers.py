@@ -15,14 +15,14 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "graph"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 ADELE_ID = "8ee44408-0679-472c-bc2a-692812af3437"
 TENANT_ID = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
 CLIENT_ID = "24d3b144-21ae-4080-943f-7067b395b913"
 
 
 def fixture(name: str) -> Any:
-    """A documented Graph payload from ../shared/fixtures/graph."""
+    """A documented Graph payload from tests/fixtures/graph."""
     return json.loads((FIXTURES / name).read_text())
 
 

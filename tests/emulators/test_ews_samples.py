@@ -1,4 +1,4 @@
-"""The EWS emulator's answers have the structure of Exchange's, as ../shared/fixtures/ews/EWS_SAMPLES.md shows.
+"""The EWS emulator's answers have the structure of Exchange's, as tests/fixtures/ews/EWS_SAMPLES.md shows.
 
 Each test sends a raw SOAP request and checks that every element path and attribute name of the sample's
 answer (from its `{Operation}Response`, ResponseMessage or Fault down) also occurs in the emulator's answer;
@@ -22,7 +22,7 @@ from tests.emulators.ews_fixtures import ALICE, SERVICE_PASSWORD, SERVICE_USER, 
 
 pytestmark = pytest.mark.timeout(30)
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ews" / "EWS_SAMPLES.md"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "ews" / "EWS_SAMPLES.md"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
 TNS = "http://schemas.microsoft.com/exchange/services/2006/types"

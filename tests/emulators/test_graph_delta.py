@@ -1,4 +1,4 @@
-"""calendarView delta in the Graph emulator, checked against the documented pages in ../shared/fixtures/graph."""
+"""calendarView delta in the Graph emulator, checked against the documented pages in tests/fixtures/graph."""
 
 from __future__ import annotations
 

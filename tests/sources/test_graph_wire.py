@@ -1,4 +1,4 @@
-"""Decoding Graph payloads, checked against the shapes Microsoft documents (../shared/fixtures/graph/)."""
+"""Decoding Graph payloads, checked against the shapes Microsoft documents (tests/fixtures/graph/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from bridge.domain import AppointmentKind, FreeBusy
 from bridge.sources import graph_wire as wire
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "graph"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -16,7 +16,7 @@ from bridge.marks import DirtyMarks
 from bridge.store import Database, MailboxRow, SubscriptionRow
 from bridge.web.graph_hooks import GraphHooks
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "graph"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"  # the id the fixtures use
 CLIENT_STATE = "secretClientValue"
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
