@@ -24,7 +24,7 @@ def _parents_depth(node: ast.Subscript) -> int | None:
 
 
 def _escapes(path: Path, root: Path = ROOT) -> list[str]:
-    """Paths built from `__file__` that climb above the repository root, and literal paths to the folder beside the clone."""
+    """Paths built from `__file__` that climb above the repository root, and literal paths beside the clone."""
     found: list[str] = []
     text = path.read_text(encoding="utf-8")
     if SHARED.search(text):
