@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -255,22 +254,12 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     load_mapping(config.templates or default_mapping_path())  # a bad mapping stops the start, with its lines
-    from bridge.service import Service  # the service pulls in the SDKs: only `run` and `demo` need them
+    from bridge.lifecycle import BridgeRun  # the service pulls in the SDKs: only `run` and `demo` need them
+    from bridge.sdnotify import SystemdNotifier
 
-    async def serve() -> None:
-        service = Service(config)
-        await service.start()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
-                loop.add_signal_handler(signum, service.request_stop)
-        try:
-            await service.wait_stopped()
-        finally:
-            await service.stop()
-
+    run = BridgeRun(config, SystemdNotifier.from_environment())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+        asyncio.run(run.serve(signals=True))
     return 0
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from bridge.config import GraphSourceConfig
 from bridge.demo import OnPrem, write_config
 from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database
@@ -112,6 +112,27 @@ def write_bridge_config(
         mailboxes=[(mailbox, "E1001")],
         extra=extra,
         onprem=onprem,
+    )
+
+
+@pytest.fixture
+def config_path(
+    tmp_path: Path,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    workforce: WorkforceReceiver,
+) -> Path:
+    """A config for a whole bridge process (`presence-bridge run`) with its SQLite file beside it, bridge.db."""
+    return write_bridge_config(
+        tmp_path / "config.yaml",
+        graph=graph_emulator,
+        app=tenant_app,
+        mailbox=adele.user_principal_name,
+        workforce_url=workforce.url,
+        secret=WORKFORCE_SECRET,
+        database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
+        port=free_port(),
     )
 
 

@@ -12,34 +12,13 @@ from pathlib import Path
 import pytest
 
 from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from bridge.emulators.graph_model import DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
-from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
 
 
 def _at(days: int, hour: float) -> dict[str, str]:
     moment = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
     return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-@pytest.fixture
-def config_path(
-    tmp_path: Path,
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
-    workforce: WorkforceReceiver,
-) -> Path:
-    return write_bridge_config(
-        tmp_path / "config.yaml",
-        graph=graph_emulator,
-        app=tenant_app,
-        mailbox=adele.user_principal_name,
-        workforce_url=workforce.url,
-        secret=WORKFORCE_SECRET,
-        database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-        port=free_port(),
-    )
 
 
 async def start_bridge(config_path: Path) -> asyncio.subprocess.Process:
