@@ -32,9 +32,12 @@ from bridge.yamlfile import (
 )
 
 SCHEMA = Path(__file__).with_name("config.schema.json")
-DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"
+DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"  # beside the config file, or in systemd's StateDirectory=
 SECRET_KEY = re.compile(r"(?:.+_)?(?:secret|password|token)|database_url")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# In paths, ${VAR:-fallback} as in the shell: ${CREDENTIALS_DIRECTORY:-/etc/credstore} reads the credential systemd
+# passed to the service, and the same file from the credential store in an administrator's shell.
+_PATH_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SQLITE_FILE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MIN_RECONCILE = timedelta(minutes=5)
@@ -230,11 +233,7 @@ def _from_env(value: str) -> str:
 
 
 def _from_file(value: str, base: Path) -> str:
-    # ${VAR} may appear inside the path: systemd's LoadCredential= hands over ${CREDENTIALS_DIRECTORY}/NAME.
-    unset = [name for name in _ENV_REF.findall(value) if name not in os.environ]
-    if unset:
-        raise ValueError(f"environment variable {unset[0]} is not set")
-    path = _resolve(base, _ENV_REF.sub(lambda m: os.environ[m[1]], value))
+    path = _resolve(base, value)
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
@@ -246,9 +245,22 @@ def _from_file(value: str, base: Path) -> str:
     return secret
 
 
+def _expand(value: str) -> str:
+    """`value` with each ${VAR} or ${VAR:-fallback} replaced; a ValueError names a variable without either."""
+
+    def variable(match: re.Match[str]) -> str:
+        found = os.environ.get(match[1]) or match[2]
+        if found is None:
+            hint = " (systemd sets it for the service; give a fallback: ${NAME:-/etc/credstore})"
+            raise ValueError(f"environment variable {match[1]} is not set{hint if 'DIRECTORY' in match[1] else ''}")
+        return found
+
+    return _PATH_REF.sub(variable, value)
+
+
 def _resolve(base: Path, value: str) -> Path:
-    """A path from the config: relative ones are relative to the config file's folder, not to the cwd."""
-    return base / Path(value).expanduser()
+    """A path from the config, variables expanded; relative ones are relative to the config file's folder."""
+    return base / Path(_expand(value)).expanduser()
 
 
 def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str], base: Path) -> list[str]:
@@ -279,9 +291,21 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
         problems.append(doc.problem(["sync", "reconcile_interval"], message))
     templates = data.get("templates")
     # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
-    if isinstance(templates, str) and not _resolve(base, templates).is_file():
-        problems.append(doc.problem(["templates"], f"cannot read {_resolve(base, templates)}: no such file"))
+    path = _checked_path(doc, ["templates"], templates, base, problems)
+    if path is not None and not path.is_file():
+        problems.append(doc.problem(["templates"], f"cannot read {path}: no such file"))
     return problems
+
+
+def _checked_path(doc: YamlDocument, at: list[str | int], value: Any, base: Path, problems: list[str]) -> Path | None:
+    """The path a key names, or None when it is absent, of a type the schema reports, or names an unset variable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _resolve(base, value)
+    except ValueError as exc:
+        problems.append(doc.problem(at, str(exc)))
+        return None
 
 
 def _duration_or_none(value: Any) -> timedelta | None:
@@ -294,9 +318,9 @@ def _duration_or_none(value: Any) -> timedelta | None:
 def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any], base: Path) -> list[str]:
     problems: list[str] = []
     for key in ("ca_file", "certificate_path"):
-        value = spec.get(key)
-        if isinstance(value, str) and not _resolve(base, value).is_file():
-            problems.append(doc.problem([*at, key], f"{_resolve(base, value)} does not exist"))
+        path = _checked_path(doc, [*at, key], spec.get(key), base, problems)
+        if path is not None and not path.is_file():
+            problems.append(doc.problem([*at, key], f"{path} does not exist"))
     if spec.get("kind") == "graph":
         for key in ("authority_host", "graph_url"):
             problems += _url_problems(doc, [*at, key], spec.get(key))
@@ -426,7 +450,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
     mail = as_dict(data.get("mail"))
     return Config(
         path=path.resolve(),
-        database_url=_database_url(secrets.get(("database_url",), DEFAULT_DATABASE_URL), base),
+        database_url=_database_url(secrets.get(("database_url",), DEFAULT_DATABASE_URL), _state_folder(base)),
         listen=ListenConfig(**_plain(as_dict(data.get("listen")), "host", "port")),
         public_url=_urls(data, "public_url").get("public_url"),
         templates=file(data.get("templates")),
@@ -457,8 +481,15 @@ def _urls(spec: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: spec[key].rstrip("/") for key in keys if key in spec}
 
 
+def _state_folder(config_folder: Path) -> Path:
+    """Where a relative SQLite file lives: the service's state directory under systemd (StateDirectory= sets
+    STATE_DIRECTORY; /etc, where the config is, is read-only to the service), else beside the config file."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else config_folder
+
+
 def _database_url(url: str, base: Path) -> str:
-    """A relative SQLite file is taken relative to the config file, like every other path in it."""
+    """A relative SQLite file is taken relative to `base`, like every other path in the config."""
     match = _SQLITE_FILE.fullmatch(url)
     if match is None or match[2].startswith("/") or match[2] in ("", ":memory:"):
         return url

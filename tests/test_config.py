@@ -197,6 +197,59 @@ def test_a_secret_file_path_may_use_an_environment_variable(tmp_path: Path, monk
     assert source.client_secret == "from-credentials"
 
 
+def test_outside_systemd_a_credential_path_falls_back_to_the_credential_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "credstore"
+    store.mkdir()
+    (store / "presence-bridge.graph-secret").write_text("from-the-store\n")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    key = f"client_secret_file: ${{CREDENTIALS_DIRECTORY:-{store}}}/presence-bridge.graph-secret"
+    source = load(tmp_path, BASE.replace("client_secret: graph-secret-value", key)).sources["online"]
+    assert isinstance(source, GraphSourceConfig)
+    assert source.client_secret == "from-the-store"
+
+
+def test_under_systemd_the_credentials_directory_wins_over_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "presence-bridge.graph-secret").write_text("from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    key = "client_secret_file: ${CREDENTIALS_DIRECTORY:-/nonexistent}/presence-bridge.graph-secret"
+    source = load(tmp_path, BASE.replace("client_secret: graph-secret-value", key)).sources["online"]
+    assert isinstance(source, GraphSourceConfig)
+    assert source.client_secret == "from-systemd"
+
+
+def test_an_unset_credentials_directory_says_how_to_give_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = BASE.replace("client_secret: graph-secret-value", "client_secret_file: ${CREDENTIALS_DIRECTORY}/graph")
+    found = problems(tmp_path, text)
+    assert "config.yaml:7: sources.online.client_secret_file: environment variable CREDENTIALS_DIRECTORY" in found
+    assert "${NAME:-/etc/credstore}" in found
+
+
+def test_a_certificate_may_come_from_the_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "presence-bridge.graph-certificate").write_text("-----BEGIN PRIVATE KEY-----\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    key = "certificate_path: ${CREDENTIALS_DIRECTORY}/presence-bridge.graph-certificate"
+    source = load(tmp_path, BASE.replace("client_secret: graph-secret-value", key)).sources["online"]
+    assert isinstance(source, GraphSourceConfig)
+    assert source.certificate_path == tmp_path / "presence-bridge.graph-certificate"
+
+
+def test_under_systemd_the_default_database_is_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'state'}:{tmp_path / 'other'}")
+    config = load(tmp_path, BASE)
+    assert config.database_url == f"sqlite:///{tmp_path / 'state' / 'presence-bridge.db'}"
+
+
 def test_an_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
     found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: nope.txt"))
     assert f"sources.online.client_secret_file: cannot read {tmp_path / 'nope.txt'}" in found
