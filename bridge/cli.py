@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import sys
@@ -88,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
         ("resync", _mailboxes_resync, "read a mailbox's whole window again"),
     ):
         _command(mailbox_actions, name, handler, text, config=True).add_argument("address")
+
+    service = _command(commands, "service", _not_yet, "the Windows service (docs/windows.md)")
+    service_actions = service.add_subparsers(required=True, metavar="ACTION")
+    install = _command(service_actions, "install", _service, "install the Windows service", config=True)
+    install.add_argument("--account", help="the account it runs as (default: the virtual account NT SERVICE\\NAME)")
+    for name, text in (
+        ("remove", "remove the Windows service"),
+        ("start", "start the Windows service"),
+        ("stop", "stop the Windows service gracefully"),
+        ("status", "show whether the Windows service runs"),
+    ):
+        _command(service_actions, name, _service, text)
 
     templates = _command(commands, "templates", _not_yet, "the template mapping")
     actions = templates.add_subparsers(required=True, metavar="ACTION")
@@ -260,6 +273,19 @@ def _run(args: argparse.Namespace) -> int:
     run = BridgeRun(config, SystemdNotifier.from_environment())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run.serve(signals=True))
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    from bridge import winservice
+
+    manager = winservice.system_manager()  # first: off Windows, that is the one thing to say
+    installation = None
+    if args.name == "install":
+        account = args.account or winservice.DEFAULT_ACCOUNT
+        password = getpass.getpass(f"password of {account}: ") if winservice.needs_password(account) else None
+        installation = winservice.plan_installation(_config(args), account, password)
+    print(winservice.manage(args.name, manager, installation))
     return 0
 
 

@@ -231,9 +231,7 @@ def test_an_unset_credentials_directory_says_how_to_give_a_fallback(
     assert "${NAME:-/etc/credstore}" in found
 
 
-def test_a_certificate_may_come_from_the_credentials_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_certificate_may_come_from_the_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "presence-bridge.graph-certificate").write_text("-----BEGIN PRIVATE KEY-----\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     key = "certificate_path: ${CREDENTIALS_DIRECTORY}/presence-bridge.graph-certificate"
