@@ -266,9 +266,10 @@ def system_manager() -> ServiceManager:
 
 PYWIN32 = False
 if sys.platform == "win32":
-    try:
-        import logging.handlers
+    import logging
+    import logging.handlers
 
+    try:
         import pywintypes
         import servicemanager
         import win32evtlogutil
@@ -278,6 +279,12 @@ if sys.platform == "win32":
         pass
     else:
         PYWIN32 = True
+
+        _EVENT_WRITERS = {
+            EventKind.ERROR: servicemanager.LogErrorMsg,
+            EventKind.WARNING: servicemanager.LogWarningMsg,
+            EventKind.INFORMATION: servicemanager.LogInfoMsg,
+        }
 
         class ServiceFailed(Exception):
             """Raised out of SvcRun so that pythonservice reports SERVICE_STOPPED with an error (recovery runs)."""
@@ -311,11 +318,19 @@ if sys.platform == "win32":
                 self._framework.ReportServiceStatus(int(state), waitHint=wait_hint_ms)
 
             def log_event(self, kind: EventKind, message: str) -> None:
-                {
-                    EventKind.ERROR: servicemanager.LogErrorMsg,
-                    EventKind.WARNING: servicemanager.LogWarningMsg,
-                    EventKind.INFORMATION: servicemanager.LogInfoMsg,
-                }[kind](message)
+                _EVENT_WRITERS[kind](message)
+
+        class _EventLogHandler(logging.Handler):
+            """Warnings and errors in the event log under the service's source (registered at install: the
+            service account itself may not write the registry, so logging's NTEventLogHandler cannot be used)."""
+
+            def emit(self, record: logging.LogRecord) -> None:
+                try:
+                    _EVENT_WRITERS[EventKind.ERROR if record.levelno >= logging.ERROR else EventKind.WARNING](
+                        self.format(record)
+                    )
+                except Exception:
+                    self.handleError(record)
 
         def _log_beside(config_path: Path) -> None:
             """The bridge's log: a rotating file in `logs` beside the config; warnings and errors in the event log
@@ -326,8 +341,7 @@ if sys.platform == "win32":
                 folder / "presence-bridge.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"
             )
             file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            events = logging.handlers.NTEventLogHandler(SERVICE_NAME)
-            events.setLevel(logging.WARNING)
+            events = _EventLogHandler(logging.WARNING)
             logging.basicConfig(level=logging.INFO, handlers=[file, events], force=True)
 
         class Pywin32Manager:
