@@ -197,28 +197,25 @@ def test_a_secret_file_path_may_use_an_environment_variable(tmp_path: Path, monk
     assert source.client_secret == "from-credentials"
 
 
-def test_outside_systemd_a_credential_path_falls_back_to_the_credential_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("under_systemd", "read_from"),
+    [(False, "credstore"), (True, "credentials")],
+    ids=["an admin's shell reads the credential store", "the service reads systemd's copy"],
+)
+def test_a_credential_path_falls_back_when_its_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, under_systemd: bool, read_from: str
 ) -> None:
-    store = tmp_path / "credstore"
-    store.mkdir()
-    (store / "presence-bridge.graph-secret").write_text("from-the-store\n")
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    key = f"client_secret_file: ${{CREDENTIALS_DIRECTORY:-{store}}}/presence-bridge.graph-secret"
+    for folder in ("credstore", "credentials"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "presence-bridge.graph-secret").write_text(f"from-{folder}\n")
+    if under_systemd:
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+    else:
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    key = f"client_secret_file: ${{CREDENTIALS_DIRECTORY:-{tmp_path / 'credstore'}}}/presence-bridge.graph-secret"
     source = load(tmp_path, BASE.replace("client_secret: graph-secret-value", key)).sources["online"]
     assert isinstance(source, GraphSourceConfig)
-    assert source.client_secret == "from-the-store"
-
-
-def test_under_systemd_the_credentials_directory_wins_over_the_fallback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "presence-bridge.graph-secret").write_text("from-systemd\n")
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    key = "client_secret_file: ${CREDENTIALS_DIRECTORY:-/nonexistent}/presence-bridge.graph-secret"
-    source = load(tmp_path, BASE.replace("client_secret: graph-secret-value", key)).sources["online"]
-    assert isinstance(source, GraphSourceConfig)
-    assert source.client_secret == "from-systemd"
+    assert source.client_secret == f"from-{read_from}"
 
 
 def test_an_unset_credentials_directory_says_how_to_give_a_fallback(

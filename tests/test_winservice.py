@@ -16,9 +16,6 @@ import pytest
 
 from bridge.cli import main
 from bridge.config import load_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.errors import UserError
 from bridge.winservice import (
     DEFAULT_ACCOUNT,
@@ -37,7 +34,6 @@ from bridge.winservice import (
     plan_installation,
     service_options,
 )
-from tests.conftest import WORKFORCE_SECRET, write_bridge_config
 
 
 class StandInScm:
@@ -161,28 +157,13 @@ async def test_a_config_that_does_not_load_is_an_event_log_error_and_a_failed_ex
     assert ServiceState.RUNNING not in scm.states()
 
 
-async def test_a_failure_while_starting_is_an_event_log_error_and_a_failed_exit(
-    tmp_path: Path,
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
-    workforce: WorkforceReceiver,
-) -> None:
+async def test_a_failure_while_starting_is_an_event_log_error_and_a_failed_exit(config_path: Path) -> None:
+    port = load_config(config_path).listen.port
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", port))
         taken.listen()
-        config = write_bridge_config(
-            tmp_path / "config.yaml",
-            graph=graph_emulator,
-            app=tenant_app,
-            mailbox=adele.user_principal_name,
-            workforce_url=workforce.url,
-            secret=WORKFORCE_SECRET,
-            database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-            port=taken.getsockname()[1],
-        )
         scm = StandInScm()
-        code = await asyncio.to_thread(ServiceHost(config, scm).run)
+        code = await asyncio.to_thread(ServiceHost(config_path, scm).run)
 
     assert code == FAILED
     kind, message = scm.events[-1]
