@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bridge.config import EwsSourceConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "presence-bridge.service"
@@ -63,9 +66,40 @@ def test_the_bridge_tells_systemd_when_it_is_ready_and_alive() -> None:
 
 def test_every_credential_the_documented_config_reads_is_loaded() -> None:
     loaded = set(_settings("LoadCredential"))
-    read = set(re.findall(r"\$\{CREDENTIALS_DIRECTORY:-/etc/credstore\}/([\w.-]+)", RUNNING.read_text("utf-8")))
+    read = set(re.findall(r"\$\{CREDENTIALS_DIRECTORY:-/etc/credstore\}/([\w.-]+)", _documented_config()))
     assert read, "docs/running.md shows no config reading a credential"
     assert read <= loaded
     secrets = {"graph-secret", "graph-certificate", "ews-password", "database-url", "signing-secret"}
     assert {f"presence-bridge.{name}" for name in secrets} <= loaded
     assert any(name.startswith("presence-bridge.api-token-") for name in loaded)
+
+
+def _documented_config() -> str:
+    text = RUNNING.read_text(encoding="utf-8")
+    start = text.index("# /etc/presence-bridge/config.yaml")
+    return text[start : text.index("```", start)]
+
+
+def test_the_documented_config_works_in_an_admins_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CREDENTIALS_DIRECTORY (a root shell), every secret is read from the credential store itself."""
+    store, state = tmp_path / "credstore", tmp_path / "state"
+    store.mkdir()
+    state.mkdir()
+    loaded = {name.removeprefix("presence-bridge.") for name in _settings("LoadCredential")}
+    for name in loaded:
+        (store / f"presence-bridge.{name}").write_text(f"{name}-from-the-store-0123456789\n")
+    signing = "whsec_" + base64.b64encode(bytes(32)).decode()
+    (store / "presence-bridge.signing-secret").write_text(signing)
+    shutil.copy(ROOT / "templates_map" / "default.yaml", state / "templates.yaml")
+    config_file = tmp_path / "config.yaml"
+    text = _documented_config().replace("/etc/credstore", str(store)).replace("/var/lib/presence-bridge", str(state))
+    config_file.write_text(text, encoding="utf-8")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+
+    config = load_config(config_file)
+
+    assert config.workforce.signing_secret == signing
+    onprem = config.sources["onprem"]
+    assert isinstance(onprem, EwsSourceConfig)
+    assert onprem.password == "ews-password-from-the-store-0123456789"
+    assert config.database_url == f"sqlite:///{state / 'presence-bridge.db'}"
