@@ -251,8 +251,8 @@ def _expand(value: str) -> str:
     def variable(match: re.Match[str]) -> str:
         found = os.environ.get(match[1]) or match[2]
         if found is None:
-            hint = " (systemd sets it for the service; give a fallback: ${NAME:-/etc/credstore})"
-            raise ValueError(f"environment variable {match[1]} is not set{hint if 'DIRECTORY' in match[1] else ''}")
+            name = match[1]
+            raise ValueError(f"environment variable {name} is not set (to read another path then: ${{{name}:-PATH}})")
         return found
 
     return _PATH_REF.sub(variable, value)

@@ -225,7 +225,7 @@ def test_an_unset_credentials_directory_says_how_to_give_a_fallback(
     text = BASE.replace("client_secret: graph-secret-value", "client_secret_file: ${CREDENTIALS_DIRECTORY}/graph")
     found = problems(tmp_path, text)
     assert "config.yaml:7: sources.online.client_secret_file: environment variable CREDENTIALS_DIRECTORY" in found
-    assert "${NAME:-/etc/credstore}" in found
+    assert "${CREDENTIALS_DIRECTORY:-PATH}" in found
 
 
 def test_a_certificate_may_come_from_the_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
