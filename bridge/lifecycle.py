@@ -65,51 +65,41 @@ class BridgeRun:
         self._reporter = reporter or SilentReporter()
         self._stop_requested = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._service: Service | None = None
 
     def request_stop(self) -> None:
         """Ask for the graceful stop; safe from any thread (the Windows SCM calls it from its own)."""
         self._stop_requested.set()
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
+        loop, service = self._loop, self._service
+        if loop is not None and service is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already closed: the run is over anyway
-                loop.call_soon_threadsafe(wake.set)
+                loop.call_soon_threadsafe(service.request_stop)
 
     async def serve(self, *, signals: bool = False) -> None:
         """Start the bridge, run it until a stop is requested, stop it; with `signals`, SIGTERM and Ctrl-C ask."""
-        wake = asyncio.Event()
-        self._loop, self._wake = asyncio.get_running_loop(), wake
+        self._loop = asyncio.get_running_loop()
         if signals:
             self._handle_signals()
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         failure: str | None = None
         try:
             self._reporter.status("starting: migrating the database, registering sources and mailboxes")
-            service = Service(self._config)
+            self._service = service = Service(self._config)
             try:
                 await service.start()
+                if self._stop_requested.is_set():  # asked while it started
+                    service.request_stop()
                 self._reporter.ready(f"listening on {service.url} (instance {service.owner})")
-                await self._stopped_or_asked(service, wake)
+                await service.wait_stopped()
                 self._reporter.stopping("stopping: letting in-flight work commit")
             finally:
                 await service.stop()
-        except BaseException as exc:
+        except Exception as exc:
             failure = f"failed: {exc!r}"
             raise
         finally:
             heartbeat.cancel()
             self._reporter.stopped(failure)
-
-    async def _stopped_or_asked(self, service: Service, wake: asyncio.Event) -> None:
-        if self._stop_requested.is_set():  # asked while starting
-            return
-        asked = asyncio.create_task(wake.wait())
-        stopped = asyncio.create_task(service.wait_stopped())
-        try:
-            await asyncio.wait({asked, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            asked.cancel()
-            stopped.cancel()
 
     async def _heartbeat(self) -> None:
         interval = self._reporter.heartbeat_interval
