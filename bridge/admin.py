@@ -23,6 +23,8 @@ from bridge.store.work import find_mailbox, mark_dirty
 from bridge.sync import shown_entries
 from bridge.templates import TemplateMapping
 
+REMOVED = "removed by an administrator"
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxView:
@@ -125,7 +127,7 @@ def remove(session: Session, address: str, mapping: TemplateMapping, now: dateti
     for table in (MirrorRow, DeltaStateRow):
         session.execute(sa.delete(table).where(col(table.mailbox_id) == row.id))
     row.status = MailboxStatus.DISABLED
-    row.status_reason = "removed by an administrator"
+    row.status_reason = REMOVED
     return len(shown)
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.config import Config, EwsSourceConfig, load_config
@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = _command(actions, name, handler, text)
         sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: the shipped mapping")
+    diff = _command(
+        actions, "diff", _templates_diff, "show what a mapping file would change, applying nothing", config=True
+    )
+    diff.add_argument("file", type=Path, metavar="FILE", help="the candidate mapping")
+    _command(actions, "apply", _templates_apply, "confirm a held change of the mapping file", config=True)
     return parser
 
 
@@ -242,6 +247,67 @@ def _templates_show(args: argparse.Namespace) -> int:
     rows += [_rule_row("(write only)", rule) for name, rule in mapping.templates.items() if name not in shown]
     print(_table(rows))
     return 0
+
+
+def _templates_diff(args: argparse.Namespace) -> int:
+    candidate = load_mapping(args.file)
+    from bridge.mapping_change import preview_remap
+
+    def show(session: Session, config: Config) -> str:
+        preview = preview_remap(session, candidate)
+        lines = [f"{args.file} against what the workforce system shows now:", *_preview_lines(preview.as_json())]
+        if preview.is_mass_withdrawal(config.sync):
+            lines.append(
+                "as a live change it would be HELD (it withdraws at least the mass-delete share of what is shown) "
+                f"until `presence-bridge templates apply --config {config.path}`"
+            )
+        elif preview.changes:
+            lines.append("as a live change it would apply at once")
+        return "\n".join(lines)
+
+    return _admin(args, show)
+
+
+def _templates_apply(args: argparse.Namespace) -> int:
+    from bridge.store.mapping_state import approve_held, held_mapping
+    from bridge.templates import mapping_digest
+
+    def confirm(session: Session, config: Config) -> str:
+        path = config.templates or default_mapping_path()
+        held = held_mapping(session)
+        if held is None:
+            raise UserError(
+                "no change of the template mapping is held", ["the running bridge applies small changes by itself"]
+            )
+        if held.digest != mapping_digest(path):
+            raise UserError(
+                f"{path} is not the file that was held",
+                ["it changed since; the running bridge looks at it again within seconds (run this again if held)"],
+            )
+        approve_held(session, held.digest, f"presence-bridge templates apply ({getpass.getuser()})", datetime.now(UTC))
+        lines = [f"{path}:", *_preview_lines(held.preview)]
+        return "\n".join([*lines, "confirmed: the running bridge applies it within a few seconds"])
+
+    return _admin(args, confirm)
+
+
+def _preview_lines(preview: dict[str, Any]) -> list[str]:
+    """A mapping change's preview (bridge/mapping_change.py, as JSON) as the CLI prints it."""
+    mailboxes = preview["mailboxes"]
+    if not mailboxes:
+        return ["  nothing the workforce system shows would change"]
+    lines = []
+    for mailbox in mailboxes:
+        counts = f"{mailbox['created']} created, {mailbox['updated']} updated, {mailbox['withdrawn']} withdrawn"
+        lines.append(f"  {mailbox['address']}: {counts} (of {mailbox['shown']} shown)")
+        for kind, examples in mailbox["examples"].items():
+            lines += [f"    {kind + ':':<10} {example}" for example in examples]
+    shown = sum(mailbox["shown"] for mailbox in mailboxes)
+    lines.append(
+        f"  in all: {preview['created']} created, {preview['updated']} updated, {preview['withdrawn']} withdrawn "
+        f"(of {shown} shown in these {len(mailboxes)} mailboxes)"
+    )
+    return lines
 
 
 def _rule_row(state: str, rule: TemplateRule) -> tuple[str, ...]:

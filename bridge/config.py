@@ -33,7 +33,8 @@ from bridge.yamlfile import (
 
 SCHEMA = Path(__file__).with_name("config.schema.json")
 DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"  # beside the config file, or in systemd's StateDirectory=
-SECRET_KEY = re.compile(r"(?:.+_)?(?:secret|password|token)|database_url")
+# A chat webhook URL carries its own credential (Slack, Teams and Mattermost put a token in the path).
+SECRET_KEY = re.compile(r"(?:.+_)?(?:secret|password|token)|database_url|webhook_url")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # In paths, ${VAR:-fallback} as in the shell: ${CREDENTIALS_DIRECTORY:-/etc/credstore} reads the credential systemd
 # passed to the service, and the same file from the credential store in an administrator's shell.
@@ -136,6 +137,17 @@ class SyncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Where notices to the administrator go (bridge/notices.py): mail recipients, a chat webhook, or both."""
+
+    mail_to: tuple[str, ...] = ()
+    webhook_url: str | None = field(default=None, repr=False)
+    interval: timedelta = timedelta(minutes=1)
+    unreachable_after: timedelta = timedelta(minutes=15)
+    workforce_failing_after: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
 class ApiToken:
     name: str
     token: str = field(repr=False)
@@ -155,6 +167,7 @@ class Config:
     sync: SyncConfig
     api_tokens: tuple[ApiToken, ...]
     mail: MailConfig | None = None  # None: the mail route answers 503
+    notify: NotifyConfig | None = None  # None: problems are logged only
 
     @property
     def graph_notification_url(self) -> str | None:
@@ -285,6 +298,7 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
     elif "mail" in data and mail_source is None and len(sources) > 1:
         problems.append(doc.problem(["mail"], "give source: there are several sources to send through"))
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
+    problems += _notify_problems(doc, data, secrets)
     interval = _duration_or_none(as_dict(data.get("sync")).get("reconcile_interval"))
     if interval is not None and interval < _MIN_RECONCILE:
         message = "must be at least PT5M (each reconcile reads every calendar again)"
@@ -386,6 +400,26 @@ def _workforce_problems(
     return problems
 
 
+def _notify_problems(doc: YamlDocument, data: dict[str, Any], secrets: dict[tuple[str | int, ...], str]) -> list[str]:
+    if "notify" not in data:
+        return []
+    spec = as_dict(data["notify"])
+    problems: list[str] = []
+    if not spec.keys() & {"mail_to", "webhook_url", "webhook_url_file"}:
+        problems.append(doc.problem(["notify"], "give mail_to, webhook_url or webhook_url_file: where notices go"))
+    if "mail_to" in spec and "mail" not in data:
+        message = "needs a `mail:` section: notices are mailed through its sender and source"
+        problems.append(doc.problem(["notify", "mail_to"], message))
+    url = secrets.get(("notify", "webhook_url"))
+    at: list[str | int] = ["notify", _given_as(spec, "webhook_url")]
+    # The URL is a secret: the problems describe it without quoting it.
+    if url is not None and not re.fullmatch(r"https?://[^\s/?#]+\S*", url):
+        problems.append(doc.problem(at, "is not an http:// or https:// URL"))
+    elif url is not None and url.startswith("http://") and urlsplit(url).hostname not in _LOOPBACK:
+        problems.append(doc.problem(at, "must use https:// (http:// only for a loopback host)"))
+    return problems
+
+
 def _is_signing_secret(secret: str) -> bool:
     if not secret.startswith("whsec_"):
         return False
@@ -468,6 +502,18 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
             for index, t in enumerate(data.get("api_tokens", []))
         ),
         mail=MailConfig(mail["sender"], mail.get("source", only_source)) if mail else None,
+        notify=_notify(as_dict(data["notify"]), secrets) if "notify" in data else None,
+    )
+
+
+def _notify(spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]) -> NotifyConfig:
+    durations = {
+        key: parse_duration(spec[key])
+        for key in ("interval", "unreachable_after", "workforce_failing_after")
+        if key in spec
+    }
+    return NotifyConfig(
+        mail_to=tuple(spec.get("mail_to", ())), webhook_url=secrets.get(("notify", "webhook_url")), **durations
     )
 
 

@@ -20,7 +20,9 @@ from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
+from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
+from bridge.notices import Notifier
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
 from bridge.sources.configured import build_sources
@@ -29,7 +31,7 @@ from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
 from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
-from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
+from bridge.templates import LiveMapping, default_mapping_path
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 
@@ -53,7 +55,8 @@ class Service:
         self.owner = owner or socket.gethostname()
         self._clock = clock
         self.db = database or Database(config.database_url)
-        self.mapping = LiveMapping(config.templates or default_mapping_path())
+        # A changed mapping goes in force only through `mapping_changes`, which may hold it for confirmation.
+        self.mapping = LiveMapping(config.templates or default_mapping_path(), apply_on_reload=False)
         self.sources = dict(sources) if sources is not None else build_sources(config)
         self._stop = asyncio.Event()
         self._sync_wake = asyncio.Event()
@@ -71,6 +74,8 @@ class Service:
             clock=clock,
             on_changes=self.delivery.notify,
         )
+        self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
+        self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
         # Subscriptions are Graph's change notifications; other sources are watched their own way.
         graph = {
             name: self.sources[name]
@@ -108,6 +113,7 @@ class Service:
         await self.db.run(lambda session: register(session, self.config, now))
         # Notifications sent while no instance listened are lost: every mailbox catches up once (one delta each).
         await self.db.run(lambda session: mark_active_dirty(session, now))
+        await self.mapping_changes.start()
         self._runner = web.AppRunner(
             create_app(
                 self.config,
@@ -116,7 +122,7 @@ class Service:
                 lambda: self.mapping.current,
                 self.relay,
                 live=self.mapping,
-                on_mapping_change=self._remap,
+                on_mapping_change=self.mapping_changes.changed,
             ),
             access_log=None,
         )
@@ -127,10 +133,13 @@ class Service:
         self.url = f"http://{host}:{port}"
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
-        self._supervise("mapping", lambda: self.mapping.watch(2.0, self._remap))
+        self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
         self._supervise("relay", lambda: self.relay.run(self._stop))
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
+        if self.notifier is not None:
+            notifier = self.notifier
+            self._supervise("notices", lambda: notifier.run(self._stop))
         if self.subscriptions is not None:
             subscriptions = self.subscriptions
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
@@ -172,10 +181,6 @@ class Service:
     def _lifecycle(self) -> None:
         self._subscriptions_wake.set()
         self._sync_wake.set()
-
-    async def _remap(self, old: TemplateMapping, new: TemplateMapping) -> None:
-        emitted = await self.sync.remap(new)
-        log.info("template mapping changed: %d changes emitted", emitted)
 
     def _supervise(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `work` until stop; if it ever ends early with an error, log it and start it again."""

@@ -36,7 +36,7 @@ from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
 
-_QUOTA_NOTE = "no change notifications: Graph refused another subscription (403 quota); synced by reconcile only"
+QUOTA_NOTE = "no change notifications: Graph refused another subscription (403 quota); synced by reconcile only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +156,8 @@ class SubscriptionManager:
             return
         except QuotaExceeded:
             self._retry_at[task.address] = self._clock() + self._settings.retry_after
-            self._outages.failed(task.address, f"{task.address}: {_QUOTA_NOTE}")
-            await self._db.run(lambda session: note_mailbox(session, task.mailbox_id, _QUOTA_NOTE))
+            self._outages.failed(task.address, f"{task.address}: {QUOTA_NOTE}")
+            await self._db.run(lambda session: note_mailbox(session, task.mailbox_id, QUOTA_NOTE))
             return
         except SourceError as exc:
             self._retry_at[task.address] = self._clock() + self._settings.retry_after

@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -250,24 +251,45 @@ class LiveMapping:
     """The mapping currently in force for a file that an administrator may edit while the bridge runs.
 
     An invalid edit never replaces a working mapping: it is logged (once per distinct problem set) and the
-    last valid mapping stays in force until the file is fixed.
+    last valid mapping stays in force until the file is fixed. With `apply_on_reload=False` a valid edit is only
+    read (`latest`): the owner decides when it goes in force (`put_in_force`), so that a change can be held for
+    confirmation (bridge/mapping_change.py) while the mapping the mirror reflects stays in force.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, apply_on_reload: bool = True) -> None:
         self.path = Path(path)
-        self._digest = self._read_digest()
+        self._apply_on_reload = apply_on_reload
+        raw = self._read()
+        self._digest = _digest(raw)
         self._current = load_mapping(self.path)  # an invalid file at start-up stops the start (UserError)
+        self._latest = self._current
+        self._latest_text = (raw or b"").decode("utf-8", errors="replace")
         self._failure: str | None = None
 
     @property
     def current(self) -> TemplateMapping:
         return self._current
 
+    @property
+    def latest(self) -> TemplateMapping:
+        """The newest valid mapping read from the file: `current` unless a change waits to be put in force."""
+        return self._latest
+
+    @property
+    def latest_file(self) -> tuple[str, str]:
+        """The SHA-256 (hex) and text of the file `latest` was read from."""
+        return self._digest or "", self._latest_text
+
+    def put_in_force(self, mapping: TemplateMapping) -> None:
+        self._current = mapping
+
     def reload(self) -> bool:
-        """Read the file again; True when a valid, different mapping is now in force."""
+        """Read the file again; True when a valid mapping different from `latest` was read (and, unless
+        `apply_on_reload` is off, put in force)."""
         # The whole file is hashed on every call: it is a few hundred bytes, and mtime granularity can hide an
         # edit made within the same tick.
-        digest = self._read_digest()
+        raw = self._read()
+        digest = _digest(raw)
         if digest == self._digest:
             return False
         try:
@@ -281,7 +303,10 @@ class LiveMapping:
         if self._failure is not None:
             log.info("template mapping %s is valid again", self.path)
         self._failure, self._digest = None, digest
-        changed, self._current = mapping != self._current, mapping
+        self._latest_text = (raw or b"").decode("utf-8", errors="replace")
+        changed, self._latest = mapping != self._latest, mapping
+        if self._apply_on_reload:
+            self._current = mapping
         if changed:
             log.info("template mapping %s reloaded", self.path)
         return changed
@@ -289,19 +314,37 @@ class LiveMapping:
     async def watch(
         self, interval_s: float, on_change: Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
     ) -> None:
-        """Poll the file every `interval_s` seconds; await `on_change(old, new)` after each change, forever.
+        """Poll the file every `interval_s` seconds; await `on_change(current, latest)` after each change, and at
+        every poll while `latest` is not in force (a held change may have been confirmed meanwhile), forever.
 
-        An exception from `on_change` ends the watch with the new mapping already in force: re-mapping is the
+        An exception from `on_change` ends the watch with the new mapping already read: re-mapping is the
         caller's to retry (the reconcile does it anyway), not a reason to go back to the old mapping.
         """
         while True:
             await asyncio.sleep(interval_s)
             old = self._current
-            if self.reload():
-                await on_change(old, self._current)
+            if self.reload() or self._latest != self._current:
+                await on_change(old, self._latest)
 
-    def _read_digest(self) -> bytes | None:
+    def _read(self) -> bytes | None:
         try:
-            return hashlib.sha256(self.path.read_bytes()).digest()
+            return self.path.read_bytes()
         except OSError:
             return None  # gone for a moment (an editor saving by rename): load_mapping will report it if it stays
+
+
+def _digest(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def mapping_digest(path: Path) -> str:
+    """The SHA-256 (hex) of a mapping file as `LiveMapping` computes it; what a confirmation names."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_mapping_text(text: str, name: str = "mapping.yaml") -> TemplateMapping:
+    """A mapping kept as text (the one the mirror reflects, stored in the database), loaded as a file would be."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_text(text, encoding="utf-8")
+        return load_mapping(path)

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlmodel import select
 
 from bridge.config import load_config
@@ -28,9 +29,10 @@ from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
 from bridge.store import Database, MailboxRow
 from bridge.templates import default_mapping_path
-from tests.conftest import DatabaseUrl, free_port, write_bridge_config
+from tests.conftest import POSTGRES_URL, DatabaseUrl, free_port, write_bridge_config
 
 API_TOKEN = "world-workforce-token-0123456789"
+ADMIN_TOKEN = "world-admin-token-0123456789"
 SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
 FAST = SyncTiming(
     settle=timedelta(milliseconds=50), poll=timedelta(milliseconds=100), backoff_first=timedelta(milliseconds=200)
@@ -99,6 +101,16 @@ class World:
             parsed = json.loads(text) if text else None
             return response.status, parsed, dict(response.headers)
 
+    def cli_config(self) -> Path:
+        """The config for `presence-bridge` commands run beside the service (on PostgreSQL: in its schema)."""
+        schema = self.service.db.schema
+        if schema is None:
+            return self.config_path
+        path = self.config_path.with_name("cli.yaml")
+        text = self.config_path.read_text().replace(POSTGRES_URL, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+        path.write_text(text)
+        return path
+
     def mailbox_row(self) -> MailboxRow:
         with self.service.db.session() as session:
             return session.exec(select(MailboxRow).where(MailboxRow.address == self.mailbox.lower())).one()
@@ -136,6 +148,72 @@ async def hybrid(
             yield running
 
 
+class ChatReceiver:
+    """A chat system's incoming webhook on loopback: records each JSON body; can be told to fail for a while."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.refused = 0
+        self._failing: int | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def fail(self, status: int = 503) -> None:
+        self._failing = status
+
+    def recover(self) -> None:
+        self._failing = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hooks/chat/{token}", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hooks/chat/T0123-secret-part"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        if self._failing is not None:
+            self.refused += 1
+            return web.Response(status=self._failing, text="chat is down")
+        self.messages.append(await request.json())
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[ChatReceiver]:
+    receiver = ChatReceiver()
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.stop()
+
+
+NOTICE_RECIPIENT = "it-ops@contoso.com"
+
+
+@pytest.fixture
+async def notified(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+    chat: ChatReceiver,
+) -> AsyncIterator[World]:
+    """The world with notices: to `chat` and mailed to NOTICE_RECIPIENT, problems looked for every second."""
+    notify = f"notify: {{webhook_url: '{chat.url}', mail_to: [{NOTICE_RECIPIENT}], interval: PT1S}}\n"
+    async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, None, notify) as running:
+        yield running
+
+
 @contextlib.asynccontextmanager
 async def _running(
     graph: GraphEmulator,
@@ -144,6 +222,7 @@ async def _running(
     database_url: DatabaseUrl,
     tmp_path: Path,
     ews: EwsEmulator | None,
+    extra: str = "",
 ) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
@@ -162,6 +241,7 @@ async def _running(
             "templates: mapping.yaml\nsync: {mass_delete_min: 3}\n"
             f"mail: {{sender: {adele.user_principal_name}, source: online}}\n"
             f"api_tokens:\n  - {{name: workforce, token: {API_TOKEN}, scopes: [workforce]}}\n"
+            f"  - {{name: admin, token: {ADMIN_TOKEN}, scopes: [admin]}}\n{extra}"
         ),
         onprem=onprem,
     )

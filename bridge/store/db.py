@@ -172,9 +172,15 @@ def lock_outbox(session: Session) -> None:
     commit, so without this a reader could see id 11, move its cursor past it, and never see id 10 commit
     later. SQLite already has one writer at a time (every transaction begins IMMEDIATE).
     """
+    serialise(session, "outbox")
+
+
+def serialise(session: Session, name: str) -> None:
+    """Hold the transaction-scoped lock `name` (PostgreSQL); SQLite transactions are serialised already."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"))
+        lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || :name))")
+        connection.execute(lock, {"name": name})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

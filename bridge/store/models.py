@@ -293,3 +293,58 @@ class CommandRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class NoticeRow(SQLModel, table=True):
+    """A problem the administrator has been told about and not yet told has ended (bridge/notices.py).
+
+    `state` is what the problem was when it was announced: a different state of the same problem (another
+    reason for a pause) is announced again, the same one never.
+    """
+
+    __tablename__ = "notice"
+
+    key: str = Field(primary_key=True, max_length=400)
+    state: str = Field(sa_type=sa.Text)
+    text: str = Field(sa_type=sa.Text)
+    announced_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+
+
+class NoticeMessageRow(SQLModel, table=True):
+    """One message to the administrator, kept until every channel it is for has taken it."""
+
+    __tablename__ = "notice_message"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    subject: str = Field(sa_type=sa.Text)
+    text: str = Field(sa_type=sa.Text)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    # The channels ("webhook", "mail") still to send it to.
+    pending: list[str] = Field(default_factory=list, sa_type=JSONType)
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, index=True)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class MappingStateRow(SQLModel, table=True):
+    """The template mapping the mirror reflects, and a change of it held for an administrator's confirmation.
+
+    One row (id 1). The applied mapping's text is kept so that a file edited while the bridge was stopped is
+    compared with what was applied, not taken as if it always had been. Digests are SHA-256 of the file's bytes.
+    """
+
+    __tablename__ = "mapping_state"
+
+    id: int = Field(default=1, primary_key=True)
+    applied_digest: str = Field(max_length=64)
+    applied_text: str = Field(sa_type=sa.Text)
+    applied_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    held_digest: str | None = Field(default=None, max_length=64)
+    held_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What the held change would do (bridge/mapping_change.py's preview, as JSON).
+    held_preview: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    approved_digest: str | None = Field(default=None, max_length=64)
+    approved_by: str | None = Field(default=None, max_length=200)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -28,6 +28,7 @@ from bridge.config import Config
 from bridge.domain import iso_utc
 from bridge.errors import UserError
 from bridge.store import Database
+from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
 from bridge.web.bodies import ADDRESS, Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
@@ -162,7 +163,7 @@ class AdminRoutes:
     # -- the template mapping ----------------------------------------------------------------------------------
 
     async def templates(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(await asyncio.to_thread(self._mapping_json))
+        return web.json_response(await self._templates_json())
 
     async def replace_templates(self, request: web.Request) -> web.StreamResponse:
         refusal = self._not_editable()
@@ -187,7 +188,29 @@ class AdminRoutes:
                 return problem(400, "Bad Request", "the template mapping is not valid", invalid_params=problems)
             log.info("template mapping %s replaced through the admin API", target)
             await self._apply()
-            return web.json_response(await asyncio.to_thread(self._mapping_json))
+            return web.json_response(await self._templates_json())
+
+    async def apply_templates(self, request: web.Request) -> web.StreamResponse:
+        """Confirm the held change of mapping (`presence-bridge templates apply` does the same) and apply it."""
+        body = await read_json(request, MAX_BODY, optional=True)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        unknown_fields(body, {"digest"}, invalid)
+        wanted = _string(body, "digest", 64, invalid, required=False)
+        if invalid:
+            return invalid_request(invalid)
+        held = await self._db.run(held_mapping)
+        if held is None:
+            return problem(409, "Conflict", "no change of the template mapping is held")
+        if wanted is not None and wanted != held.digest:
+            return problem(409, "Conflict", f"the change held is another one: digest {held.digest}")
+        now = self._clock()
+        await self._db.run(lambda session: approve_held(session, held.digest, "the admin API", now))
+        log.warning("held template mapping change %s confirmed through the admin API", held.digest[:12])
+        if self._live is not None and self._on_mapping_change is not None:
+            await self._on_mapping_change(self._live.current, self._live.latest)
+        return web.json_response(await self._templates_json())
 
     async def _apply(self) -> None:
         assert self._live is not None
@@ -197,7 +220,7 @@ class AdminRoutes:
         if not self._live.reload() or self._on_mapping_change is None:
             return
         try:
-            await self._on_mapping_change(old, self._live.current)
+            await self._on_mapping_change(old, self._live.latest)
         except Exception:
             # The new mapping is in force and written; as after the watcher's re-map (LiveMapping.watch), the next
             # reconcile re-maps what this missed. The edit itself succeeded, so the answer says so.
@@ -215,6 +238,12 @@ class AdminRoutes:
         if not (os.access(target, os.W_OK) and os.access(target.parent, os.W_OK)):
             return f"the bridge may not write {target} or its directory"
         return None
+
+    async def _templates_json(self) -> dict[str, Any]:
+        body = await asyncio.to_thread(self._mapping_json)
+        held = await self._db.run(held_mapping)
+        body["held"] = None if held is None else _held_json(held)
+        return body
 
     def _mapping_json(self) -> dict[str, Any]:
         path = self._live.path if self._live is not None else (self._config.templates or default_mapping_path())
@@ -277,6 +306,10 @@ def _mapping_problems(error: UserError, file_name: str) -> Invalid:
             path = f"{path}.{missing['key']}" if path else missing["key"]
         invalid.append({"name": path or "body", "reason": where + message})
     return invalid
+
+
+def _held_json(held: HeldMapping) -> dict[str, Any]:
+    return {"digest": held.digest, "since": iso_utc(held.since), "approved": held.approved, **held.preview}
 
 
 def _view(session: Session, address: str) -> MailboxView:

@@ -63,6 +63,7 @@ def create_app(
             web.delete(mailbox_admin, require(config, "admin", administration.remove)),
             web.get("/api/v1/admin/templates", require(config, "admin", administration.templates)),
             web.put("/api/v1/admin/templates", require(config, "admin", administration.replace_templates)),
+            web.post("/api/v1/admin/templates/apply", require(config, "admin", administration.apply_templates)),
         ]
     )
     return app

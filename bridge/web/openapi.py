@@ -516,7 +516,7 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
     },
     "TemplateMappingFile": {
         "type": "object",
-        "required": ["path", "editable", "yaml", "templates", "days_ahead", "ignore_prefix"],
+        "required": ["path", "editable", "yaml", "templates", "days_ahead", "ignore_prefix", "held"],
         "properties": {
             "path": {"type": "string"},
             "editable": {"type": "boolean", "description": "false: the shipped default, or a file it may not write"},
@@ -524,6 +524,41 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
             "templates": {"type": "array", "items": {"type": "string"}},
             "days_ahead": {"type": "integer"},
             "ignore_prefix": {"type": "string"},
+            "held": {
+                "anyOf": [_ref("HeldMappingChange"), {"type": "null"}],
+                "description": "a change of the file that would withdraw too much, waiting for confirmation",
+            },
+        },
+    },
+    "HeldMappingChange": {
+        "type": "object",
+        "required": ["digest", "since", "approved", "created", "updated", "withdrawn", "mailboxes"],
+        "properties": {
+            "digest": {"type": "string", "description": "SHA-256 (hex) of the held file"},
+            "since": _INSTANT,
+            "approved": {"type": "boolean", "description": "confirmed; it is being applied"},
+            "created": {"type": "integer", "minimum": 0},
+            "updated": {"type": "integer", "minimum": 0},
+            "withdrawn": {"type": "integer", "minimum": 0},
+            "mailboxes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["address", "shown", "created", "updated", "withdrawn", "examples"],
+                    "properties": {
+                        "address": {"type": "string"},
+                        "shown": {"type": "integer", "minimum": 0, "description": "appointments shown now"},
+                        "created": {"type": "integer", "minimum": 0},
+                        "updated": {"type": "integer", "minimum": 0},
+                        "withdrawn": {"type": "integer", "minimum": 0},
+                        "examples": {
+                            "type": "object",
+                            "description": "up to three lines per kind of change (created, updated, withdrawn)",
+                            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                },
+            },
         },
     },
 }
@@ -639,6 +674,32 @@ _ADMIN_PATHS: dict[str, Any] = {
                 ),
             },
         },
+    },
+    "/api/v1/admin/templates/apply": {
+        "post": {
+            "summary": "Confirm the held change of the mapping file and apply it (docs/templates.md)",
+            "security": [{"bearer": ["admin"]}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "digest": {"type": "string", "description": "confirm only if this change is held"}
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("the mapping now in force", _ref("TemplateMappingFile")),
+                **_admin_problems(
+                    400, 401, 403, 409, 413, conflict="no change is held, or the one held has another digest"
+                ),
+            },
+        }
     },
 }
 _PATHS.update(_ADMIN_PATHS)

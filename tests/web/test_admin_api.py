@@ -43,6 +43,7 @@ ROUTES = [
     ("delete", "/api/v1/admin/mailboxes/adele@contoso.com"),
     ("get", "/api/v1/admin/templates"),
     ("put", "/api/v1/admin/templates"),
+    ("post", "/api/v1/admin/templates/apply"),
 ]
 
 
@@ -410,6 +411,7 @@ async def test_the_shipped_mapping_is_shown_read_only(app_client: Client) -> Non
         "templates": sorted(MAPPING.templates),
         "days_ahead": 90,
         "ignore_prefix": "*",
+        "held": None,
     }
 
 
