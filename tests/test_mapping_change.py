@@ -1,0 +1,146 @@
+"""A change of the template mapping is seen before it applies: `templates diff`, and a live change that would
+withdraw too much held until `templates apply` or the admin API confirms it (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridge.cli import main
+from bridge.domain import FreeBusy
+from bridge.service import Service
+from bridge.store import Database
+from bridge.store.mapping_state import HeldMapping, held_mapping
+from tests.world import ADMIN_TOKEN, FAST, World, ready, wait_until
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def mapping_file(world: World) -> Path:
+    return world.config_path.parent / "mapping.yaml"
+
+
+def held(world: World) -> HeldMapping | None:
+    with world.service.db.session() as session:
+        return held_mapping(session)
+
+
+async def three_meetings(world: World) -> list[str]:
+    await ready(world)
+    items = [world.outlook(f"Meeting {hour}", start=hour, end=hour + 0.5) for hour in (8, 9, 10)]
+    await world.changes(3)
+    return items
+
+
+def without_busy(world: World) -> str:
+    """The mapping with busy no longer shown: every meeting would be withdrawn (world: mass_delete_min 3)."""
+    return mapping_file(world).read_text().replace("  busy: meeting\n", "")
+
+
+async def test_a_change_withdrawing_everything_is_held_until_templates_apply(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = await three_meetings(world)
+    mapping_file(world).write_text(without_busy(world))
+
+    await wait_until(lambda: held(world) is not None)
+    assert len(await world.settled(quiet_s=2.5)) == 3  # nothing emitted while held
+    assert world.service.mapping.current.show.get(FreeBusy.BUSY) == "meeting"  # the old mapping stays in force
+
+    assert main(["templates", "apply", "--config", str(world.cli_config())]) == 0
+    assert "confirmed" in capsys.readouterr().out
+
+    changes = await world.changes(6, within=20)
+    assert [(c["type"], c["appointment"]["id"]) for c in changes[3:]] == [("appointment.deleted", i) for i in items]
+    assert len(await world.settled()) == 6
+    assert held(world) is None
+
+
+async def test_templates_diff_shows_what_a_candidate_would_change_and_applies_nothing(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await three_meetings(world)
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(without_busy(world))
+
+    assert main(["templates", "diff", str(candidate), "--config", str(world.cli_config())]) == 0
+
+    out = capsys.readouterr().out
+    address = world.mailbox.lower()
+    assert f"{address}: 0 created, 0 updated, 3 withdrawn (of 3 shown)" in out
+    assert "withdrawn: " in out
+    assert "'Meeting 8' no longer shown (was meeting)" in out
+    assert "HELD" in out
+    assert len(await world.settled()) == 3
+    assert held(world) is None
+
+
+async def test_a_small_change_applies_at_once(world: World) -> None:
+    await three_meetings(world)
+    world.outlook("Maybe", start=12, end=13, show_as="tentative")
+    await world.changes(4)
+
+    mapping_file(world).write_text(mapping_file(world).read_text().replace("  tentative: tentative\n", ""))
+
+    changes = await world.changes(5, within=20)
+    assert (changes[4]["type"], changes[4]["appointment"]["subject"]) == ("appointment.deleted", "Maybe")
+    assert len(await world.settled()) == 5
+    assert held(world) is None
+
+
+async def test_the_admin_api_shows_a_held_change_and_confirms_it(world: World) -> None:
+    items = await three_meetings(world)
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(
+            f"{world.service.url}/api/v1/admin/templates",
+            data=without_busy(world),
+            headers={**ADMIN, "Content-Type": "application/yaml"},
+        ) as response,
+    ):
+        assert response.status == 200
+        put = await response.json()
+    assert put["held"]["withdrawn"] == 3
+    assert put["held"]["approved"] is False
+    assert len(await world.settled(quiet_s=2.5)) == 3
+
+    status, applied, _ = await world.api(
+        "POST", "/api/v1/admin/templates/apply", {"digest": put["held"]["digest"]}, ADMIN
+    )
+
+    assert (status, applied["held"]) == (200, None)
+    changes = await world.changes(6, within=20)
+    assert [(c["type"], c["appointment"]["id"]) for c in changes[3:]] == [("appointment.deleted", i) for i in items]
+
+
+async def test_confirming_when_nothing_is_held_is_409(world: World) -> None:
+    status, body, _ = await world.api("POST", "/api/v1/admin/templates/apply", None, ADMIN)
+    assert status == 409
+    assert "no change" in body["detail"]
+
+
+async def test_templates_apply_with_nothing_held_says_so(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "apply", "--config", str(world.cli_config())]) == 1
+    assert "no change of the template mapping is held" in capsys.readouterr().err
+
+
+async def test_a_restart_neither_applies_nor_forgets_a_held_change(world: World) -> None:
+    await three_meetings(world)
+    config, schema = world.service.config, world.service.db.schema
+    await world.service.stop()
+    mapping_file(world).write_text(without_busy(world))  # edited while the bridge was stopped
+
+    again = Service(config, timing=FAST, database=Database(config.database_url, schema=schema))
+    await again.start()
+    try:
+        world.service = again
+        await wait_until(lambda: held(world) is not None)
+        await asyncio.sleep(2)
+        assert len(world.workforce.changes) == 3
+        assert again.mapping.current.show.get(FreeBusy.BUSY) == "meeting"
+    finally:
+        await again.stop()
