@@ -15,6 +15,7 @@ from bridge.config import (
     EwsSourceConfig,
     GraphSourceConfig,
     MailboxConfig,
+    NotifyConfig,
     SyncConfig,
     WorkforceConfig,
     load_config,
@@ -144,8 +145,11 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRAPH_CLIENT_SECRET", "secret-from-env")
     monkeypatch.setenv("WORKFORCE_SIGNING_SECRET", SIGNING_SECRET)
     monkeypatch.setenv("WF_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("CHAT_WEBHOOK_URL", "https://chat.example.com/hooks/T0123")
     config = load_config(REPO / "config.example.yaml")
     assert [m.workforce_id for m in config.mailboxes] == ["E1001", "E1002"]
+    assert config.notify is not None
+    assert config.notify.webhook_url == "https://chat.example.com/hooks/T0123"
     assert config.api_tokens == (ApiToken("workforce", API_TOKEN, frozenset({"workforce"})),)
 
 
@@ -495,3 +499,37 @@ def test_every_problem_is_reported_in_one_error(tmp_path: Path) -> None:
     found = caught.value.render()
     for key in ("listen.port", "sources.online.tenant_id", "public_url", "mailboxes[1].address"):
         assert key in found
+
+
+# --- notify ----------------------------------------------------------------------------------------------------
+
+
+def test_notify_takes_the_documented_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE + "notify: {webhook_url: 'https://chat.example.com/hooks/T1'}\n")
+    assert config.notify == NotifyConfig(webhook_url="https://chat.example.com/hooks/T1")
+    assert (config.notify.interval, config.notify.unreachable_after) == (timedelta(minutes=1), timedelta(minutes=15))
+
+
+def test_notify_without_anywhere_to_send_is_a_problem(tmp_path: Path) -> None:
+    assert "notify: give mail_to, webhook_url or webhook_url_file" in problems(tmp_path, BASE + "notify: {}\n")
+
+
+def test_notify_mail_without_a_mail_section_is_a_problem(tmp_path: Path) -> None:
+    rendered = problems(tmp_path, BASE + "notify: {mail_to: [it@contoso.com]}\n")
+    assert "notify.mail_to: needs a `mail:` section" in rendered
+
+
+def test_a_plain_http_webhook_off_loopback_is_a_problem_that_does_not_quote_it(tmp_path: Path) -> None:
+    rendered = problems(tmp_path, BASE + "notify: {webhook_url: 'http://chat.example.com/hooks/T0SECRET'}\n")
+    assert "notify.webhook_url: must use https://" in rendered
+    assert "T0SECRET" not in rendered
+
+
+def test_the_webhook_url_may_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "chat").write_text("https://chat.example.com/hooks/T2\n")
+    config = load(tmp_path, BASE + "notify: {webhook_url_file: chat, interval: PT30S}\n")
+    assert config.notify is not None
+    assert (config.notify.webhook_url, config.notify.interval) == (
+        "https://chat.example.com/hooks/T2",
+        timedelta(seconds=30),
+    )
