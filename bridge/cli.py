@@ -279,7 +279,7 @@ def _templates_apply(args: argparse.Namespace) -> int:
             raise UserError(
                 "no change of the template mapping is held", ["the running bridge applies small changes by itself"]
             )
-        if held.digest != mapping_digest(path):
+        if held.digest != mapping_digest(path.read_bytes()):
             raise UserError(
                 f"{path} is not the file that was held",
                 ["it changed since; the running bridge looks at it again within seconds (run this again if held)"],

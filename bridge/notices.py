@@ -25,9 +25,9 @@ import aiohttp
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from bridge import __version__
 from bridge.admin import REMOVED
 from bridge.config import Config, EwsSourceConfig, NotifyConfig
+from bridge.delivery import USER_AGENT
 from bridge.domain import MailMessage, iso_utc
 from bridge.outages import Outages
 from bridge.sources.base import CalendarSource, SourceError
@@ -110,7 +110,6 @@ def _mailbox_problems(session: Session, config: Config) -> list[Problem]:
                     f"{row.status.value}: {row.status_reason}",
                     f"mailbox {row.address} is {row.status.value}: {row.status_reason or 'no reason recorded'}",
                     f"once the cause is dealt with: `{enable}`",
-                    row.updated_at,
                 )
             )
         elif row.status is MailboxStatus.ACTIVE and row.status_reason == QUOTA_NOTE:
@@ -120,7 +119,6 @@ def _mailbox_problems(session: Session, config: Config) -> list[Problem]:
                     "quota",
                     f"mailbox {row.address}: {QUOTA_NOTE}",
                     "remove subscriptions other applications hold on this mailbox; the bridge keeps trying",
-                    row.updated_at,
                 )
             )
     return problems
@@ -193,15 +191,14 @@ class Notifier:
         self._name = config.public_url or socket.gethostname()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with aiohttp.ClientSession(
-            timeout=_TIMEOUT, headers={"User-Agent": f"presence-bridge/{__version__}"}
-        ) as http:
+        async with aiohttp.ClientSession(timeout=_TIMEOUT, headers={"User-Agent": USER_AGENT}) as http:
             while not stop.is_set():
                 try:
                     await self.announce()
                     await self.send_due(http)
-                except Exception:  # the database may be away for a while; the notifier must outlive it
-                    log.exception("notifier round failed; trying again")
+                    self._outages.recovered("round", "notices: looking for problems works again")
+                except Exception as exc:  # the database may be away for a while; the notifier must outlive it
+                    self._outages.failed("round", f"notices: looking for problems failed (retried): {exc!r}")
                 await first_of(stop, within=self._notify.interval.total_seconds())
 
     async def announce(self) -> bool:

@@ -334,12 +334,12 @@ class LiveMapping:
 
 
 def _digest(raw: bytes | None) -> str | None:
-    return None if raw is None else hashlib.sha256(raw).hexdigest()
+    return None if raw is None else mapping_digest(raw)
 
 
-def mapping_digest(path: Path) -> str:
-    """The SHA-256 (hex) of a mapping file as `LiveMapping` computes it; what a confirmation names."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def mapping_digest(raw: bytes) -> str:
+    """The SHA-256 (hex) of a mapping file's bytes, as `LiveMapping` computes it: what a confirmation names."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def load_mapping_text(text: str, name: str = "mapping.yaml") -> TemplateMapping:

@@ -105,8 +105,3 @@ def message_done(
         row.next_attempt_at = retry_at
     else:
         row.sent_at = now
-
-
-def unsent_messages(session: Session) -> int:
-    query = sa.select(sa.func.count()).select_from(NoticeMessageRow).where(col(NoticeMessageRow.sent_at).is_(None))
-    return int(session.connection().execute(query).scalar_one())
