@@ -11,10 +11,8 @@ import pytest
 
 from bridge.cli import main
 from bridge.domain import FreeBusy
-from bridge.service import Service
-from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, held_mapping
-from tests.world import ADMIN_TOKEN, FAST, World, ready, wait_until
+from tests.world import ADMIN_TOKEN, World, ready, wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -130,17 +128,12 @@ async def test_templates_apply_with_nothing_held_says_so(world: World, capsys: p
 
 async def test_a_restart_neither_applies_nor_forgets_a_held_change(world: World) -> None:
     await three_meetings(world)
-    config, schema = world.service.config, world.service.db.schema
     await world.service.stop()
     mapping_file(world).write_text(without_busy(world))  # edited while the bridge was stopped
 
-    again = Service(config, timing=FAST, database=Database(config.database_url, schema=schema))
-    await again.start()
-    try:
-        world.service = again
-        await wait_until(lambda: held(world) is not None)
-        await asyncio.sleep(2)
-        assert len(world.workforce.changes) == 3
-        assert again.mapping.current.show.get(FreeBusy.BUSY) == "meeting"
-    finally:
-        await again.stop()
+    again = await world.restart()
+
+    await wait_until(lambda: held(world) is not None)
+    await asyncio.sleep(2)
+    assert len(world.workforce.changes) == 3
+    assert again.mapping.current.show.get(FreeBusy.BUSY) == "meeting"

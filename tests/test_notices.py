@@ -17,10 +17,9 @@ from bridge.cli import main
 from bridge.config import Config, load_config
 from bridge.domain import ChangeType
 from bridge.notices import current_problems
-from bridge.service import Service
 from bridge.store import Database, MailboxRow, MailboxStatus, OutboxRow, SourceRow, SourceStatus
 from bridge.store.mapping_state import hold_mapping, record_applied
-from tests.world import FAST, NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, wait_until
+from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, wait_until
 
 
 async def pause(world: World) -> None:
@@ -112,17 +111,11 @@ async def test_a_notice_the_webhook_refused_arrives_once_it_answers_again(
 async def test_a_restart_does_not_announce_again(notified: World, chat: ChatReceiver) -> None:
     await pause(notified)
     await wait_until(lambda: len(chat.messages) == 1)
-    config, schema = notified.service.config, notified.service.db.schema
-    await notified.service.stop()
+    await notified.restart()
 
-    again = Service(config, timing=FAST, database=Database(config.database_url, schema=schema))
-    await again.start()
-    try:
-        await asyncio.sleep(3)
-        assert len(chat.messages) == 1
-        assert len(notice_mail(notified)) == 1
-    finally:
-        await again.stop()
+    await asyncio.sleep(3)
+    assert len(chat.messages) == 1
+    assert len(notice_mail(notified)) == 1
 
 
 # -- what counts as a problem (current_problems over the store's rows) ----------------------------------------

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from bridge.service import Service
-from bridge.store import Database, MailboxStatus, SubscriptionRow
-from tests.world import FAST, World, at, ready, wait_until
+from bridge.store import MailboxStatus, SubscriptionRow
+from tests.world import World, at, ready, wait_until
 
 
 async def test_create_update_delete_each_reach_the_workforce_system_once(world: World) -> None:
@@ -209,13 +208,7 @@ async def test_a_mapping_change_re_maps_live(world: World) -> None:
 async def test_a_restart_recreates_no_subscription(world: World) -> None:
     await ready(world)
     before = world.graph.subscriptions()[0]["id"]
-    config, schema = world.service.config, world.service.db.schema
-    await world.service.stop()
+    await world.restart()
 
-    again = Service(config, timing=FAST, database=Database(config.database_url, schema=schema))
-    await again.start()
-    try:
-        await asyncio.sleep(0.5)
-        assert [s["id"] for s in world.graph.subscriptions()] == [before]
-    finally:
-        await again.stop()
+    await asyncio.sleep(0.5)
+    assert [s["id"] for s in world.graph.subscriptions()] == [before]

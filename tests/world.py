@@ -101,6 +101,15 @@ class World:
             parsed = json.loads(text) if text else None
             return response.status, parsed, dict(response.headers)
 
+    async def restart(self) -> Service:
+        """Stop the bridge and start a new one on the same configuration and database (a process restart)."""
+        config, schema = self.service.config, self.service.db.schema
+        await self.service.stop()
+        database = Database(config.database_url, schema=schema)
+        self.service = Service(config, clock=self.clock, timing=FAST, database=database)
+        await self.service.start()
+        return self.service
+
     def cli_config(self) -> Path:
         """The config for `presence-bridge` commands run beside the service (on PostgreSQL: in its schema)."""
         schema = self.service.db.schema
@@ -250,10 +259,11 @@ async def _running(
     database = Database(config.database_url, schema=database_url.schema)
     service = Service(config, clock=clock, timing=FAST, database=database)
     await service.start()
+    world = World(graph, workforce, service, adele.user_principal_name, config_path, clock, ews)
     try:
-        yield World(graph, workforce, service, adele.user_principal_name, config_path, clock, ews)
+        yield world
     finally:
-        await service.stop()
+        await world.service.stop()  # the one running now: a test may have restarted it
         await workforce.stop()
 
 
