@@ -10,9 +10,11 @@ import aiohttp
 import pytest
 
 from bridge.cli import main
+from bridge.config import SyncConfig
 from bridge.domain import FreeBusy
+from bridge.mapping_change import MailboxPreview, MappingPreview
 from bridge.store.mapping_state import HeldMapping, held_mapping
-from tests.world import ADMIN_TOKEN, World, ready, wait_until
+from tests.world import ADMIN_TOKEN, World, three_meetings, wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -24,13 +26,6 @@ def mapping_file(world: World) -> Path:
 def held(world: World) -> HeldMapping | None:
     with world.service.db.session() as session:
         return held_mapping(session)
-
-
-async def three_meetings(world: World) -> list[str]:
-    await ready(world)
-    items = [world.outlook(f"Meeting {hour}", start=hour, end=hour + 0.5) for hour in (8, 9, 10)]
-    await world.changes(3)
-    return items
 
 
 def without_busy(world: World) -> str:
@@ -137,3 +132,30 @@ async def test_a_restart_neither_applies_nor_forgets_a_held_change(world: World)
     await asyncio.sleep(2)
     assert len(world.workforce.changes) == 3
     assert again.mapping.current.show.get(FreeBusy.BUSY) == "meeting"
+
+
+# -- when a change is held (MappingPreview.is_mass_withdrawal) ------------------------------------------------
+
+
+def preview(*mailboxes: tuple[int, int]) -> MappingPreview:
+    """A preview of mailboxes given as (withdrawn, shown)."""
+    return MappingPreview(
+        tuple(
+            MailboxPreview(f"m{i}@contoso.com", shown, 0, 0, withdrawn, {})
+            for i, (withdrawn, shown) in enumerate(mailboxes)
+        )
+    )
+
+
+def test_withdrawing_everything_one_person_shows_is_held_though_others_keep_theirs() -> None:
+    assert preview((5, 5), (0, 100)).is_mass_withdrawal(SyncConfig())
+
+
+def test_withdrawing_fewer_than_the_minimum_applies_at_once() -> None:
+    assert not preview((4, 4)).is_mass_withdrawal(SyncConfig())
+
+
+def test_a_share_below_one_holds_a_change_that_withdraws_that_share_in_all() -> None:
+    sync = SyncConfig(mass_delete_share=0.5, mass_delete_min=5)
+    assert preview((3, 6), (3, 6)).is_mass_withdrawal(sync)
+    assert not preview((2, 6), (2, 6)).is_mass_withdrawal(sync)

@@ -19,14 +19,12 @@ from bridge.domain import ChangeType
 from bridge.notices import current_problems
 from bridge.store import Database, MailboxRow, MailboxStatus, OutboxRow, SourceRow, SourceStatus
 from bridge.store.mapping_state import hold_mapping, record_applied
-from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, wait_until
+from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, three_meetings, wait_until
 
 
 async def pause(world: World) -> None:
     """The mass-delete guard pauses the mailbox: its three appointments vanish in one read."""
-    await ready(world)
-    items = [world.outlook(f"Meeting {hour}", start=hour, end=hour + 0.5) for hour in (8, 9, 10)]
-    await world.changes(3)
+    items = await three_meetings(world)
     for item in items:
         world.graph.delete_event_as_outlook(world.mailbox, item)
     await wait_until(lambda: world.mailbox_row().status is MailboxStatus.PAUSED)
@@ -232,3 +230,20 @@ def test_the_webhook_url_is_a_secret_kept_out_of_the_config_repr(config: Config)
     assert config.notify is not None
     assert config.notify.webhook_url == "https://chat.example.com/hooks/T0123-secret-part"
     assert "T0123" not in repr(config)
+
+
+async def test_a_held_mapping_change_is_announced_and_so_is_its_end(notified: World, chat: ChatReceiver) -> None:
+    await three_meetings(notified)
+    mapping = notified.config_path.parent / "mapping.yaml"
+    mapping.write_text(mapping.read_text().replace("  busy: meeting\n", ""))
+
+    await wait_until(lambda: len(chat.messages) == 1)
+    [problem] = chat.messages[0]["problems"]
+    assert problem["key"].startswith("mapping:")
+    assert "withdraw 3 of the 3 appointments" in problem["text"]
+    assert f"presence-bridge templates apply --config {notified.config_path}" in problem["fix"]
+
+    assert main(["templates", "apply", "--config", str(notified.cli_config())]) == 0
+
+    await wait_until(lambda: len(chat.messages) == 2)
+    assert [r["key"] for r in chat.messages[1]["resolved"]] == [problem["key"]]

@@ -288,3 +288,11 @@ async def ready(world: World) -> None:
         return row.last_synced_at is not None and row.dirty_generation == row.synced_generation
 
     await wait_until(idle)
+
+
+async def three_meetings(world: World) -> list[str]:
+    """Three meetings tomorrow, shown to the workforce system, the bridge idle; their item ids."""
+    await ready(world)
+    items = [world.outlook(f"Meeting {hour}", start=hour, end=hour + 0.5) for hour in (8, 9, 10)]
+    await world.changes(3)
+    return items
