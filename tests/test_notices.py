@@ -18,7 +18,9 @@ from bridge.config import Config, load_config
 from bridge.domain import ChangeType
 from bridge.notices import current_problems
 from bridge.store import Database, MailboxRow, MailboxStatus, OutboxRow, SourceRow, SourceStatus
+from bridge.store.health import note_mailbox
 from bridge.store.mapping_state import hold_mapping, record_applied
+from bridge.subscriptions import QUOTA_NOTE
 from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, three_meetings, wait_until
 
 
@@ -224,6 +226,18 @@ def test_a_removed_mailbox_is_no_problem_and_a_disabled_one_is(registered: Datab
     assert problems_at(registered, config, NOW) == [
         ("mailbox:adele@contoso.com", "disabled: disabled by an administrator")
     ]
+
+
+def test_a_subscription_quota_is_a_problem_until_a_subscription_is_made(registered: Database, config: Config) -> None:
+    with registered.session() as session:
+        mailbox_id = session.exec(select(MailboxRow.id)).one()
+        assert mailbox_id is not None
+        note_mailbox(session, mailbox_id, QUOTA_NOTE)
+    assert problems_at(registered, config, NOW) == [("quota:adele@contoso.com", "quota")]
+
+    with registered.session() as session:
+        note_mailbox(session, mailbox_id, None)
+    assert problems_at(registered, config, NOW) == []
 
 
 def test_the_webhook_url_is_a_secret_kept_out_of_the_config_repr(config: Config) -> None:
