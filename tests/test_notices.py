@@ -16,10 +16,11 @@ from bridge.admin import REMOVED, disable, enable, register
 from bridge.cli import main
 from bridge.config import Config, load_config
 from bridge.domain import ChangeType
-from bridge.notices import current_problems
+from bridge.notices import Notifier, current_problems
 from bridge.store import Database, MailboxRow, MailboxStatus, OutboxRow, SourceRow, SourceStatus
 from bridge.store.health import note_mailbox
 from bridge.store.mapping_state import hold_mapping, record_applied
+from bridge.store.models import NoticeMessageRow
 from bridge.subscriptions import QUOTA_NOTE
 from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, three_meetings, wait_until
 
@@ -261,3 +262,17 @@ async def test_a_held_mapping_change_is_announced_and_so_is_its_end(notified: Wo
 
     await wait_until(lambda: len(chat.messages) == 2)
     assert [r["key"] for r in chat.messages[1]["resolved"]] == [problem["key"]]
+
+
+async def test_instances_sharing_a_database_announce_a_change_once(registered: Database, config: Config) -> None:
+    with registered.session() as session:
+        disable(session, "adele@contoso.com", "disabled by an administrator")
+    instances = [Notifier(registered, config, {}, clock=lambda: NOW) for _ in range(3)]
+
+    announced = await asyncio.gather(*(instance.announce() for instance in instances))
+
+    assert sorted(announced) == [False, False, True]
+    with registered.session() as session:
+        [message] = session.exec(select(NoticeMessageRow)).all()
+    assert message.pending == ["webhook"]
+    assert [p["key"] for p in message.payload["problems"]] == ["mailbox:adele@contoso.com"]

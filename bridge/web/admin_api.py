@@ -208,8 +208,8 @@ class AdminRoutes:
         now = self._clock()
         await self._db.run(lambda session: approve_held(session, held.digest, "the admin API", now))
         log.warning("held template mapping change %s confirmed through the admin API", held.digest[:12])
-        if self._live is not None and self._on_mapping_change is not None:
-            await self._on_mapping_change(self._live.current, self._live.latest)
+        if self._live is not None:
+            await self._remap(self._live.current)
         return web.json_response(await self._templates_json())
 
     async def _apply(self) -> None:
@@ -217,14 +217,19 @@ class AdminRoutes:
         old = self._live.current
         # This reload also records the file's digest, so the watcher will not see the edit as new: the re-map the
         # watcher would have run is run here.
-        if not self._live.reload() or self._on_mapping_change is None:
+        if self._live.reload():
+            await self._remap(old)
+
+    async def _remap(self, old: TemplateMapping) -> None:
+        assert self._live is not None
+        if self._on_mapping_change is None:
             return
         try:
             await self._on_mapping_change(old, self._live.latest)
         except Exception:
-            # The new mapping is in force and written; as after the watcher's re-map (LiveMapping.watch), the next
-            # reconcile re-maps what this missed. The edit itself succeeded, so the answer says so.
-            log.exception("re-mapping after the template mapping was replaced failed")
+            # The new mapping is written; as after the watcher's re-map (LiveMapping.watch), the next reconcile
+            # re-maps what this missed. The edit (or confirmation) itself succeeded, so the answer says so.
+            log.exception("re-mapping after a change of the template mapping failed")
 
     def _not_editable(self) -> str | None:
         if self._config.templates is None:
