@@ -27,7 +27,7 @@ from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
-from bridge.store import Database, MailboxRow
+from bridge.store import Database, MailboxRow, SubscriptionRow
 from bridge.templates import default_mapping_path
 from tests.conftest import POSTGRES_URL, DatabaseUrl, free_port, write_bridge_config
 
@@ -279,9 +279,28 @@ def subscribed(world: World) -> Callable[[], bool]:
     return lambda: len(world.graph.subscriptions()) == 1
 
 
+def stored_subscription(world: World) -> Callable[[], bool]:
+    """The bridge has stored its subscription, and with it (same transaction) the catch-up mark that follows."""
+
+    def stored() -> bool:
+        with world.service.db.session() as session:
+            mailbox = world.mailbox_row()
+            return (
+                session.exec(select(SubscriptionRow).where(SubscriptionRow.mailbox_id == mailbox.id)).first()
+                is not None
+            )
+
+    return stored
+
+
 async def ready(world: World) -> None:
-    """Subscribed, and the catch-up sync that follows a new subscription has committed: the bridge is idle."""
+    """Subscribed, and the catch-up sync that follows a new subscription has committed: the bridge is idle.
+
+    Waiting for the emulator's subscription alone raced the bridge storing it: the catch-up mark could land
+    after the test had started making changes it expected to go unnotified.
+    """
     await wait_until(subscribed(world))
+    await wait_until(stored_subscription(world))
 
     def idle() -> bool:
         row = world.mailbox_row()
