@@ -25,6 +25,8 @@ Python API:
 - faults: `fail(code, count=1, *, operation=None, mailbox=None, message=None)`, `server_busy(count=1, *,
   back_off_ms=..., operation=None, mailbox=None)`, `cut_streaming_connections() -> int`,
   `expire_subscription(id)`, `clear_faults()`; `find_count_limit` is an attribute.
+- throttling: `limits.hanging_connections` (HangingConnectionLimit, 3) and `limits.subscriptions`
+  (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the calling account's.
 - inspection: `stats(log_limit=None)`, `clear_stats()`, `sent_mail()`, `subscriptions()`.
 
 Standalone: `python -m bridge.emulators.ews --port 8443 --ca-file /tmp/ca.pem --mailbox alice@corp.example
@@ -62,6 +64,7 @@ from bridge.emulators.ews_operations import Context, Operations
 from bridge.emulators.ews_outlook import outlook_payload
 from bridge.emulators.ews_streaming import Streams
 from bridge.emulators.ews_subscriptions import Subscriptions
+from bridge.emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS, NotificationLimits
 from bridge.emulators.ews_xml import (
     SoapFault,
     envelope,
@@ -94,12 +97,16 @@ class EwsEmulator:
         keepalive_interval: float = 5.0,
         connection_minute: float = 60.0,
         ntlm: bool = False,
+        hanging_connection_limit: int = HANGING_CONNECTION_LIMIT,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
     ) -> None:
         self.ca: LoopbackCA | None = None
         if tls:
             self.ca = ca or LoopbackCA(ca_file or Path(tempfile.mkdtemp(prefix="ews-emulator-")) / "ca.pem")
         self.org = Organisation()
-        self.subscriptions_registry = Subscriptions()
+        # Exchange's documented on-premises defaults; an administrator raises them (ews_throttling.py).
+        self.limits = NotificationLimits(hanging_connection_limit, max_subscriptions)
+        self.subscriptions_registry = Subscriptions(limits=self.limits)
         self.org.on_new_mailbox.append(self.subscriptions_registry.watch)
         self.operations = Operations(self.org, self.subscriptions_registry, find_count_limit=find_count_limit)
         self.streams = Streams(
@@ -338,7 +345,7 @@ class EwsEmulator:
                     started=started,
                     started_monotonic=started_monotonic,
                 )
-                return await self.streams.serve(request, body, account)
+                return await self.streams.serve(request, body, account, ctx.budget)
             handler = self.operations.handlers.get(operation)
             if handler is None:
                 raise SoapFault("ErrorInvalidOperation", f"The EWS emulator does not serve {operation}.")
@@ -392,7 +399,7 @@ class EwsEmulator:
                 raise SoapFault("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         zone_definition = header.find(f"{t('TimeZoneContext')}/{t('TimeZoneDefinition')}")
         time_zone = zone_name(zone_definition.get("Id") if zone_definition is not None else None)
-        return Context(mailbox, username, time_zone)
+        return Context(mailbox, username, time_zone, impersonating=impersonation is not None)
 
     def _existing(self, address: str) -> EwsMailbox:
         mailbox = self.org.mailbox(address)
@@ -435,6 +442,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a service account with impersonation rights (repeatable)",
     )
     parser.add_argument("--find-count-limit", type=int, default=1000)
+    parser.add_argument(
+        "--hanging-connection-limit",
+        type=int,
+        default=HANGING_CONNECTION_LIMIT,
+        help="open streaming connections per throttling budget (Exchange's HangingConnectionLimit)",
+    )
+    parser.add_argument(
+        "--max-subscriptions",
+        type=int,
+        default=MAX_SUBSCRIPTIONS,
+        help="live subscriptions per throttling budget (EWSMaxSubscriptions)",
+    )
     parser.add_argument("--ntlm", action="store_true", help="offer NTLM as well as Basic")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
@@ -442,7 +461,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def _serve(args: argparse.Namespace) -> None:
     emulator = EwsEmulator(
-        tls=not args.plain_http, ca_file=args.ca_file, find_count_limit=args.find_count_limit, ntlm=args.ntlm
+        tls=not args.plain_http,
+        ca_file=args.ca_file,
+        find_count_limit=args.find_count_limit,
+        ntlm=args.ntlm,
+        hanging_connection_limit=args.hanging_connection_limit,
+        max_subscriptions=args.max_subscriptions,
     )
     for address in args.mailbox:
         emulator.add_mailbox(address)

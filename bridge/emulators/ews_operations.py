@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bridge.emulators import ews_throttling
 from bridge.emulators.ews_items import Owner, Shape, ews_error, item_payload, render_item, update_payload
 from bridge.emulators.ews_model import FOLDERS, EwsMailbox, ItemEvent, Organisation, SentMail, new_moved_id
 from bridge.emulators.ews_subscriptions import EVENT_TYPES, Subscriptions, watermark
@@ -46,6 +47,11 @@ class Context:
     mailbox: EwsMailbox
     account: str
     time_zone: str
+    impersonating: bool = False  # decides whose throttling budget the request is charged to
+
+    @property
+    def budget(self) -> str:
+        return ews_throttling.budget(self.account, self.mailbox.address, impersonating=self.impersonating)
 
 
 class Operations:
@@ -378,6 +384,7 @@ class Operations:
             event_types=types,
             timeout_minutes=timeout,
             since=since,
+            budget=ctx.budget,
         )
         message = success("Subscribe")
         sub(message, m("SubscriptionId"), subscription.id)

@@ -4,7 +4,9 @@ As Exchange (and KDE's fake in sample §I) does it: a first envelope straight aw
 notifications arrive, a keep-alive frame (`ConnectionStatus` OK, no notifications) when nothing happened for a
 while, and after the ConnectionTimeout (minutes) a last frame with `ConnectionStatus` Closed. A subscription
 is held by one connection at a time: a newer GetStreamingEvents for it closes the older one. `cut()` drops the
-TCP connection without a Closed frame, as a load balancer or a crashed CAS would.
+TCP connection without a Closed frame, as a load balancer or a crashed CAS would. Open connections count against
+their budget's HangingConnectionLimit (ews_throttling.py); one more is answered with an
+ErrorExceededConnectionCount error frame.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 from bridge.emulators.ews_model import Organisation
 from bridge.emulators.ews_operations import render_event
 from bridge.emulators.ews_subscriptions import Subscription, Subscriptions, watermark
+from bridge.emulators.ews_throttling import connections_exceeded
 from bridge.emulators.ews_xml import EwsError, envelope, error_message, m, operation_response, sub, success, t, text_of
 
 MAX_SUBSCRIPTIONS = 200
@@ -25,8 +28,11 @@ _OP = "GetStreamingEvents"
 
 
 class StreamingConnection:
-    def __init__(self, subscriptions: list[Subscription], transport: asyncio.BaseTransport | None) -> None:
+    def __init__(
+        self, subscriptions: list[Subscription], transport: asyncio.BaseTransport | None, budget: str = ""
+    ) -> None:
         self.subscriptions = subscriptions
+        self.budget = budget
         self.signal = asyncio.Event()
         self.transport = transport
         self.closing = False
@@ -56,6 +62,7 @@ class Streams:
         # How long a ConnectionTimeout "minute" lasts: 60 s as in Exchange, shorter in tests.
         self.minute = minute
         self.open: set[StreamingConnection] = set()
+        self.refused = 0  # connections answered ErrorExceededConnectionCount
 
     def resolve(self, request: ET.Element, account: str) -> tuple[list[Subscription], int]:
         ids = [(e.text or "").strip() for e in request.findall(f"{m('SubscriptionIds')}/{t('SubscriptionId')}")]
@@ -78,17 +85,22 @@ class Streams:
                 raise
         return found, timeout
 
-    async def serve(self, request: web.Request, operation: ET.Element, account: str) -> web.StreamResponse:
+    async def serve(
+        self, request: web.Request, operation: ET.Element, account: str, budget: str = ""
+    ) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/xml; charset=utf-8"})
         response.enable_chunked_encoding()
         try:
+            if self.connections(budget) >= self.subscriptions.limits.hanging_connections:
+                self.refused += 1
+                raise connections_exceeded()
             subscriptions, timeout = self.resolve(operation, account)
         except EwsError as error:
             await response.prepare(request)
             await response.write(_error_frame(error))
             await response.write_eof()
             return response
-        connection = StreamingConnection(subscriptions, request.transport)
+        connection = StreamingConnection(subscriptions, request.transport, budget)
         for subscription in subscriptions:
             if isinstance(subscription.connection, StreamingConnection):
                 subscription.connection.close()
@@ -117,6 +129,10 @@ class Streams:
         finally:
             self._release(connection)
         return response
+
+    def connections(self, budget: str) -> int:
+        """Open connections charged to this budget (one a newer connection took over no longer counts)."""
+        return sum(1 for connection in self.open if connection.budget == budget and not connection.closing)
 
     def _held(self, connection: StreamingConnection) -> bool:
         return any(

@@ -7,7 +7,8 @@ as Exchange does; streaming subscriptions queue events until a GetStreamingEvent
 Lifetimes follow Exchange: a pull subscription dies when no GetEvents arrives within its Timeout (minutes), a
 streaming one after 30 minutes without an open connection; a dead or unknown id answers
 ErrorSubscriptionNotFound. Only the account that subscribed may use a subscription
-(ErrorSubscriptionAccessDenied).
+(ErrorSubscriptionAccessDenied). Live subscriptions count against their budget's EWSMaxSubscriptions
+(ews_throttling.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.emulators.ews_model import EwsMailbox, ItemEvent
+from bridge.emulators.ews_throttling import NotificationLimits, subscriptions_exceeded
 from bridge.emulators.ews_xml import EwsError
 
 EVENT_TYPES = (
@@ -52,6 +54,7 @@ class Subscription:
     event_types: frozenset[str]
     timeout: float  # seconds without use before it expires
     position: int  # the watermark position last handed out
+    budget: str = ""  # the throttling budget it is charged to (ews_throttling.budget)
     last_used: float = field(default_factory=time.monotonic)
     events: list[tuple[int, ItemEvent]] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,8 +91,11 @@ def parse_watermark(mailbox: str, text: str) -> int:
 class Subscriptions:
     """Every live subscription, fed by the mailboxes' change listeners."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, limits: NotificationLimits | None = None
+    ) -> None:
         self._clock = clock
+        self.limits = limits or NotificationLimits()
         self.by_id: dict[str, Subscription] = {}
         self._history: dict[str, deque[tuple[int, ItemEvent]]] = {}
 
@@ -115,8 +121,12 @@ class Subscriptions:
         event_types: frozenset[str],
         timeout_minutes: int = 30,
         since: str | None = None,
+        budget: str = "",
     ) -> Subscription:
         key = mailbox.address.lower()
+        self.purge()
+        if sum(1 for live in self.by_id.values() if live.budget == budget) >= self.limits.subscriptions:
+            raise subscriptions_exceeded()
         position = mailbox.seq
         replay: list[tuple[int, ItemEvent]] = []
         if since is not None:
@@ -136,6 +146,7 @@ class Subscriptions:
             event_types=event_types,
             timeout=lifetime,
             position=position,
+            budget=budget,
             last_used=self._clock(),
         )
         subscription.events = [(seq, event) for seq, event in replay if subscription.wants(event)]

@@ -239,6 +239,7 @@ class EwsSource:
         self._username = username
         self._verify = verify
         self._timeout_s = timeout_s
+        self.impersonation = impersonation
         self._access = IMPERSONATION if impersonation else DELEGATE
         self._config = Configuration(
             service_endpoint=service_endpoint,

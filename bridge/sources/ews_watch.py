@@ -42,10 +42,16 @@ minute. The loop thread instead shuts the stream's socket for reading (urllib3's
 for exactly this): the blocked read sees the end of the stream at once and the thread ends.
 
 Pull mode: the same cycle with pull subscriptions and one GetEvents per member every `pull_interval` seconds, for
-when streaming is not possible (a load balancer cutting long responses). Streaming also gives way to pull beyond
-`max_streams` connections: Exchange lets a service account hold only so many streaming connections at once (its
-throttling policy's HangingConnectionLimit, 3 by default on-premises) and refuses the next, so the groups past
-that number poll instead of failing.
+when streaming is not possible (a load balancer cutting long responses).
+
+Exchange's limit on streaming connections (HangingConnectionLimit, 3 by default on-premises) is per throttling
+budget, and a request that impersonates a mailbox is charged to that mailbox's budget ("Maintain affinity between
+a group of subscriptions and the Mailbox server": "impersonate the first user in each subscription ID group").
+With impersonation every group's connection impersonates its own anchor, so each budget holds one connection and
+the groups are not limited as a whole. With delegate access every connection is charged to the service account:
+groups beyond `max_streams` poll instead of being refused. A stream Exchange refuses all the same
+(ErrorExceededConnectionCount: another application used up the anchor's budget) makes its group poll until its
+next reconnect.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exchangelib.errors import ErrorExceededConnectionCount
 from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
 
@@ -79,6 +86,7 @@ _STOP_GRACE = 2.0  # how long a stopping stream or unsubscribe may take before i
 _UNSUBSCRIBE_WITHIN = 5.0
 _REGROUP_EVERY = 60.0  # how often the watcher looks for mailboxes no group holds
 _IDLE = 60.0  # how long to wait when a group's members were all refused
+_CONNECTIONS_EXCEEDED = "ErrorExceededConnectionCount"
 
 
 @dataclass(eq=False)
@@ -86,6 +94,11 @@ class _Group:
     number: int
     streaming: bool
     members: list[str] = field(default_factory=list)
+    polls_until: float = 0.0  # a refused stream: the group polls until then (loop time)
+
+
+class _ConnectionsExceeded(Exception):
+    """Exchange refused a streaming connection: its budget's HangingConnectionLimit is used up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +117,12 @@ class _StreamingEvents(GetStreamingEvents):  # type: ignore[misc]
         self._on_frame = on_frame
 
     def _get_element_container(self, message: Any, name: Any = None) -> Any:
-        found = super()._get_element_container(message=message, name=name)  # raises for an error frame
+        try:
+            found = super()._get_element_container(message=message, name=name)  # raises for an error frame
+        except ErrorExceededConnectionCount as exc:
+            # exchangelib answers this code by shrinking its pool and retrying at once until one session is left;
+            # the other streams hold theirs, so it would retry for ever. Raised as another type, it ends the call.
+            raise _ConnectionsExceeded(str(exc)) from exc
         self._on_frame()
         return found
 
@@ -232,8 +250,7 @@ class EwsWatcher:
                 self._regroup.clear()
                 wanted = await self._new_groups()
                 for _ in range(wanted):
-                    streams = sum(1 for group in self._groups if group.streaming)
-                    group = _Group(next(numbers), streaming=self._mode == "streaming" and streams < self._max_streams)
+                    group = _Group(next(numbers), streaming=self._may_stream())
                     self._groups.append(group)
                     task = asyncio.create_task(self._watch(group), name=f"ews-watch-{self._source.name}-{group.number}")
                     tasks.add(task)
@@ -295,11 +312,18 @@ class EwsWatcher:
         self._failing.discard(group.number)
         self._regroup.set()
 
+    def _may_stream(self) -> bool:
+        """Whether a new group streams: with impersonation its connection has a budget of its own (see above)."""
+        if self._mode != "streaming":
+            return False
+        return self._source.impersonation or sum(1 for g in self._groups if g.streaming) < self._max_streams
+
     def _reserve(self) -> None:
         self._source.reserve_stream_connections(sum(1 for group in self._groups if group.streaming))
 
     async def _watch(self, group: _Group) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         try:
             while not self._stop.is_set():
                 await self._claim(group)
@@ -307,20 +331,25 @@ class EwsWatcher:
                     return
                 subscriptions: list[_Subscription] = []
                 pause = 0.0
+                streaming = group.streaming and loop.time() >= group.polls_until
                 try:
-                    await self._subscribe(group, subscriptions)
+                    await self._subscribe(group, subscriptions, streaming=streaming)
                     if not subscriptions:
                         pause = _IDLE  # every member refused: the engine disables them, `mailboxes()` drops them
                         continue
                     await self._notify([s.address for s in subscriptions])  # the catch-up
-                    if group.streaming:
+                    if streaming:
                         await self._listen(group, subscriptions)
                     else:
                         await self._poll(group, subscriptions)
                     failures = 0
                 except Exception as exc:
-                    failures += 1
                     error = _source_error(exc, f"watching {len(group.members)} mailboxes")
+                    if streaming and error.code == _CONNECTIONS_EXCEEDED:
+                        group.polls_until = loop.time() + self._minutes * 60
+                        self._refused(group, error)
+                        continue
+                    failures += 1
                     log.debug("EWS source %s: group %d failed", self._source.name, group.number, exc_info=True)
                     self._failed(group, error)
                     pause = self._backoff(failures, error)
@@ -363,6 +392,20 @@ class EwsWatcher:
     def _outage_key(self) -> str:
         return f"ews-watch:{self._source.name}"
 
+    def _refused(self, group: _Group, exc: SourceError) -> None:
+        self._outages.failed(
+            f"{self._outage_key}:streams",
+            f"EWS source {self._source.name}: Exchange refused a streaming connection for {len(group.members)} "
+            f"mailboxes (the HangingConnectionLimit of the impersonated anchor or the service account is used up); "
+            f"they are polled every {self._pull_interval:g} s until the group reconnects. {exc}",
+        )
+
+    def _stream_opened(self, group: _Group) -> None:
+        self._working(group)
+        self._outages.recovered(
+            f"{self._outage_key}:streams", f"EWS source {self._source.name}: streaming connections are accepted again"
+        )
+
     async def _notify(self, addresses: Iterable[str]) -> None:
         assert self._on_changed is not None
         batch = sorted(set(addresses))
@@ -376,18 +419,18 @@ class EwsWatcher:
 
     # -- subscriptions ---------------------------------------------------------------------------------------
 
-    async def _subscribe(self, group: _Group, made: list[_Subscription]) -> None:
+    async def _subscribe(self, group: _Group, made: list[_Subscription], *, streaming: bool) -> None:
         """Subscribe the members into `made` (filled as it goes, so a failure still unsubscribes the rest)."""
         members = list(group.members)
         while members and not made:  # the first member that subscribes anchors the group
-            anchor = await self._subscribe_one(members.pop(0), cookie=None, streaming=group.streaming)
+            anchor = await self._subscribe_one(members.pop(0), cookie=None, streaming=streaming)
             if anchor is not None:
                 made.append(anchor)
         if not made:
             return
         cookie = made[0].account.affinity_cookie
         results = await asyncio.gather(
-            *(self._subscribe_one(address, cookie=cookie, streaming=group.streaming) for address in members),
+            *(self._subscribe_one(address, cookie=cookie, streaming=streaming) for address in members),
             return_exceptions=True,
         )
         made.extend(result for result in results if isinstance(result, _Subscription))
@@ -454,7 +497,7 @@ class EwsWatcher:
             self._minutes,
             name=f"ews-stream-{self._source.name}-{group.number}",
             on_changed=changed,
-            on_open=lambda: self._working(group),
+            on_open=lambda: self._stream_opened(group),
         )
         stream.start()
         forwarding = asyncio.create_task(self._forward(pending, heard, stream.ended))
@@ -526,6 +569,8 @@ class EwsWatcher:
 def _source_error(exc: Exception, what: str) -> SourceError:
     if isinstance(exc, SourceError):
         return exc
+    if isinstance(exc, _ConnectionsExceeded):
+        return SourceError(f"{what}: {_CONNECTIONS_EXCEEDED}: {exc}", code=_CONNECTIONS_EXCEEDED)
     try:
         return translate(exc, what)
     except Exception:

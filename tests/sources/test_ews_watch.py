@@ -23,6 +23,7 @@ from tests.sources.conformance import WINDOW
 pytestmark = pytest.mark.timeout(30)
 
 GHOST = "ghost@corp.example"
+DELEGATE_USER = "CORP\\svc-delegate"
 
 
 class Changes:
@@ -46,14 +47,22 @@ class Changes:
         return sum(1 for seen in self.batches if seen == frozenset(batch))
 
 
-def _source(ews: EwsEmulator, *, password: str = SERVICE_PASSWORD, pool_size: int = 4) -> EwsSource:
+def _source(
+    ews: EwsEmulator,
+    *,
+    username: str = SERVICE_USER,
+    password: str = SERVICE_PASSWORD,
+    pool_size: int = 4,
+    impersonation: bool = True,
+) -> EwsSource:
     return EwsSource(
         "onprem",
         service_endpoint=ews.url,
-        username=SERVICE_USER,
+        username=username,
         password=password,
         auth_type="basic",
         pool_size=pool_size,
+        impersonation=impersonation,
     )
 
 
@@ -188,25 +197,73 @@ async def test_more_mailboxes_than_fit_a_connection_use_several_and_all_changes_
     assert sorted(len(batch) for batch in changes.batches[:caught_up]) == [1, 2, 2]
 
 
-async def test_groups_beyond_the_stream_limit_poll_instead(source: EwsSource, ews: EwsEmulator) -> None:
-    ews.streams.minute = 60.0
+def _five_mailboxes(ews: EwsEmulator) -> list[str]:
     extra = [f"user{n}@corp.example" for n in range(3)]
     for address in extra:
         ews.add_mailbox(address)
-    everyone = [ALICE, BOB, *extra]
+    return [ALICE, BOB, *extra]
+
+
+async def test_groups_beyond_the_stream_limit_poll_instead(ews: EwsEmulator) -> None:
+    # Delegate access: every connection is charged to the service account's own HangingConnectionLimit.
+    ews.streams.minute = 60.0
+    ews.limits.hanging_connections = 1
+    ews.add_service_account(DELEGATE_USER, SERVICE_PASSWORD, impersonation=False, full_access=True)
+    everyone = _five_mailboxes(ews)
+    source = _source(ews, username=DELEGATE_USER, impersonation=False)
     changes = Changes()
-    async with watching(source, everyone, changes, per_connection=2, max_streams=1, pull_interval=0.1):
-        await changes.wait_for(lambda batches: set().union(*batches) == set(everyone))
-        await asyncio.sleep(0.3)
-        streams = [len(connection.subscriptions) for connection in ews.streams.open]
-        kinds = sorted(subscription["kind"] for subscription in ews.subscriptions())
-        caught_up = len(changes.batches)
-        for address in everyone:
-            outlook_item(ews, address)
-        await changes.wait_for(lambda batches: set().union(*batches[caught_up:]) == set(everyone), within=3.0)
+    try:
+        async with watching(source, everyone, changes, per_connection=2, max_streams=1, pull_interval=0.1):
+            await changes.wait_for(lambda batches: set().union(*batches) == set(everyone))
+            await asyncio.sleep(0.3)
+            streams = [len(connection.subscriptions) for connection in ews.streams.open]
+            kinds = sorted(subscription["kind"] for subscription in ews.subscriptions())
+            caught_up = len(changes.batches)
+            for address in everyone:
+                outlook_item(ews, address)
+            await changes.wait_for(lambda batches: set().union(*batches[caught_up:]) == set(everyone), within=3.0)
+    finally:
+        await source.close()
 
     assert len(streams) == 1  # the server's limit on streaming connections is kept
     assert kinds.count("pull") == 5 - streams[0]
+    assert ews.streams.refused == 0
+
+
+async def test_with_impersonation_each_group_streams_on_its_anchors_budget(source: EwsSource, ews: EwsEmulator) -> None:
+    ews.streams.minute = 60.0
+    ews.limits.hanging_connections = 1
+    everyone = _five_mailboxes(ews)
+    changes = Changes()
+    async with watching(source, everyone, changes, per_connection=2, max_streams=1):
+        await changes.wait_for(lambda batches: set().union(*batches) == set(everyone))
+        await asyncio.sleep(0.3)
+        streams = sorted(len(connection.subscriptions) for connection in ews.streams.open)
+        kinds = {subscription["kind"] for subscription in ews.subscriptions()}
+
+    assert streams == [1, 2, 2]
+    assert kinds == {"streaming"}
+    assert ews.streams.refused == 0
+
+
+async def test_a_refused_stream_makes_its_group_poll_and_changes_still_arrive(
+    source: EwsSource, ews: EwsEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    ews.streams.minute = 60.0
+    ews.limits.hanging_connections = 0  # as if another application held every connection the anchor may have
+    changes = Changes()
+    async with watching(source, [ALICE, BOB], changes, pull_interval=0.1):
+        await changes.wait_for(lambda batches: len(batches) >= 2)  # the catch-ups: streaming, then polling
+        await asyncio.sleep(0.3)
+        kinds = {subscription["kind"] for subscription in ews.subscriptions()}
+        caught_up = len(changes.batches)
+        outlook_item(ews, BOB)
+        await changes.wait_for(lambda batches: frozenset({BOB}) in batches[caught_up:], within=3.0)
+
+    refusals = [r for r in caplog.records if "refused a streaming connection" in r.message]
+    assert kinds == {"pull"}
+    assert ews.streams.refused == 1  # refused once, not retried in a loop
+    assert len(refusals) == 1
 
 
 async def test_a_mailbox_that_does_not_exist_is_left_out_and_the_others_are_watched(
