@@ -85,7 +85,7 @@ class EwsSourceConfig:
     verify_tls: bool = True
     ca_file: Path | None = None
     watch: Literal["streaming", "pull"] = "streaming"
-    # The server's HangingConnectionLimit for the service account (3 by default on-premises).
+    # With delegate access: the server's HangingConnectionLimit for the service account (3 by default on-premises).
     streams: int = 3
     kind: Literal["ews"] = "ews"
 
