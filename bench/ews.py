@@ -4,19 +4,21 @@ Watching (the headline): the EWS emulator runs in a process of its own (plain HT
 and Exchange's documented notification limits per throttling budget (HangingConnectionLimit 3,
 EWSMaxSubscriptions 5,000: bridge/emulators/ews_throttling.py; change them with --hanging-connection-limit and
 --max-subscriptions). This process is the bridge's side: one `EwsSource` for one service account and its
-`EwsWatcher`, as `presence-bridge run` wires them (`streams: 3`). Once every mailbox is subscribed and caught up,
-the emulator's process changes every mailbox's calendar once, in a random order, one change every 1/rate seconds
-by the schedule (a late change is still made, and its latency still counts from its scheduled time). The latency
-of a change is from its scheduled time to the moment the watcher hands the mailbox to `on_changed` (in
-production: the dirty mark). A change no report follows within --grace seconds is lost. Both processes read
-CLOCK_MONOTONIC (Python's time.monotonic on Linux), so their times compare.
+`EwsWatcher`, as `presence-bridge run` wires them (`streams: 3`, which binds with delegate access only; set it
+with --streams). Once every mailbox is subscribed and caught up, the emulator's process changes every mailbox's
+calendar once, in a random order, one change every 1/rate seconds by the schedule (a late change is still made,
+and its latency still counts from its scheduled time). The latency of a change is from its scheduled time to the
+moment the watcher hands the mailbox to `on_changed` (in production: the dirty mark). A change no report follows
+within --grace seconds is lost. Both processes read CLOCK_MONOTONIC (Python's time.monotonic on Linux), so their
+times compare.
 
 Reading: the emulator (in this process) holds 800 appointments in one mailbox; the source reads the window once
 through exchangelib, and the FindItem answer's bytes are kept. Then, on those same bytes, the source's path
 (lxml, then the bridge's decoder, bridge/sources/ews_wire.py) against exchangelib's (`CalendarItem.from_xml` per
 element, the cost the source avoids).
 
-Run: .venv/bin/python bench/ews.py [--mailboxes 2000] [--rate 50] [--access impersonation|delegate] [--items 800]
+Run: .venv/bin/python bench/ews.py [--mailboxes 2000] [--rate 50] [--access impersonation|delegate] [--streams 3]
+     [--hanging-connection-limit 3] [--max-subscriptions 5000] [--items 800]
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from bridge.sources.ews_watch import EwsWatcher
 
 MAILBOX = "alice@corp.example"
 USER, PASSWORD = "CORP\\svc-bench", "bench-password"
-STREAMS = 3  # the `streams` default of an ews source (docs/configuration.md)
 GOAL_P99_S = 10.0
 
 
@@ -156,7 +157,7 @@ async def watch(args: argparse.Namespace) -> dict[str, Any]:
         return addresses
 
     started = time.monotonic()
-    watcher = asyncio.create_task(EwsWatcher(source, max_streams=STREAMS).run(listed, reports, stop))
+    watcher = asyncio.create_task(EwsWatcher(source, max_streams=args.streams).run(listed, reports, stop))
     try:
         while len(reports.times) < len(addresses) and time.monotonic() - started < args.setup_within:
             await asyncio.sleep(0.2)
@@ -204,6 +205,9 @@ def _watch_figures(
     resubscribed = after["operations"].get("Subscribe", 0)
     return {
         "access": args.access,
+        "hanging_connection_limit": args.hanging_connection_limit,
+        "max_subscriptions": args.max_subscriptions,
+        "streams": args.streams,
         "mailboxes_offered": len(addresses),
         "mailboxes_caught_up": len(reports.times),
         "setup_s": round(caught_up_s, 1),
@@ -303,6 +307,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="calendar changes per second, one per mailbox")
     parser.add_argument("--access", choices=("impersonation", "delegate"), default="impersonation")
     parser.add_argument("--hanging-connection-limit", type=int, default=HANGING_CONNECTION_LIMIT)
+    parser.add_argument("--streams", type=int, default=3, help="the source's `streams` setting (delegate access)")
     parser.add_argument("--max-subscriptions", type=int, default=MAX_SUBSCRIPTIONS)
     parser.add_argument("--grace", type=float, default=40.0, help="how long to wait for the last reports (s)")
     parser.add_argument("--setup-within", type=float, default=300.0, help="how long subscribing may take (s)")
@@ -322,8 +327,8 @@ def main() -> None:
         f"{reading['read_delta_us_per_item']} µs"
     )
     print(
-        f"watching, one service account ({watching['access']}), limits per budget: {args.hanging_connection_limit} "
-        f"streaming connections, {args.max_subscriptions} subscriptions"
+        f"watching, one service account ({watching['access']}, streams: {args.streams}), limits per budget: "
+        f"{args.hanging_connection_limit} streaming connections, {args.max_subscriptions} subscriptions"
     )
     print(
         f"  offered {watching['mailboxes_offered']} mailboxes: {watching['mailboxes_caught_up']} subscribed and "

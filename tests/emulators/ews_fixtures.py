@@ -6,18 +6,24 @@
 - `connect`: a factory for exchangelib `Account`s against it (impersonation by default); their connection
   pools are closed afterwards.
 - `alice`: an impersonated exchangelib `Account` for alice@corp.example.
+- `held_stream(ews, session, address)`: a GetStreamingEvents connection held open (raw HTTP), charged to the
+  impersonated mailbox's throttling budget (or the service account's).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 from exchangelib import BASIC, IMPERSONATION, Account, Build, Configuration, Credentials, Version
 from exchangelib.ewsdatetime import EWSTimeZone
 
 from bridge.emulators.ews import EwsEmulator
+from bridge.emulators.ews_throttling import budget
 
 ALICE = "alice@corp.example"
 BOB = "bob@corp.example"
@@ -79,6 +85,55 @@ def connect_fixture(ews: EwsEmulator) -> Iterator[Connect]:
 @pytest.fixture(name="alice")
 def alice_fixture(connect: Connect) -> Account:
     return connect(ALICE)
+
+
+def _subscribe(ews: EwsEmulator, address: str, *, budget: str) -> str:
+    return ews.subscriptions_registry.subscribe(
+        ews.org.mailboxes[address],
+        kind="streaming",
+        owner=SERVICE_USER,
+        folders=frozenset({"calendar"}),
+        event_types=frozenset({"CreatedEvent"}),
+        budget=budget,
+    ).id
+
+
+def basic_headers() -> dict[str, str]:
+    token = base64.b64encode(f"{SERVICE_USER}:{SERVICE_PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}", "Content-Type": "text/xml; charset=utf-8"}
+
+
+def streaming_request(subscription_id: str, impersonating: str | None) -> str:
+    """A GetStreamingEvents envelope for one subscription, for ConnectionTimeout 1, as exchangelib sends it."""
+    header = (
+        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{impersonating}</t:PrimarySmtpAddress>"
+        "</t:ConnectingSID></t:ExchangeImpersonation>"
+        if impersonating
+        else ""
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
+        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body><m:GetStreamingEvents>'
+        f"<m:SubscriptionIds><t:SubscriptionId>{subscription_id}</t:SubscriptionId></m:SubscriptionIds>"
+        "<m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents></s:Body></s:Envelope>"
+    )
+
+
+@asynccontextmanager
+async def held_stream(
+    ews: EwsEmulator, session: aiohttp.ClientSession, address: str, *, impersonating: bool = True
+) -> AsyncIterator[bytes]:
+    """One GetStreamingEvents connection, held open while the context lasts; yields its first frame."""
+    charged = budget(SERVICE_USER, address, impersonating=impersonating)
+    body = streaming_request(_subscribe(ews, address, budget=charged), address if impersonating else None)
+    headers = basic_headers()
+    if not impersonating:
+        headers["X-AnchorMailbox"] = address
+    async with session.post(ews.url, data=body, headers=headers) as response:
+        first, _ = await response.content.readchunk()
+        yield first
 
 
 # Test modules import the fixtures by these names: `from tests.emulators.ews_fixtures import ews_fixture, ...`.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from datetime import datetime
 
@@ -26,8 +25,10 @@ from tests.emulators.ews_fixtures import (  # noqa: F401
     SERVICE_PASSWORD,
     SERVICE_USER,
     alice_fixture,
+    basic_headers,
     connect_fixture,
     ews_fixture,
+    streaming_request,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -115,18 +116,8 @@ async def test_streaming_response_is_chunked_with_keepalives_and_a_closed_frame(
         folders=frozenset({"calendar"}),
         event_types=frozenset({"CreatedEvent"}),
     ).id
-    body = (
-        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
-        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
-        '<t:RequestServerVersion Version="Exchange2016"/><t:ExchangeImpersonation><t:ConnectingSID>'
-        f"<t:PrimarySmtpAddress>{ALICE}</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>"
-        "</s:Header><s:Body><m:GetStreamingEvents><m:SubscriptionIds>"
-        f"<t:SubscriptionId>{subscription_id}</t:SubscriptionId></m:SubscriptionIds>"
-        "<m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents></s:Body></s:Envelope>"
-    )
-    token = base64.b64encode(f"{SERVICE_USER}:{SERVICE_PASSWORD}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "Content-Type": "text/xml; charset=utf-8"}
+    body = streaming_request(subscription_id, ALICE)
+    headers = basic_headers()
     chunks: list[bytes] = []
     async with aiohttp.ClientSession() as session, session.post(ews.url, data=body, headers=headers) as response:
         assert response.headers["Transfer-Encoding"] == "chunked"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
@@ -22,55 +21,12 @@ from tests.emulators.ews_fixtures import (  # noqa: F401
     alice_fixture,
     connect_fixture,
     ews_fixture,
+    held_stream,
 )
 
 pytestmark = pytest.mark.timeout(30)
 
 DELEGATE_USER = "CORP\\svc-delegate"
-
-
-def _subscribe(ews: EwsEmulator, address: str, *, budget: str) -> str:
-    return ews.subscriptions_registry.subscribe(
-        ews.org.mailboxes[address],
-        kind="streaming",
-        owner=SERVICE_USER,
-        folders=frozenset({"calendar"}),
-        event_types=frozenset({"CreatedEvent"}),
-        budget=budget,
-    ).id
-
-
-def _streaming_request(subscription_id: str, impersonating: str | None) -> str:
-    header = (
-        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{impersonating}</t:PrimarySmtpAddress>"
-        "</t:ConnectingSID></t:ExchangeImpersonation>"
-        if impersonating
-        else ""
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
-        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
-        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body><m:GetStreamingEvents>'
-        f"<m:SubscriptionIds><t:SubscriptionId>{subscription_id}</t:SubscriptionId></m:SubscriptionIds>"
-        "<m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents></s:Body></s:Envelope>"
-    )
-
-
-@asynccontextmanager
-async def _stream(
-    ews: EwsEmulator, session: aiohttp.ClientSession, address: str, *, impersonating: bool = True
-) -> AsyncIterator[bytes]:
-    """One GetStreamingEvents connection, held open while the context lasts; yields its first frame."""
-    budget = f"impersonated:{address}" if impersonating else f"account:{SERVICE_USER.lower()}"
-    body = _streaming_request(_subscribe(ews, address, budget=budget), address if impersonating else None)
-    token = base64.b64encode(f"{SERVICE_USER}:{SERVICE_PASSWORD}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}", "Content-Type": "text/xml; charset=utf-8"}
-    if not impersonating:
-        headers["X-AnchorMailbox"] = address
-    async with session.post(ews.url, data=body, headers=headers) as response:
-        first, _ = await response.content.readchunk()
-        yield first
 
 
 @pytest.fixture
@@ -84,8 +40,8 @@ async def test_a_connection_beyond_the_hanging_connection_limit_gets_error_excee
 ) -> None:
     ews.streams.minute = 60.0
     async with AsyncExitStack() as held:
-        firsts = [await held.enter_async_context(_stream(ews, session, ALICE)) for _ in range(3)]
-        async with _stream(ews, session, ALICE) as refused:
+        firsts = [await held.enter_async_context(held_stream(ews, session, ALICE)) for _ in range(3)]
+        async with held_stream(ews, session, ALICE) as refused:
             pass
 
     assert all(b"<m:ConnectionStatus>OK<" in first for first in firsts)
@@ -100,8 +56,8 @@ async def test_impersonating_another_mailbox_draws_on_that_mailboxs_budget(
     ews.streams.minute = 60.0
     async with AsyncExitStack() as held:
         for _ in range(3):
-            await held.enter_async_context(_stream(ews, session, ALICE))
-        bobs = await held.enter_async_context(_stream(ews, session, BOB))
+            await held.enter_async_context(held_stream(ews, session, ALICE))
+        bobs = await held.enter_async_context(held_stream(ews, session, BOB))
         open_connections = len(ews.streams.open)
 
     assert b"<m:ConnectionStatus>OK<" in bobs
@@ -115,8 +71,8 @@ async def test_without_impersonation_the_service_accounts_own_budget_is_charged(
     ews.org.account(SERVICE_USER).full_access = True  # type: ignore[union-attr]
     async with AsyncExitStack() as held:
         for address in (ALICE, BOB, ALICE):
-            await held.enter_async_context(_stream(ews, session, address, impersonating=False))
-        async with _stream(ews, session, BOB, impersonating=False) as refused:
+            await held.enter_async_context(held_stream(ews, session, address, impersonating=False))
+        async with held_stream(ews, session, BOB, impersonating=False) as refused:
             pass
 
     assert b"ErrorExceededConnectionCount" in refused
@@ -124,10 +80,10 @@ async def test_without_impersonation_the_service_accounts_own_budget_is_charged(
 
 async def test_a_closed_connection_frees_its_place(ews: EwsEmulator, session: aiohttp.ClientSession) -> None:
     ews.limits.hanging_connections = 1
-    async with _stream(ews, session, ALICE):
+    async with held_stream(ews, session, ALICE):
         ews.streams.close_all()
         await asyncio.sleep(0.1)
-        async with _stream(ews, session, ALICE) as second:
+        async with held_stream(ews, session, ALICE) as second:
             pass
 
     assert b"<m:ConnectionStatus>OK<" in second
@@ -140,7 +96,7 @@ async def test_exchangelib_reads_the_refusal_as_error_exceeded_connection_count(
     subscription_id = await asyncio.to_thread(lambda: alice.calendar.subscribe_to_streaming())
     async with AsyncExitStack() as held:
         for _ in range(3):
-            await held.enter_async_context(_stream(ews, session, ALICE))
+            await held.enter_async_context(held_stream(ews, session, ALICE))
         with pytest.raises(ErrorExceededConnectionCount):
             await asyncio.to_thread(lambda: list(alice.calendar.get_streaming_events(subscription_id, 1)))
 

@@ -7,17 +7,26 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bridge.emulators.ews import EwsEmulator
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
-from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER, ews_fixture  # noqa: F401
+from tests.emulators.ews_fixtures import (  # noqa: F401
+    ALICE,
+    BOB,
+    SERVICE_PASSWORD,
+    SERVICE_USER,
+    ews_fixture,
+    held_stream,
+)
 from tests.sources.conformance import WINDOW
 
 pytestmark = pytest.mark.timeout(30)
@@ -197,11 +206,15 @@ async def test_more_mailboxes_than_fit_a_connection_use_several_and_all_changes_
     assert sorted(len(batch) for batch in changes.batches[:caught_up]) == [1, 2, 2]
 
 
-def _five_mailboxes(ews: EwsEmulator) -> list[str]:
-    extra = [f"user{n}@corp.example" for n in range(3)]
+def _extra_mailboxes(ews: EwsEmulator, count: int) -> list[str]:
+    extra = [f"user{n}@corp.example" for n in range(count)]
     for address in extra:
         ews.add_mailbox(address)
-    return [ALICE, BOB, *extra]
+    return extra
+
+
+def _five_mailboxes(ews: EwsEmulator) -> list[str]:
+    return [ALICE, BOB, *_extra_mailboxes(ews, 3)]
 
 
 async def test_groups_beyond_the_stream_limit_poll_instead(ews: EwsEmulator) -> None:
@@ -250,18 +263,24 @@ async def test_a_refused_stream_makes_its_group_poll_and_changes_still_arrive(
     source: EwsSource, ews: EwsEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     ews.streams.minute = 60.0
-    ews.limits.hanging_connections = 0  # as if another application held every connection the anchor may have
+    ews.limits.hanging_connections = 1
+    everyone = [ALICE, BOB, *_extra_mailboxes(ews, 2)]
     changes = Changes()
-    async with watching(source, [ALICE, BOB], changes, pull_interval=0.1):
-        await changes.wait_for(lambda batches: len(batches) >= 2)  # the catch-ups: streaming, then polling
-        await asyncio.sleep(0.3)
-        kinds = {subscription["kind"] for subscription in ews.subscriptions()}
+    async with (
+        aiohttp.ClientSession() as session,
+        held_stream(ews, session, ALICE),  # another application holds the one connection ALICE's budget allows
+        watching(source, everyone, changes, per_connection=2, pull_interval=0.1),
+    ):
+        await changes.wait_for(lambda batches: set().union(*batches) == set(everyone))
+        await asyncio.sleep(0.5)
+        kinds = Counter(subscription["kind"] for subscription in ews.subscriptions())
         caught_up = len(changes.batches)
-        outlook_item(ews, BOB)
-        await changes.wait_for(lambda batches: frozenset({BOB}) in batches[caught_up:], within=3.0)
+        for address in everyone:
+            outlook_item(ews, address)
+        await changes.wait_for(lambda batches: set().union(*batches[caught_up:]) == set(everyone), within=3.0)
 
     refusals = [r for r in caplog.records if "refused a streaming connection" in r.message]
-    assert kinds == {"pull"}
+    assert kinds == {"pull": 2, "streaming": 3}  # ALICE's group polls; the other group and the holder stream
     assert ews.streams.refused == 1  # refused once, not retried in a loop
     assert len(refusals) == 1
 
