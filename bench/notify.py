@@ -230,7 +230,7 @@ def main() -> None:
         marked = dirty_mailboxes(db_path)
     for name, run in runs.items():
         per = 10 if name.startswith("batched") else 1
-        offered = f"{run['offered_rps']:6d}/s" if run["offered_rps"] else "unpaced"
+        offered = f"{run['offered_rps']:6.0f}/s" if run["offered_rps"] else "unpaced"
         print(
             f"{name:18s} offered {offered:>9s}, achieved {run['achieved_rps']:6d} requests/s "
             f"= {run['achieved_rps'] * per:6d} notifications/s; p50 {run['p50_ms']:6.1f} ms, "
