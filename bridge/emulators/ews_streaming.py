@@ -28,9 +28,7 @@ _OP = "GetStreamingEvents"
 
 
 class StreamingConnection:
-    def __init__(
-        self, subscriptions: list[Subscription], transport: asyncio.BaseTransport | None, budget: str = ""
-    ) -> None:
+    def __init__(self, subscriptions: list[Subscription], transport: asyncio.BaseTransport | None, budget: str) -> None:
         self.subscriptions = subscriptions
         self.budget = budget
         self.signal = asyncio.Event()
@@ -85,9 +83,7 @@ class Streams:
                 raise
         return found, timeout
 
-    async def serve(
-        self, request: web.Request, operation: ET.Element, account: str, budget: str = ""
-    ) -> web.StreamResponse:
+    async def serve(self, request: web.Request, operation: ET.Element, account: str, budget: str) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/xml; charset=utf-8"})
         response.enable_chunked_encoding()
         try:
