@@ -22,10 +22,13 @@ Python API (the control API under /_control mirrors it for other processes; see 
   user_id=None, mail=None, tenant_id=None, has_mailbox=True)`, `expire_tokens()`.
 - calendars "as Outlook": `create_event_as_outlook(user, payload) -> dict`, `update_event_as_outlook(user,
   event_id, payload) -> dict`, `delete_event_as_outlook(user, event_id)`, `events(user) -> list[dict]` (raw stored
-  state). Outlook may create invitations: `isOrganizer: false` plus `organizer`, `responseStatus`, `isCancelled`.
+  state), `respond_as_outlook(user, event_id, response)`. Outlook may create invitations: `isOrganizer: false`
+  plus `organizer`, `responseStatus`, `isCancelled`; an event with attendees in the tenant is a meeting whose
+  copies follow the organizer's changes and cancellation (graph_meetings.py).
 - faults: `inject_fault(spec)` (the control API's JSON), or by name: `throttle(count, *, user, route,
   retry_after)`, `fail(count, *, status=503, ...)`, `set_latency(ms)`, `drop_notifications(n)`,
-  `duplicate_notifications(n)`, `shuffle_notifications(on)`, `expire_delta_tokens(user, status=410)`,
+  `duplicate_notifications(n)`, `shuffle_notifications(on)`, `expire_delta_tokens(user, status=410, *,
+  after_pages=0, times=1)`,
   `empty_delta_pages(n, user=None)`, `subscription_quota(n)`, `clear_faults()`.
 - subscriptions: `subscriptions()`, `send_lifecycle(subscription_id, event)`, `remove_subscription(id)` (sends
   subscriptionRemoved), `expire_subscription(id)`, `await drain_notifications(within)`.
@@ -63,6 +66,7 @@ from bridge.emulators.graph_common import GraphError, new_guid, now
 from bridge.emulators.graph_control import add_control_routes
 from bridge.emulators.graph_events import Change
 from bridge.emulators.graph_faults import FaultRule, Faults, Stats, rule_from_json
+from bridge.emulators.graph_meetings import Meetings
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
 from bridge.emulators.graph_notify import Notifier
 from bridge.emulators.graph_render import render, render_stored
@@ -111,6 +115,7 @@ class GraphEmulator:
             timeout=notification_timeout,
         )
         self.api = GraphApi(self.state, self.faults, self._stats, self.notifier)
+        self.meetings = Meetings(self.state)
         self.state.on_change(self._notify)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
@@ -191,19 +196,34 @@ class GraphEmulator:
     # -- calendars as Outlook changes them -----------------------------------------------------------------
 
     def create_event_as_outlook(self, user: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """An event the user made in Outlook (Graph shape, times in UTC); notifies subscribers like any change."""
+        """An event the user made in Outlook (Graph shape, times in UTC); notifies subscribers like any change.
+
+        With attendees who are users of the tenant, it is a meeting: each gets a copy (graph_meetings.py).
+        """
         mailbox = self.state.mailbox_for(user, None)
         event, _ = mailbox.create(dict(payload), as_outlook=True)
+        if event.props.get("isOrganizer", True) is not False:
+            self.meetings.invite(mailbox, event)
         return render(mailbox.get(event.id))
 
     def update_event_as_outlook(self, user: str, event_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Change an event, a series or (making it an exception) one occurrence."""
+        """Change an event, a series or (making it an exception) one occurrence; a meeting's copies follow."""
         mailbox = self.state.mailbox_for(user, None)
-        return render(mailbox.update(event_id, dict(payload), as_outlook=True))
+        instance = mailbox.update(event_id, dict(payload), as_outlook=True)
+        self.meetings.updated(mailbox, instance)
+        return render(instance)
 
     def delete_event_as_outlook(self, user: str, event_id: str) -> None:
-        """Delete an event, a series, or one occurrence of a series."""
-        self.state.mailbox_for(user, None).delete(event_id)
+        """Delete an event, a series, or one occurrence of a series; for a meeting the user organises, that is
+        cancelling it: the attendees' copies are marked cancelled."""
+        mailbox = self.state.mailbox_for(user, None)
+        instance = mailbox.get(event_id)
+        mailbox.delete(event_id)
+        self.meetings.cancelled(mailbox, instance)
+
+    def respond_as_outlook(self, user: str, event_id: str, response: str) -> dict[str, Any]:
+        """The user answers an invitation: accepted, tentativelyAccepted or declined (kept in the calendar)."""
+        return render(self.meetings.respond(self.state.mailbox_for(user, None), event_id, response))
 
     def events(self, user: str) -> list[dict[str, Any]]:
         """The stored events (single events and series masters with their exceptions), Graph-shaped, raw times."""
@@ -231,7 +251,9 @@ class GraphEmulator:
         elif kind == "expireDeltaTokens":
             if not user:
                 raise ValueError("expireDeltaTokens needs a user")
-            self.expire_delta_tokens(user, int(spec.get("status", self.state.delta.expired_status)))
+            status = int(spec.get("status", self.state.delta.expired_status))
+            after_pages, times = int(spec.get("afterPages", 0)), int(spec.get("times", 1))
+            self.expire_delta_tokens(user, status, after_pages=after_pages, times=times)
         elif kind == "emptyDeltaPages":
             self.empty_delta_pages(count, user=user)
         elif kind == "subscriptionQuota":
@@ -273,10 +295,20 @@ class GraphEmulator:
     def shuffle_notifications(self, enabled: bool = True) -> None:
         self.faults.shuffle_notifications = enabled
 
-    def expire_delta_tokens(self, user: str, status: int = 410) -> int:
-        """Forget the user's delta tokens and pages: using one answers `status` (410 or 400) SyncStateNotFound."""
+    def expire_delta_tokens(self, user: str, status: int = 410, *, after_pages: int = 0, times: int = 1) -> int:
+        """Forget the user's delta tokens and pages: using one answers `status` (410 or 400) SyncStateNotFound.
+
+        With `after_pages`, that happens once that many more delta pages of the user have been served (and again
+        after as many more, `times` times in all): a round in progress then fails on its next page, as Graph's
+        does (microsoft-graph-docs-contrib#7790).
+        """
         if status not in (400, 410):
             raise ValueError("expired delta tokens answer 400 or 410")
+        if after_pages < 0 or times < 1:
+            raise ValueError("afterPages is 0 or more pages, times 1 or more")
+        if after_pages:
+            self.faults.delta_expiry[self._user_id(user)] = (after_pages, status, after_pages, times)
+            return 0
         return self.state.delta.expire(self._user_id(user), status)
 
     def empty_delta_pages(self, count: int, *, user: str | None = None) -> None:

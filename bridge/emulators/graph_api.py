@@ -360,6 +360,10 @@ class GraphApi:
             page = Page((), delta.skip_token(round_id, offset), None)
         else:
             page = delta.page(round_id, offset, size)
+        expiry = self.faults.take_delta_expiry(mailbox.owner.id)
+        if expiry is not None:
+            # This page is still answered; its nextLink (or deltaLink) is what no longer works.
+            delta.expire(mailbox.owner.id, expiry)
         zone_name = _zone(call)
         link_base = f"{call.base_url}/v1.0/users/{quote(target.user_key or '', safe='@')}/calendarView/delta"
         body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#Collection(event)"}

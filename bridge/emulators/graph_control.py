@@ -19,7 +19,10 @@ unknown user, event or subscription).
     POST   /_control/users/{user}/events   <Graph event; also isOrganizer, organizer, responseStatus, isCancelled>
                                                       201 event (Graph shape, UTC)
     PATCH  /_control/users/{user}/events/{id}  <partial event>     200 event (an occurrence id makes an exception)
-    DELETE /_control/users/{user}/events/{id}                      204 (an occurrence id cancels that occurrence)
+    DELETE /_control/users/{user}/events/{id}                      204 (an occurrence id cancels that occurrence;
+                                                      a meeting the user organises is cancelled for its attendees)
+    POST   /_control/users/{user}/events/{id}/respond  {"response": "accepted"|"tentativelyAccepted"|"declined"}
+                                                      200 event (the attendee's answer; a declined one stays)
     GET    /_control/faults                           faults state
     POST   /_control/faults        {"kind": ..., ...} 200 faults state; kinds:
            throttle               {count=1, user?, route?, retryAfter=1}           next requests answer 429
@@ -28,7 +31,9 @@ unknown user, event or subscription).
            dropNotifications      {count}
            duplicateNotifications {count}
            shuffleNotifications   {enabled=true}
-           expireDeltaTokens      {user, status=410|400}
+           expireDeltaTokens      {user, status=410|400, afterPages=0, times=1}    (after that many more delta
+                                                                          pages of the user, mid-round; again
+                                                                          after as many, `times` in all)
            emptyDeltaPages        {count, user?}
            subscriptionQuota      {count}                                          next creations answer 403
            expireTokens           {}                                               issued tokens answer 401
@@ -83,6 +88,7 @@ def add_control_routes(app: web.Application, emulator: GraphEmulator) -> None:
         ("POST", "/users/{user}/events", control.create_event),
         ("PATCH", "/users/{user}/events/{event_id}", control.update_event),
         ("DELETE", "/users/{user}/events/{event_id}", control.delete_event),
+        ("POST", "/users/{user}/events/{event_id}/respond", control.respond),
         ("GET", "/faults", control.get_faults),
         ("POST", "/faults", control.add_fault),
         ("DELETE", "/faults", control.clear_faults),
@@ -197,6 +203,12 @@ class _Control:
     async def delete_event(self, request: web.Request) -> web.Response:
         self.emulator.delete_event_as_outlook(request.match_info["user"], request.match_info["event_id"])
         return web.Response(status=204)
+
+    async def respond(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        body = await _json(request)
+        event = self.emulator.respond_as_outlook(info["user"], info["event_id"], str(body.get("response", "")))
+        return web.json_response(event)
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.emulator.faults.to_json())

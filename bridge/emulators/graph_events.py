@@ -279,8 +279,13 @@ class Mailbox:
 
     # -- writing -------------------------------------------------------------------------------------------
 
-    def create(self, payload: Any, *, as_outlook: bool = False) -> tuple[StoredEvent, bool]:
-        """A new event, or the existing one when its transactionId was seen before (then `False`)."""
+    def create(
+        self, payload: Any, *, as_outlook: bool = False, ical_uid: str | None = None
+    ) -> tuple[StoredEvent, bool]:
+        """A new event, or the existing one when its transactionId was seen before (then `False`).
+
+        `ical_uid`: a meeting's copy in an attendee's calendar shares the organizer's (graph_meetings.py).
+        """
         body = _checked_payload(payload, as_outlook=as_outlook)
         transaction_id = body.get("transactionId")
         if transaction_id is not None and not isinstance(transaction_id, str):
@@ -306,7 +311,7 @@ class Mailbox:
             change_key=self._new_change_key(),
             created=stamp,
             modified=stamp,
-            ical_uid=_ICAL_PREFIX + hashlib.sha1(random_token().encode()).hexdigest()[:32].upper(),
+            ical_uid=ical_uid or _ICAL_PREFIX + hashlib.sha1(random_token().encode()).hexdigest()[:32].upper(),
             transaction_id=transaction_id or None,
         )
         _apply_props(event.props, body)

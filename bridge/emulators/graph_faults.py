@@ -72,6 +72,9 @@ class Faults:
     shuffle_notifications: bool = False
     subscription_quota: int = 0
     empty_delta_pages: dict[str | None, int] = field(default_factory=dict)
+    # user id → (delta pages still to serve, status, pages between expiries, expiries left): then the user's sync
+    # states expire, mid-round if need be.
+    delta_expiry: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     def add_rule(self, rule: FaultRule) -> None:
         if rule.route is not None and rule.route not in ROUTE_KINDS:
@@ -97,6 +100,21 @@ class Faults:
                 return True
         return False
 
+    def take_delta_expiry(self, user_id: str) -> int | None:
+        """After one more delta page of `user_id`: the status its sync states now expire with, if they do."""
+        pending = self.delta_expiry.get(user_id)
+        if pending is None:
+            return None
+        pages, status, every, times = pending
+        if pages > 1:
+            self.delta_expiry[user_id] = (pages - 1, status, every, times)
+            return None
+        if times > 1:
+            self.delta_expiry[user_id] = (every, status, every, times - 1)
+        else:
+            del self.delta_expiry[user_id]
+        return status
+
     def take_quota(self) -> bool:
         if self.subscription_quota > 0:
             self.subscription_quota -= 1
@@ -120,6 +138,7 @@ class Faults:
         self.drop_notifications = self.duplicate_notifications = self.subscription_quota = 0
         self.shuffle_notifications = False
         self.empty_delta_pages.clear()
+        self.delta_expiry.clear()
         self.latency_ms = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -144,6 +163,10 @@ class Faults:
             "shuffleNotifications": self.shuffle_notifications,
             "subscriptionQuota": self.subscription_quota,
             "emptyDeltaPages": {key or "*": count for key, count in self.empty_delta_pages.items()},
+            "deltaExpiry": {
+                user: {"afterPages": pages, "status": status, "times": times}
+                for user, (pages, status, _, times) in self.delta_expiry.items()
+            },
         }
 
 

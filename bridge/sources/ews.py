@@ -365,7 +365,7 @@ class EwsSource:
                 # An instance crossing a chunk boundary is in both chunks.
                 found.setdefault(item.item_id, item)
         self._spans[mailbox.lower()] = span if split else min(span * 2, _MAX_SPAN)
-        return self._appointments(account, mailbox, [item for item in found.values() if not item.is_cancelled])
+        return self._appointments(account, mailbox, [item for item in found.values() if not item.withdrawn])
 
     def _view(self, account: Any, low: datetime, high: datetime) -> list[wire.WireItem]:
         return self._find(_RawFindItem(account=account), CalendarView(start=_ews_time(low), end=_ews_time(high)))

@@ -77,6 +77,11 @@ class WireItem:
     def in_series(self) -> bool:
         return self.item_type in ("Occurrence", "Exception")
 
+    @property
+    def withdrawn(self) -> bool:
+        """In the calendar but not on the person's time: cancelled by its organizer, or declined and kept."""
+        return self.is_cancelled or self.my_response == "Decline"
+
 
 def _instant(text: str | None) -> datetime | None:
     # EWS writes UTC instants as `2026-03-05T08:00:00Z` (TimeZoneContext UTC); fromisoformat reads the Z since 3.11.

@@ -79,6 +79,8 @@ _MASTER_FIELDS = [
     "sensitivity",
     "isAllDay",
     "isOrganizer",
+    "isCancelled",
+    "responseStatus",
     "changeKey",
     "transactionId",
     "start",
@@ -91,7 +93,10 @@ _MAILBOX_CODES = {
     "ResourceNotFound",
     "ErrorNonExistentMailbox",
 }
-_SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid"}
+# What Graph answers when a delta round must start over: 410 Gone with SyncStateNotFound (Outlook resources, also
+# on a nextLink), 400 syncStateNotFound (directory resources), resyncRequired (Graph's error code list).
+_SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid", "resyncRequired"}
+_FULL_ROUND_ATTEMPTS = 3
 
 
 def graph_source(config: GraphSourceConfig) -> GraphSource:
@@ -121,8 +126,9 @@ def graph_source(config: GraphSourceConfig) -> GraphSource:
     )
 
 
-class _DeltaTokenExpired(Exception):
-    """The delta token is no longer known to Graph (410 Gone or SyncStateNotFound): start a new round."""
+class _DeltaTokenExpired(SourceError):
+    """Graph no longer knows the round's sync state (410 Gone, SyncStateNotFound, resyncRequired), whether the
+    delta token's or a nextLink's: the round starts over from nothing."""
 
 
 class GraphSource:
@@ -171,15 +177,29 @@ class GraphSource:
         if token is not None:
             try:
                 return await self._delta_round(mailbox, self._delta(mailbox).with_url(token), full=False)
-            except _DeltaTokenExpired:
-                log.info("delta token for %s expired; starting a new round", mailbox)
+            except _DeltaTokenExpired as exc:
+                log.info("delta of %s starts over: %s", mailbox, exc)
         config: RequestConfiguration[DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters]
         config = RequestConfiguration(
             query_parameters=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
                 start_date_time=iso_utc(window.start), end_date_time=iso_utc(window.end)
             )
         )
-        return await self._delta_round(mailbox, self._delta(mailbox), full=True, config=config)
+        # Graph may forget a round's sync state between two of its pages too (410 SyncStateNotFound on a nextLink,
+        # microsoft-graph-docs-contrib#7790): the round starts over from nothing, a bounded number of times.
+        attempt = 1
+        while True:
+            try:
+                return await self._delta_round(mailbox, self._delta(mailbox), full=True, config=config)
+            except _DeltaTokenExpired as exc:
+                if attempt == _FULL_ROUND_ATTEMPTS:
+                    raise SourceError(
+                        f"delta of {mailbox}: Graph lost the round's sync state {attempt} times in a row ({exc})",
+                        code=exc.code,
+                        status=exc.status,
+                    ) from exc
+                attempt += 1
+                log.info("delta of %s starts over (attempt %d): %s", mailbox, attempt, exc)
 
     async def read_item(self, mailbox: str, item_id: str) -> Appointment | None:
         params = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(
@@ -226,11 +246,14 @@ class GraphSource:
             followed.add(page.next_link)
             request = self._delta(mailbox).with_url(page.next_link).to_get_request_information()
             _prefer(request, f"odata.maxpagesize={self._page_size}")
-        appointments = await self._complete(mailbox, events.values())
+        appointments, withdrawn = await self._complete(mailbox, events.values())
+        # A cancelled or declined meeting is still in the calendar, but no longer on the person's time.
+        removed.update(dict.fromkeys(withdrawn))
         return DeltaResult(tuple(appointments), tuple(removed), page.delta_link, full)
 
-    async def _complete(self, mailbox: str, events: Iterable[wire.WireEvent]) -> list[Appointment]:
-        """Turn events into appointments, filling occurrence stubs in from their series masters.
+    async def _complete(self, mailbox: str, events: Iterable[wire.WireEvent]) -> tuple[list[Appointment], list[str]]:
+        """Turn events into appointments, filling occurrence stubs in from their series masters; also the ids of
+        the instances that are withdrawn (`wire.withdrawn`).
 
         Graph sends occurrences as stubs (no subject, no showAs). Each master is fetched once per round and
         kept while the stubs that referred to it keep the same change keys: an unchanged series costs nothing.
@@ -248,17 +271,18 @@ class GraphSource:
             )
         )
         appointments = []
+        withdrawn = []
         for event in listed:
-            if event.is_cancelled:
-                continue
+            master = None
             if event.series_master_id in stub_keys and event.show_as is None:
                 master = masters[event.series_master_id]
                 if master is None:
                     continue  # the series went away meanwhile: the next round reports its occurrences removed
-                appointments.append(wire.to_appointment(event, master))
+            if wire.withdrawn(event, master):
+                withdrawn.append(event.id)
             else:
-                appointments.append(wire.to_appointment(event))
-        return appointments
+                appointments.append(wire.to_appointment(event, master))
+        return appointments, withdrawn
 
     async def _master(self, mailbox: str, master_id: str, stub_keys: set[str]) -> wire.WireEvent | None:
         cached = self._masters.get((mailbox, master_id))
@@ -494,7 +518,7 @@ def _error(
     detail = wire.decode_error(response.content)
     message = f"{what}: Graph answered {status} {detail.code or ''}: {detail.message}".rstrip(": ")
     if delta and (status == 410 or detail.code in _SYNC_STATE_CODES):
-        return _DeltaTokenExpired(message)
+        return _DeltaTokenExpired(message, code=detail.code, status=status)
     if status == 401:
         return AuthFailed(message, code=detail.code, status=status)
     kind: type[SourceError]

@@ -29,6 +29,10 @@ class WireRemoved(msgspec.Struct, frozen=True):
     reason: str = "deleted"
 
 
+class WireResponseStatus(msgspec.Struct, frozen=True):
+    response: str = "none"
+
+
 class WireExtendedProperty(msgspec.Struct, frozen=True):
     id: str
     value: str | None = None
@@ -48,6 +52,7 @@ class WireEvent(msgspec.Struct, frozen=True, rename="camel"):
     is_all_day: bool | None = None
     is_organizer: bool | None = None
     is_cancelled: bool | None = None
+    response_status: WireResponseStatus | None = None
     series_master_id: str | None = None
     transaction_id: str | None = None
     start: WireDateTime | None = None
@@ -211,6 +216,23 @@ def bridge_ref_of(event: WireEvent) -> str | None:
         if prop.id.lower() == BRIDGE_PROPERTY_ID.lower():
             return prop.value
     return None
+
+
+def withdrawn(event: WireEvent, master: WireEvent | None = None) -> bool:
+    """Whether the instance is in the calendar without being on the person's time: its organizer cancelled it
+    (`isCancelled`), or the person declined it and kept it (`responseStatus.response` "declined").
+
+    A stub carries neither field: it is withdrawn when its series is. An exception comes in full and may be
+    cancelled on its own (the organizer cancelled that one occurrence).
+    """
+    for details in (event, master):
+        if details is None:
+            continue
+        if details.is_cancelled:
+            return True
+        if details.response_status is not None and details.response_status.response == "declined":
+            return True
+    return False
 
 
 def to_appointment(event: WireEvent, master: WireEvent | None = None) -> Appointment:

@@ -53,6 +53,12 @@ class Outlook(Protocol):
 
     def delete(self, item_id: str) -> None: ...
 
+    def cancel_meeting(self, item_id: str) -> None:
+        """The organizer (someone else) cancelled this invitation, a series or one occurrence of it."""
+
+    def respond(self, item_id: str, response: str) -> None:
+        """The person answers an invitation: "accepted", "tentativelyAccepted" or "declined" (kept in the calendar)."""
+
 
 def by_subject(result: DeltaResult) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
@@ -182,6 +188,83 @@ class CalendarSourceContract:
         second = await source.read_delta(mailbox, WINDOW, first.token)
 
         assert third_day.item_id in second.removed
+
+    async def test_a_meeting_its_organizer_cancels_is_reported_removed(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        outlook.create("Quarterly review", at(1, 13), at(1, 14), organizer=False)
+        first = await source.read_delta(mailbox, WINDOW, None)
+        [meeting] = first.upserts
+        outlook.cancel_meeting(meeting.item_id)
+
+        second = await source.read_delta(mailbox, WINDOW, first.token)
+
+        assert meeting.item_id in second.removed
+        assert second.upserts == ()
+
+    async def test_a_cancelled_meeting_is_left_out_of_a_full_round(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        meeting = outlook.create("Quarterly review", at(1, 13), at(1, 14), organizer=False)
+        outlook.cancel_meeting(meeting)
+
+        result = await source.read_delta(mailbox, WINDOW, None)
+
+        assert result.full_round
+        assert result.upserts == ()
+
+    async def test_an_occurrence_its_organizer_cancels_is_reported_removed(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        outlook.create("Weekly sync", at(1, 15), at(1, 16), daily_until=TODAY + timedelta(days=3), organizer=False)
+        first = await source.read_delta(mailbox, WINDOW, None)
+        second_day = next(a for a in first.upserts if a.start == at(2, 15))
+        outlook.cancel_meeting(second_day.item_id)
+
+        second = await source.read_delta(mailbox, WINDOW, first.token)
+
+        assert second_day.item_id in second.removed
+        assert second_day.item_id not in {a.item_id for a in second.upserts}
+        assert len(first.upserts) == 3
+
+    async def test_a_series_its_organizer_cancels_is_reported_removed_whole(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        series = outlook.create(
+            "Weekly sync", at(1, 15), at(1, 16), daily_until=TODAY + timedelta(days=3), organizer=False
+        )
+        first = await source.read_delta(mailbox, WINDOW, None)
+        outlook.cancel_meeting(series)
+
+        second = await source.read_delta(mailbox, WINDOW, first.token)
+
+        assert {a.item_id for a in first.upserts} <= set(second.removed)
+        assert second.upserts == ()
+
+    async def test_a_meeting_declined_and_kept_is_reported_removed(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        outlook.create("Vendor pitch", at(2, 14), at(2, 15), organizer=False)
+        first = await source.read_delta(mailbox, WINDOW, None)
+        [meeting] = first.upserts
+        outlook.respond(meeting.item_id, "declined")
+
+        second = await source.read_delta(mailbox, WINDOW, first.token)
+
+        assert meeting.item_id in second.removed
+        assert second.upserts == ()
+
+    async def test_a_tentatively_accepted_meeting_follows_its_show_as(
+        self, source: CalendarSource, mailbox: str, outlook: Outlook
+    ) -> None:
+        outlook.create("Budget planning", at(2, 16), at(2, 17), organizer=False)
+        first = await source.read_delta(mailbox, WINDOW, None)
+        outlook.respond(first.upserts[0].item_id, "tentativelyAccepted")
+
+        second = await source.read_delta(mailbox, WINDOW, first.token)
+
+        assert [(a.subject, a.free_busy) for a in second.upserts] == [("Budget planning", FreeBusy.TENTATIVE)]
+        assert second.removed == ()
 
     async def test_created_items_carry_the_bridge_marker_and_their_change_key(
         self, source: CalendarSource, mailbox: str

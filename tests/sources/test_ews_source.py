@@ -29,6 +29,14 @@ _LEGACY = {
 }
 
 
+# An answer and the LegacyFreeBusyStatus Exchange gives the item with it (a declined item keeps its own).
+_RESPONSES: dict[str, tuple[str, str | None]] = {
+    "accepted": ("Accept", "Busy"),
+    "tentativelyAccepted": ("Tentative", "Tentative"),
+    "declined": ("Decline", None),
+}
+
+
 class EwsOutlook:
     """Alice editing her calendar in Outlook: changes go straight into the emulated Exchange server."""
 
@@ -73,6 +81,16 @@ class EwsOutlook:
 
     def delete(self, item_id: str) -> None:
         self._emulator.delete_item_as_outlook(self._address, item_id)
+
+    def cancel_meeting(self, item_id: str) -> None:
+        self._emulator.update_item_as_outlook(self._address, item_id, is_cancelled=True)
+
+    def respond(self, item_id: str, response: str) -> None:
+        answer, shown = _RESPONSES[response]
+        fields: dict[str, Any] = {"my_response": answer}
+        if shown is not None:
+            fields["free_busy"] = shown
+        self._emulator.update_item_as_outlook(self._address, item_id, **fields)
 
 
 def _source(emulator: EwsEmulator, *, password: str = SERVICE_PASSWORD, **options: Any) -> EwsSource:

@@ -74,6 +74,16 @@ class GraphOutlook:
     def delete(self, item_id: str) -> None:
         self._emulator.delete_event_as_outlook(self._user, item_id)
 
+    def cancel_meeting(self, item_id: str) -> None:
+        # What the attendee's calendar shows once the organizer (in another tenant) cancelled: the copy stays,
+        # marked cancelled. Organizers inside the tenant are test_graph_meetings.py's.
+        subject = self._emulator.state.mailbox_for(self._user, None).get(item_id).event.props["subject"]
+        payload = {"isCancelled": True, "subject": f"Canceled: {subject}"}
+        self._emulator.update_event_as_outlook(self._user, item_id, payload)
+
+    def respond(self, item_id: str, response: str) -> None:
+        self._emulator.respond_as_outlook(self._user, item_id, response)
+
 
 @pytest.fixture
 async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
@@ -153,6 +163,58 @@ async def test_an_expired_delta_token_restarts_the_round(
 
     assert again.full_round
     assert [a.subject for a in again.upserts] == ["Visit"]
+
+
+def _delta_statuses(emulator: GraphEmulator) -> list[int]:
+    return [r["status"] for r in emulator.stats(log_limit=100)["log"] if "calendarView/delta" in r["path"]]
+
+
+async def test_a_sync_state_lost_between_pages_of_a_first_round_restarts_it(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    graph_emulator.empty_delta_pages(2, user=mailbox)
+    graph_emulator.expire_delta_tokens(mailbox, after_pages=1)
+    graph_emulator.clear_stats()
+
+    result = await source.read_delta(mailbox, WINDOW, None)
+
+    assert result.full_round
+    assert [a.subject for a in result.upserts] == ["Visit"]
+    assert _delta_statuses(graph_emulator)[:2] == [200, 410]
+
+
+@pytest.mark.parametrize("status", [410, 400])
+async def test_a_sync_state_lost_between_pages_of_a_later_round_restarts_from_nothing(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator, status: int
+) -> None:
+    kept = outlook.create("Visit", at(1), at(1, 10))
+    first = await source.read_delta(mailbox, WINDOW, None)
+    outlook.update(kept, subject="Customer visit")
+    outlook.create("New", at(2), at(2, 10))
+    graph_emulator.empty_delta_pages(2, user=mailbox)
+    graph_emulator.expire_delta_tokens(mailbox, status, after_pages=1)
+
+    again = await source.read_delta(mailbox, WINDOW, first.token)
+
+    assert again.full_round
+    assert sorted(a.subject for a in again.upserts) == ["Customer visit", "New"]
+    assert again.removed == ()
+
+
+async def test_a_sync_state_lost_in_every_round_is_a_source_error_in_the_bridge_s_words(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    outlook.create("Visit", at(1), at(1, 10))
+    graph_emulator.empty_delta_pages(10, user=mailbox)
+    graph_emulator.expire_delta_tokens(mailbox, after_pages=1, times=10)
+
+    with pytest.raises(SourceError) as raised:
+        await source.read_delta(mailbox, WINDOW, None)
+
+    assert type(raised.value) is SourceError
+    assert "lost the round's sync state 3 times" in str(raised.value)
+    assert raised.value.code == "SyncStateNotFound"
 
 
 async def test_throttling_waits_retry_after_and_then_succeeds(

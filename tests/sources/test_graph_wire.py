@@ -151,3 +151,30 @@ def test_bridge_marker_is_read_from_the_extended_property() -> None:
     ).encode()
 
     assert wire.to_appointment(wire.decode_event(body)).bridge_ref == "cmd-1"
+
+
+def test_a_meeting_its_organizer_cancelled_is_withdrawn() -> None:
+    single, occurrence = wire.decode_page(fixture_bytes("delta_meeting_cancelled.json")).value
+
+    assert wire.withdrawn(single)
+    assert wire.withdrawn(occurrence)
+    assert occurrence.type == "exception"
+
+
+def test_a_meeting_declined_and_kept_is_withdrawn_and_a_tentative_one_follows_show_as() -> None:
+    declined, tentative = wire.decode_page(fixture_bytes("delta_meeting_declined.json")).value
+
+    assert wire.withdrawn(declined)
+    assert not wire.withdrawn(tentative)
+    assert wire.to_appointment(tentative).free_busy is FreeBusy.TENTATIVE
+
+
+def test_an_occurrence_stub_is_withdrawn_when_its_series_is_cancelled() -> None:
+    stub = wire.decode_page(fixture_bytes("delta_page_1.json")).value[1]
+    master = wire.decode_event(fixture_bytes("event_series_master.json"))
+    cancelled = wire.decode_event(
+        fixture_bytes("event_series_master.json").replace(b'"isCancelled": false', b'"isCancelled": true')
+    )
+
+    assert not wire.withdrawn(stub, master)
+    assert wire.withdrawn(stub, cancelled)
