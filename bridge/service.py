@@ -19,6 +19,7 @@ from aiohttp import web
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
+from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
@@ -102,6 +103,8 @@ class Service:
             for name, source in self.sources.items()
             if isinstance(source, EwsSource) and isinstance(settings := config.sources.get(name), EwsSourceConfig)
         }
+        # Mailboxes added or enabled by another process (the CLI) or instance are watched within seconds.
+        self.mailbox_set = MailboxSetWatch(self.db, self._mailboxes_changed)
         self._runner: web.AppRunner | None = None
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -135,6 +138,7 @@ class Service:
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
         self._supervise("relay", lambda: self.relay.run(self._stop))
+        self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.notifier is not None:
@@ -177,6 +181,13 @@ class Service:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _mailboxes_changed(self, source: str) -> None:
+        self._subscriptions_wake.set()
+        self._sync_wake.set()
+        watcher = self.watchers.get(source)
+        if watcher is not None:
+            watcher.refresh()
 
     def _lifecycle(self) -> None:
         self._subscriptions_wake.set()

@@ -89,10 +89,16 @@ class World:
         return list(self.workforce.changes)
 
     async def api(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        token: str = API_TOKEN,
     ) -> tuple[int, Any, dict[str, str]]:
-        """Call the bridge's REST API as the workforce system: status, JSON body (or None), headers."""
-        sent = {"Authorization": f"Bearer {API_TOKEN}", **(headers or {})}
+        """Call the bridge's REST API as the workforce system (or with `token`): status, JSON body, headers."""
+        sent = {"Authorization": f"Bearer {token}", **(headers or {})}
         async with (
             aiohttp.ClientSession() as session,
             session.request(method, f"{self.service.url}{path}", json=body, headers=sent) as response,

@@ -4,8 +4,11 @@ The mailboxes are split into groups of at most `per_connection` (Exchange takes 
 GetStreamingEvents). Each group runs the same cycle until the watcher stops:
 
 1. ask `mailboxes()` again: keep the group's members that are still watched, fill free places with mailboxes no
-   group holds (a new mailbox waits for a group with room to reconnect, at most `connection_minutes`; a new group
-   opens only when no group has room; the periodic reconcile reads it meanwhile);
+   group holds. A new mailbox is taken at once (`refresh()`, which the service calls when the set of mailboxes
+   changed, or the regroup every minute): a listening group with room goes round again now instead of at its
+   next reconnect, and a new group opens only when no group has room. Going round costs the group's catch-up
+   (step 2: one SyncFolderItems per member, no view when nothing changed), which is why only as many groups as
+   the new mailboxes need are made to;
 2. subscribe each member's calendar folder afresh. Streaming subscriptions cannot resume from a watermark, so
    whatever changed while nothing listened is only found by reading: right after subscribing, `on_changed(all
    members)` is the catch-up, and the engine's sync then reads each mailbox from its stored SyncFolderItems
@@ -95,6 +98,9 @@ class _Group:
     streaming: bool
     members: list[str] = field(default_factory=list)
     polls_until: float = 0.0  # a refused stream: the group polls until then (loop time)
+    # Set while its stream (or poll) runs; `reconnect` asks it to end that early and go round again.
+    listening: bool = False
+    reconnect: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _ConnectionsExceeded(Exception):
@@ -263,15 +269,29 @@ class EwsWatcher:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self._source.reserve_stream_connections(0)
 
+    def refresh(self) -> None:
+        """The set of mailboxes to watch changed: place the new ones now, not at the next reconnect."""
+        self._regroup.set()
+
     # -- groups ----------------------------------------------------------------------------------------------
 
     async def _new_groups(self) -> int:
-        """How many groups to open for the mailboxes no group holds and the existing groups have no room for."""
+        """How many groups to open for the mailboxes no group holds and the existing groups have no room for.
+
+        Groups that are not listening take mailboxes on their next round anyway; listening groups with room are
+        asked to go round again, as many as the unheld mailboxes need.
+        """
         current = await self._current()
         if current is None:
             return 0
         unheld = sum(1 for key in current if key not in self._owner)
-        room = sum(self._per_connection - len(group.members) for group in self._groups)
+        room = sum(self._per_connection - len(group.members) for group in self._groups if not group.listening)
+        listening = sorted((group for group in self._groups if group.listening), key=lambda group: len(group.members))
+        for group in listening:
+            free = self._per_connection - len(group.members)
+            if unheld > room and free > 0:
+                group.reconnect.set()
+                room += free
         return math.ceil((unheld - room) / self._per_connection) if unheld > room else 0
 
     async def _current(self) -> dict[str, str] | None:
@@ -501,10 +521,13 @@ class EwsWatcher:
         )
         stream.start()
         forwarding = asyncio.create_task(self._forward(pending, heard, stream.ended))
+        group.reconnect.clear()
+        group.listening = True
         try:
-            while not (stream.ended.is_set() or self._stop.is_set()):
-                await first_of(self._stop, stream.ended, within=_REGROUP_EVERY)
+            while not (stream.ended.is_set() or self._stop.is_set() or group.reconnect.is_set()):
+                await first_of(self._stop, stream.ended, group.reconnect, within=_REGROUP_EVERY)
         finally:
+            group.listening = False
             await self._end(stream)
             await forwarding
         if stream.error is not None:
@@ -540,13 +563,19 @@ class EwsWatcher:
         loop = asyncio.get_running_loop()
         until = loop.time() + self._minutes * 60
         watermarks = {s.subscription_id: s.watermark or "" for s in subscriptions}
-        while not self._stop.is_set() and loop.time() < until:
-            await first_of(self._stop, within=min(self._pull_interval, max(until - loop.time(), 0.0)))
-            if self._stop.is_set():
-                return
-            results = await asyncio.gather(*(self._pull(s, watermarks) for s in subscriptions))
-            self._working(group)
-            await self._notify(address for address in results if address is not None)
+        group.reconnect.clear()
+        group.listening = True
+        try:
+            while not self._stop.is_set() and loop.time() < until:
+                wait = min(self._pull_interval, max(until - loop.time(), 0.0))
+                await first_of(self._stop, group.reconnect, within=wait)
+                if self._stop.is_set() or group.reconnect.is_set():
+                    return
+                results = await asyncio.gather(*(self._pull(s, watermarks) for s in subscriptions))
+                self._working(group)
+                await self._notify(address for address in results if address is not None)
+        finally:
+            group.listening = False
 
     async def _pull(self, subscription: _Subscription, watermarks: dict[str, str]) -> str | None:
         """The subscription's address if it has events since its watermark (which moves on)."""

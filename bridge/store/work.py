@@ -186,3 +186,14 @@ def record_lifecycle(session: Session, events: Collection[tuple[str, int, Lifecy
         else:
             resync.add(mailbox_id)
     mark_dirty(session, resync, now)
+
+
+def active_sets(session: Session) -> dict[str, tuple[int, int]]:
+    """Per source, a fingerprint of its active mailboxes (how many, and the sum of their ids): it changes when a
+    mailbox is added, enabled, disabled, removed or moved to another source, by whichever process."""
+    rows = session.execute(
+        sa.select(col(MailboxRow.source), sa.func.count(), sa.func.coalesce(sa.func.sum(col(MailboxRow.id)), 0))
+        .where(col(MailboxRow.status) == MailboxStatus.ACTIVE)
+        .group_by(col(MailboxRow.source))
+    ).all()
+    return {str(source): (int(count), int(total)) for source, count, total in rows}

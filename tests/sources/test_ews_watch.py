@@ -184,6 +184,33 @@ async def test_a_cut_stream_is_reopened_and_what_changed_meanwhile_is_caught_up(
     assert (len(warnings), len(recoveries)) == (1, 1)
 
 
+async def test_refresh_places_a_new_mailbox_in_a_listening_group_at_once(source: EwsSource, ews: EwsEmulator) -> None:
+    ews.streams.minute = 60.0
+    changes = Changes()
+    watched = [ALICE]
+    watcher = EwsWatcher(source, connection_minutes=30, backoff_first=0.05)
+    stop = asyncio.Event()
+
+    async def listed() -> Collection[str]:
+        return list(watched)
+
+    task = asyncio.create_task(watcher.run(listed, changes, stop))
+    try:
+        await changes.wait_for(lambda batches: frozenset({ALICE}) in batches)
+        await asyncio.sleep(0.2)  # listening
+        watched.append(BOB)
+        watcher.refresh()
+        await changes.wait_for(lambda batches: frozenset({ALICE, BOB}) in batches, within=3.0)  # its catch-up
+        outlook_item(ews, BOB)
+        await changes.wait_for(lambda batches: batches[-1] == frozenset({BOB}), within=3.0)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    assert len({s["id"] for s in ews.subscriptions() if s["mailbox"] == BOB}) <= 1
+    assert len(_operations(ews, "GetStreamingEvents")) == 2  # one connection, reopened once to take Bob
+
+
 async def test_more_mailboxes_than_fit_a_connection_use_several_and_all_changes_arrive(
     source: EwsSource, ews: EwsEmulator
 ) -> None:
