@@ -69,6 +69,10 @@ class Window:
         return cls(start, start + timedelta(days=days))
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether [start, end) shares time with the window. A zero-length appointment has no time to share: it
+        is inside when its instant is, start included and end excluded, as Graph's calendarView counts it."""
+        if start == end:
+            return self.start <= start < self.end
         return start < self.end and end > self.start
 
 

@@ -128,6 +128,74 @@ def test_a_private_appointment_is_shown_without_its_subject() -> None:
     assert plan.changes[0].entry.subject is None
 
 
+def test_an_appointment_without_a_free_busy_state_is_not_shown() -> None:
+    # Graph's showAs "unknown" (or none at all), EWS's NoData: `show` cannot name it, so nothing is emitted.
+    plan = plan_delta({}, delta(appointment("u", free_busy=FreeBusy.UNKNOWN)), MAPPING, WINDOW)
+
+    assert plan.changes == ()
+    assert [(item.item_id, item.template) for item in plan.put] == [("u", None)]
+
+
+def test_losing_its_free_busy_state_withdraws_what_was_shown() -> None:
+    mirror = synced(appointment())
+
+    plan = plan_delta(mirror, delta(appointment(free_busy=FreeBusy.UNKNOWN)), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.DELETED, "a1")]
+
+
+def test_a_zero_length_appointment_is_shown_one_for_one() -> None:
+    plan = plan_delta({}, delta(appointment(end=T0)), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.CREATED, "a1")]
+    assert (plan.changes[0].entry.start, plan.changes[0].entry.end) == (T0, T0)
+
+
+def test_a_zero_length_appointment_at_the_window_start_is_inside_and_at_its_end_outside() -> None:
+    at_start = appointment("s", start=WINDOW.start, end=WINDOW.start)
+    at_end = appointment("e", start=WINDOW.end, end=WINDOW.end)
+
+    plan = plan_delta({}, delta(at_start, at_end), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.CREATED, "s")]
+
+
+def test_an_appointment_crossing_the_window_start_is_shown_whole() -> None:
+    night = appointment(start=WINDOW.start - timedelta(hours=2), end=WINDOW.start + timedelta(hours=6))
+
+    plan = plan_delta({}, delta(night), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.CREATED, "a1")]
+    assert (plan.changes[0].entry.start, plan.changes[0].entry.end) == (night.start, night.end)
+
+
+def test_an_appointment_crossing_the_window_end_is_shown_whole() -> None:
+    trip = appointment(start=WINDOW.end - timedelta(days=1), end=WINDOW.end + timedelta(days=2))
+
+    plan = plan_delta({}, delta(trip), MAPPING, WINDOW)
+
+    assert kinds(plan) == [(ChangeType.CREATED, "a1")]
+    assert plan.changes[0].entry.end == WINDOW.end + timedelta(days=2)
+
+
+def test_an_appointment_ending_exactly_at_the_window_start_is_outside() -> None:
+    plan = plan_delta(
+        {}, delta(appointment(start=WINDOW.start - timedelta(hours=1), end=WINDOW.start)), MAPPING, WINDOW
+    )
+
+    assert plan.empty
+
+
+def test_an_appointment_crossing_the_start_stays_when_the_window_rolls_onto_it() -> None:
+    night = appointment(start=WINDOW.start + timedelta(hours=22), end=WINDOW.start + timedelta(hours=30))
+    mirror = synced(night)
+    tomorrow = Window.days_ahead(TODAY + timedelta(days=1), 90)
+
+    plan = plan_delta(mirror, delta(night, full=True), MAPPING, tomorrow)
+
+    assert plan.empty
+
+
 def test_a_removed_appointment_is_deleted_with_its_last_shown_state() -> None:
     mirror = synced(appointment())
 

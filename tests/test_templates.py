@@ -221,6 +221,11 @@ def test_segments_are_clipped_to_the_window() -> None:
     assert segments == [Segment(DAY.start, DAY.end, "absence", FreeBusy.OOF, "long")]
 
 
+def test_a_zero_length_entry_has_no_segment_and_splits_nothing() -> None:
+    segments = DEFAULT.timeline([entry("b", FreeBusy.BUSY, 9, 12), entry("mark", FreeBusy.OOF, 10, 10)], DAY)
+    assert [(s.item_id, s.start.hour, s.end.hour) for s in segments] == [("b", 9, 12)]
+
+
 def test_stretches_of_one_entry_split_by_a_weaker_one_are_merged() -> None:
     segments = DEFAULT.timeline(
         [entry("b", FreeBusy.BUSY, 9, 12), entry("t1", FreeBusy.TENTATIVE, 10, 11), entry("t2", FreeBusy.BUSY, 12, 13)],
