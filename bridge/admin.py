@@ -78,6 +78,20 @@ def list_mailboxes(session: Session) -> list[MailboxView]:
 
 
 def add_mailbox(session: Session, address: str, workforce_id: str, source: str, now: datetime) -> None:
+    """Mirror a mailbox (again); refused when it is mirrored already or another active mailbox has the workforce id
+    (two mailboxes would report as one person)."""
+    holder = session.exec(
+        select(MailboxRow.address).where(
+            MailboxRow.workforce_id == workforce_id,
+            MailboxRow.status == MailboxStatus.ACTIVE,
+            MailboxRow.address != address.lower(),
+        )
+    ).first()
+    if holder is not None:
+        raise UserError(
+            f"workforce id {workforce_id!r} belongs to the active mailbox {holder}",
+            ["disable or remove that one first"],
+        )
     row = find_mailbox(session, address)
     if row is None:
         row = MailboxRow(address=address, workforce_id=workforce_id, source=source)

@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("address")
     add.add_argument("--workforce-id", required=True, help="the person's id in the workforce system")
     add.add_argument("--source", help="the configured source to reach it through (default: the only one)")
+    roster = _command(mailbox_actions, "import", _mailboxes_import, "enrol a roster from a CSV file", config=True)
+    roster.add_argument("file", type=Path, metavar="FILE.csv", help="rows of: address, workforce id[, source]")
+    roster.add_argument("--source", help="the source for rows that name none (default: the only one)")
+    roster.add_argument("--dry-run", action="store_true", help="list what would change; change nothing")
     for name, handler, text in (
         ("remove", _mailboxes_remove, "stop mirroring a mailbox and withdraw what the workforce system shows"),
         ("enable", _mailboxes_enable, "resume a disabled or paused mailbox"),
@@ -410,6 +414,23 @@ def _mailboxes_add(args: argparse.Namespace) -> int:
         return f"{args.address}: added; a running bridge syncs it within seconds"
 
     return _admin(args, add)
+
+
+def _mailboxes_import(args: argparse.Namespace) -> int:
+    from bridge import roster
+
+    try:
+        rows = roster.read_csv(args.file.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the roster {args.file}", [str(exc)]) from exc
+
+    def act(session: Session, config: Config) -> str:
+        planned = roster.plan(session, rows, list(config.sources), default_source=args.source)
+        if not args.dry_run:
+            roster.apply(session, planned, datetime.now(UTC))
+        return "\n".join(roster.describe(planned, dry_run=args.dry_run))
+
+    return _admin(args, act)
 
 
 def _mailboxes_remove(args: argparse.Namespace) -> int:

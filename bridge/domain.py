@@ -7,9 +7,14 @@ think about Exchange's time-zone names.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+
+# What the configuration accepts as a mailbox address (config.schema.json), so every way in agrees (the REST API,
+# rosters): one @, a dot after it.
+MAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class FreeBusy(enum.StrEnum):

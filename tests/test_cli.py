@@ -278,3 +278,57 @@ async def test_check_names_refused_credentials(
 
     assert await asyncio.to_thread(main, ["check", "--config", str(path)]) == 1
     assert "credentials were refused" in capsys.readouterr().out
+
+
+def test_mailboxes_import_dry_run_lists_and_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    roster = write(tmp_path, "address,workforce id\ngrady@contoso.com,E2002\nhenry@contoso.com,E2003\n", "team.csv")
+
+    code, out, _ = mailboxes(tmp_path, capsys, "import", str(roster), "--dry-run")
+
+    assert code == 0
+    assert out.splitlines() == [
+        "add    grady@contoso.com  E2002  online",
+        "add    henry@contoso.com  E2003  online",
+        "2 would be added, 0 re-enabled, 0 updated; 0 unchanged",
+    ]
+    assert "grady@contoso.com" not in mailboxes(tmp_path, capsys, "list")[1]
+
+
+def test_mailboxes_import_enrols_the_roster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    roster = write(tmp_path, "adele@contoso.com,E1001\ngrady@contoso.com,E2002\n", "team.csv")
+
+    code, out, _ = mailboxes(tmp_path, capsys, "import", str(roster))
+
+    assert code == 0
+    assert out.splitlines()[-1] == "1 were added, 0 re-enabled, 0 updated; 1 unchanged"
+    listed = [line.split()[:4] for line in mailboxes(tmp_path, capsys, "list")[1].splitlines()]
+    assert ["grady@contoso.com", "E2002", "online", "active"] in listed
+
+
+def test_mailboxes_import_refuses_a_roster_with_problems_and_names_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    roster = write(tmp_path, "grady@contoso.com,E1001\nhenry,E2003\n", "team.csv")
+
+    code, _, err = mailboxes(tmp_path, capsys, "import", str(roster))
+
+    assert code == 1
+    assert "line 1: workforce id 'E1001' belongs to the active mailbox adele@contoso.com" in err
+    assert "line 2: 'henry' is not a mail address" in err
+    assert "grady@contoso.com" not in mailboxes(tmp_path, capsys, "list")[1]
+
+
+def test_mailboxes_import_names_a_file_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = mailboxes(tmp_path, capsys, "import", str(tmp_path / "missing.csv"))
+
+    assert code == 1
+    assert "cannot read the roster" in err
+
+
+def test_mailboxes_add_refuses_a_workforce_id_another_mailbox_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = mailboxes(tmp_path, capsys, "add", "grady@contoso.com", "--workforce-id", "E1001")
+
+    assert code == 1
+    assert "workforce id 'E1001' belongs to the active mailbox adele@contoso.com" in err

@@ -22,11 +22,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from sqlmodel import Session
 
-from bridge import admin
+from bridge import admin, roster
 from bridge.admin import MailboxView
 from bridge.config import Config
 from bridge.domain import iso_utc
 from bridge.errors import UserError
+from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
 from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
@@ -42,8 +43,7 @@ OnMappingChange = Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
 MAX_BODY = 16 * 1024  # a mailbox request is a few short fields
 MAX_MAPPING = 256 * 1024
 MAPPING_TYPES = frozenset({"application/yaml", "text/yaml", "text/plain"})
-MAX_ADDRESS = 320  # RFC 3696 errata: 64 before the @, 255 after
-MAX_WORKFORCE_ID = 200
+MAX_ROSTER = 4 * 1024 * 1024  # 10,000 rows of address and workforce id take well under 1 MiB
 MAX_REASON = 500
 # A message of jsonschema's about the whole document starts with the value's repr (a quote, a bracket, a brace);
 # a dotted path never does, which tells "path: message" from a message that merely holds a colon.
@@ -98,10 +98,47 @@ class AdminRoutes:
 
         try:
             view = await self._db.run(add)
-        except UserError as exc:  # the only refusal of add_mailbox: the address is mirrored already
+        except UserError as exc:  # mirrored already, or another active mailbox has the workforce id
             return problem(409, "Conflict", exc.summary)
         log.info("mailbox %s added through the admin API", view.address)
         return web.json_response(_view_json(view), status=201)
+
+    async def import_roster(self, request: web.Request) -> web.StreamResponse:
+        """A whole roster at once, as `mailboxes import`: checked whole, written in one transaction or not at all."""
+        body = await read_json(request, MAX_ROSTER)
+        if isinstance(body, web.Response):
+            return body
+        invalid: Invalid = []
+        unknown_fields(body, {"mailboxes", "dry_run"}, invalid)
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            invalid.append({"name": "dry_run", "reason": "true or false"})
+        rows = _roster_rows(body.get("mailboxes"), invalid)
+        if invalid:
+            return invalid_request(invalid)
+        now, sources = self._clock(), list(self._config.sources)
+
+        def enrol(session: Session) -> roster.RosterPlan:
+            planned = roster.plan(session, rows, sources)
+            if not dry_run:
+                roster.apply(session, planned, now)
+            return planned
+
+        try:
+            planned = await self._db.run(enrol)
+        except RosterRefused as exc:
+            return invalid_request([_row_problem(text) for text in exc.problems])
+        if not dry_run:
+            log.info("roster imported through the admin API: %s", roster.describe(planned, dry_run=False)[-1])
+        return web.json_response(
+            {
+                "dry_run": dry_run,
+                "added": [e.address for e in planned.added],
+                "reenabled": [e.address for e in planned.reenabled],
+                "updated": [e.address for e in planned.updated],
+                "unchanged": planned.unchanged,
+            }
+        )
 
     async def enable(self, request: web.Request) -> web.StreamResponse:
         now = self._clock()
@@ -315,6 +352,29 @@ def _mapping_problems(error: UserError, file_name: str) -> Invalid:
 
 def _held_json(held: HeldMapping) -> dict[str, Any]:
     return {"digest": held.digest, "since": iso_utc(held.since), "approved": held.approved, **held.preview}
+
+
+def _roster_rows(value: Any, invalid: Invalid) -> list[RosterRow]:
+    if not isinstance(value, list) or not value:
+        invalid.append({"name": "mailboxes", "reason": "a non-empty list of {address, workforce_id, source?}"})
+        return []
+    rows = []
+    for index, item in enumerate(value):
+        where = f"mailboxes[{index}]"
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"address", "workforce_id", "source"}
+            or not all(isinstance(field, str) for field in item.values())
+        ):
+            invalid.append({"name": where, "reason": "an object of strings: address, workforce_id, source (optional)"})
+            continue
+        rows.append(RosterRow(where, item.get("address", ""), item.get("workforce_id", ""), item.get("source")))
+    return rows
+
+
+def _row_problem(text: str) -> dict[str, str]:
+    where, _, reason = text.partition(": ")
+    return {"name": where, "reason": reason}
 
 
 def _view(session: Session, address: str) -> MailboxView:

@@ -57,6 +57,7 @@ def create_app(
             web.get("/api/v1/commands/{id}", require(config, "workforce", commands.command)),
             web.get("/api/v1/admin/mailboxes", require(config, "admin", administration.mailboxes)),
             web.post("/api/v1/admin/mailboxes", require(config, "admin", administration.add)),
+            web.post("/api/v1/admin/mailboxes/import", require(config, "admin", administration.import_roster)),
             web.post(f"{mailbox_admin}/enable", require(config, "admin", administration.enable)),
             web.post(f"{mailbox_admin}/disable", require(config, "admin", administration.disable)),
             web.post(f"{mailbox_admin}/resync", require(config, "admin", administration.resync)),

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
+from bridge.domain import MAIL_ADDRESS
 from bridge.web.problems import problem
 
 # Each wrong field as RFC 9457's `invalid_params` entries: {"name": ..., "reason": ...}.
 Invalid = list[dict[str, str]]
-# What the configuration accepts as a mailbox address (config.schema.json), so every way in agrees.
-ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+ADDRESS = MAIL_ADDRESS
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:

@@ -514,6 +514,38 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
             "source": {"type": "string", "description": "a configured source; default: the only one, if one"},
         },
     },
+    "Roster": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["mailboxes"],
+        "properties": {
+            "mailboxes": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "address": {"type": "string"},
+                        "workforce_id": {"type": "string"},
+                        "source": {"type": "string", "description": "a configured source; default: the only one"},
+                    },
+                },
+            },
+            "dry_run": {"type": "boolean", "description": "check and report what would change; change nothing"},
+        },
+    },
+    "RosterOutcome": {
+        "type": "object",
+        "required": ["dry_run", "added", "reenabled", "updated", "unchanged"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "added": {"type": "array", "items": {"type": "string"}},
+            "reenabled": {"type": "array", "items": {"type": "string"}},
+            "updated": {"type": "array", "items": {"type": "string"}, "description": "workforce id or source"},
+            "unchanged": {"type": "integer", "minimum": 0},
+        },
+    },
     "TemplateMappingFile": {
         "type": "object",
         "required": ["path", "editable", "yaml", "templates", "days_ahead", "ignore_prefix", "held"],
@@ -601,9 +633,30 @@ _ADMIN_PATHS: dict[str, Any] = {
             "requestBody": _body(_ref("NewMailbox")),
             "responses": {
                 "201": _json("the mailbox", _ref("AdminMailbox")),
-                **_admin_problems(400, 401, 403, 409, 413, conflict="the mailbox is mirrored already"),
+                **_admin_problems(
+                    400,
+                    401,
+                    403,
+                    409,
+                    413,
+                    conflict="the mailbox is mirrored already, or another active mailbox has the workforce id",
+                ),
             },
         },
+    },
+    "/api/v1/admin/mailboxes/import": {
+        "post": {
+            "summary": "Enrol a roster: add, re-enable or update every mailbox listed, all or nothing",
+            "description": "Refused whole, with each row's problems in invalid_params (name: mailboxes[i]), for a "
+            "malformed address, a missing workforce id, an unknown source, an address or workforce id listed "
+            "twice, or a workforce id an active mailbox outside the roster holds.",
+            "security": [{"bearer": ["admin"]}],
+            "requestBody": _body(_ref("Roster")),
+            "responses": {
+                "200": _json("what was (or, with dry_run, would be) changed", _ref("RosterOutcome")),
+                **_admin_problems(400, 401, 403, 413),
+            },
+        }
     },
     "/api/v1/admin/mailboxes/{mailbox}/enable": {
         "post": _admin_action("Resume a disabled or paused mailbox (a paused one may then apply its deletions)")

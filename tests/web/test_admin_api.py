@@ -37,6 +37,7 @@ DEFAULT_TEXT = default_mapping_path().read_text(encoding="utf-8")
 ROUTES = [
     ("get", "/api/v1/admin/mailboxes"),
     ("post", "/api/v1/admin/mailboxes"),
+    ("post", "/api/v1/admin/mailboxes/import"),
     ("post", "/api/v1/admin/mailboxes/adele@contoso.com/enable"),
     ("post", "/api/v1/admin/mailboxes/adele@contoso.com/disable"),
     ("post", "/api/v1/admin/mailboxes/adele@contoso.com/resync"),
@@ -540,3 +541,84 @@ async def test_a_mapping_file_the_bridge_may_not_write_is_409(editable_client: C
 
     assert shown["editable"] is False
     assert response.status == 409
+
+
+# --- rosters ---------------------------------------------------------------------------------------------------
+
+IMPORT = "/api/v1/admin/mailboxes/import"
+
+
+async def test_a_roster_is_enrolled_and_reported(app_client: Client, db: Database) -> None:
+    add_row(db)
+    body = {
+        "mailboxes": [
+            {"address": "adele@contoso.com", "workforce_id": "E1001"},
+            {"address": "Megan@contoso.com", "workforce_id": "E2002", "source": "online"},
+        ]
+    }
+
+    response = await app_client.post(IMPORT, json=body, headers=ADMIN)
+
+    assert response.status == 200
+    outcome = await documented(response, IMPORT, "post")
+    assert outcome == {
+        "dry_run": False,
+        "added": ["megan@contoso.com"],
+        "reenabled": [],
+        "updated": [],
+        "unchanged": 1,
+    }
+    row = mailbox_row(db, "megan@contoso.com")
+    assert row is not None
+    assert row.dirty_generation > row.synced_generation
+
+
+async def test_a_dry_run_roster_reports_and_writes_nothing(app_client: Client, db: Database) -> None:
+    body = {"mailboxes": [{"address": "megan@contoso.com", "workforce_id": "E2002"}], "dry_run": True}
+
+    response = await app_client.post(IMPORT, json=body, headers=ADMIN)
+
+    assert (await documented(response, IMPORT, "post"))["added"] == ["megan@contoso.com"]
+    assert mailbox_count(db) == 0
+
+
+async def test_a_roster_with_problems_is_400_naming_each_row_and_writes_nothing(
+    app_client: Client, db: Database
+) -> None:
+    add_row(db)
+    body = {
+        "mailboxes": [
+            {"address": "megan@contoso.com", "workforce_id": "E2002"},
+            {"address": "nobody", "workforce_id": "E2003"},
+            {"address": "grady@contoso.com", "workforce_id": "E1001"},
+            {"address": "henry@contoso.com", "workforce_id": "E2002", "source": "on-premises"},
+            ["henry@contoso.com"],
+        ]
+    }
+
+    response = await app_client.post(IMPORT, json=body, headers=ADMIN)
+
+    assert response.status == 400
+    problem = await documented(response, IMPORT, "post")
+    assert [p["name"] for p in problem["invalid_params"]] == ["mailboxes[4]"]
+    del body["mailboxes"][4]
+    response = await app_client.post(IMPORT, json=body, headers=ADMIN)
+    problem = await documented(response, IMPORT, "post")
+    assert [(p["name"], p["reason"].split(" ")[0]) for p in problem["invalid_params"]] == [
+        ("mailboxes[1]", "'nobody'"),
+        ("mailboxes[2]", "workforce"),
+        ("mailboxes[3]", "'on-premises'"),
+        ("mailboxes[3]", "workforce"),
+    ]
+    assert mailbox_count(db) == 1
+
+
+async def test_adding_a_mailbox_with_a_workforce_id_another_has_is_409(app_client: Client, db: Database) -> None:
+    add_row(db)
+    body = {"address": "megan@contoso.com", "workforce_id": "E1001"}
+
+    response = await app_client.post("/api/v1/admin/mailboxes", json=body, headers=ADMIN)
+
+    assert response.status == 409
+    assert "belongs to the active mailbox adele@contoso.com" in (await response.json())["detail"]
+    assert mailbox_count(db) == 1

@@ -1,0 +1,89 @@
+"""How long enrolling a roster of 10,000 people takes: `presence-bridge mailboxes import FILE.csv`, end to end.
+
+Each run writes a 10,000-row CSV, then runs the command line's import (read, check against the database, write
+in one transaction) in a fresh database: SQLite in a temporary directory, and PostgreSQL at 127.0.0.1:5432 in a
+schema of its own when it answers. Offered: the rows; achieved: seconds from start to exit, for a dry run and
+for the real import, and the rows the database then holds.
+
+Run: .venv/bin/python bench/roster.py [--rows 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlmodel import func, select
+
+from bridge import roster
+from bridge.store import Database, MailboxRow
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def import_once(db: Database, text: str, *, dry_run: bool) -> float:
+    started = time.perf_counter()
+    rows = roster.read_csv(text)
+    with db.session() as session:
+        planned = roster.plan(session, rows, ["online"])
+        if not dry_run:
+            roster.apply(session, planned, datetime.now(UTC))
+    return time.perf_counter() - started
+
+
+def measure(db: Database, text: str) -> dict[str, Any]:
+    db.upgrade()
+    dry = import_once(db, text, dry_run=True)
+    real = import_once(db, text, dry_run=False)
+    again = import_once(db, text, dry_run=False)  # every row known: all unchanged
+    with db.session() as session:
+        held = session.exec(select(func.count()).select_from(MailboxRow)).one()
+    return {"dry_run_s": round(dry, 3), "import_s": round(real, 3), "reimport_s": round(again, 3), "rows_held": held}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args()
+    text = "address,workforce_id\n" + "".join(f"person{n}@contoso.com,E{n:06d}\n" for n in range(args.rows))
+    result: dict[str, Any] = {"rows_offered": args.rows, "errors": []}
+    with tempfile.TemporaryDirectory() as directory:
+        db = Database(f"sqlite:///{Path(directory) / 'bridge.db'}")
+        try:
+            result["sqlite"] = measure(db, text)
+        finally:
+            db.close()
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        result["errors"].append(f"postgresql: {exc}")
+    else:
+        schema = f"bench_{secrets.token_hex(6)}"
+        with admin:
+            admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            db = Database(POSTGRES_URL, schema=schema)
+            try:
+                result["postgresql"] = measure(db, text)
+            finally:
+                db.close()
+                admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    for backend in ("sqlite", "postgresql"):
+        if backend in result:
+            figures = result[backend]
+            print(
+                f"{backend}: {args.rows} rows offered; dry run {figures['dry_run_s']} s, import "
+                f"{figures['import_s']} s, re-import {figures['reimport_s']} s; {figures['rows_held']} rows held"
+            )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
