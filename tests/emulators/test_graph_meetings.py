@@ -38,6 +38,14 @@ def _copies(emulator: GraphEmulator) -> list[dict[str, Any]]:
     return emulator.events("AdeleV@contoso.com")
 
 
+def _accepted_meeting(emulator: GraphEmulator) -> str:
+    """Megan's meeting, which Adele accepted; the id of Megan's event."""
+    original = _meeting(emulator)
+    [copy] = _copies(emulator)
+    emulator.respond_as_outlook("AdeleV@contoso.com", copy["id"], "accepted")
+    return str(original["id"])
+
+
 def test_a_meeting_puts_a_copy_in_each_attendee_s_calendar(graph_emulator: GraphEmulator, megan: DirectoryUser) -> None:
     original = _meeting(graph_emulator)
 
@@ -62,12 +70,10 @@ def test_attendees_outside_the_tenant_get_nothing(graph_emulator: GraphEmulator,
 def test_the_organizer_s_changes_reach_the_copy_and_the_answer_stays(
     graph_emulator: GraphEmulator, megan: DirectoryUser
 ) -> None:
-    original = _meeting(graph_emulator)
-    [copy] = _copies(graph_emulator)
-    graph_emulator.respond_as_outlook("AdeleV@contoso.com", copy["id"], "accepted")
+    original = _accepted_meeting(graph_emulator)
 
     moved = event_payload("Quarterly review (moved)", "2026-11-27T09:00:00", "2026-11-27T10:00:00")
-    graph_emulator.update_event_as_outlook(MEGAN, original["id"], moved)
+    graph_emulator.update_event_as_outlook(MEGAN, original, moved)
 
     [copy] = _copies(graph_emulator)
     assert copy["subject"] == "Quarterly review (moved)"
@@ -79,11 +85,9 @@ def test_the_organizer_s_changes_reach_the_copy_and_the_answer_stays(
 def test_cancelling_marks_the_copy_cancelled_and_keeps_its_show_as(
     graph_emulator: GraphEmulator, megan: DirectoryUser
 ) -> None:
-    original = _meeting(graph_emulator)
-    [copy] = _copies(graph_emulator)
-    graph_emulator.respond_as_outlook("AdeleV@contoso.com", copy["id"], "accepted")
+    original = _accepted_meeting(graph_emulator)
 
-    graph_emulator.delete_event_as_outlook(MEGAN, original["id"])
+    graph_emulator.delete_event_as_outlook(MEGAN, original)
 
     assert graph_emulator.events(MEGAN) == []
     [copy] = _copies(graph_emulator)
