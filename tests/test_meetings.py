@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.world import World, at, ready, wait_until
+from tests.world import ONPREM_MAILBOX, World, at, ready, wait_until
 
 MEGAN = "MeganB@contoso.com"
 
@@ -155,3 +155,23 @@ async def test_a_sync_state_lost_again_and_again_is_a_reading_failure_not_a_cras
     world.graph.clear_faults()
     [change] = await world.changes(1, within=20)
     assert change["appointment"]["subject"] == "During the outage"
+
+
+async def test_an_onprem_meeting_cancelled_or_declined_is_withdrawn_too(hybrid: World) -> None:
+    ews = hybrid.ews
+    assert ews is not None
+    await ready(hybrid)
+    start = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1, hours=13)
+    invitation = {"organizer": "megan@contoso.com", "start": start, "end": start + timedelta(hours=1)}
+    review = ews.create_item_as_outlook(ONPREM_MAILBOX, subject="Quarterly review", **invitation)
+    pitch = ews.create_item_as_outlook(ONPREM_MAILBOX, subject="Vendor pitch", **invitation)
+    await hybrid.changes(2)
+
+    ews.update_item_as_outlook(ONPREM_MAILBOX, review, is_cancelled=True)
+    ews.update_item_as_outlook(ONPREM_MAILBOX, pitch, my_response="Decline")
+
+    changes = await hybrid.changes(4)
+    assert sorted((c["type"], c["appointment"]["subject"]) for c in changes[2:]) == [
+        ("appointment.deleted", "Quarterly review"),
+        ("appointment.deleted", "Vendor pitch"),
+    ]
