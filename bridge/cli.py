@@ -28,6 +28,7 @@ from bridge.yamlfile import format_duration
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from bridge.roster import RosterPlan, RosterRow
     from bridge.store.db import Database
 
 CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     roster.add_argument("file", type=Path, metavar="FILE.csv", help="rows of: address, workforce id[, source]")
     roster.add_argument("--source", help="the source for rows that name none (default: the only one)")
     roster.add_argument("--dry-run", action="store_true", help="list what would change; change nothing")
+    roster.add_argument(
+        "--check-exchange", action="store_true",
+        help="refuse rows whose mailbox Exchange refuses (one calendar read each; slower)",
+    )  # fmt: skip
     for name, handler, text in (
         ("remove", _mailboxes_remove, "stop mirroring a mailbox and withdraw what the workforce system shows"),
         ("enable", _mailboxes_enable, "resume a disabled or paused mailbox"),
@@ -424,6 +429,9 @@ def _mailboxes_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read the roster {args.file}", [str(exc)]) from exc
 
+    if args.check_exchange:
+        _check_exchange(args, rows)
+
     def act(session: Session, config: Config) -> str:
         planned = roster.plan(session, rows, list(config.sources), default_source=args.source)
         if not args.dry_run:
@@ -431,6 +439,34 @@ def _mailboxes_import(args: argparse.Namespace) -> int:
         return "\n".join(roster.describe(planned, dry_run=args.dry_run))
 
     return _admin(args, act)
+
+
+def _check_exchange(args: argparse.Namespace, rows: list[RosterRow]) -> None:
+    """Refuse the roster if Exchange refuses a mailbox it would start syncing; asked outside any transaction, since
+    it may take minutes (the import plans again afterwards)."""
+    from bridge import roster
+
+    config, database = _database(args)
+    try:
+        with database.session() as session:
+            planned = roster.plan(session, rows, list(config.sources), default_source=args.source)
+    finally:
+        database.close()
+    problems = asyncio.run(_unknown_to_exchange(config, planned))
+    if problems:
+        raise roster.RosterRefused(f"Exchange refuses {len(problems)} mailbox(es); nothing was changed", problems)
+
+
+async def _unknown_to_exchange(config: Config, planned: RosterPlan) -> list[str]:
+    from bridge import roster
+    from bridge.sources.configured import build_sources  # the SDKs load only when they are needed
+
+    sources = build_sources(config)
+    try:
+        return await roster.unknown_to_exchange(sources, planned)
+    finally:
+        for source in sources.values():
+            await source.close()
 
 
 def _mailboxes_remove(args: argparse.Namespace) -> int:

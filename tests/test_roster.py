@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from bridge import admin, roster
+from bridge.cli import main
+from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.roster import RosterRefused, RosterRow
 from bridge.store import Database, MailboxRow, MailboxStatus
+from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
 SOURCES = ["online", "onprem"]
@@ -160,3 +166,30 @@ def test_ten_thousand_rows_enrol_in_one_go(db: Database) -> None:
         rows = session.exec(select(MailboxRow).where(MailboxRow.status == MailboxStatus.ACTIVE)).all()
     assert len(rows) == 10_000
     assert all(row.dirty_generation > row.synced_generation for row in rows)
+
+
+async def test_with_the_exchange_check_a_mailbox_exchange_refuses_is_refused_with_its_reason(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    graph_emulator.add_user("bob@contoso.com", "Bob Kelly")
+    config = write_bridge_config(
+        tmp_path / "config.yaml", graph=graph_emulator, app=tenant_app, mailbox=adele.user_principal_name,
+        workforce_url="http://127.0.0.1:9/", secret=WORKFORCE_SECRET, database_url=f"sqlite:///{tmp_path / 'b.db'}",
+        port=free_port(),
+    )  # fmt: skip
+    team = tmp_path / "team.csv"
+    team.write_text("bob@contoso.com,E1002\nghost@contoso.com,E1003\n", encoding="utf-8")
+    command = ["mailboxes", "import", str(team), "--check-exchange", "--config", str(config)]
+
+    refused = await asyncio.to_thread(main, command)
+    err = capsys.readouterr().err
+    team.write_text("bob@contoso.com,E1002\n", encoding="utf-8")
+    enrolled = await asyncio.to_thread(main, command)
+
+    assert refused == 1
+    assert "line 2: Exchange refuses ghost@contoso.com" in err
+    assert "ErrorInvalidUser" in err
+    assert "bob@contoso.com" not in err
+    assert enrolled == 0
+    assert "1 were added" in capsys.readouterr().out
