@@ -5,12 +5,16 @@ in one transaction) in a fresh database: SQLite in a temporary directory, and Po
 schema of its own when it answers. Offered: the rows; achieved: seconds from start to exit, for a dry run and
 for the real import, and the rows the database then holds.
 
-Run: .venv/bin/python bench/roster.py [--rows 10000]
+With `--check-rows N` it also times `--check-exchange` for N new mailboxes against the Graph emulator on
+loopback (no latency added: the figure is the bridge's side and the emulator's, not Microsoft's).
+
+Run: .venv/bin/python bench/roster.py [--rows 10000] [--check-rows 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import tempfile
@@ -24,6 +28,9 @@ from psycopg import sql
 from sqlmodel import func, select
 
 from bridge import roster
+from bridge.config import GraphSourceConfig
+from bridge.emulators.graph import GraphEmulator
+from bridge.sources.graph import graph_source
 from bridge.store import Database, MailboxRow
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -49,9 +56,35 @@ def measure(db: Database, text: str) -> dict[str, Any]:
     return {"dry_run_s": round(dry, 3), "import_s": round(real, 3), "reimport_s": round(again, 3), "rows_held": held}
 
 
+async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
+    """`--check-exchange` for `rows` new mailboxes (the last one unknown to the tenant) against the Graph emulator."""
+    emulator = GraphEmulator(ca_file=directory / "graph-ca.pem")
+    app = emulator.add_app()
+    for n in range(rows - 1):
+        emulator.add_user(f"person{n}@contoso.com")
+    await emulator.start()
+    config = GraphSourceConfig(
+        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
+        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
+    )  # fmt: skip
+    source = graph_source(config)
+    planned = roster.RosterPlan(
+        added=[roster.Enrolment(f"person{n}@contoso.com", f"E{n:06d}", "online", f"line {n + 1}") for n in range(rows)]
+    )
+    try:
+        started = time.perf_counter()
+        refused = await roster.unknown_to_exchange({"online": source}, planned)
+        spent = time.perf_counter() - started
+    finally:
+        await source.close()
+        await emulator.stop()
+    return {"rows": rows, "seconds": round(spent, 3), "refused": len(refused)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--check-rows", type=int, default=0)
     args = parser.parse_args()
     text = "address,workforce_id\n" + "".join(f"person{n}@contoso.com,E{n:06d}\n" for n in range(args.rows))
     result: dict[str, Any] = {"rows_offered": args.rows, "errors": []}
@@ -75,6 +108,12 @@ def main() -> None:
             finally:
                 db.close()
                 admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    if args.check_rows:
+        with tempfile.TemporaryDirectory() as directory:
+            result["check_exchange"] = asyncio.run(check_exchange(args.check_rows, Path(directory)))
+        figures = result["check_exchange"]
+        print(f"--check-exchange: {figures['rows']} mailboxes asked, {figures['refused']} refused, "
+              f"{figures['seconds']} s")  # fmt: skip
     for backend in ("sqlite", "postgresql"):
         if backend in result:
             figures = result[backend]
