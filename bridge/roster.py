@@ -231,12 +231,17 @@ async def unknown_to_exchange(sources: Mapping[str, CalendarSource], roster: Ros
             for e in refused
         ]
 
+    names = sorted({e.source for e in starting})
+    unreachable = [
+        f"{e.where}: the bridge holds no connection to source {e.source}" for e in starting if e.source not in sources
+    ]
     tests = [
         test(sources[name], chunk)
-        for name in sorted({e.source for e in starting})
+        for name in names
+        if name in sources
         for chunk in _chunks([e for e in starting if e.source == name])
     ]
-    return [problem for found in await asyncio.gather(*tests) for problem in found]
+    return unreachable + [problem for found in await asyncio.gather(*tests) for problem in found]
 
 
 def _reason_for(address: str, problems: Sequence[str], fallback: str) -> str:

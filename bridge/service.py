@@ -126,6 +126,7 @@ class Service:
                 self.relay,
                 live=self.mapping,
                 on_mapping_change=self.mapping_changes.changed,
+                sources=self.sources,
             ),
             access_log=None,
         )

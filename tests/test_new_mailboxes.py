@@ -115,3 +115,22 @@ async def test_an_ews_mailbox_added_elsewhere_joins_a_stream_within_seconds(hybr
     await wait_until(lambda: streamed(hybrid, NORA), LIVE_WITHIN_S)
     hybrid.ews.create_item_as_outlook(NORA, subject="Shift", start=moment(1, 9), end=moment(1, 10))
     await arrives(hybrid, "Shift")
+
+
+async def test_a_roster_imported_through_the_admin_api_is_checked_with_exchange_and_live(world: World) -> None:
+    await ready(world)
+    bob = world.graph.add_user(BOB, "Bob Kelly")
+    rows = [{"address": BOB, "workforce_id": "E1002"}, {"address": "ghost@contoso.com", "workforce_id": "E1003"}]
+    path = "/api/v1/admin/mailboxes/import"
+
+    refused, problem, _ = await world.api("POST", path, {"mailboxes": rows, "check_exchange": True}, token=ADMIN_TOKEN)
+    enrolled, outcome, _ = await world.api(
+        "POST", path, {"mailboxes": rows[:1], "check_exchange": True}, token=ADMIN_TOKEN
+    )
+
+    assert refused == 400
+    [entry] = problem["invalid_params"]
+    assert entry["name"] == "mailboxes[1]"
+    assert "ErrorInvalidUser" in entry["reason"]
+    assert (enrolled, outcome["added"]) == (200, [BOB])
+    await wait_until(lambda: subscribed_to(world, bob.id), LIVE_WITHIN_S)

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from bridge.config import Config
 from bridge.domain import iso_utc
 from bridge.errors import UserError
 from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
+from bridge.sources.base import CalendarSource
 from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
@@ -61,8 +62,10 @@ class AdminRoutes:
         live: LiveMapping | None = None,
         on_mapping_change: OnMappingChange | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sources: Mapping[str, CalendarSource] | None = None,
     ) -> None:
         self._db = db
+        self._sources = sources or {}
         self._config = config
         self._mapping = mapping
         self._live = live
@@ -109,14 +112,24 @@ class AdminRoutes:
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
-        unknown_fields(body, {"mailboxes", "dry_run"}, invalid)
-        dry_run = body.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            invalid.append({"name": "dry_run", "reason": "true or false"})
+        unknown_fields(body, {"mailboxes", "dry_run", "check_exchange"}, invalid)
+        dry_run, check = body.get("dry_run", False), body.get("check_exchange", False)
+        for name, value in (("dry_run", dry_run), ("check_exchange", check)):
+            if not isinstance(value, bool):
+                invalid.append({"name": name, "reason": "true or false"})
         rows = _roster_rows(body.get("mailboxes"), invalid)
         if invalid:
             return invalid_request(invalid)
         now, sources = self._clock(), list(self._config.sources)
+        if check:
+            # Exchange is asked outside any transaction (it may take a while); the roster is planned again after.
+            try:
+                first = await self._db.run(lambda session: roster.plan(session, rows, sources))
+            except RosterRefused as exc:
+                return invalid_request([_row_problem(text) for text in exc.problems])
+            refused = await roster.unknown_to_exchange(self._sources, first)
+            if refused:
+                return invalid_request([_row_problem(text) for text in refused])
 
         def enrol(session: Session) -> roster.RosterPlan:
             planned = roster.plan(session, rows, sources)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
 from bridge.config import Config
 from bridge.relay import Relay
+from bridge.sources.base import CalendarSource
 from bridge.store import Database
 from bridge.templates import LiveMapping, TemplateMapping
 from bridge.web.admin_api import AdminRoutes, OnMappingChange
@@ -29,13 +30,17 @@ def create_app(
     *,
     live: LiveMapping | None = None,
     on_mapping_change: OnMappingChange | None = None,
+    sources: Mapping[str, CalendarSource] | None = None,
 ) -> web.Application:
-    """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping)."""
+    """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
+    `sources` are what a roster import asks whether Exchange knows its mailboxes."""
     app = web.Application(client_max_size=MAX_BODY)
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)
-    administration = AdminRoutes(db, config, mapping, live=live, on_mapping_change=on_mapping_change)
+    administration = AdminRoutes(
+        db, config, mapping, live=live, on_mapping_change=on_mapping_change, sources=sources or {}
+    )
     mailbox_admin = "/api/v1/admin/mailboxes/{mailbox}"
     commands = CommandRoutes(db, relay, mapping)
     appointment = "/api/v1/mailboxes/{mailbox}/appointments/{id}"

@@ -533,6 +533,10 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
                 },
             },
             "dry_run": {"type": "boolean", "description": "check and report what would change; change nothing"},
+            "check_exchange": {
+                "type": "boolean",
+                "description": "first ask Exchange for every mailbox to start syncing; refuse those it refuses",
+            },
         },
     },
     "RosterOutcome": {
@@ -649,7 +653,8 @@ _ADMIN_PATHS: dict[str, Any] = {
             "summary": "Enrol a roster: add, re-enable or update every mailbox listed, all or nothing",
             "description": "Refused whole, with each row's problems in invalid_params (name: mailboxes[i]), for a "
             "malformed address, a missing workforce id, an unknown source, an address or workforce id listed "
-            "twice, or a workforce id an active mailbox outside the roster holds.",
+            "twice, a workforce id an active mailbox outside the roster holds, or (check_exchange) a mailbox "
+            "Exchange refuses.",
             "security": [{"bearer": ["admin"]}],
             "requestBody": _body(_ref("Roster")),
             "responses": {

@@ -622,3 +622,16 @@ async def test_adding_a_mailbox_with_a_workforce_id_another_has_is_409(app_clien
     assert response.status == 409
     assert "belongs to the active mailbox adele@contoso.com" in (await response.json())["detail"]
     assert mailbox_count(db) == 1
+
+
+async def test_a_roster_checked_with_exchange_without_a_source_to_ask_is_400(app_client: Client, db: Database) -> None:
+    body = {"mailboxes": [{"address": "megan@contoso.com", "workforce_id": "E2002"}], "check_exchange": True}
+
+    response = await app_client.post(IMPORT, json=body, headers=ADMIN)
+
+    assert response.status == 400
+    problem = await documented(response, IMPORT, "post")
+    assert problem["invalid_params"] == [
+        {"name": "mailboxes[0]", "reason": "the bridge holds no connection to source online"}
+    ]
+    assert mailbox_count(db) == 0
