@@ -14,8 +14,6 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bridge import admin
 from bridge.store import Database
 from tests.world import ADMIN_TOKEN, World, at, ready, wait_until
@@ -61,14 +59,12 @@ async def test_a_graph_mailbox_added_elsewhere_is_synced_and_subscribed_within_s
 
 
 async def test_the_command_line_in_another_process_makes_a_mailbox_live(world: World, tmp_path: Path) -> None:
-    if world.service.db.schema is not None:
-        pytest.skip("the command line reaches a test's private PostgreSQL schema only through the test's process")
     await ready(world)
     bob = world.graph.add_user(BOB, "Bob Kelly")
     command = [sys.executable, "-m", "bridge", "mailboxes", "add", BOB, "--workforce-id", "E1002", "--config"]
 
     done = await asyncio.to_thread(
-        subprocess.run, [*command, str(world.config_path)], capture_output=True, text=True, timeout=60
+        subprocess.run, [*command, str(world.cli_config())], capture_output=True, text=True, timeout=60
     )
 
     assert done.returncode == 0, done.stderr
