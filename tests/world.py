@@ -27,7 +27,7 @@ from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
-from bridge.store import Database, MailboxRow, SubscriptionRow
+from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
 from bridge.templates import default_mapping_path
 from tests.conftest import POSTGRES_URL, DatabaseUrl, free_port, write_bridge_config
 
@@ -75,18 +75,26 @@ class World:
         return list(self.workforce.changes)
 
     async def settled(self, quiet_s: float = 1.0, within: float = 15.0) -> list[dict[str, Any]]:
-        """The changes received once nothing new has arrived for `quiet_s`."""
+        """The changes received once nothing new has arrived for `quiet_s` while no active mailbox waited for a
+        sync (on a loaded machine a quiet spell alone could end before the first read had even started)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         seen, since = -1, loop.time()
         while loop.time() < deadline:
             await self.graph.drain_notifications(within=1.0)
-            if len(self.workforce.changes) != seen:
+            if len(self.workforce.changes) != seen or self._syncs_pending():
                 seen, since = len(self.workforce.changes), loop.time()
             elif loop.time() - since >= quiet_s:
                 break
             await asyncio.sleep(0.1)
         return list(self.workforce.changes)
+
+    def _syncs_pending(self) -> bool:
+        with self.service.db.session() as session:
+            pending = select(MailboxRow.id).where(
+                MailboxRow.status == MailboxStatus.ACTIVE, MailboxRow.dirty_generation > MailboxRow.synced_generation
+            )
+            return session.exec(pending).first() is not None
 
     async def api(
         self,
