@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from bridge.errors import UserError
 from bridge.yamlfile import (
+    DurationTooLong,
     YamlDocument,
     as_dict,
     as_list,
@@ -299,10 +300,7 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
         problems.append(doc.problem(["mail"], "give source: there are several sources to send through"))
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
     problems += _notify_problems(doc, data, secrets)
-    interval = _duration_or_none(as_dict(data.get("sync")).get("reconcile_interval"))
-    if interval is not None and interval < _MIN_RECONCILE:
-        message = "must be at least PT5M (each reconcile reads every calendar again)"
-        problems.append(doc.problem(["sync", "reconcile_interval"], message))
+    problems += _reconcile_problems(doc, as_dict(data.get("sync")).get("reconcile_interval"))
     templates = data.get("templates")
     # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
     path = _checked_path(doc, ["templates"], templates, base, problems)
@@ -322,11 +320,17 @@ def _checked_path(doc: YamlDocument, at: list[str | int], value: Any, base: Path
         return None
 
 
-def _duration_or_none(value: Any) -> timedelta | None:
+def _reconcile_problems(doc: YamlDocument, value: Any) -> list[str]:
+    at: list[str | int] = ["sync", "reconcile_interval"]
     try:
-        return parse_duration(value) if isinstance(value, str) else None
+        interval = parse_duration(value) if isinstance(value, str) else None
+    except DurationTooLong as exc:
+        return [doc.problem(at, str(exc))]
     except ValueError:
-        return None  # the schema reports it
+        return []  # the schema reports it
+    if interval is not None and interval < _MIN_RECONCILE:
+        return [doc.problem(at, "must be at least PT5M (each reconcile reads every calendar again)")]
+    return []
 
 
 def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any], base: Path) -> list[str]:

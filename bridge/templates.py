@@ -23,7 +23,15 @@ from typing import Any, Literal
 
 from bridge.domain import Appointment, FreeBusy, MirrorItem, PresenceEntry, Segment, Window, utc
 from bridge.errors import UserError
-from bridge.yamlfile import YamlDocument, as_dict, load_schema, load_yaml, parse_duration, schema_problems
+from bridge.yamlfile import (
+    DurationTooLong,
+    YamlDocument,
+    as_dict,
+    load_schema,
+    load_yaml,
+    parse_duration,
+    schema_problems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +221,8 @@ def _state_until_problem(until: Any, *, all_day: bool) -> str | None:
         return None
     try:
         duration = parse_duration(until)
+    except DurationTooLong as exc:
+        return str(exc)
     except ValueError:
         return None  # the schema has said so already
     if duration <= timedelta(0):

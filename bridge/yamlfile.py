@@ -28,7 +28,18 @@ _DURATION = re.compile(
     r"P(?=\d|T\d)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
 )
+_UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+# Longer than anything the bridge times (a state's end, a reconcile interval), short enough that adding it to any
+# date the bridge handles stays a date (`P99999999999D` would overflow Python's datetime).
+MAX_DURATION = timedelta(days=366)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Aliases may reuse what a file defines (`<<: *defaults`), but a few hundred bytes of nested aliases can stand for
+# billions of values ("billion laughs"): checking, or printing, them exhausts memory. What aliases add beyond the
+# written text is bounded before anything expands them (docs/configuration.md).
+_ALIAS_GROWTH = 2
+_ALIAS_ALLOWANCE = 10_000
+# A problem quotes the value it is about; a long value is cut, so that a problem stays a line an admin can read.
+_MAX_PROBLEM = 300
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ def load_yaml(path: Path) -> YamlDocument:
     loader = yaml.SafeLoader(raw)
     try:
         root = loader.get_single_node()
+        _refuse_alias_bombs(path, root)
         # Checked before constructing: construction folds `<<` merges into the mapping, which would look like
         # duplicates of the keys that override them.
         duplicates = list(_duplicate_keys(path, root, (), set()))
@@ -125,6 +137,53 @@ def _duplicate_keys(path: Path, node: yaml.Node | None, at: tuple[str | int, ...
             yield from _duplicate_keys(path, item, (*at, index), seen)
 
 
+def _refuse_alias_bombs(path: Path, root: yaml.Node | None) -> None:
+    """Raise `UserError` when aliases make the data much larger than the file, or make it contain itself."""
+    written, expanded = _sizes(path, root)
+    if expanded > _ALIAS_GROWTH * written + _ALIAS_ALLOWANCE:
+        message = f"aliases (*name) expand it to more than {_ALIAS_GROWTH} times its size: write the values out"
+        raise UserError(f"{path} is not accepted", [f"{path.name}: {message}"])
+
+
+def _sizes(path: Path, root: yaml.Node | None) -> tuple[int, int]:
+    """(size as written, size with every alias expanded): one per node plus the characters of each scalar.
+
+    Each node is sized once and its expanded size remembered, so this costs the node count, not the expansion.
+    """
+    expanded: dict[int, int] = {}
+    written = 0
+    # Iterative: a deeply nested file must not exhaust Python's stack here either.
+    stack: list[tuple[yaml.Node, bool]] = [] if root is None else [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in expanded and not children_done:
+            continue
+        children = _children(node)
+        if not children_done:
+            expanded[id(node)] = -1  # in progress: meeting it again below means the node contains itself
+            written += 1 + (len(str(node.value)) if isinstance(node, yaml.ScalarNode) else 0)
+            stack.append((node, True))
+            for child in children:
+                if expanded.get(id(child)) == -1:
+                    where = f"{path.name}:{child.start_mark.line + 1}"
+                    raise UserError(
+                        f"{path} is not accepted", [f"{where}: this value contains an alias (*name) of itself"]
+                    )
+                stack.append((child, False))
+            continue
+        expanded[id(node)] = 1 + (len(str(node.value)) if isinstance(node, yaml.ScalarNode) else 0)
+        expanded[id(node)] += sum(expanded[id(child)] for child in children)
+    return written, (expanded[id(root)] if root is not None else 0)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _key_text(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else repr(node.value)
 
@@ -153,8 +212,12 @@ def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], *, hide: re.Pa
         for path, message in _explain(error):
             if hide is not None and path and hide.fullmatch(str(path[-1])):
                 message = message.replace(repr(error.instance), "<hidden>")
-            found.append((doc.line(path), doc.problem(path, message)))
+            found.append((doc.line(path), doc.problem(path, _bounded(message))))
     return [problem for _, problem in sorted(found)]
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= _MAX_PROBLEM else f"{message[: _MAX_PROBLEM - 5]}[...]"
 
 
 def _explain(error: ValidationError) -> Iterable[tuple[JsonPath, str]]:
@@ -183,13 +246,23 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+class DurationTooLong(ValueError):
+    """A duration well-formed but beyond `MAX_DURATION`: a problem of its own, which no schema pattern reports."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """An ISO 8601 duration of weeks, days, hours, minutes, seconds (`PT30M`, `PT8H`, `P1D`); ValueError if not."""
+    """An ISO 8601 duration of weeks, days, hours, minutes, seconds (`PT30M`, `PT8H`, `P1D`); ValueError if not.
+
+    Durations longer than `MAX_DURATION` raise `DurationTooLong`: added to a date they would overflow it.
+    """
     match = _DURATION.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT30M, PT8H or P1D")
     parts = {unit: int(value) for unit, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+    seconds = sum(count * _UNIT_SECONDS[unit] for unit, count in parts.items())
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationTooLong(f"{text} is longer than {format_duration(MAX_DURATION)}")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

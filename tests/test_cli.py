@@ -14,6 +14,7 @@ from bridge.cli import main
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.templates import default_mapping_path
+from tests.conftest import BILLION_LAUGHS
 
 CONFIG = """
 database_url: sqlite:///bridge.db
@@ -55,6 +56,14 @@ def test_templates_validate_lists_the_problems_of_a_file(tmp_path: Path, capsys:
 def test_templates_validate_names_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["templates", "validate", str(tmp_path / "none.yaml")]) == 1
     assert f"cannot read {tmp_path / 'none.yaml'}" in capsys.readouterr().err
+
+
+def test_templates_validate_refuses_a_yaml_alias_bomb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f"{BILLION_LAUGHS}ignore_prefix: *i\n", "m.yaml")
+    assert main(["templates", "validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "m.yaml: aliases (*name) expand it to more than 2 times its size" in err
+    assert len(err) < 1000
 
 
 def test_templates_show_prints_state_template_and_how_it_is_written(capsys: pytest.CaptureFixture[str]) -> None:

@@ -444,6 +444,11 @@ def test_the_reconcile_interval_is_at_least_five_minutes(tmp_path: Path) -> None
     assert "sync.reconcile_interval: must be at least PT5M" in found
 
 
+def test_a_reconcile_interval_too_long_to_reckon_with_is_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "sync:\n  reconcile_interval: P99999999999D\n")
+    assert "config.yaml:12: sync.reconcile_interval: P99999999999D is longer than P366D" in found
+
+
 def test_the_reconcile_interval_is_an_iso_duration(tmp_path: Path) -> None:
     found = problems(tmp_path, BASE + "sync:\n  reconcile_interval: 6h\n")
     assert "sync.reconcile_interval: '6h' is not an ISO 8601 duration" in found

@@ -358,6 +358,9 @@ def test_free_may_not_be_written(tmp_path: Path) -> None:
         ("3h", "'3h' is not end_of_day or an ISO 8601 duration such as PT30M, PT8H or P1D"),
         ("P1M", "'P1M' is not end_of_day or an ISO 8601 duration"),
         ("PT0M", "must be longer than zero"),
+        # Added to now, these overflowed a datetime when a state was set (a 500).
+        ("P3000000D", "P3000000D is longer than P366D"),
+        ("P99999999999D", "P99999999999D is longer than P366D"),
     ],
 )
 def test_state_until_must_be_end_of_day_or_a_positive_duration(tmp_path: Path, until: str, message: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.errors import UserError
 from bridge.yamlfile import format_duration, format_path, load_yaml, parse_duration, schema_problems
+from tests.conftest import BILLION_LAUGHS
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -179,3 +180,47 @@ def test_durations_without_a_fixed_length_or_malformed_are_refused(text: str) ->
 @pytest.mark.parametrize("text", ["PT30M", "PT8H", "P1D", "P2DT1H", "PT1H30M", "PT0S", "PT45S"])
 def test_durations_are_written_back_as_read(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
+
+
+# --- hostile files: bounded before anything expands them -------------------------------------------------------
+
+
+def test_nested_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    path = write(tmp_path, BILLION_LAUGHS)
+    with pytest.raises(UserError) as caught:
+        load_yaml(path)
+    assert "aliases (*name) expand it to more than 2 times its size" in caught.value.render()
+    assert len(caught.value.render()) < 500
+
+
+def test_a_value_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: &x\n  b: *x\n")
+    with pytest.raises(UserError, match=r"config\.yaml:1: this value contains an alias \(\*name\) of itself"):
+        load_yaml(path)
+
+
+def test_aliases_that_reuse_a_few_values_are_fine(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        defaults: &defaults {tenant_id: x, client_secret: y}
+        sources:
+          one: {<<: *defaults}
+          two: *defaults
+        """,
+    )
+    assert load_yaml(path).data["sources"]["two"] == {"tenant_id": "x", "client_secret": "y"}
+
+
+def test_a_problem_quoting_a_long_value_is_cut(tmp_path: Path) -> None:
+    path = write(tmp_path, f"sources: {{}}\nitems: [1, '{'x' * 100_000}']\n")
+    [problem] = problems(path)
+    assert problem.startswith("config.yaml:2: items[1]: 'xxx")
+    assert problem.endswith("[...]")
+    assert len(problem) < 400
+
+
+def test_a_duration_longer_than_a_year_is_refused_not_overflowed() -> None:
+    with pytest.raises(ValueError, match="P99999999999D is longer than P366D"):
+        parse_duration("P99999999999D")
+    assert parse_duration("P366D") == timedelta(days=366)

@@ -27,6 +27,7 @@ from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from bridge.web.openapi import document
+from tests.conftest import BILLION_LAUGHS
 from tests.web import ADMIN_TOKEN, MAPPING, WORKFORCE_TOKEN, Client, bearer
 from tests.web.test_openapi import resolve
 
@@ -463,6 +464,22 @@ async def test_a_replaced_mapping_file_keeps_its_permissions(editable_client: Cl
     assert response.status == 200
     assert stat.S_IMODE(live.path.stat().st_mode) == 0o644
     assert sorted(p.name for p in live.path.parent.iterdir()) == [live.path.name]  # no temporary file is left
+
+
+async def test_a_yaml_alias_bomb_is_refused_quickly_with_a_small_answer(
+    editable_client: Client, live: LiveMapping
+) -> None:
+    before = live.path.read_bytes()
+
+    response = await editable_client.put(
+        "/api/v1/admin/templates", data=f"{DEFAULT_TEXT}{BILLION_LAUGHS}x: *i\n", headers=YAML
+    )
+
+    assert response.status == 400
+    body = await response.read()
+    assert len(body) < 1000
+    assert b"aliases (*name) expand it to more than 2 times its size" in body
+    assert live.path.read_bytes() == before
 
 
 async def test_the_same_mapping_again_re_maps_nothing(editable_client: Client, remaps: Remaps) -> None:
