@@ -192,9 +192,11 @@ class Config:
 
     def api_token(self, presented: str) -> ApiToken | None:
         """The token a request presented, compared in constant time so timing reveals nothing about others."""
+        # A header aiohttp could not decode as UTF-8 arrives with surrogate escapes; it matches no token either.
+        given = presented.encode("utf-8", "surrogateescape")
         found = None
         for token in self.api_tokens:
-            if hmac.compare_digest(token.token.encode(), presented.encode()):
+            if hmac.compare_digest(token.token.encode(), given):
                 found = token
         return found
 

@@ -203,6 +203,7 @@ class SubscriptionManager:
             mark_dirty(session, [task.mailbox_id], now)
 
         await self._db.run(store)
+        self._forget(created.subscription_id)  # a notification that came before the commit left it as unknown
         log.info("subscribed to %s (subscription %s)", task.address, created.subscription_id)
 
     async def _remove_strays(self, source: CalendarSource, address: str) -> None:

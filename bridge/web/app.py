@@ -35,6 +35,7 @@ def create_app(
     """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
     `sources` are what a roster import asks whether Exchange knows its mailboxes."""
     app = web.Application(client_max_size=MAX_BODY)
+    app.on_response_prepare.append(_nosniff)
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)
@@ -77,3 +78,8 @@ def create_app(
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(document())
+
+
+async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
+    # The validation echo returns caller-chosen text: no browser may guess it to be HTML or script.
+    response.headers["X-Content-Type-Options"] = "nosniff"

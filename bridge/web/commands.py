@@ -27,7 +27,8 @@ MAX_MAIL_BODY = 1024 * 1024
 MAX_SUBJECT = 255
 MAX_TEXT = 32 * 1024
 MAX_RECIPIENTS = 500
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# Idempotency keys and versions (change keys): printable ASCII without spaces, as RFC 9110 tokens and etags are.
+_PRINTABLE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class CommandRoutes:
@@ -183,17 +184,20 @@ def _precondition_required() -> web.Response:
 
 def _idempotency_key(request: web.Request, invalid: Invalid) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _KEY.fullmatch(key):
+    if key is not None and not _PRINTABLE.fullmatch(key):
         invalid.append({"name": "Idempotency-Key", "reason": "1 to 255 printable ASCII characters without spaces"})
         return None
     return key
 
 
 def _if_match(request: web.Request) -> str | None:
-    """The version in If-Match, as a bare change key; quotes and a weak-validator prefix are accepted."""
+    """The version in If-Match, as a bare change key; quotes and a weak-validator prefix are accepted.
+
+    None also for what no version looks like (RFC 9110 etags are printable ASCII): it never reaches the store.
+    """
     value = request.headers.get("If-Match", "").strip()
     value = value.removeprefix("W/").strip('"')
-    return value or None
+    return value if value and _PRINTABLE.fullmatch(value) else None
 
 
 # -- fields ----------------------------------------------------------------------------------------------------

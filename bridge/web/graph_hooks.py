@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from itertools import islice
 
 from aiohttp import web
 
@@ -19,11 +21,21 @@ from bridge.marks import DirtyMarks
 from bridge.sources import graph_wire as wire
 from bridge.store import Database
 from bridge.store.work import KnownSubscription, LifecycleEvent, record_lifecycle, subscriptions
+from bridge.web.bodies import MAX_DEPTH, too_deep
 
 log = logging.getLogger(__name__)
 
 # Graph batches notifications, but a body this large is not one of them.
 MAX_BODY = 1024 * 1024
+# Nor a batch this long: Graph documents no batch size, and the batches seen carry tens of items. The cap bounds
+# what one forged request can make the bridge look up (docs/graph-source.md).
+MAX_ITEMS = 1000
+# An id no subscription has is remembered as unknown this long, so a flood of forged ids costs one lookup each
+# per interval, not one per request; a subscription this instance creates is forgotten at once (`forget`).
+UNKNOWN_FOR_S = 30.0
+_MAX_UNKNOWN = 100_000  # the memory a flood of distinct forged ids can take: a few MB
+# Graph's validation tokens are short opaque strings; the echo is no mirror for anything longer.
+MAX_VALIDATION_TOKEN = 1024
 _LIFECYCLE_EVENTS = {event.value for event in LifecycleEvent}
 
 
@@ -35,12 +47,15 @@ class GraphHooks:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_lifecycle: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._marks = marks
         self._clock = clock
         self._on_lifecycle = on_lifecycle
         self._known: dict[str, KnownSubscription] = {}
+        self._unknown: dict[str, float] = {}  # id → when it may be looked up again (insertion order: oldest first)
+        self._monotonic = monotonic
         # Items refused, by reason: visible on /metrics; a rising count means a misconfiguration or a forger.
         self.refused: Counter[str] = Counter()
         self.accepted = 0
@@ -49,8 +64,9 @@ class GraphHooks:
         return [web.post("/hooks/graph", self.notifications), web.post("/hooks/graph/lifecycle", self.lifecycle)]
 
     def forget(self, subscription_id: str) -> None:
-        """Drop a subscription from the cache (it was deleted or replaced)."""
+        """Drop what is cached about a subscription (it was created, deleted or replaced)."""
         self._known.pop(subscription_id, None)
+        self._unknown.pop(subscription_id, None)
 
     async def notifications(self, request: web.Request) -> web.StreamResponse:
         if "validationToken" in request.query:
@@ -85,14 +101,21 @@ class GraphHooks:
         if request.content_length is not None and request.content_length > MAX_BODY:
             self.refused["body too large"] += 1
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        body = await request.read()
+        if too_deep(body):
+            self.refused["malformed body"] += 1
+            raise web.HTTPBadRequest(text=f"the body nests deeper than {MAX_DEPTH} levels")
         try:
-            items = wire.decode_notifications(await request.read())
+            items = wire.decode_notifications(body)
         except wire.WireDecodeError as exc:
             self.refused["malformed body"] += 1
             raise web.HTTPBadRequest(text=str(exc)) from None
-        missing = {item.subscription_id for item in items} - self._known.keys()
-        if missing:
-            self._known.update(await self._db.run(lambda session: subscriptions(session, missing)))
+        if len(items) > MAX_ITEMS:
+            self.refused["too many items"] += 1
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=MAX_ITEMS, actual_size=len(items), text=f"more than {MAX_ITEMS} notifications in one body"
+            )
+        await self._look_up({item.subscription_id for item in items})
         valid = []
         for item in items:
             known = self._known.get(item.subscription_id)
@@ -104,7 +127,24 @@ class GraphHooks:
                 valid.append((item, known))
         return valid
 
+    async def _look_up(self, ids: Iterable[str]) -> None:
+        """Learn which of `ids` the bridge holds; ids found unknown lately are not looked up again."""
+        now = self._monotonic()
+        missing = {i for i in ids if i not in self._known and self._unknown.get(i, now) <= now}
+        if not missing:
+            return
+        found = await self._db.run(lambda session: subscriptions(session, missing))
+        self._known.update(found)
+        for unknown in missing - found.keys():
+            self._unknown.pop(unknown, None)  # re-inserted last: the dict stays ordered oldest first
+            self._unknown[unknown] = now + UNKNOWN_FOR_S
+        for oldest in list(islice(self._unknown, max(0, len(self._unknown) - _MAX_UNKNOWN))):
+            del self._unknown[oldest]
+
 
 def _validation(request: web.Request) -> web.Response:
     """Graph's validation handshake: echo the (URL-decoded) token as text/plain within 10 s."""
-    return web.Response(text=request.query["validationToken"], content_type="text/plain")
+    token = request.query["validationToken"]
+    if len(token) > MAX_VALIDATION_TOKEN:
+        raise web.HTTPBadRequest(text=f"validationToken is longer than {MAX_VALIDATION_TOKEN} characters")
+    return web.Response(text=token, content_type="text/plain")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -47,3 +48,20 @@ DAY = datetime.combine(datetime.now(UTC).date() + timedelta(days=2), datetime.mi
 
 def at(hour: float) -> datetime:
     return DAY + timedelta(hours=hour)
+
+
+async def raw_request(client: Client, request: bytes) -> tuple[int, bytes]:
+    """Send `request` as it is (bytes an HTTP client would refuse to send); the answer's status and body."""
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            (int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), 0
+        )
+        return status, await reader.readexactly(length)
+    finally:
+        writer.close()

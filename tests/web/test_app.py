@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from bridge.store import Database, SourceKind, SourceRow, SourceStatus
-from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, add_feed, bearer
+from bridge.web.bodies import MAX_DEPTH
+from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, add_feed, bearer, raw_request
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -101,3 +103,62 @@ async def test_readyz_reports_a_source_whose_credentials_were_refused(app_client
 
     assert response.status == 503
     assert (await response.json())["sources"] == {"online": "auth_failed: AADSTS7000215"}
+
+
+# --- malformed requests: a 4xx problem, never a 500 -------------------------------------------------------------
+
+JSON_ROUTES = [
+    ("POST", "/api/v1/mailboxes/adele@contoso.com/appointments", WORKFORCE_TOKEN),
+    ("PATCH", "/api/v1/mailboxes/adele@contoso.com/appointments/item-1", WORKFORCE_TOKEN),
+    ("PUT", "/api/v1/mailboxes/adele@contoso.com/state", WORKFORCE_TOKEN),
+    ("POST", "/api/v1/mail", WORKFORCE_TOKEN),
+    ("POST", "/api/v1/admin/mailboxes", ADMIN_TOKEN),
+    ("POST", "/api/v1/admin/mailboxes/adele@contoso.com/disable", ADMIN_TOKEN),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "token"), JSON_ROUTES)
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+async def test_a_deeply_nested_body_is_a_400_problem(
+    app_client: Client, method: str, path: str, token: str, depth: int
+) -> None:
+    body = '{"subject": ' + "[" * depth + "]" * depth + "}"
+    headers = {**bearer(token), "Content-Type": "application/json", "If-Match": '"ck-1"'}
+
+    response = await app_client.request(method, path, data=body, headers=headers)
+
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+    assert (await response.json())["invalid_params"] == [
+        {"name": "body", "reason": f"nests deeper than {MAX_DEPTH} levels"}
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "token"), JSON_ROUTES)
+async def test_an_authorization_header_that_is_not_utf8_is_a_401(
+    app_client: Client, method: str, path: str, token: str
+) -> None:
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n".encode()
+    status, body = await raw_request(app_client, request + b"Authorization: Bearer \xff\xfe\r\n\r\n{}")
+
+    assert status == 401
+    assert json.loads(body)["title"] == "Unauthorized"
+
+
+@pytest.mark.parametrize("header", [b'If-Match: "\xff\xfe"', b"Idempotency-Key: \xff\xfe"])
+async def test_a_version_or_key_that_is_not_ascii_is_refused(app_client: Client, header: bytes) -> None:
+    path = "/api/v1/mailboxes/adele@contoso.com/appointments/item-1"
+    request = f"DELETE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WORKFORCE_TOKEN}\r\n".encode()
+    status, _ = await raw_request(app_client, request + header + b"\r\nContent-Length: 0\r\n\r\n")
+
+    assert status in (400, 428)
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/api/v1/openapi.json", "/api/v1/changes", "/nowhere", "/hooks/graph?validationToken=x"]
+)
+async def test_every_answer_forbids_content_sniffing(app_client: Client, path: str) -> None:
+    method = "POST" if path.startswith("/hooks") else "GET"
+    response = await app_client.request(method, path)
+
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

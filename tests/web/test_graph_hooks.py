@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.marks import DirtyMarks
 from bridge.store import Database, MailboxRow, SubscriptionRow
-from bridge.web.graph_hooks import GraphHooks
+from bridge.web.bodies import MAX_DEPTH
+from bridge.web.graph_hooks import MAX_ITEMS, MAX_VALIDATION_TOKEN, UNKNOWN_FOR_S, GraphHooks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"  # the id the fixtures use
@@ -202,3 +204,108 @@ async def test_a_lifecycle_event_with_a_wrong_client_state_is_ignored(
     with db.session() as session:
         assert session.get(SubscriptionRow, SUBSCRIPTION) is not None
     assert generation(db, mailbox) == 0
+
+
+# --- hostile bodies: refused cheaply ---------------------------------------------------------------------------
+
+
+class Statements:
+    """The SQL statements that read subscriptions, counted as the database sees them."""
+
+    def __init__(self, db: Database) -> None:
+        self.count = 0
+        sa.event.listen(db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.count += "FROM subscription " in statement
+
+
+def forged(count: int, start: int = 0) -> dict[str, Any]:
+    item = fixture("notification_event_created.json")["value"][0]
+    return {"value": [{**item, "subscriptionId": f"forged-{n}"} for n in range(start, start + count)]}
+
+
+async def test_forged_subscription_ids_are_looked_up_once_not_per_request(
+    client: Client, db: Database, mailbox: int, hooks: GraphHooks
+) -> None:
+    statements = Statements(db)
+
+    for _ in range(5):
+        response = await client.post("/hooks/graph", json=forged(1000))
+        assert response.status == 202
+
+    assert statements.count == 1
+    assert hooks.refused["unknown subscription"] == 5000
+    assert generation(db, mailbox) == 0
+
+
+async def test_an_unknown_id_is_looked_up_again_after_a_while(db: Database, mailbox: int) -> None:
+    now = [0.0]
+    hooks = GraphHooks(db, DirtyMarks(db), clock=lambda: NOW, monotonic=lambda: now[0])
+    app = web.Application()
+    app.add_routes(hooks.routes())
+    statements = Statements(db)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        await client.post("/hooks/graph", json=forged(3))
+        now[0] = UNKNOWN_FOR_S - 1
+        await client.post("/hooks/graph", json=forged(3))
+        assert statements.count == 1
+        now[0] = UNKNOWN_FOR_S
+        await client.post("/hooks/graph", json=forged(3))
+    assert statements.count == 2
+
+
+async def test_a_subscription_created_after_its_id_was_unknown_counts_once_forgotten(
+    client: Client, db: Database, mailbox: int, hooks: GraphHooks
+) -> None:
+    body = fixture("notification_event_created.json")
+    body["value"][0]["subscriptionId"] = "created-later"
+    await client.post("/hooks/graph", json=body)
+    with db.session() as session:
+        session.add(
+            SubscriptionRow(
+                id="created-later",
+                mailbox_id=mailbox,
+                source="online",
+                resource="/users/adele@contoso.com/events",
+                client_state=CLIENT_STATE,
+                expires_at=NOW + timedelta(days=3),
+            )
+        )
+
+    hooks.forget("created-later")  # what the subscription manager does once it has stored a new subscription
+    await client.post("/hooks/graph", json=body)
+
+    assert generation(db, mailbox) == 1
+
+
+@pytest.mark.parametrize("path", ["/hooks/graph", "/hooks/graph/lifecycle"])
+async def test_more_items_than_a_batch_holds_are_refused_unread(
+    client: Client, db: Database, mailbox: int, path: str
+) -> None:
+    statements = Statements(db)
+
+    response = await client.post(path, json=forged(MAX_ITEMS + 1))
+
+    assert response.status == 413
+    assert statements.count == 0
+
+
+@pytest.mark.parametrize("path", ["/hooks/graph", "/hooks/graph/lifecycle"])
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+async def test_a_deeply_nested_body_is_a_400(client: Client, db: Database, mailbox: int, path: str, depth: int) -> None:
+    item = json.dumps(fixture("notification_event_created.json")["value"][0])
+    body = '{"value": [' + item[:-1] + ', "extra": ' + "[" * depth + "]" * depth + "}]}"
+
+    response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+
+    assert response.status == 400
+    assert "nests deeper than" in await response.text()
+    assert generation(db, mailbox) == 0
+
+
+async def test_a_validation_token_too_long_to_be_graphs_is_not_echoed(client: Client) -> None:
+    response = await client.post(f"/hooks/graph?validationToken={'x' * (MAX_VALIDATION_TOKEN + 1)}")
+
+    assert response.status == 400
+    assert "x" * 100 not in await response.text()
