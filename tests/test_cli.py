@@ -159,7 +159,8 @@ def test_db_upgrade_creates_the_database_then_finds_it_current(
 
 
 def test_db_upgrade_reports_an_unopenable_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, CONFIG.replace("sqlite:///bridge.db", "sqlite:///missing/dir/bridge.db"), "config.yaml")
+    # A missing folder is created (0700); one that cannot be, under a regular file, is reported.
+    path = write(tmp_path, CONFIG.replace("sqlite:///bridge.db", "sqlite:///config.yaml/bridge.db"), "config.yaml")
     assert main(["db", "upgrade", "--config", str(path)]) == 1
     assert "cannot open the database" in capsys.readouterr().err
 

@@ -7,6 +7,7 @@ whatever a function writes commits together or not at all (DESIGN §3.3).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,10 @@ class Database:
 
     def _create_engine(self, workers: int) -> Engine:
         if self.backend == "sqlite":
+            try:
+                _private_file(Path(self.url.database or ""))
+            except OSError as exc:
+                raise UserError(f"database_url {self._shown}: cannot open the database", [str(exc)]) from None
             engine = sa.create_engine(self.url, pool_size=workers, max_overflow=workers)
             sa.event.listen(engine, "connect", _sqlite_connect)
             sa.event.listen(engine, "begin", _sqlite_begin)
@@ -181,6 +186,20 @@ def serialise(session: Session, name: str) -> None:
     if connection.dialect.name == "postgresql":
         lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || :name))")
         connection.execute(lock, {"name": name})
+
+
+def _private_file(path: Path) -> None:
+    """Make the SQLite file (and its folder, if missing) readable by the bridge's user alone.
+
+    The database holds clientStates, delta links, subjects and mail bodies. SQLite gives its -wal and -shm files
+    the main file's mode, so creating that one 0600 covers them; files an older version left wider are narrowed.
+    An existing folder is left as it is (it may be shared, /tmp say): only a folder the bridge creates is 0700.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

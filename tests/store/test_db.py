@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,3 +153,29 @@ def test_connection_errors_do_not_show_the_password() -> None:
 def test_schema_needs_postgresql(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="schema"):
         Database(f"sqlite:///{tmp_path / 'bridge.db'}", schema="bridge")
+
+
+def test_the_sqlite_file_and_its_side_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "nested" / "bridge.db"
+    database = Database(f"sqlite:///{path}")
+    try:
+        database.upgrade()
+        with database.session() as session:
+            session.add(MailboxRow(address="adele@contoso.com", source="online"))
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    finally:
+        database.close()
+
+    assert files.keys() >= {"bridge.db", "bridge.db-wal", "bridge.db-shm"}
+    assert set(files.values()) == {0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_sqlite_file_left_readable_by_others_is_narrowed(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+
+    Database(f"sqlite:///{path}").close()
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
