@@ -12,6 +12,7 @@ import binascii
 import hmac
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from bridge.errors import UserError
+from bridge.redact import url_shown
 from bridge.yamlfile import (
     DurationTooLong,
     YamlDocument,
@@ -36,6 +38,16 @@ SCHEMA = Path(__file__).with_name("config.schema.json")
 DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"  # beside the config file, or in systemd's StateDirectory=
 # A chat webhook URL carries its own credential (Slack, Teams and Mattermost put a token in the path).
 SECRET_KEY = re.compile(r"(?:.+_)?(?:secret|password|token)|database_url|webhook_url")
+# Where the schema has secrets (a source's or a token's name or index stands as *): only these read `*_file`.
+_SECRETS = {
+    ("database_url",),
+    ("sources", "*", "client_secret"),
+    ("sources", "*", "password"),
+    ("workforce", "signing_secret"),
+    ("api_tokens", "*", "token"),
+    ("notify", "webhook_url"),
+}
+_MAX_SECRET_FILE = 64 * 1024
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # In paths, ${VAR:-fallback} as in the shell: ${CREDENTIALS_DIRECTORY:-/etc/credstore} reads the credential systemd
 # passed to the service, and the same file from the credential store in an administrator's shell.
@@ -181,7 +193,7 @@ class Config:
     @property
     def database_url_shown(self) -> str:
         """`database_url` with any password replaced, for logs and `check`."""
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.database_url)
+        return url_shown(self.database_url)
 
     def mailboxes_for(self, source: str) -> tuple[MailboxConfig, ...]:
         return tuple(mailbox for mailbox in self.mailboxes if mailbox.source == source)
@@ -224,7 +236,7 @@ def _resolve_secrets(doc: YamlDocument, base: Path, problems: list[str]) -> dict
         for key, value in as_dict(node).items():
             walk(value, (*at, key))
             name = key.removesuffix("_file") if isinstance(key, str) else ""
-            if not SECRET_KEY.fullmatch(name) or not isinstance(value, str) or (name != key and name in node):
+            if not _is_secret((*at, name)) or not isinstance(value, str) or (name != key and name in node):
                 continue  # not a secret, a type the schema reports, or both spellings (reported at the plain key)
             if name == key and f"{key}_file" in node:
                 problems.append(doc.problem([*at, key], f"give either {key} or {key}_file, not both"))
@@ -236,6 +248,12 @@ def _resolve_secrets(doc: YamlDocument, base: Path, problems: list[str]) -> dict
 
     walk(doc.data, ())
     return found
+
+
+def _is_secret(path: tuple[str | int, ...]) -> bool:
+    """Whether `path` is where the schema puts a secret; a `*_file` anywhere else is an unknown key, never read."""
+    shape = tuple("*" if index == 1 and len(path) == 3 else step for index, step in enumerate(path))
+    return shape in _SECRETS
 
 
 def _from_env(value: str) -> str:
@@ -251,7 +269,14 @@ def _from_env(value: str) -> str:
 def _from_file(value: str, base: Path) -> str:
     path = _resolve(base, value)
     try:
-        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+        # Not a FIFO (reading would wait for a writer) nor a device (/dev/zero never ends).
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ValueError(f"cannot read {path}: not a regular file")
+        with path.open("rb") as file:
+            raw = file.read(_MAX_SECRET_FILE + 1)
+        if len(raw) > _MAX_SECRET_FILE:
+            raise ValueError(f"cannot read {path}: larger than {_MAX_SECRET_FILE} bytes, which no secret is")
+        secret = raw.decode("utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -356,7 +381,17 @@ def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any
 
 def _url_problems(doc: YamlDocument, at: list[str | int], value: Any) -> list[str]:
     # Credentials and calendar contents cross these connections; plain http is for the emulators on loopback.
-    if isinstance(value, str) and value.startswith("http://") and urlsplit(value).hostname not in _LOOPBACK:
+    if not isinstance(value, str):
+        return []
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError:
+        return [doc.problem(at, "is not a URL")]
+    if parts.username is not None or parts.password is not None:
+        # Shown in logs and `check` output, a URL is no place for a secret; each secret has a key of its own.
+        return [doc.problem(at, f"{url_shown(value)} must not carry credentials (user:password@)")]
+    if value.startswith("http://") and hostname not in _LOOPBACK:
         return [doc.problem(at, f"{value} must use https:// (http:// only for a loopback host)")]
     return []
 
@@ -395,7 +430,7 @@ def _mailbox_problems(doc: YamlDocument, data: dict[str, Any], sources: dict[str
 def _workforce_problems(
     doc: YamlDocument, spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]
 ) -> list[str]:
-    problems: list[str] = []
+    problems = _url_problems(doc, ["workforce", "url"], spec.get("url"))
     if "url" in spec and not spec.keys() & {"signing_secret", "signing_secret_file"}:
         message = "signing_secret or signing_secret_file is required with url (the workforce system checks signatures)"
         problems.append(doc.problem(["workforce"], message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -254,6 +255,29 @@ def test_an_unreadable_secret_file_names_key_and_path(tmp_path: Path) -> None:
     assert f"sources.online.client_secret_file: cannot read {tmp_path / 'nope.txt'}" in found
 
 
+@pytest.mark.timeout(10)  # before the fix, reading the FIFO waited for a writer forever
+def test_a_secret_file_that_is_a_fifo_is_refused_unread(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "graph.secret")
+    found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: graph.secret"))
+    assert f"client_secret_file: cannot read {tmp_path / 'graph.secret'}: not a regular file" in found
+
+
+def test_a_secret_file_too_large_for_a_secret_is_refused_unread(tmp_path: Path) -> None:
+    with (tmp_path / "graph.secret").open("wb") as file:
+        file.truncate(1 << 30)  # sparse: a GiB of zeros that takes no disk, like /dev/zero it would fill memory
+    found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: graph.secret"))
+    assert "client_secret_file: cannot read" in found
+    assert "larger than 65536 bytes, which no secret is" in found
+
+
+@pytest.mark.timeout(10)
+def test_a_file_under_a_key_that_holds_no_secret_is_never_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    found = problems(tmp_path, BASE + "extra_password_file: pipe\n")
+    assert "config.yaml:11: extra_password_file: unknown key" in found
+    assert "cannot read" not in found
+
+
 def test_an_empty_secret_file_is_a_problem(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     found = problems(tmp_path, BASE.replace("client_secret: graph-secret-value", "client_secret_file: empty"))
@@ -419,6 +443,42 @@ def test_an_unsupported_database_url_is_a_problem(tmp_path: Path) -> None:
     assert "database_url: expected sqlite:///FILE or postgresql://" in problems(
         tmp_path, "database_url: mysql://db/bridge\n" + BASE
     )
+
+
+def test_a_workforce_url_must_use_https_unless_on_loopback(tmp_path: Path) -> None:
+    workforce = f"workforce:\n  url: http://wf.example.com/hooks\n  signing_secret: {SIGNING_SECRET}\n"
+    assert "workforce.url: http://wf.example.com/hooks must use https://" in problems(tmp_path, BASE + workforce)
+    config = load(tmp_path, BASE + workforce.replace("wf.example.com", "127.0.0.1:9000"))
+    assert config.workforce.url == "http://127.0.0.1:9000/hooks"
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("public_url", "https://admin:hunter2@bridge.example.com"),
+        ("workforce.url", "https://svc:hunter2@wf.example.com/hooks"),
+        ("sources.online.graph_url", "https://u:hunter2@graph.example.com/v1.0"),
+    ],
+)
+def test_credentials_inside_a_url_are_refused_and_not_shown(tmp_path: Path, key: str, url: str) -> None:
+    text = BASE
+    if key == "public_url":
+        text = text.replace("https://bridge.example.com", url)
+    elif key == "workforce.url":
+        text += f"workforce:\n  url: {url}\n  signing_secret: {SIGNING_SECRET}\n"
+    else:
+        text = text.replace(
+            "    client_secret: graph-secret-value", f"    client_secret: graph-secret-value\n    graph_url: {url}"
+        )
+    found = problems(tmp_path, text)
+    assert f"{key}: {url.replace('hunter2', '***')} must not carry credentials (user:password@)" in found
+    assert "hunter2" not in found
+
+
+def test_a_password_in_the_database_url_query_is_masked_when_shown(tmp_path: Path) -> None:
+    url = "postgresql://bridge@db.example.com/bridge?sslmode=require&password=hunter2"
+    config = load(tmp_path, BASE + f"database_url: '{url}'\n")
+    assert config.database_url_shown == "postgresql://bridge@db.example.com/bridge?sslmode=require&password=***"
 
 
 def test_a_workforce_url_needs_a_signing_secret(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session
 
 from bridge.errors import UserError
+from bridge.redact import url_shown
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ def parse_url(url: str) -> URL:
         # The text is not echoed: it may hold a password.
         raise UserError("database_url is not a database URL", [_URL_FORMS]) from None
     backend, _, driver = parsed.drivername.partition("+")
-    shown = parsed.render_as_string(hide_password=True)
+    shown = url_shown(url)
     if backend == "sqlite" and driver in ("", "pysqlite"):
         if parsed.database in (None, "", ":memory:"):
             # Each pooled connection would get its own empty in-memory database.
@@ -61,7 +62,7 @@ class Database:
 
     def __init__(self, url: str, *, schema: str | None = None, workers: int = 4) -> None:
         self.url = parse_url(url)
-        self._shown = sa.make_url(url).render_as_string(hide_password=True)
+        self._shown = url_shown(url)
         self.backend = self.url.get_backend_name()
         if schema is not None and (self.backend != "postgresql" or not _SCHEMA_NAME.fullmatch(schema)):
             raise UserError(
