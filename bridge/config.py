@@ -13,7 +13,7 @@ import hmac
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,13 +55,21 @@ _PATH_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SQLITE_FILE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MIN_RECONCILE = timedelta(minutes=5)
+_MAX_TIMEOUT = timedelta(minutes=10)
 _MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
+    """The HTTP listener, and the limits that keep slow or too many clients from starving it (docs/configuration.md)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
+    header_timeout: timedelta = timedelta(seconds=15)
+    body_timeout: timedelta = timedelta(seconds=30)
+    max_connections: int = 512
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +336,7 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
     problems += _notify_problems(doc, data, secrets)
     problems += _reconcile_problems(doc, as_dict(data.get("sync")).get("reconcile_interval"))
+    problems += _listen_problems(doc, as_dict(data.get("listen")), base)
     templates = data.get("templates")
     # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
     path = _checked_path(doc, ["templates"], templates, base, problems)
@@ -345,6 +354,28 @@ def _checked_path(doc: YamlDocument, at: list[str | int], value: Any, base: Path
     except ValueError as exc:
         problems.append(doc.problem(at, str(exc)))
         return None
+
+
+def _listen_problems(doc: YamlDocument, spec: dict[str, Any], base: Path) -> list[str]:
+    problems: list[str] = []
+    given = [key for key in ("tls_cert_file", "tls_key_file") if key in spec]
+    if len(given) == 1:
+        problems.append(doc.problem(["listen"], "give tls_cert_file and tls_key_file together"))
+    for tls_file in given:
+        path = _checked_path(doc, ["listen", tls_file], spec[tls_file], base, problems)
+        if path is not None and not path.is_file():
+            problems.append(doc.problem(["listen", tls_file], f"{path} does not exist"))
+    for key in ("header_timeout", "body_timeout"):
+        try:
+            timeout = parse_duration(spec[key]) if isinstance(spec.get(key), str) else None
+        except DurationTooLong as exc:
+            problems.append(doc.problem(["listen", key], str(exc)))
+        except ValueError:
+            pass  # the schema reports it
+        else:
+            if timeout is not None and not timedelta(seconds=1) <= timeout <= _MAX_TIMEOUT:
+                problems.append(doc.problem(["listen", key], "must be between PT1S and PT10M"))
+    return problems
 
 
 def _reconcile_problems(doc: YamlDocument, value: Any) -> list[str]:
@@ -526,7 +557,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
     return Config(
         path=path.resolve(),
         database_url=_database_url(secrets.get(("database_url",), DEFAULT_DATABASE_URL), _state_folder(base)),
-        listen=ListenConfig(**_plain(as_dict(data.get("listen")), "host", "port")),
+        listen=_listen(as_dict(data.get("listen")), file),
         public_url=_urls(data, "public_url").get("public_url"),
         templates=file(data.get("templates")),
         sources=MappingProxyType(sources),
@@ -555,6 +586,18 @@ def _notify(spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]) -> 
     }
     return NotifyConfig(
         mail_to=tuple(spec.get("mail_to", ())), webhook_url=secrets.get(("notify", "webhook_url")), **durations
+    )
+
+
+def _listen(spec: dict[str, Any], file: Callable[[str | None], Path | None]) -> ListenConfig:
+    timeouts: dict[str, Any] = {
+        key: parse_duration(spec[key]) for key in ("header_timeout", "body_timeout") if key in spec
+    }
+    return ListenConfig(
+        tls_cert_file=file(spec.get("tls_cert_file")),
+        tls_key_file=file(spec.get("tls_key_file")),
+        **timeouts,
+        **_plain(spec, "host", "port", "max_connections"),
     )
 
 

@@ -35,8 +35,11 @@ from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
+from bridge.web.listener import Listener, runner_options
 
 log = logging.getLogger(__name__)
+# How often the listener's certificate files are looked at for a renewal (certbot, an ACME client, an admin).
+_CERTIFICATE_POLL_S = 5.0
 
 
 class Service:
@@ -106,6 +109,7 @@ class Service:
         # Mailboxes added or enabled by another process (the CLI) or instance are watched within seconds.
         self.mailbox_set = MailboxSetWatch(self.db, self._mailboxes_changed)
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         self.url = ""
@@ -129,12 +133,13 @@ class Service:
                 sources=self.sources,
             ),
             access_log=None,
+            **runner_options(self.config.listen),
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._listener = Listener(self._runner, self.config.listen)
+        self.url = await self._listener.start()
+        listener = self._listener
+        self._supervise("certificate", lambda: listener.watch_certificate(_CERTIFICATE_POLL_S))
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
@@ -157,9 +162,11 @@ class Service:
         self._stopped = True
         self._stop.set()
         for task in self._tasks:
-            if task.get_name() == "mapping":
-                task.cancel()  # the watcher only sleeps between polls
+            if task.get_name() in ("mapping", "certificate"):
+                task.cancel()  # these watchers only sleep between polls
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
         for source in self.sources.values():

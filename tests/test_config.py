@@ -15,6 +15,7 @@ from bridge.config import (
     Config,
     EwsSourceConfig,
     GraphSourceConfig,
+    ListenConfig,
     MailboxConfig,
     NotifyConfig,
     SyncConfig,
@@ -497,6 +498,48 @@ def test_the_signing_key_is_the_decoded_secret(tmp_path: Path) -> None:
         tmp_path, BASE + f"workforce:\n  url: https://wf.example.com/hooks\n  signing_secret: {SIGNING_SECRET}\n"
     )
     assert config.workforce.signing_key == bytes(range(32))
+
+
+def test_the_listener_limits_and_tls_files_are_read(tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text("certificate")
+    (tmp_path / "tls.key").write_text("key")
+    listen = (
+        "listen:\n  header_timeout: PT5S\n  body_timeout: PT1M\n  max_connections: 100\n"
+        "  tls_cert_file: tls.crt\n  tls_key_file: tls.key\n"
+    )
+    config = load(tmp_path, BASE + listen)
+    assert config.listen == ListenConfig(
+        header_timeout=timedelta(seconds=5),
+        body_timeout=timedelta(minutes=1),
+        max_connections=100,
+        tls_cert_file=tmp_path / "tls.crt",
+        tls_key_file=tmp_path / "tls.key",
+    )
+
+
+def test_the_listener_defaults_bound_slow_clients(tmp_path: Path) -> None:
+    listen = load(tmp_path, BASE).listen
+    assert (listen.header_timeout, listen.body_timeout, listen.max_connections) == (
+        timedelta(seconds=15),
+        timedelta(seconds=30),
+        512,
+    )
+    assert listen.tls_cert_file is None
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("  tls_cert_file: tls.crt\n", "listen: give tls_cert_file and tls_key_file together"),
+        ("  tls_cert_file: a.crt\n  tls_key_file: a.key\n", "listen.tls_cert_file: "),
+        ("  header_timeout: PT0S\n", "listen.header_timeout: must be between PT1S and PT10M"),
+        ("  body_timeout: P99999999999D\n", "listen.body_timeout: P99999999999D is longer than P366D"),
+        ("  max_connections: 0\n", "listen.max_connections: 0 is less than the minimum of 1"),
+    ],
+)
+def test_listener_settings_out_of_range_are_problems(tmp_path: Path, listen: str, message: str) -> None:
+    (tmp_path / "tls.crt").write_text("certificate")
+    assert message in problems(tmp_path, BASE + "listen:\n" + listen)
 
 
 def test_the_reconcile_interval_is_at_least_five_minutes(tmp_path: Path) -> None:

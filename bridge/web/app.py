@@ -14,6 +14,7 @@ from bridge.templates import LiveMapping, TemplateMapping
 from bridge.web.admin_api import AdminRoutes, OnMappingChange
 from bridge.web.appointments import AppointmentQueries
 from bridge.web.auth import require
+from bridge.web.bodies import BODY_TIMEOUT
 from bridge.web.commands import CommandRoutes
 from bridge.web.feed import ChangeFeed
 from bridge.web.graph_hooks import MAX_BODY, GraphHooks
@@ -36,6 +37,7 @@ def create_app(
     `sources` are what a roster import asks whether Exchange knows its mailboxes."""
     app = web.Application(client_max_size=MAX_BODY)
     app.on_response_prepare.append(_nosniff)
+    app[BODY_TIMEOUT] = config.listen.body_timeout.total_seconds()
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)

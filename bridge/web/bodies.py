@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 import re
@@ -12,8 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from bridge.domain import MAIL_ADDRESS
-from bridge.web.problems import problem
+from bridge.web.problems import PROBLEM_TYPE, problem, problem_text
 
+# How long a body may take to arrive (`listen.body_timeout`; the app sets it, tests' bare apps take the default).
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+DEFAULT_BODY_TIMEOUT = 30.0
 # Each wrong field as RFC 9457's `invalid_params` entries: {"name": ..., "reason": ...}.
 Invalid = list[dict[str, str]]
 ADDRESS = MAIL_ADDRESS
@@ -26,11 +30,25 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # minus one: an opening b
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than `limit` bytes (read no further than that)."""
+    """The body, or None when it is larger than `limit` bytes (read no further than that).
+
+    A body that does not arrive within the listener's `body_timeout` is answered 408: a client trickling a
+    byte at a time would otherwise hold its connection, and a handler, for as long as it likes.
+    """
     if request.content_length is not None and request.content_length > limit:
         return None
-    raw = await request.content.read(limit + 1)
-    return None if len(raw) > limit else raw
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(request.config_dict.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)):
+            while size <= limit and (chunk := await request.content.read(limit + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        detail = "the body did not arrive in time"
+        text = problem_text(408, "Request Timeout", detail)
+        raise web.HTTPRequestTimeout(text=text, content_type=PROBLEM_TYPE) from None
+    return None if size > limit else b"".join(chunks)
 
 
 async def read_json(request: web.Request, limit: int, *, optional: bool = False) -> dict[str, Any] | web.Response:

@@ -21,7 +21,7 @@ from bridge.marks import DirtyMarks
 from bridge.sources import graph_wire as wire
 from bridge.store import Database
 from bridge.store.work import KnownSubscription, LifecycleEvent, record_lifecycle, subscriptions
-from bridge.web.bodies import MAX_DEPTH, too_deep
+from bridge.web.bodies import MAX_DEPTH, read_limited, too_deep
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,10 @@ class GraphHooks:
         if request.content_length is not None and request.content_length > MAX_BODY:
             self.refused["body too large"] += 1
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-        body = await request.read()
+        body = await read_limited(request, MAX_BODY)
+        if body is None:
+            self.refused["body too large"] += 1
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=MAX_BODY + 1)
         if too_deep(body):
             self.refused["malformed body"] += 1
             raise web.HTTPBadRequest(text=f"the body nests deeper than {MAX_DEPTH} levels")

@@ -11,8 +11,13 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> web.Response:
+    return web.Response(status=status, text=problem_text(status, title, detail, **extra), content_type=PROBLEM_TYPE)
+
+
+def problem_text(status: int, title: str, detail: str = "", **extra: Any) -> str:
+    """The document alone, for the answers aiohttp builds itself (an `HTTPException` raised mid-handler)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_TYPE)
+    return json.dumps(body)
