@@ -40,6 +40,7 @@ from bridge.web.listener import Listener, runner_options
 log = logging.getLogger(__name__)
 # How often the listener's certificate files are looked at for a renewal (certbot, an ACME client, an admin).
 _CERTIFICATE_POLL_S = 5.0
+_TASKS_STOP_WITHIN_S = 4.0
 
 
 class Service:
@@ -156,7 +157,11 @@ class Service:
         log.info("presence bridge listening on %s (instance %s)", self.url, self.owner)
 
     async def stop(self) -> None:
-        """Stop every task, letting running work commit; stopping twice is harmless."""
+        """Stop every task, letting running work commit; stopping twice is harmless.
+
+        Bounded, so that SIGTERM ends the process within 10 s (systemd's and a container runtime's patience is
+        finite): the tasks get `_TASKS_STOP_WITHIN_S`, requests in flight 3 s more.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -164,11 +169,16 @@ class Service:
         for task in self._tasks:
             if task.get_name() in ("mapping", "certificate"):
                 task.cancel()  # these watchers only sleep between polls
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
+        _, late = await asyncio.wait(self._tasks, timeout=_TASKS_STOP_WITHIN_S) if self._tasks else (set(), set())
+        for task in late:
+            # Its work is in the database and is picked up again at the next start (DESIGN §3.4).
+            log.warning("task %s did not stop within %.0f s: cancelled", task.get_name(), _TASKS_STOP_WITHIN_S)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # requests in flight get `runner_options`' shutdown_timeout
         for source in self.sources.values():
             await source.close()
         self.db.close()

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from bridge.demo import OnPrem
+from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import DirectoryUser
+from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
+from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
+from tests.world import ONPREM_MAILBOX, SERVICE_ACCOUNT, wait_until
 
 
 def _at(days: int, hour: float) -> dict[str, str]:
@@ -81,3 +85,48 @@ async def test_killed_mid_burst_and_restarted_nothing_is_lost(
     subjects = [c["appointment"]["subject"] for c in workforce.changes]
     assert sorted(subjects) == sorted(f"Burst {n}" for n in range(burst))  # every change, each once
     assert workforce.anomalies == []  # sequence numbers stayed in order across the crash
+
+
+async def test_sigterm_exits_within_ten_seconds_whatever_is_open(
+    tmp_path: Path,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    workforce: WorkforceReceiver,
+) -> None:
+    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
+        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
+        ews.add_service_account(*SERVICE_ACCOUNT)
+        port = free_port()
+        config_path = write_bridge_config(
+            tmp_path / "config.yaml",
+            graph=graph_emulator,
+            app=tenant_app,
+            mailbox=adele.user_principal_name,
+            workforce_url=workforce.url,
+            secret=WORKFORCE_SECRET,
+            database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
+            port=port,
+            onprem=OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, [(ONPREM_MAILBOX, "E2001")]),
+        )
+        bridge = await start_bridge(config_path)
+        await subscribed(graph_emulator)
+        await wait_until(lambda: any(s["connected"] for s in ews.subscriptions()), within=30)
+        # Clients in the middle of a request: headers half sent, a body half sent.
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        held[0][1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        held[1][1].write(b"POST /hooks/graph HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+
+        started = asyncio.get_running_loop().time()
+        bridge.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await bridge.wait()
+        took = asyncio.get_running_loop().time() - started
+        for _, writer in held:
+            writer.close()
+
+    assert bridge.stderr is not None
+    errors = (await bridge.stderr.read()).decode()
+    assert code == 0, errors
+    assert took < 10, errors
+    assert "Traceback" not in errors
