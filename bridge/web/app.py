@@ -20,6 +20,7 @@ from bridge.web.feed import ChangeFeed
 from bridge.web.graph_hooks import MAX_BODY, GraphHooks
 from bridge.web.health import Health
 from bridge.web.openapi import document
+from bridge.web.query import refuse_unknown_query
 
 
 def create_app(
@@ -35,7 +36,7 @@ def create_app(
 ) -> web.Application:
     """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
     `sources` are what a roster import asks whether Exchange knows its mailboxes."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[refuse_unknown_query])
     app.on_response_prepare.append(_nosniff)
     app[BODY_TIMEOUT] = config.listen.body_timeout.total_seconds()
     health = Health(db)

@@ -257,7 +257,7 @@ def _recurrence(
     before = len(invalid)
     unknown_fields(value, {"pattern", "interval", "days_of_week", "until"}, invalid, prefix="recurrence.")
     pattern = value.get("pattern")
-    if pattern not in {p.value for p in Pattern}:
+    if not isinstance(pattern, str) or pattern not in {p.value for p in Pattern}:
         invalid.append({"name": "recurrence.pattern", "reason": "daily or weekly"})
     interval = value.get("interval", 1)
     if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 99:
@@ -265,7 +265,11 @@ def _recurrence(
         interval = 1
     days = value.get("days_of_week", [])
     weekdays = {day.value for day in Weekday}
-    if not isinstance(days, list) or any(day not in weekdays for day in days) or len(set(days)) != len(days):
+    if (
+        not isinstance(days, list)
+        or any(not isinstance(day, str) or day not in weekdays for day in days)
+        or len(set(days)) != len(days)
+    ):
         invalid.append({"name": "recurrence.days_of_week", "reason": f"distinct names out of {sorted(weekdays)}"})
     elif pattern == Pattern.WEEKLY and not days:
         invalid.append({"name": "recurrence.days_of_week", "reason": "a weekly recurrence names its days"})

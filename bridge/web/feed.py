@@ -6,7 +6,7 @@ from aiohttp import web
 
 from bridge.store import Database
 from bridge.store.outbox import changes_after
-from bridge.web.problems import problem
+from bridge.web.bodies import Invalid, invalid_request
 
 MAX_LIMIT = 1000
 # Cursors are outbox ids, 64-bit on both backends; a larger number names no change and cannot be bound.
@@ -18,12 +18,19 @@ class ChangeFeed:
         self._db = db
 
     async def changes(self, request: web.Request) -> web.StreamResponse:
-        try:
-            after = int(request.query.get("after", "0"))
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            return problem(400, "Bad Request", "after and limit are whole numbers", invalid_params=["after", "limit"])
-        if not 0 <= after <= MAX_CURSOR or not 1 <= limit <= MAX_LIMIT:
-            return problem(400, "Bad Request", f"0 ≤ after ≤ {MAX_CURSOR} and 1 ≤ limit ≤ {MAX_LIMIT}")
+        invalid: Invalid = []
+        after = _whole(request, "after", 0, 0, MAX_CURSOR, invalid)
+        limit = _whole(request, "limit", 100, 1, MAX_LIMIT, invalid)
+        if invalid:
+            return invalid_request(invalid)
         changes, cursor = await self._db.run(lambda session: changes_after(session, after, limit))
         return web.json_response({"changes": changes, "next_after": cursor})
+
+
+def _whole(request: web.Request, name: str, default: int, low: int, high: int, invalid: Invalid) -> int:
+    text = request.query.get(name)
+    # ASCII digits only: int() would also take "٣", "1_000" and " 7 ".
+    if text is None or (text.isascii() and text.isdigit() and len(text) <= 19 and low <= int(text) <= high):
+        return default if text is None else int(text)
+    invalid.append({"name": name, "reason": f"a whole number from {low} to {high}"})
+    return default

@@ -777,3 +777,14 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def query_parameters(path: str, method: str) -> frozenset[str] | None:
+    """The query parameters the document gives `method` on `path` (a route's canonical form); None when it does
+    not describe that operation."""
+    item = _PATHS.get(path)
+    operation = item.get(method.lower()) if item is not None else None
+    if item is None or not isinstance(operation, dict):
+        return None
+    parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
+    return frozenset(parameter["name"] for parameter in parameters if parameter.get("in") == "query")

@@ -162,3 +162,20 @@ async def test_every_answer_forbids_content_sniffing(app_client: Client, path: s
     response = await app_client.request(method, path)
 
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("query", ["after=x", "limit=0", "after=-1", "limit=%D9%A3", f"after={'9' * 5000}"])
+async def test_a_feed_cursor_or_limit_out_of_range_is_a_400_naming_it(app_client: Client, query: str) -> None:
+    response = await app_client.get(f"/api/v1/changes?{query}", headers=bearer(WORKFORCE_TOKEN))
+
+    assert response.status == 400
+    [invalid] = (await response.json())["invalid_params"]
+    assert invalid["name"] == query.split("=")[0]
+
+
+async def test_a_query_parameter_the_document_does_not_give_is_refused(app_client: Client) -> None:
+    response = await app_client.get("/api/v1/changes?limt=10", headers=bearer(WORKFORCE_TOKEN))
+
+    assert response.status == 400
+    [invalid] = (await response.json())["invalid_params"]
+    assert invalid == {"name": "limt", "reason": "unknown query parameter; expected one of ['after', 'limit']"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web import ADMIN_TOKEN, Client, bearer
+from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, bearer
 
 WRITES = [
     ("POST", "/api/v1/mailboxes/adele@contoso.com/appointments"),
@@ -29,3 +29,23 @@ async def test_write_routes_need_a_workforce_token(app_client: Client, method: s
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
     assert wrong_scope.status == 403
     assert (await wrong_scope.json())["detail"] == "this route needs a token with the 'workforce' scope"
+
+
+# Found by the negative fuzz run: values of the wrong type inside `recurrence` were looked up in a set (a 500).
+@pytest.mark.parametrize(
+    ("recurrence", "name"),
+    [
+        ({"pattern": {"a": 1}, "until": "2030-01-01"}, "recurrence.pattern"),
+        ({"pattern": "weekly", "days_of_week": [["monday"]], "until": "2030-01-01"}, "recurrence.days_of_week"),
+    ],
+)
+async def test_a_recurrence_of_the_wrong_shape_is_a_400(app_client: Client, recurrence: object, name: str) -> None:
+    body = {"template": "meeting", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z"}
+    response = await app_client.post(
+        "/api/v1/mailboxes/adele@contoso.com/appointments",
+        json={**body, "recurrence": recurrence},
+        headers=bearer(WORKFORCE_TOKEN),
+    )
+
+    assert response.status == 400
+    assert name in [item["name"] for item in (await response.json())["invalid_params"]]
