@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The fuzz tests (`-m fuzz`) with many fresh cases instead of `make test`'s few fixed ones: about half an hour.
+# FUZZ_CASES per document / body fuzz test, FUZZ_API_CASES per API operation and mode (docs/hardening.md).
+FUZZ_CASES ?= 5000
+FUZZ_API_CASES ?= 300
+fuzz: $(STAMP)
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_API_CASES=$(FUZZ_API_CASES) $(BIN)/pytest -m fuzz -p no:cacheprovider \
+		--timeout=0 --hypothesis-show-statistics -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
 
 from bridge.config import (
     ApiToken,
@@ -24,6 +26,7 @@ from bridge.config import (
 )
 from bridge.errors import UserError
 from bridge.templates import default_mapping_path
+from tests.fuzzing import YAML_TEXT, fuzz_settings, mutations
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -641,3 +644,39 @@ def test_the_webhook_url_may_come_from_a_file(tmp_path: Path) -> None:
         "https://chat.example.com/hooks/T2",
         timedelta(seconds=30),
     )
+
+
+# --- fuzzing: any document is loaded or refused with problems, never an exception of another kind ---------------
+
+FULL = (
+    BASE
+    + f"workforce:\n  url: https://wf.example.com/hooks\n  signing_secret: {SIGNING_SECRET}\n"
+    + "sync: {reconcile_interval: PT6H, mass_delete_share: 0.5, mass_delete_min: 3}\n"
+    + "listen: {host: 127.0.0.1, port: 0, header_timeout: PT5S, body_timeout: PT10S, max_connections: 10}\n"
+    + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [workforce]}}\n"
+    + "mail: {sender: adele@contoso.com}\n"
+)
+
+
+def refused_or_loaded(path: Path) -> None:
+    """Loaded, or refused with a `UserError` whose problems stay readable: anything else propagates and fails."""
+    problems: tuple[str, ...] = ()
+    try:
+        load_config(path)
+    except UserError as exc:
+        problems = exc.problems
+    assert all(len(problem) < 1000 for problem in problems)
+
+
+@pytest.mark.fuzz
+@given(document=mutations(yaml.safe_load(FULL)))
+@fuzz_settings(150)
+def test_any_config_document_is_loaded_or_refused_with_problems(tmp_path: Path, document: object) -> None:
+    refused_or_loaded(write(tmp_path, yaml.safe_dump(document)))
+
+
+@pytest.mark.fuzz
+@given(text=YAML_TEXT)
+@fuzz_settings(150)
+def test_any_config_text_is_loaded_or_refused_with_problems(tmp_path: Path, text: str) -> None:
+    refused_or_loaded(write(tmp_path, text))

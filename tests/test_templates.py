@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from bridge.templates import (
     default_mapping_path,
     load_mapping,
 )
+from tests.fuzzing import YAML_TEXT, fuzz_settings, mutations
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 DEFAULT = load_mapping(default_mapping_path())
@@ -499,3 +501,33 @@ async def test_watch_calls_back_with_the_old_and_the_new_mapping(tmp_path: Path)
     finally:
         watcher.cancel()
     assert (old.days_ahead, new.days_ahead) == (30, 45)
+
+
+# --- fuzzing: any mapping is loaded or refused with problems, never an exception of another kind ----------------
+
+
+def loaded_or_refused(path: Path) -> None:
+    """Loaded (and then usable for every template), or refused with readable problems; anything else fails."""
+    problems: tuple[str, ...] = ()
+    try:
+        mapping = load_mapping(path)
+    except UserError as exc:
+        problems = exc.problems
+    else:
+        for template in mapping.templates:
+            mapping.state_end(template, T0)
+    assert all(len(problem) < 1000 for problem in problems)
+
+
+@pytest.mark.fuzz
+@given(document=mutations(yaml.safe_load(MAPPING)))
+@fuzz_settings(150)
+def test_any_mapping_document_is_loaded_or_refused_with_problems(tmp_path: Path, document: object) -> None:
+    loaded_or_refused(write(tmp_path, yaml.safe_dump(document)))
+
+
+@pytest.mark.fuzz
+@given(text=YAML_TEXT)
+@fuzz_settings(150)
+def test_any_mapping_text_is_loaded_or_refused_with_problems(tmp_path: Path, text: str) -> None:
+    loaded_or_refused(write(tmp_path, text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,14 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.marks import DirtyMarks
 from bridge.store import Database, MailboxRow, SubscriptionRow
 from bridge.web.bodies import MAX_DEPTH
 from bridge.web.graph_hooks import MAX_ITEMS, MAX_VALIDATION_TOKEN, UNKNOWN_FOR_S, GraphHooks
+from tests.fuzzing import fuzz_settings, mutations
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
 SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"  # the id the fixtures use
@@ -309,3 +313,32 @@ async def test_a_validation_token_too_long_to_be_graphs_is_not_echoed(client: Cl
 
     assert response.status == 400
     assert "x" * 100 not in await response.text()
+
+
+# --- fuzzing: any body is accepted or refused with a 4xx, never a 500 --------------------------------------------
+
+_ITEM = fixture("notification_event_created.json")["value"][0]
+_LIFECYCLE_ITEM = fixture("lifecycle_missed.json")["value"][0]
+BODIES = st.one_of(
+    mutations({"value": [_ITEM, _LIFECYCLE_ITEM]}).map(lambda document: json.dumps(document).encode()),
+    st.binary(max_size=300),
+    st.text(alphabet='{}[]":,0123456789.eE+-truefalsn \\u', max_size=300).map(str.encode),
+)
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("path", ["/hooks/graph", "/hooks/graph/lifecycle"])
+async def test_any_body_is_accepted_or_refused_never_a_server_error(client: Client, mailbox: int, path: str) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def post(body: bytes) -> int:
+        response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+        return response.status
+
+    @given(body=BODIES)
+    @fuzz_settings(200)
+    def run(body: bytes) -> None:
+        status = asyncio.run_coroutine_threadsafe(post(body), loop).result(timeout=30)
+        assert status in (202, 400, 413), body
+
+    await asyncio.to_thread(run)

@@ -58,6 +58,7 @@ CHECKS = [
 ]
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_generated_requests_get_documented_answers(world: World) -> None:
     await ready(world)
@@ -76,7 +77,7 @@ def _fuzz(operation: Any, mode: GenerationMode, world: World, session: requests.
 
     # Half the cases name the mailbox the bridge serves, so that valid requests get past the 404.
     @given(case=operation.as_strategy(generation_mode=mode), real_mailbox=st.booleans())
-    @fuzz_settings(CASES)
+    @fuzz_settings(CASES, long_cases="FUZZ_API_CASES")
     def run(case: Any, real_mailbox: bool) -> None:
         if real_mailbox and "mailbox" in (case.path_parameters or {}):
             case.path_parameters["mailbox"] = world.mailbox
