@@ -8,7 +8,7 @@ non-overlapping segments a presence board shows. Both read the mirror only: no c
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from bridge.store.outbox import appointment_json
 from bridge.store.work import find_mailbox
 from bridge.sync import last_shown
 from bridge.templates import TemplateMapping
+from bridge.web.bodies import parse_instant
 from bridge.web.problems import problem
 
 # A year and a bit: enough for any presence board, small enough that one answer stays small.
@@ -99,7 +100,7 @@ def _window(request: web.Request, mapping: TemplateMapping, now: datetime) -> Wi
         if text is None:
             bounds[name] = fallback
             continue
-        parsed = _instant(text)
+        parsed = parse_instant(text)
         if parsed is None:
             invalid.append({"name": name, "reason": "an ISO 8601 date or date-time, e.g. 2026-11-24T09:00:00Z"})
         else:
@@ -112,18 +113,6 @@ def _window(request: web.Request, mapping: TemplateMapping, now: datetime) -> Wi
         reason = f"at most {MAX_SPAN.days} days after from"
         return problem(400, "Bad Request", f"the span is {reason}", invalid_params=[{"name": "to", "reason": reason}])
     return Window(bounds["from"], bounds["to"])
-
-
-def _instant(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
-        except ValueError:
-            return None
-    # A time without an offset is read as UTC, as everywhere in the API.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _header(mailbox: MailboxRow, window: Window) -> dict[str, Any]:

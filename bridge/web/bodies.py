@@ -6,6 +6,7 @@ import asyncio
 import json
 import operator
 import re
+from datetime import UTC, date, datetime
 from functools import partial
 from itertools import accumulate, repeat
 from typing import Any
@@ -95,3 +96,22 @@ def too_large(limit: int) -> web.Response:
 def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
     for name in sorted(body.keys() - allowed):
         invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO 8601 date-time (UTC when it has no offset) or a date (its 00:00 UTC); None if not one.
+
+    Years outside 1901 to 8999 are refused: nothing in a calendar is there, and date arithmetic near Python's
+    limits (year 1 or 9999, an offset away) overflows.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return None
+        parsed = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if not 1900 < parsed.year < 9000:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -19,7 +19,7 @@ from bridge.relay import MAIL_SCOPE, Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
-from bridge.web.bodies import ADDRESS, Invalid, invalid_request, read_json, unknown_fields
+from bridge.web.bodies import ADDRESS, Invalid, invalid_request, parse_instant, read_json, unknown_fields
 from bridge.web.problems import PROBLEM_TYPE, problem
 
 MAX_BODY = 64 * 1024
@@ -309,19 +309,10 @@ def _template(value: Any, mapping: TemplateMapping, invalid: Invalid, *, require
 
 
 def _instant(value: Any, name: str, invalid: Invalid) -> datetime | None:
-    """An ISO 8601 date-time (UTC when it has no offset) or a date (its 00:00 UTC)."""
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            day = _date(value)
-            if day is not None:
-                return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        else:
-            if 1900 < parsed.year < 9000:
-                return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    invalid.append({"name": name, "reason": "an ISO 8601 date-time, e.g. 2026-11-24T09:00:00Z"})
-    return None
+    parsed = parse_instant(value) if isinstance(value, str) else None
+    if parsed is None:
+        invalid.append({"name": name, "reason": "an ISO 8601 date-time, e.g. 2026-11-24T09:00:00Z"})
+    return parsed
 
 
 def _date(value: Any) -> date | None:
