@@ -129,15 +129,29 @@ def config_path(
     workforce: WorkforceReceiver,
 ) -> Path:
     """A config for a whole bridge process (`presence-bridge run`) with its SQLite file beside it, bridge.db."""
+    return run_config(tmp_path, graph_emulator, tenant_app, adele, workforce, free_port())
+
+
+def run_config(
+    tmp_path: Path,
+    graph: GraphEmulator,
+    app: AppRegistration,
+    adele: DirectoryUser,
+    workforce: WorkforceReceiver,
+    port: int,
+    onprem: OnPrem | None = None,
+) -> Path:
+    """`config_path`'s config, on `port` and with `onprem`'s mailboxes too."""
     return write_bridge_config(
         tmp_path / "config.yaml",
-        graph=graph_emulator,
-        app=tenant_app,
+        graph=graph,
+        app=app,
         mailbox=adele.user_principal_name,
         workforce_url=workforce.url,
         secret=WORKFORCE_SECRET,
         database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-        port=free_port(),
+        port=port,
+        onprem=onprem,
     )
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from bridge.errors import UserError
+
+T = TypeVar("T")
 
 
 def fuzz_settings(cases: int, *, long_cases: str = "FUZZ_CASES") -> Callable[[Any], Any]:
@@ -57,3 +61,16 @@ def mutations(value: Any) -> st.SearchStrategy[Any]:
 
 # Text with YAML's syntax in it: anchors, aliases, merges, tags, flow collections, tabs.
 YAML_TEXT = st.text(alphabet="ab:-&*<!{}[],'\"\t\n #|>?%@`P1TDM", max_size=200)
+
+
+def loaded_or_refused(load: Callable[[], T]) -> T | None:
+    """What `load()` returns, or None when it refused with a `UserError` of readable problems; anything else that
+    it raises propagates and fails the test."""
+    problems: tuple[str, ...] = ()
+    loaded = None
+    try:
+        loaded = load()
+    except UserError as exc:
+        problems = exc.problems
+    assert all(len(problem) < 1000 for problem in problems)
+    return loaded

@@ -16,7 +16,7 @@ from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
-from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
+from tests.conftest import free_port, run_config
 from tests.world import ONPREM_MAILBOX, SERVICE_ACCOUNT, wait_until
 
 
@@ -98,17 +98,8 @@ async def test_sigterm_exits_within_ten_seconds_whatever_is_open(
         ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
         ews.add_service_account(*SERVICE_ACCOUNT)
         port = free_port()
-        config_path = write_bridge_config(
-            tmp_path / "config.yaml",
-            graph=graph_emulator,
-            app=tenant_app,
-            mailbox=adele.user_principal_name,
-            workforce_url=workforce.url,
-            secret=WORKFORCE_SECRET,
-            database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-            port=port,
-            onprem=OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, [(ONPREM_MAILBOX, "E2001")]),
-        )
+        onprem = OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, [(ONPREM_MAILBOX, "E2001")])
+        config_path = run_config(tmp_path, graph_emulator, tenant_app, adele, workforce, port, onprem)
         bridge = await start_bridge(config_path)
         await subscribed(graph_emulator)
         await wait_until(lambda: any(s["connected"] for s in ews.subscriptions()), within=30)
