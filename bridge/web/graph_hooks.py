@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # Graph batches notifications, but a body this large is not one of them.
 MAX_BODY = 1024 * 1024
 # Nor a batch this long: Graph documents no batch size, and the batches seen carry tens of items. The cap bounds
-# what one forged request can make the bridge look up (docs/graph-source.md).
+# what one forged request can make the bridge look up (docs/hardening.md).
 MAX_ITEMS = 1000
 # An id no subscription has is remembered as unknown this long, so a flood of forged ids costs one lookup each
 # per interval, not one per request; a subscription this instance creates is forgotten at once (`forget`).
@@ -98,13 +98,10 @@ class GraphHooks:
 
     async def _valid_items(self, request: web.Request) -> list[tuple[wire.WireNotification, KnownSubscription]]:
         """The body's items whose subscription the bridge holds and whose clientState matches it."""
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            self.refused["body too large"] += 1
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
         body = await read_limited(request, MAX_BODY)
         if body is None:
             self.refused["body too large"] += 1
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=MAX_BODY + 1)
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length or MAX_BODY + 1)
         if too_deep(body):
             self.refused["malformed body"] += 1
             raise web.HTTPBadRequest(text=f"the body nests deeper than {MAX_DEPTH} levels")
