@@ -26,7 +26,7 @@ from bridge.store import Database
 pytest_plugins = ["tests.emulators.graph_fixtures", "tests.emulators.ews_fixtures", "tests.world"]
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-# Nine levels of ten aliases each: 2.7 KB of YAML that stands for 10^9 strings once expanded ("billion laughs"); the
+# Nine levels of ten aliases each: 372 bytes of YAML that stand for 10^9 strings once expanded ("billion laughs"); the
 # last anchor, `*i`, is the whole bomb. Without a bound, checking or quoting it took 3 GB and ended in MemoryError.
 BILLION_LAUGHS = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol','lol']\n" + "".join(
     f"{chr(98 + n)}: &{chr(98 + n)} [{','.join([f'*{chr(97 + n)}'] * 10)}]\n" for n in range(8)
