@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge import __version__
+from bridge.backoff import backoff
 from bridge.config import WorkforceConfig
 from bridge.errors import UserError
 from bridge.outages import Outages
@@ -84,9 +85,7 @@ def retry_delay(attempts: int, timing: DeliveryTiming, jitter: float) -> timedel
     The step doubles from `backoff_first` up to `backoff_max`; the wait is between half the step and all of it,
     so instances that failed together spread out, yet none retries sooner than half the step.
     """
-    exponent = min(max(attempts - 1, 0), 32)  # 2**32 seconds is far past any sensible maximum
-    step = min(timing.backoff_first * (1 << exponent), timing.backoff_max)
-    return step * (0.5 + 0.5 * jitter)
+    return backoff(attempts, timing.backoff_first, timing.backoff_max) * (0.5 + 0.5 * jitter)
 
 
 @dataclass(frozen=True, slots=True)

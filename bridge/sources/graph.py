@@ -63,6 +63,7 @@ from bridge.sources.base import (
     SubscriptionExists,
     Throttled,
     Unavailable,
+    Unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -505,7 +506,7 @@ class GraphSource:
             except ClientAuthenticationError as exc:
                 raise AuthFailed(f"{what}: the token request was refused: {exc.message}") from exc
             except (httpx.TransportError, ServiceRequestError) as exc:
-                raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+                raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
         if response.status_code < 400:
             return response.content
         raise _error(response, what, delta=delta, subscription=subscription, missing=missing)
