@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -133,6 +134,7 @@ class DeliveryWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._outages = Outages(log)
+        self._failures: dict[int, int] = {}
 
     def notify(self) -> None:
         """New changes were committed: look for them now rather than at the next poll."""
@@ -234,9 +236,17 @@ class DeliveryWorker:
             await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The lease runs out on its own and another pass (or instance) picks the mailbox up again.
-            log.exception("delivering the changes of mailbox %d failed", mailbox_id)
+        except Exception as exc:
+            # A bug or the database gone: this mailbox backs off (its lease held), the other mailboxes go on.
+            failures = self._failures.get(mailbox_id, 0) + 1
+            self._failures[mailbox_id] = failures
+            message = f"delivering the changes of mailbox {mailbox_id} failed unexpectedly: {type(exc).__name__}: {exc}"
+            self._outages.unexpected(f"mailbox {mailbox_id}", message, exc)
+            until = self._clock() + retry_delay(failures, self._timing, random.random())
+            with contextlib.suppress(Exception):  # the database is away: the lease runs out on its own
+                await self._db.run(partial(_back_off, mailbox_id=mailbox_id, owner=self._owner, until=until))
+            return delivered
+        self._failures.pop(mailbox_id, None)
         return delivered
 
     async def _record_failure(self, mailbox_id: int, batch: _Batch, failure: _Failure) -> None:
@@ -384,6 +394,16 @@ def _delivered(
         .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
     )
     return _renew(session, mailbox_id, owner, until)
+
+
+def _back_off(session: Session, *, mailbox_id: int, owner: str, until: datetime) -> None:
+    """Hold all of the mailbox's undelivered changes until `until` and give its lease back."""
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
+        .values(next_attempt_at=until)
+    )
+    release(session, mailbox_id=mailbox_id, owner=owner)
 
 
 def _failed(

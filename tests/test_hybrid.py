@@ -110,23 +110,25 @@ async def test_impersonation_denied_disables_the_mailbox(hybrid: World) -> None:
     assert "ErrorImpersonateUserDenied" in (onprem_row(hybrid).status_reason or "")
 
 
-async def test_refused_credentials_mark_the_source_not_ready(hybrid: World) -> None:
+async def test_refused_credentials_mark_the_source_auth_failed_while_the_bridge_stays_ready(hybrid: World) -> None:
     await streaming(hybrid)
     ews(hybrid).add_service_account(SERVICE_ACCOUNT[0], "a-changed-password")
     mark_onprem_dirty(hybrid)
 
-    async def readiness() -> tuple[int, Any]:
+    async def onprem_state() -> tuple[int, Any]:
         status, body, _ = await hybrid.api("GET", "/readyz")
         return status, body
 
     deadline = asyncio.get_running_loop().time() + 15
-    status, body = await readiness()
-    while status == 200 and asyncio.get_running_loop().time() < deadline:
+    status, body = await onprem_state()
+    while body["sources"]["onprem"]["state"] == "ok" and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
-        status, body = await readiness()
+        status, body = await onprem_state()
 
-    assert status == 503
-    assert body["sources"]["onprem"].startswith("auth_failed")
+    # The online source still works: degraded, not unavailable.
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["sources"]["onprem"]["state"] == "auth_failed"
+    assert body["sources"]["onprem"]["since"] is not None
     assert onprem_row(hybrid).status == MailboxStatus.ACTIVE  # credentials are the source's problem, not the mailbox's
 
 
