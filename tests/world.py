@@ -35,7 +35,13 @@ API_TOKEN = "world-workforce-token-0123456789"
 ADMIN_TOKEN = "world-admin-token-0123456789"
 SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
 FAST = SyncTiming(
-    settle=timedelta(milliseconds=50), poll=timedelta(milliseconds=100), backoff_first=timedelta(milliseconds=200)
+    settle=timedelta(milliseconds=50),
+    poll=timedelta(milliseconds=100),
+    backoff_first=timedelta(milliseconds=200),
+    unreachable_first=timedelta(milliseconds=200),
+    unreachable_max=timedelta(seconds=1),
+    auth_first=timedelta(milliseconds=500),
+    auth_max=timedelta(seconds=2),
 )
 
 
@@ -237,6 +243,28 @@ async def notified(
         yield running
 
 
+ONLINE_COLLEAGUE = ("bob@contoso.com", "E1002")
+
+
+@pytest.fixture
+async def hybrid_team(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    bob: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The hybrid world with a second online mailbox (Bob's), so that one mailbox of a source can fail alone."""
+    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
+        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
+        ews.add_service_account(*SERVICE_ACCOUNT)
+        async with _running(
+            graph_emulator, tenant_app, adele, database_url, tmp_path, ews, also=[ONLINE_COLLEAGUE]
+        ) as running:
+            yield running
+
+
 @contextlib.asynccontextmanager
 async def _running(
     graph: GraphEmulator,
@@ -246,6 +274,8 @@ async def _running(
     tmp_path: Path,
     ews: EwsEmulator | None,
     extra: str = "",
+    *,
+    also: list[tuple[str, str]] | None = None,
 ) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
@@ -267,6 +297,7 @@ async def _running(
             f"  - {{name: admin, token: {ADMIN_TOKEN}, scopes: [admin]}}\n{extra}"
         ),
         onprem=onprem,
+        also=also or [],
     )
     config = load_config(config_path)
     clock = Clock()

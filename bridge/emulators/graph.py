@@ -30,8 +30,8 @@ Python API (the control API under /_control mirrors it for other processes; see 
   retry_after)`, `throttle_share(share, seconds, *, retry_after=1)`, `fail(count, *, status=503, ...)`,
   `set_latency(ms)`, `drop_notifications(n)`, `drop_notification_share(share)`,
   `duplicate_notifications(n)`, `shuffle_notifications(on)`, `expire_delta_tokens(user, status=410, *,
-  after_pages=0, times=1)`,
-  `empty_delta_pages(n, user=None)`, `subscription_quota(n)`, `clear_faults()`.
+  after_pages=0, times=1)`, `empty_delta_pages(n, user=None)`, `malformed_answers(n, user=None)`,
+  `subscription_quota(n)`, `clear_faults()`.
 - subscriptions: `subscriptions()`, `send_lifecycle(subscription_id, event)`, `remove_subscription(id)` (sends
   subscriptionRemoved), `expire_subscription(id)`, `await drain_notifications(within)`.
 - inspection: `stats()`, `sent_mail()`, `reset(keep_directory=True)`.
@@ -276,6 +276,8 @@ class GraphEmulator:
             self.expire_delta_tokens(user, status, after_pages=after_pages, times=times)
         elif kind == "emptyDeltaPages":
             self.empty_delta_pages(count, user=user)
+        elif kind == "malformedAnswers":
+            self.malformed_answers(count, user=user)
         elif kind == "subscriptionQuota":
             self.subscription_quota(count)
         elif kind == "expireTokens":
@@ -353,6 +355,11 @@ class GraphEmulator:
         """The next `count` delta pages (of `user`, or anyone's) come back empty, with a nextLink."""
         key = self._user_id(user) if user else None
         self.faults.empty_delta_pages[key] = self.faults.empty_delta_pages.get(key, 0) + count
+
+    def malformed_answers(self, count: int, *, user: str | None = None) -> None:
+        """The next `count` answers on `user`'s mailbox (or anyone's) are 200 but not the documented shape."""
+        key = self._user_id(user) if user else None
+        self.faults.malformed_answers[key] = self.faults.malformed_answers.get(key, 0) + count
 
     def subscription_quota(self, count: int = 1) -> None:
         """The next `count` subscription creations answer 403 (the mailbox's subscription quota)."""

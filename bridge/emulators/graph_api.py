@@ -227,6 +227,8 @@ class GraphApi:
             await _sleep(delay)
             self._fault(seen.route, target.user.id)
             self.limits.check_rate(key)
+            if self.faults.take_malformed(target.user.id):
+                return Reply(200, {"@odata.context": "garbled", "value": "not a list of events"})
             return await handler(call, target)
         finally:
             self.limits.leave(key)

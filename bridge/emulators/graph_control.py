@@ -36,6 +36,7 @@ unknown user, event or subscription).
                                                                           pages of the user, mid-round; again
                                                                           after as many, `times` in all)
            emptyDeltaPages        {count, user?}
+           malformedAnswers       {count, user?}                 200 answers not in the documented shape
            subscriptionQuota      {count}                                          next creations answer 403
            expireTokens           {}                                               issued tokens answer 401
            rotateSecret           {clientId?, secret?}           new app secret; the old one and its tokens refused

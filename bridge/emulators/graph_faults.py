@@ -88,6 +88,8 @@ class Faults:
     # user id → (delta pages still to serve, status, pages between expiries, expiries left): then the user's sync
     # states expire, mid-round if need be.
     delta_expiry: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    # Answers of a mailbox (or anyone's: None) that are 200 but not the documented shape.
+    malformed_answers: dict[str | None, int] = field(default_factory=dict)
 
     def add_rule(self, rule: FaultRule) -> None:
         if rule.route is not None and rule.route not in ROUTE_KINDS:
@@ -107,11 +109,10 @@ class Faults:
         return None
 
     def take_empty_delta_page(self, user_id: str) -> bool:
-        for key in (user_id, None):
-            if self.empty_delta_pages.get(key, 0) > 0:
-                self.empty_delta_pages[key] -= 1
-                return True
-        return False
+        return _take_for(self.empty_delta_pages, user_id)
+
+    def take_malformed(self, user_id: str) -> bool:
+        return _take_for(self.malformed_answers, user_id)
 
     def take_delta_expiry(self, user_id: str) -> int | None:
         """After one more delta page of `user_id`: the status its sync states now expire with, if they do."""
@@ -153,6 +154,7 @@ class Faults:
         self.shuffle_notifications = False
         self.empty_delta_pages.clear()
         self.delta_expiry.clear()
+        self.malformed_answers.clear()
         self.latency_ms = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -183,6 +185,7 @@ class Faults:
                 user: {"afterPages": pages, "status": status, "times": times}
                 for user, (pages, status, _, times) in self.delta_expiry.items()
             },
+            "malformedAnswers": {key or "*": count for key, count in self.malformed_answers.items()},
         }
 
 
@@ -236,6 +239,15 @@ class MailboxLimits:
 
     def clear(self) -> None:
         self._recent.clear()
+
+
+def _take_for(counts: dict[str | None, int], user_id: str) -> bool:
+    """Use up one of the user's count, or else one of everyone's (None)."""
+    for key in (user_id, None):
+        if counts.get(key, 0) > 0:
+            counts[key] -= 1
+            return True
+    return False
 
 
 class Stats:

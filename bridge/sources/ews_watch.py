@@ -18,8 +18,10 @@ GetStreamingEvents). Each group runs the same cycle until the watcher stops:
    event loop;
 4. when the server closes the connection (`Closed` after `connection_minutes`), unsubscribe and go round again;
    when it fails (cut, network, ErrorServerBusy, 401), back off `backoff_first` doubling to `backoff_max`, with
-   jitter, then go round again. An outage is logged once and its end once (bridge/outages.py) for the whole
-   source, however many groups fail.
+   jitter, then go round again; refused credentials wait at least `auth_backoff_first` (5 minutes) doubling to an
+   hour, the pace the sync engine probes them at, so that the service account is never locked out
+   (docs/running.md). An outage is logged once and its end once (bridge/outages.py) for the whole source, however
+   many groups fail.
 
 Grouping across mailboxes: a subscription belongs to the account that made it, and with impersonation that is
 the service account for every mailbox, so one GetStreamingEvents may carry the ids of many mailboxes (Exchange:
@@ -68,14 +70,16 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from exchangelib.errors import ErrorExceededConnectionCount
 from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
 
+from bridge.backoff import backoff
 from bridge.outages import Outages
-from bridge.sources.base import MailboxNotFound, SourceError, Throttled, Unavailable
+from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled, Unavailable
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_errors import translate
 from bridge.waiting import first_of
@@ -212,6 +216,8 @@ class EwsWatcher:
         per_connection: int = 200,
         backoff_first: float = 1.0,
         backoff_max: float = 300.0,
+        auth_backoff_first: float = 300.0,
+        auth_backoff_max: float = 3600.0,
         mode: Literal["streaming", "pull"] = "streaming",
         pull_interval: float = 30.0,
         max_streams: int = 3,
@@ -225,6 +231,8 @@ class EwsWatcher:
         self._per_connection = per_connection
         self._backoff_first = backoff_first
         self._backoff_max = backoff_max
+        # A refused password is tried again this late, then later: an Active Directory lockout policy counts tries.
+        self._auth_backoff = (timedelta(seconds=auth_backoff_first), timedelta(seconds=auth_backoff_max))
         self._mode = mode
         self._pull_interval = pull_interval
         self._max_streams = max_streams
@@ -386,6 +394,8 @@ class EwsWatcher:
         delay *= random.uniform(0.5, 1.0)
         if isinstance(exc, Throttled):
             delay = max(delay, exc.retry_after)
+        if isinstance(exc, AuthFailed):
+            delay = max(delay, backoff(failures, *self._auth_backoff).total_seconds())
         return delay
 
     def _failed(self, group: _Group, exc: SourceError) -> None:
