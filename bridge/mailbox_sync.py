@@ -93,6 +93,8 @@ class MailboxSync:
         # Mailboxes this process is syncing or re-mapping right now: both hold the same owner's lease, so one
         # at a time, or the later commit would plan from a mirror the earlier one had already changed.
         self._busy: set[int] = set()
+        self._held: dict[int, datetime] = {}
+        self._source_failures: dict[str, SourceStatus] = {}
         self._freed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
@@ -143,7 +145,7 @@ class MailboxSync:
                     lease=self._timing.lease,
                     settle=self._timing.settle,
                     source=source,
-                    exclude=set(self._busy),
+                    exclude=self._not_now(now),
                 )
             )
             if claim is None or claim.mailbox_id in self._busy:
@@ -318,23 +320,34 @@ class MailboxSync:
 
         return await self._db.run(commit)
 
-    async def _hold(self, claim: Claim, wait: timedelta, message: str) -> None:
-        self._outages.failed(claim.address, message)
+    async def _hold(self, claim: Claim, wait: timedelta, message: str, *, logged: bool = False) -> None:
+        """Keep the mailbox's lease for `wait`: other instances leave it alone, and so does this one (a lease of
+        its own name is otherwise taken back at once, as after a restart)."""
+        if not logged:
+            self._outages.failed(claim.address, message)
         until = self._clock() + wait
+        self._held[claim.mailbox_id] = until
         await self._db.run(lambda session: _hold_lease(session, claim, self._owner, until))
 
     async def _backoff(self, claim: Claim, message: str, *, logged: bool = False) -> None:
         attempts = self._failures.get(claim.mailbox_id, 0) + 1
         self._failures[claim.mailbox_id] = attempts
         wait = backoff(attempts, self._timing.backoff_first, self._timing.backoff_max)
-        if not logged:
-            self._outages.failed(claim.address, message)
-        until = self._clock() + wait
-        await self._db.run(lambda session: _hold_lease(session, claim, self._owner, until))
+        await self._hold(claim, wait, message, logged=logged)
+
+    def _not_now(self, now: datetime) -> set[int]:
+        """Mailboxes this instance must not claim now: being worked, or held by their back-off."""
+        for mailbox_id in [mailbox_id for mailbox_id, until in self._held.items() if until <= now]:
+            del self._held[mailbox_id]
+        return self._busy | set(self._held)
 
     async def _source_failed(self, claim: Claim, status: SourceStatus, reason: str) -> None:
         """Hold the whole source; the mailbox stays dirty and is read once the hold ends."""
-        self._outages.failed(f"source {claim.source}", f"source {claim.source}: {reason}")
+        key = f"source {claim.source}"
+        if not self._outages.failing(key) or self._source_failures.get(claim.source) is not status:
+            # Logged once per kind of failure: a token service's answer differs in every probe (trace ids).
+            self._outages.failed(key, f"{key}: {reason}")
+        self._source_failures[claim.source] = status
         if status is SourceStatus.AUTH_FAILED:
             first, maximum = self._timing.auth_first, self._timing.auth_max
         else:

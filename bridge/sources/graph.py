@@ -158,10 +158,11 @@ class _RenewingCredential(AsyncTokenCredential):
         async with self._lock:
             if claims is None and self._renew_after is not None:
                 claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(self._renew_after)}}})
-            self._renew_after = None
+            # Refused by Entra, the renewal stays due: the refused token is not sent to Graph again meanwhile.
             token = await self._inner.get_token(
                 *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
             )
+            self._renew_after = None
             self._last = token.token
             return token
 
