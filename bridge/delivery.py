@@ -218,7 +218,11 @@ class DeliveryWorker:
                 if failure is not None:
                     await self._record_failure(mailbox_id, batch, failure)
                     return delivered
-                self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
+                if self._outages.failing("webhook"):
+                    self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
+                    # The endpoint is one for every mailbox: those backing off from its outage are due now.
+                    await self._db.run(partial(_resume, now=self._clock()))
+                    self._wake.set()
                 now = self._clock()
                 kept = await self._db.run(
                     partial(
@@ -394,6 +398,15 @@ def _delivered(
         .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
     )
     return _renew(session, mailbox_id, owner, until)
+
+
+def _resume(session: Session, *, now: datetime) -> None:
+    """Every undelivered change backing off is due now."""
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.next_attempt_at) > now)
+        .values(next_attempt_at=now)
+    )
 
 
 def _back_off(session: Session, *, mailbox_id: int, owner: str, until: datetime) -> None:

@@ -51,8 +51,9 @@ class SyncTiming:
     backoff_first: timedelta = timedelta(seconds=5)
     backoff_max: timedelta = timedelta(minutes=10)
     # A source that does not answer at all is probed again after this, doubling.
-    unreachable_first: timedelta = timedelta(seconds=5)
-    unreachable_max: timedelta = timedelta(minutes=2)
+    # (Cheap: one connection attempt per hold; the first success brings every mailbox of the source back.)
+    unreachable_first: timedelta = timedelta(seconds=2)
+    unreachable_max: timedelta = timedelta(seconds=10)
     # Refused credentials: slow enough that no Active Directory lockout policy counts them up (docs/running.md).
     auth_first: timedelta = timedelta(minutes=5)
     auth_max: timedelta = timedelta(hours=1)
@@ -79,6 +80,7 @@ class MailboxSync:
         timing: SyncTiming = DEFAULT_TIMING,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_changes: Callable[[], None] = lambda: None,
+        on_source_back: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self._db = db
         self._sources = sources
@@ -88,6 +90,7 @@ class MailboxSync:
         self._timing = timing
         self._clock = clock
         self._on_changes = on_changes
+        self._on_source_back = on_source_back
         self._failures: dict[int, int] = {}
         self._outages = Outages(log)
         # Mailboxes this process is syncing or re-mapping right now: both hold the same owner's lease, so one
@@ -227,7 +230,9 @@ class MailboxSync:
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
             return
-        self._outages.recovered(f"source {claim.source}", f"source {claim.source}: works again")
+        if self._outages.failing(f"source {claim.source}"):
+            self._outages.recovered(f"source {claim.source}", f"source {claim.source}: works again")
+            self._on_source_back(claim.source)
         if plan is None:
             return
         self._failures.pop(claim.mailbox_id, None)

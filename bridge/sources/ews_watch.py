@@ -243,6 +243,7 @@ class EwsWatcher:
         self._groups: list[_Group] = []
         self._owner: dict[str, _Group] = {}
         self._regroup = asyncio.Event()
+        self._retry = asyncio.Event()
         self._stop = asyncio.Event()
         self._mailboxes: Callable[[], Awaitable[Collection[str]]] | None = None
         self._on_changed: Callable[[Collection[str]], Awaitable[None]] | None = None
@@ -330,6 +331,10 @@ class EwsWatcher:
                 kept.append(address)
         group.members = kept
 
+    def retry_now(self) -> None:
+        """The source answers again (the sync engine just read it): connections backing off reopen at once."""
+        self._retry.set()
+
     def _release(self, group: _Group) -> None:
         for address in group.members:
             if self._owner.get(address.lower()) is group:
@@ -384,7 +389,8 @@ class EwsWatcher:
                 finally:
                     await self._unsubscribe(subscriptions)
                     if pause:
-                        await first_of(self._stop, within=pause)
+                        self._retry.clear()
+                        await first_of(self._stop, self._retry, within=pause)
         finally:
             self._release(group)
 
