@@ -98,6 +98,7 @@ class MailboxSync:
         self._busy: set[int] = set()
         self._held: dict[int, datetime] = {}
         self._source_failures: dict[str, SourceStatus] = {}
+        self._proven: set[str] = set()  # sources read successfully since the start
         self._freed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
@@ -137,8 +138,10 @@ class MailboxSync:
         hold = await self._db.run(lambda session: source_hold(session, source))
         if hold is not None and hold.held_until is not None and hold.held_until > now:
             return
-        # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per mailbox.
-        width = self._timing.per_source if hold is None or hold.status is SourceStatus.OK else 1
+        # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per mailbox;
+        # so is a source not yet read since the start (its credentials are not known to work yet).
+        working_source = (hold is None or hold.status is SourceStatus.OK) and source in self._proven
+        width = self._timing.per_source if working_source else 1
         while len(working) < width:
             claim = await self._db.run(
                 partial(
@@ -230,6 +233,7 @@ class MailboxSync:
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
             return
+        self._proven.add(claim.source)
         if self._outages.failing(f"source {claim.source}"):
             self._outages.recovered(f"source {claim.source}", f"source {claim.source}: works again")
             self._on_source_back(claim.source)

@@ -24,7 +24,7 @@ Python API:
   delete_type="MoveToDeletedItems")`, `items(address) -> list[dict]` (stored items, raw).
 - faults: `fail(code, count=1, *, operation=None, mailbox=None, message=None)`, `server_busy(count=1, *,
   back_off_ms=..., operation=None, mailbox=None)`, `garbage(count=1, *, operation=None, mailbox=None)`,
-  `cut_streaming_connections() -> int`,
+  `cut_streaming_connections() -> int`, the `latency_ms` attribute,
   `expire_subscription(id)`, `clear_faults()`; `find_count_limit` is an attribute.
 - throttling: `limits.hanging_connections` (HangingConnectionLimit, 3) and `limits.subscriptions`
   (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the calling account's.
@@ -116,6 +116,8 @@ class EwsEmulator:
             self.org, self.subscriptions_registry, keepalive=keepalive_interval, minute=connection_minute
         )
         self.faults = Faults()
+        # Simulated network latency on every answer but the long-lived streams (Exchange on-prem over a WAN).
+        self.latency_ms = 0.0
         self._stats = Stats()
         self.auth = Authenticator(self.org, ntlm=ntlm)
         self.app = web.Application(client_max_size=32 * 1024 * 1024)
@@ -339,6 +341,8 @@ class EwsEmulator:
             operation = local_name(body.tag)
             ctx = self._context(request, header, body, account)
             mailbox_address = ctx.mailbox.address
+            if self.latency_ms and operation != "GetStreamingEvents":
+                await asyncio.sleep(self.latency_ms / 1000)
             injected = self.faults.take(operation, mailbox_address)
             if injected is not None and injected.garbage:
                 self._stats.record(
