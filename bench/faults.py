@@ -217,7 +217,7 @@ async def run(rate: float, scale: float) -> dict[str, Any]:
     await graph.start()
     ews = EwsEmulator(ca_file=folder / "ews-ca.pem")
     ews_url = await ews.start()
-    ews_port = urlsplit(ews.base_url).port
+    ews_port = urlsplit(ews.base_url).port or 0
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     app = graph.add_app()
@@ -377,6 +377,8 @@ def ledger_figures(
         "tracebacks_in_bridge_log": tracebacks,
         "bridge_log": str(log),
         "graph_429": graph_stats["byStatus"].get("429", 0),
+        "resent_same_id": received["duplicates"],
+        "under_several_ids": several,
         "slowest_healthy": [
             f"{c.path} {c.kind} at {c.scheduled - zero:.1f} s: {c.arrived - c.scheduled:.1f} s"  # type: ignore[operator]
             for c in slowest
@@ -412,7 +414,8 @@ def main() -> None:
         f"{ledger['requests_before_retry_after']} requests came before their Retry-After"
     )
     print(
-        f"duplicated ids {ledger['duplicated_ids']}, out of order {ledger['out_of_order']}; "
+        f"duplicated ids {ledger['duplicated_ids']} ({result['resent_same_id']} ids sent again after they were "
+        f"accepted, {result['under_several_ids']} changes under several ids), out of order {ledger['out_of_order']}; "
         f"{result['tracebacks_in_bridge_log']} tracebacks in the bridge's log ({result['bridge_log']})"
     )
     print(f"faults: {', '.join(result['faults'])}")

@@ -183,7 +183,11 @@ class Service:
         async def changed(addresses: Collection[str]) -> None:
             await self.marks.mark(await self.db.run(lambda session: answered(session, addresses)))
 
-        return lambda: watcher.run(mailboxes, changed, self._stop)
+        async def lost(addresses: Collection[str]) -> None:
+            # Not watched any more: reading them finds out whether the source is down, and when it is back.
+            await self.marks.mark(await self.db.run(lambda session: mailbox_ids(session, addresses)))
+
+        return lambda: watcher.run(mailboxes, changed, self._stop, on_lost=lost)
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

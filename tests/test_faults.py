@@ -10,33 +10,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlmodel import select
 
-from bridge.emulators.ews import EwsEmulator
 from bridge.store import MailboxRow
 from bridge.store.work import mark_dirty
-from tests.world import ONLINE_COLLEAGUE, ONPREM_MAILBOX, World, at, ready, wait_until
+from tests.world import (
+    ONLINE_COLLEAGUE,
+    ONPREM_MAILBOX,
+    World,
+    at,
+    moment,
+    onprem_exchange,
+    ready,
+    wait_until,
+)
 
 BOB = ONLINE_COLLEAGUE[0]
-
-
-def moment(days: int, hour: float) -> datetime:
-    return datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
-
-
-def ews(world: World) -> EwsEmulator:
-    assert world.ews is not None
-    return world.ews
 
 
 async def streaming(world: World) -> None:
     """Every mailbox synced once, the on-premises one watched by a connected stream."""
     await ready(world)
-    await wait_until(lambda: any(s["connected"] for s in ews(world).subscriptions()))
+    await wait_until(lambda: any(s["connected"] for s in onprem_exchange(world).subscriptions()))
     await wait_until(lambda: all(row.last_synced_at is not None for row in rows(world)))
 
 
@@ -60,7 +59,7 @@ def online(world: World, subject: str, user: str | None = None) -> None:
 
 
 def onprem(world: World, subject: str) -> None:
-    ews(world).create_item_as_outlook(
+    onprem_exchange(world).create_item_as_outlook(
         ONPREM_MAILBOX, subject=subject, start=moment(1, 9), end=moment(1, 10), free_busy="Busy"
     )
 
@@ -89,8 +88,9 @@ async def source_state(world: World, name: str, state: str, within: float = 15.0
 async def test_ews_unreachable_holds_only_its_own_mailboxes(hybrid_team: World) -> None:
     world = hybrid_team
     await streaming(world)
-    port = urlsplit(ews(world).base_url).port
-    await ews(world).stop()
+    port = urlsplit(onprem_exchange(world).base_url).port
+    assert port is not None
+    await onprem_exchange(world).stop()
     mark(world, ONPREM_MAILBOX)
 
     status, body = await source_state(world, "onprem", "unreachable")
@@ -101,7 +101,7 @@ async def test_ews_unreachable_holds_only_its_own_mailboxes(hybrid_team: World) 
     assert body["sources"]["onprem"]["since"] is not None
     assert body["sources"]["online"]["state"] == "ok"
 
-    await ews(world).start(port=port)
+    await onprem_exchange(world).start(port=port)
     onprem(world, "On-prem is back")
     await wait_until(arrived(world, "On-prem is back"), within=30)
     status, body = await source_state(world, "onprem", "ok")  # cleared by the first success
@@ -111,8 +111,8 @@ async def test_ews_unreachable_holds_only_its_own_mailboxes(hybrid_team: World) 
 async def test_ews_answering_garbage_holds_only_its_own_mailboxes(hybrid_team: World) -> None:
     world = hybrid_team
     await streaming(world)
-    ews(world).garbage(10_000, mailbox=ONPREM_MAILBOX, operation="SyncFolderItems")
-    ews(world).garbage(10_000, mailbox=ONPREM_MAILBOX, operation="FindItem")
+    onprem_exchange(world).garbage(10_000, mailbox=ONPREM_MAILBOX, operation="SyncFolderItems")
+    onprem_exchange(world).garbage(10_000, mailbox=ONPREM_MAILBOX, operation="FindItem")
     onprem(world, "Held behind garbage")
     mark(world, ONPREM_MAILBOX)
 
@@ -121,12 +121,12 @@ async def test_ews_answering_garbage_holds_only_its_own_mailboxes(hybrid_team: W
     online(world, "Bob beside the garbage", BOB)
     await wait_until(arrived(world, "Online beside the garbage"))
     await wait_until(arrived(world, "Bob beside the garbage"))
-    reads = ews(world).stats()["operations"].get("SyncFolderItems", 0)
+    reads = onprem_exchange(world).stats()["operations"].get("SyncFolderItems", 0)
     await asyncio.sleep(1.0)
     # Held as a whole and probed with one mailbox after each hold (200 ms doubling to 1 s here), not read in a loop.
-    assert ews(world).stats()["operations"].get("SyncFolderItems", 0) - reads <= 4
+    assert onprem_exchange(world).stats()["operations"].get("SyncFolderItems", 0) - reads <= 4
 
-    ews(world).clear_faults()
+    onprem_exchange(world).clear_faults()
     await wait_until(arrived(world, "Held behind garbage"), within=15)
     await source_state(world, "onprem", "ok")
 
@@ -134,20 +134,20 @@ async def test_ews_answering_garbage_holds_only_its_own_mailboxes(hybrid_team: W
 async def test_an_error_server_busy_storm_throttles_only_the_onprem_mailbox(hybrid_team: World) -> None:
     world = hybrid_team
     await streaming(world)
-    ews(world).server_busy(10_000, back_off_ms=1000, mailbox=ONPREM_MAILBOX)
+    onprem_exchange(world).server_busy(10_000, back_off_ms=1000, mailbox=ONPREM_MAILBOX)
     onprem(world, "Held behind the storm")
     mark(world, ONPREM_MAILBOX)
-    await wait_until(lambda: ews(world).stats()["codes"].get("ErrorServerBusy", 0) > 0)
+    await wait_until(lambda: onprem_exchange(world).stats()["codes"].get("ErrorServerBusy", 0) > 0)
 
     for n in range(3):
         online(world, f"Online during the storm {n}")
         await wait_until(arrived(world, f"Online during the storm {n}"))
-    busy = ews(world).stats()["codes"].get("ErrorServerBusy", 0)
+    busy = onprem_exchange(world).stats()["codes"].get("ErrorServerBusy", 0)
     await asyncio.sleep(1.0)
     # Exchange's BackOffMilliseconds is honoured: about one read a second, not a loop.
-    assert ews(world).stats()["codes"].get("ErrorServerBusy", 0) - busy <= 3
+    assert onprem_exchange(world).stats()["codes"].get("ErrorServerBusy", 0) - busy <= 3
 
-    ews(world).clear_faults()
+    onprem_exchange(world).clear_faults()
     mark(world, ONPREM_MAILBOX)
     await wait_until(arrived(world, "Held behind the storm"), within=15)
 

@@ -170,11 +170,8 @@ async def hybrid(
     tmp_path: Path,
 ) -> AsyncIterator[World]:
     """The world with an on-premises Exchange (the EWS emulator) beside the tenant: Nestor's mailbox is there."""
-    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
-        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
-        ews.add_service_account(*SERVICE_ACCOUNT)
-        async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, ews) as running:
-            yield running
+    async with _hybrid(graph_emulator, tenant_app, adele, database_url, tmp_path, []) as running:
+        yield running
 
 
 class ChatReceiver:
@@ -256,13 +253,34 @@ async def hybrid_team(
     tmp_path: Path,
 ) -> AsyncIterator[World]:
     """The hybrid world with a second online mailbox (Bob's), so that one mailbox of a source can fail alone."""
+    async with _hybrid(graph_emulator, tenant_app, adele, database_url, tmp_path, [ONLINE_COLLEAGUE]) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _hybrid(
+    graph: GraphEmulator,
+    app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+    also: list[tuple[str, str]],
+) -> AsyncIterator[World]:
     async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
         ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
         ews.add_service_account(*SERVICE_ACCOUNT)
-        async with _running(
-            graph_emulator, tenant_app, adele, database_url, tmp_path, ews, also=[ONLINE_COLLEAGUE]
-        ) as running:
+        async with _running(graph, app, adele, database_url, tmp_path, ews, also=also) as running:
             yield running
+
+
+def moment(days: int, hour: float) -> datetime:
+    """An instant `days` from today at `hour` UTC."""
+    return datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
+
+
+def onprem_exchange(world: World) -> EwsEmulator:
+    assert world.ews is not None
+    return world.ews
 
 
 @contextlib.asynccontextmanager

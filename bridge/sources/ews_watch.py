@@ -247,15 +247,22 @@ class EwsWatcher:
         self._stop = asyncio.Event()
         self._mailboxes: Callable[[], Awaitable[Collection[str]]] | None = None
         self._on_changed: Callable[[Collection[str]], Awaitable[None]] | None = None
+        self._on_lost: Callable[[Collection[str]], Awaitable[None]] | None = None
 
     async def run(
         self,
         mailboxes: Callable[[], Awaitable[Collection[str]]],
         on_changed: Callable[[Collection[str]], Awaitable[None]],
         stop: asyncio.Event,
+        *,
+        on_lost: Callable[[Collection[str]], Awaitable[None]] | None = None,
     ) -> None:
-        """Watch the mailboxes `mailboxes()` returns (asked again at every reconnect) until `stop` is set."""
-        self._mailboxes, self._on_changed = mailboxes, on_changed
+        """Watch the mailboxes `mailboxes()` returns (asked again at every reconnect) until `stop` is set.
+
+        `on_lost(mailboxes)` hears of mailboxes no longer watched because the server stopped answering: reading
+        them is what tells the engine the source is down (and, once it reads them again, that it is back).
+        """
+        self._mailboxes, self._on_changed, self._on_lost = mailboxes, on_changed, on_lost
         self._groups, self._owner, self._failing = [], {}, set()
         self._stop = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
@@ -386,6 +393,8 @@ class EwsWatcher:
                     log.debug("EWS source %s: group %d failed", self._source.name, group.number, exc_info=True)
                     self._failed(group, error)
                     pause = self._backoff(failures, error)
+                    if failures == 1 and isinstance(error, Unavailable) and self._on_lost is not None:
+                        await self._notify(group.members, self._on_lost)
                 finally:
                     await self._unsubscribe(subscriptions)
                     if pause:
@@ -442,13 +451,16 @@ class EwsWatcher:
             f"{self._outage_key}:streams", f"EWS source {self._source.name}: streaming connections are accepted again"
         )
 
-    async def _notify(self, addresses: Iterable[str]) -> None:
-        assert self._on_changed is not None
+    async def _notify(
+        self, addresses: Iterable[str], to: Callable[[Collection[str]], Awaitable[None]] | None = None
+    ) -> None:
+        tell = to or self._on_changed
+        assert tell is not None
         batch = sorted(set(addresses))
         if not batch:
             return
         try:
-            await self._on_changed(batch)
+            await tell(batch)
         except Exception:
             # The engine failing to take a mark must not end the watch: the periodic reconcile is the safety net.
             log.exception("EWS source %s: marking %d changed mailboxes failed", self._source.name, len(batch))
