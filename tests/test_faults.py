@@ -224,3 +224,17 @@ async def test_one_mailbox_whose_reads_fail_unexpectedly_backs_off_alone(hybrid_
     world.graph.clear_faults()
     mark(world, BOB)
     await wait_until(arrived(world, "Bob behind the broken answers"), within=15)
+
+
+async def test_a_relayed_command_failing_unexpectedly_is_refused_alone(hybrid_team: World) -> None:
+    world = hybrid_team
+    await streaming(world)
+    world.graph.malformed_answers(10, user=BOB)
+    body = {"template": "absence", "start": moment(3, 0).isoformat(), "end": moment(4, 0).isoformat()}
+
+    status, problem, headers = await world.api("POST", f"/api/v1/mailboxes/{BOB}/appointments", body)
+    ok, _, _ = await world.api("POST", f"/api/v1/mailboxes/{world.mailbox}/appointments", body)
+
+    assert (status, headers.get("Retry-After")) == (503, "30")
+    assert "unexpectedly" in problem["detail"]
+    assert ok == 201  # the relay goes on for everyone else
