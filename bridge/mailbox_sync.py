@@ -53,7 +53,7 @@ class SyncTiming:
     # A source that does not answer at all is probed again after this, doubling.
     # (Cheap: one connection attempt per hold; the first success brings every mailbox of the source back.)
     unreachable_first: timedelta = timedelta(seconds=2)
-    unreachable_max: timedelta = timedelta(seconds=10)
+    unreachable_max: timedelta = timedelta(seconds=5)
     # Refused credentials: slow enough that no Active Directory lockout policy counts them up (docs/running.md).
     auth_first: timedelta = timedelta(minutes=5)
     auth_max: timedelta = timedelta(hours=1)
