@@ -241,7 +241,7 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # A bug or the database gone: this mailbox backs off (its lease held), the other mailboxes go on.
+            # A bug or the database gone: this mailbox backs off (its changes held), the other mailboxes go on.
             failures = self._failures.get(mailbox_id, 0) + 1
             self._failures[mailbox_id] = failures
             message = f"delivering the changes of mailbox {mailbox_id} failed unexpectedly: {type(exc).__name__}: {exc}"
