@@ -1,7 +1,7 @@
 """Source health: since when a source is in its state, and until when the bridge leaves it alone.
 
 Revision ID: 0003_faults
-Revises: 0002
+Revises: 0003_notices
 Create Date: 2026-11-30
 
 Both columns live in the database so that every instance sharing it reports the same `since` and holds a
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_faults"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_notices"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
