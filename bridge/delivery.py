@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge import __version__
+from bridge.backoff import backoff
 from bridge.config import WorkforceConfig
 from bridge.errors import UserError
 from bridge.outages import Outages
@@ -84,9 +86,7 @@ def retry_delay(attempts: int, timing: DeliveryTiming, jitter: float) -> timedel
     The step doubles from `backoff_first` up to `backoff_max`; the wait is between half the step and all of it,
     so instances that failed together spread out, yet none retries sooner than half the step.
     """
-    exponent = min(max(attempts - 1, 0), 32)  # 2**32 seconds is far past any sensible maximum
-    step = min(timing.backoff_first * (1 << exponent), timing.backoff_max)
-    return step * (0.5 + 0.5 * jitter)
+    return backoff(attempts, timing.backoff_first, timing.backoff_max) * (0.5 + 0.5 * jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,7 @@ class DeliveryWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._outages = Outages(log)
+        self._failures: dict[int, int] = {}
 
     def notify(self) -> None:
         """New changes were committed: look for them now rather than at the next poll."""
@@ -217,7 +218,11 @@ class DeliveryWorker:
                 if failure is not None:
                     await self._record_failure(mailbox_id, batch, failure)
                     return delivered
-                self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
+                if self._outages.failing("webhook"):
+                    self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
+                    # The endpoint is one for every mailbox: those backing off from its outage are due now.
+                    await self._db.run(partial(_resume, now=self._clock()))
+                    self._wake.set()
                 now = self._clock()
                 kept = await self._db.run(
                     partial(
@@ -235,9 +240,17 @@ class DeliveryWorker:
             await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The lease runs out on its own and another pass (or instance) picks the mailbox up again.
-            log.exception("delivering the changes of mailbox %d failed", mailbox_id)
+        except Exception as exc:
+            # A bug or the database gone: this mailbox backs off (its changes held), the other mailboxes go on.
+            failures = self._failures.get(mailbox_id, 0) + 1
+            self._failures[mailbox_id] = failures
+            message = f"delivering the changes of mailbox {mailbox_id} failed unexpectedly: {type(exc).__name__}: {exc}"
+            self._outages.unexpected(f"mailbox {mailbox_id}", message, exc)
+            until = self._clock() + retry_delay(failures, self._timing, random.random())
+            with contextlib.suppress(Exception):  # the database is away: the lease runs out on its own
+                await self._db.run(partial(_back_off, mailbox_id=mailbox_id, owner=self._owner, until=until))
+            return delivered
+        self._failures.pop(mailbox_id, None)
         return delivered
 
     async def _record_failure(self, mailbox_id: int, batch: _Batch, failure: _Failure) -> None:
@@ -385,6 +398,25 @@ def _delivered(
         .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
     )
     return _renew(session, mailbox_id, owner, until)
+
+
+def _resume(session: Session, *, now: datetime) -> None:
+    """Every undelivered change backing off is due now."""
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.next_attempt_at) > now)
+        .values(next_attempt_at=now)
+    )
+
+
+def _back_off(session: Session, *, mailbox_id: int, owner: str, until: datetime) -> None:
+    """Hold all of the mailbox's undelivered changes until `until` and give its lease back."""
+    session.execute(
+        sa.update(OutboxRow)
+        .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
+        .values(next_attempt_at=until)
+    )
+    release(session, mailbox_id=mailbox_id, owner=owner)
 
 
 def _failed(

@@ -2,15 +2,20 @@
 
 The commit holds the mirror rows, the outbox changes and the new delta token together (DESIGN §3.3): a crash
 before it replays the same delta from the old token and plans the same changes; after it, nothing is repeated.
-Failures hold the mailbox's lease until it is worth trying again, so a throttled or unreachable mailbox waits
-without blocking the others and without being picked up by another instance in the meantime.
+Each source is worked in its own lane (a few of its mailboxes at a time), so a source that is slow, down or
+refusing the bridge's credentials holds up only its own mailboxes. A failure of one mailbox holds that mailbox's
+lease until it is worth trying again (its own back-off, or Exchange's Retry-After), so it waits without
+blocking the others and without being picked up by another instance in the meantime. A failure of the whole
+source (nothing answers, credentials refused) holds the source in the database instead: none of its mailboxes
+is read until the hold ends, then one mailbox probes it, and the first success clears it (docs/running.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
@@ -18,14 +23,14 @@ from functools import partial
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from bridge.backoff import backoff
 from bridge.config import SyncConfig
 from bridge.domain import DeltaResult, Window
 from bridge.outages import Outages
-from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled
-from bridge.sources.graph_wire import WireDecodeError
+from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled, Unreachable
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
 from bridge.store.commands import relay_writes
-from bridge.store.health import set_mailbox_status, set_source_status
+from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
 from bridge.store.mirror import count_mirror, load_delta_state, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
 from bridge.store.work import Claim, claim_dirty, claim_mailbox, finish, mark_dirty
@@ -42,9 +47,18 @@ class SyncTiming:
     # A burst of notifications for one mailbox costs one read when the first waits this long.
     settle: timedelta = timedelta(milliseconds=200)
     poll: timedelta = timedelta(seconds=1)
+    # One mailbox failing: its own wait, doubling.
     backoff_first: timedelta = timedelta(seconds=5)
     backoff_max: timedelta = timedelta(minutes=10)
-    auth_retry: timedelta = timedelta(minutes=5)
+    # A source that does not answer at all is probed again after this, doubling.
+    # (Cheap: one connection attempt per hold; the first success brings every mailbox of the source back.)
+    unreachable_first: timedelta = timedelta(seconds=2)
+    unreachable_max: timedelta = timedelta(seconds=5)
+    # Refused credentials: slow enough that no Active Directory lockout policy counts them up (docs/running.md).
+    auth_first: timedelta = timedelta(minutes=5)
+    auth_max: timedelta = timedelta(hours=1)
+    # Mailboxes of one source synced at once.
+    per_source: int = 4
 
 
 DEFAULT_TIMING = SyncTiming()
@@ -66,6 +80,7 @@ class MailboxSync:
         timing: SyncTiming = DEFAULT_TIMING,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_changes: Callable[[], None] = lambda: None,
+        on_source_back: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self._db = db
         self._sources = sources
@@ -75,59 +90,125 @@ class MailboxSync:
         self._timing = timing
         self._clock = clock
         self._on_changes = on_changes
+        self._on_source_back = on_source_back
         self._failures: dict[int, int] = {}
         self._outages = Outages(log)
-        # A remap and a sync in this process both hold the same owner's lease: one at a time, or the later
-        # commit would plan from a mirror the earlier one had already changed.
-        self._working = asyncio.Lock()
+        # Mailboxes this process is syncing or re-mapping right now: both hold the same owner's lease, so one
+        # at a time, or the later commit would plan from a mirror the earlier one had already changed.
+        self._busy: set[int] = set()
+        self._held: dict[int, datetime] = {}
+        self._source_failures: dict[str, SourceStatus] = {}
+        self._proven: set[str] = set()  # sources read successfully since the start
+        self._freed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Work dirty mailboxes until `stop`; sleeps until `wake` (a commit of dirty marks) or the poll interval."""
+        """Work dirty mailboxes until `stop`, one lane per source; `wake` (a commit of dirty marks) wakes them."""
+        lanes = {name: asyncio.Event() for name in self._sources}
+        tasks = [
+            asyncio.create_task(self._lane(name, stop, event), name=f"sync {name}") for name, event in lanes.items()
+        ]
         last_due_check = datetime.min.replace(tzinfo=UTC)
-        while not stop.is_set():
-            try:
+        try:
+            while not stop.is_set():
                 now = self._clock()
-                if now - last_due_check >= timedelta(minutes=1):
-                    await self.mark_due()
+                if now - last_due_check >= timedelta(minutes=1) and await self._guarded(
+                    "marking due mailboxes", self.mark_due
+                ):
                     last_due_check = now
-                if await self.sync_next():
-                    continue
-            except Exception:  # the database may be away for a while; the loop must outlive it
-                log.exception("sync loop failed; retrying")
-            wake.clear()
-            await first_of(stop, wake, within=self._timing.poll.total_seconds())
-            if wake.is_set():  # let the rest of a burst arrive before claiming
-                await asyncio.sleep(self._timing.settle.total_seconds())
+                await first_of(stop, wake, within=self._timing.poll.total_seconds())
+                if wake.is_set():
+                    wake.clear()
+                    await asyncio.sleep(self._timing.settle.total_seconds())  # let the rest of a burst arrive
+                    for event in lanes.values():
+                        event.set()
+        finally:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def sync_next(self) -> bool:
-        """Claim and sync one dirty mailbox; False when none is due."""
+    async def _lane(self, source: str, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Sync the source's dirty mailboxes, up to `per_source` at once, while the source is not held."""
+        working: dict[int, asyncio.Task[None]] = {}
+        while not stop.is_set():
+            wake.clear()
+            await self._guarded(f"claiming mailboxes of {source}", lambda: self._fill(source, working, wake))
+            await first_of(stop, wake, within=self._timing.poll.total_seconds())
+        await asyncio.gather(*working.values(), return_exceptions=True)
+
+    async def _fill(self, source: str, working: dict[int, asyncio.Task[None]], wake: asyncio.Event) -> None:
         now = self._clock()
-        claim = await self._db.run(
-            lambda session: claim_dirty(session, self._owner, now, lease=self._timing.lease, settle=self._timing.settle)
-        )
-        if claim is None:
+        hold = await self._db.run(lambda session: source_hold(session, source))
+        if hold is not None and hold.held_until is not None and hold.held_until > now:
+            return
+        # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per mailbox;
+        # so is a source not yet read since the start (its credentials are not known to work yet).
+        working_source = (hold is None or hold.status is SourceStatus.OK) and source in self._proven
+        width = self._timing.per_source if working_source else 1
+        while len(working) < width:
+            claim = await self._db.run(
+                partial(
+                    claim_dirty,
+                    owner=self._owner,
+                    now=now,
+                    lease=self._timing.lease,
+                    settle=self._timing.settle,
+                    source=source,
+                    exclude=self._not_now(now),
+                )
+            )
+            if claim is None or claim.mailbox_id in self._busy:
+                return  # nothing due (or a re-map took the mailbox meanwhile: it stays dirty)
+            mailbox_id = claim.mailbox_id
+            self._busy.add(mailbox_id)
+            task = asyncio.create_task(self._sync_guarded(claim), name=f"sync {claim.address}")
+            working[mailbox_id] = task
+
+            def done(_task: asyncio.Task[None], mailbox_id: int = mailbox_id) -> None:
+                working.pop(mailbox_id, None)
+                self._busy.discard(mailbox_id)
+                self._freed.set()
+                wake.set()  # a slot is free
+
+            task.add_done_callback(done)
+
+    async def _guarded(self, what: str, work: Callable[[], Awaitable[object]]) -> bool:
+        """Run `work`; a failure (the database away for a while) is logged once and the loop goes on."""
+        try:
+            await work()
+        except Exception as exc:
+            self._outages.failed("database", f"sync: {what} failed ({type(exc).__name__}: {exc}); retrying")
             return False
-        async with self._working:
-            await self.sync_claimed(claim)
+        self._outages.recovered("database", "sync: the database answers again")
         return True
 
+    async def _sync_guarded(self, claim: Claim) -> None:
+        """Sync one claimed mailbox; whatever goes wrong becomes that mailbox's back-off, never the lane's end."""
+        try:
+            await self.sync_claimed(claim)
+        except Exception as exc:
+            message = f"{claim.address}: syncing failed unexpectedly: {type(exc).__name__}: {exc}"
+            self._outages.unexpected(claim.address, message, exc)
+            with contextlib.suppress(Exception):  # the database is away too: the lease runs out on its own
+                await self._backoff(claim, message, logged=True)
+
     async def mark_due(self) -> int:
-        """Mark dirty what needs a read without a notification: the periodic reconcile and the daily window roll."""
+        """Mark dirty what needs a read without a notification: the periodic reconcile and the daily window roll.
+
+        Mailboxes of a source the configuration no longer names are disabled: no lane would ever read them.
+        """
         now = self._clock()
         window_start = datetime.combine(now.date(), time(), tzinfo=UTC)
-        return await self._db.run(
-            lambda session: _mark_due(session, now, self._config.reconcile_interval, window_start)
-        )
+        configured = set(self._sources)
+
+        def due(session: Session) -> int:
+            _disable_unconfigured(session, configured)
+            return _mark_due(session, now, self._config.reconcile_interval, window_start)
+
+        return await self._db.run(due)
 
     async def sync_claimed(self, claim: Claim) -> None:
         mapping = self._mapping()
         now = self._clock()
         window = Window.days_ahead(now.date(), mapping.days_ahead)
-        source = self._sources.get(claim.source)
-        if source is None:
-            reason = f"source {claim.source!r} is not in the configuration"
-            await self._db.run(lambda session: self._give_up(session, claim, reason))
-            return
+        source = self._sources[claim.source]
         token = await self._db.run(lambda session: _token(session, claim.mailbox_id, window))
         try:
             result = await source.read_delta(claim.address, window, token)
@@ -135,13 +216,16 @@ class MailboxSync:
             await self._hold(claim, timedelta(seconds=exc.retry_after), f"{claim.address}: throttled: {exc}")
             return
         except AuthFailed as exc:
-            await self._auth_failed(claim, str(exc))
+            await self._source_failed(claim, SourceStatus.AUTH_FAILED, f"credentials refused: {exc}")
+            return
+        except Unreachable as exc:
+            await self._source_failed(claim, SourceStatus.UNREACHABLE, f"unreachable: {exc}")
             return
         except MailboxNotFound as exc:
             refused = f"Exchange refused the mailbox: {exc}"
             await self._db.run(lambda session: self._give_up(session, claim, refused))
             return
-        except (SourceError, WireDecodeError) as exc:
+        except SourceError as exc:
             await self._backoff(claim, f"{claim.address}: reading failed: {exc}")
             return
         try:
@@ -149,6 +233,10 @@ class MailboxSync:
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
             return
+        self._proven.add(claim.source)
+        if self._outages.failing(f"source {claim.source}"):
+            self._outages.recovered(f"source {claim.source}", f"source {claim.source}: works again")
+            self._on_source_back(claim.source)
         if plan is None:
             return
         self._failures.pop(claim.mailbox_id, None)
@@ -196,6 +284,7 @@ class MailboxSync:
         mailbox.mass_delete_approved = False
         if not finish(session, claim, self._owner, now, synced=True, locked=mailbox):
             raise LeaseLost(claim.address)
+        source_works(session, claim.source, now)
         return plan
 
     async def remap(self, mapping: TemplateMapping) -> int:
@@ -203,8 +292,15 @@ class MailboxSync:
         ids = await self._db.run(_active_mailboxes)
         emitted = 0
         for mailbox_id in ids:
-            async with self._working:
+            while mailbox_id in self._busy:  # a sync of it is under way in this process
+                self._freed.clear()
+                await self._freed.wait()
+            self._busy.add(mailbox_id)
+            try:
                 emitted += await self._remap_one(mailbox_id, mapping)
+            finally:
+                self._busy.discard(mailbox_id)
+                self._freed.set()
         if emitted:
             self._on_changes()
         return emitted
@@ -233,24 +329,45 @@ class MailboxSync:
 
         return await self._db.run(commit)
 
-    async def _hold(self, claim: Claim, wait: timedelta, message: str) -> None:
-        self._outages.failed(claim.address, message)
+    async def _hold(self, claim: Claim, wait: timedelta, message: str, *, logged: bool = False) -> None:
+        """Keep the mailbox's lease for `wait`: other instances leave it alone, and so does this one (a lease of
+        its own name is otherwise taken back at once, as after a restart)."""
+        if not logged:
+            self._outages.failed(claim.address, message)
         until = self._clock() + wait
+        self._held[claim.mailbox_id] = until
         await self._db.run(lambda session: _hold_lease(session, claim, self._owner, until))
 
-    async def _backoff(self, claim: Claim, message: str) -> None:
+    async def _backoff(self, claim: Claim, message: str, *, logged: bool = False) -> None:
         attempts = self._failures.get(claim.mailbox_id, 0) + 1
         self._failures[claim.mailbox_id] = attempts
-        wait = min(self._timing.backoff_first * 2 ** (attempts - 1), self._timing.backoff_max)
-        await self._hold(claim, wait, message)
+        wait = backoff(attempts, self._timing.backoff_first, self._timing.backoff_max)
+        await self._hold(claim, wait, message, logged=logged)
 
-    async def _auth_failed(self, claim: Claim, reason: str) -> None:
-        self._outages.failed(claim.source, f"source {claim.source}: credentials refused: {reason}")
-        until = self._clock() + self._timing.auth_retry
+    def _not_now(self, now: datetime) -> set[int]:
+        """Mailboxes this instance must not claim now: being worked, or held by their back-off."""
+        for mailbox_id in [mailbox_id for mailbox_id, until in self._held.items() if until <= now]:
+            del self._held[mailbox_id]
+        return self._busy | set(self._held)
+
+    async def _source_failed(self, claim: Claim, status: SourceStatus, reason: str) -> None:
+        """Hold the whole source; the mailbox stays dirty and is read once the hold ends."""
+        key = f"source {claim.source}"
+        if not self._outages.failing(key) or self._source_failures.get(claim.source) is not status:
+            # Logged once per kind of failure: a token service's answer differs in every probe (trace ids).
+            self._outages.failed(key, f"{key}: {reason}")
+        self._source_failures[claim.source] = status
+        if status is SourceStatus.AUTH_FAILED:
+            first, maximum = self._timing.auth_first, self._timing.auth_max
+        else:
+            first, maximum = self._timing.unreachable_first, self._timing.unreachable_max
+        now = self._clock()
 
         def record(session: Session) -> None:
-            set_source_status(session, claim.source, SourceStatus.AUTH_FAILED, reason)
-            _hold_lease(session, claim, self._owner, until)
+            source_failed(
+                session, claim.source, status, reason, now, lambda failures: backoff(failures, first, maximum)
+            )
+            finish(session, claim, self._owner, now, synced=False)
 
         await self._db.run(record)
 
@@ -274,6 +391,19 @@ def _hold_lease(session: Session, claim: Claim, owner: str, until: datetime) -> 
     row = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
     if row is not None and row.lease_owner == owner:
         row.lease_expires_at = until
+
+
+def _disable_unconfigured(session: Session, configured: set[str]) -> None:
+    rows = session.exec(
+        select(MailboxRow).where(
+            MailboxRow.status == MailboxStatus.ACTIVE, col(MailboxRow.source).not_in(sorted(configured))
+        )
+    ).all()
+    for row in rows:
+        assert row.id is not None
+        reason = f"source {row.source!r} is not in the configuration"
+        log.warning("disabling %s: %s", row.address, reason)
+        set_mailbox_status(session, row.id, MailboxStatus.DISABLED, reason)
 
 
 def _active_mailboxes(session: Session) -> list[int]:

@@ -129,15 +129,17 @@ def _source_problems(session: Session, config: Config, notify: NotifyConfig, now
     for row in session.exec(select(SourceRow).order_by(col(SourceRow.name))).all():
         settings = config.sources.get(row.name)
         reason = row.status_reason or "no reason recorded"
+        # The row changes with every probe of a failing source; `status_since` is when the failure began.
+        since = row.status_since or row.updated_at
         if row.status is SourceStatus.AUTH_FAILED:
             fix = f"correct the credentials of sources.{row.name} in {config.path}, then restart the bridge"
-            text = f"source {row.name}: credentials refused since {iso_utc(row.updated_at)}: {reason}"
-            problems.append(Problem(f"source:{row.name}", "auth_failed", text, fix, row.updated_at))
-        elif row.status is SourceStatus.UNREACHABLE and now - row.updated_at >= notify.unreachable_after:
+            text = f"source {row.name}: credentials refused since {iso_utc(since)}: {reason}"
+            problems.append(Problem(f"source:{row.name}", "auth_failed", text, fix, since))
+        elif row.status is SourceStatus.UNREACHABLE and now - since >= notify.unreachable_after:
             where = settings.service_endpoint if isinstance(settings, EwsSourceConfig) else "Microsoft Graph"
             fix = f"check that {where} answers from the bridge's host; the bridge keeps trying"
-            text = f"source {row.name}: unreachable since {iso_utc(row.updated_at)}: {reason}"
-            problems.append(Problem(f"source:{row.name}", "unreachable", text, fix, row.updated_at))
+            text = f"source {row.name}: unreachable since {iso_utc(since)}: {reason}"
+            problems.append(Problem(f"source:{row.name}", "unreachable", text, fix, since))
     return problems
 
 

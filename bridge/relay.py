@@ -42,6 +42,7 @@ from bridge.domain import (
     Window,
     iso_utc,
 )
+from bridge.outages import Outages
 from bridge.sources.base import (
     AuthFailed,
     CalendarSource,
@@ -131,6 +132,7 @@ class Relay:
         self._mail = mail
         self._clock = clock
         self._stale = stale
+        self._outages = Outages(log)
 
     # -- the commands ----------------------------------------------------------------------------------------
 
@@ -223,12 +225,22 @@ class Relay:
     async def _execute_and_finish(self, command: _Command) -> Outcome:
         try:
             result = await self._execute(command)
+            self._outages.recovered(
+                command.address or MAIL_SCOPE, f"{command.address or MAIL_SCOPE}: commands work again"
+            )
         except (Throttled, Unavailable, AuthFailed) as exc:
             result = _Result(_source_failure(exc))
         except MailboxNotFound as exc:
             result = _Result(problem(404, "Not Found", f"Exchange does not know the mailbox: {exc}"))
         except SourceError as exc:
             result = _Result(_source_failure(exc))
+        except Exception as exc:
+            # A bug or an answer nobody foresaw: this command fails (the caller may retry later), the relay and
+            # every other mailbox's commands go on.
+            where = command.address or MAIL_SCOPE
+            self._outages.unexpected(where, f"{where}: a {command.kind.value} command failed unexpectedly: {exc}", exc)
+            detail = "the bridge failed unexpectedly while carrying out this command; try again later"
+            result = _Result(replace(problem(503, "Service Unavailable", detail), retry_after=30))
         mapping = self._mapping()
         await self._db.run(lambda session: self._finish(session, command, result, mapping))
         return result.outcome

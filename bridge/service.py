@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
@@ -30,6 +31,7 @@ from bridge.sources.configured import build_sources
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
+from bridge.store.health import source_works
 from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
@@ -78,6 +80,7 @@ class Service:
             timing=timing,
             clock=clock,
             on_changes=self.delivery.notify,
+            on_source_back=self._source_back,
         )
         self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
         self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
@@ -189,10 +192,19 @@ class Service:
         async def mailboxes() -> list[str]:
             return await self.db.run(lambda session: active_addresses(session, name))
 
+        def answered(session: Session, addresses: Collection[str]) -> list[int]:
+            # The server answered the watcher with the service account: the source works, whatever held it.
+            source_works(session, name, self._clock())
+            return mailbox_ids(session, addresses)
+
         async def changed(addresses: Collection[str]) -> None:
+            await self.marks.mark(await self.db.run(lambda session: answered(session, addresses)))
+
+        async def lost(addresses: Collection[str]) -> None:
+            # Not watched any more: reading them finds out whether the source is down, and when it is back.
             await self.marks.mark(await self.db.run(lambda session: mailbox_ids(session, addresses)))
 
-        return lambda: watcher.run(mailboxes, changed, self._stop)
+        return lambda: watcher.run(mailboxes, changed, self._stop, on_lost=lost)
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()
@@ -206,6 +218,12 @@ class Service:
         watcher = self.watchers.get(source)
         if watcher is not None:
             watcher.refresh()
+
+    def _source_back(self, name: str) -> None:
+        """A source the sync engine had held answers again: its watcher reconnects now, not after its back-off."""
+        watcher = self.watchers.get(name)
+        if watcher is not None:
+            watcher.retry_now()
 
     def _lifecycle(self) -> None:
         self._subscriptions_wake.set()

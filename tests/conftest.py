@@ -103,9 +103,10 @@ def write_bridge_config(
     port: int,
     extra: str = "",
     onprem: OnPrem | None = None,
+    also: list[tuple[str, str]] | None = None,
 ) -> Path:
-    """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) in the Graph emulator
-    (and `onprem`'s mailboxes in the EWS emulator)."""
+    """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) and `also` ((address,
+    workforce id)) in the Graph emulator (and `onprem`'s mailboxes in the EWS emulator)."""
     return write_config(
         path,
         graph=graph,
@@ -114,7 +115,7 @@ def write_bridge_config(
         workforce_url=workforce_url,
         secret=secret,
         database_url=database_url,
-        mailboxes=[(mailbox, "E1001")],
+        mailboxes=[(mailbox, "E1001"), *(also or [])],
         extra=extra,
         onprem=onprem,
     )

@@ -5,34 +5,25 @@ deployment. Everything above the sources must treat an on-premises mailbox like 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import select
 
 from bridge.store import MailboxRow, MailboxStatus
 from bridge.store.work import mark_dirty
-from tests.world import ONPREM_MAILBOX, SERVICE_ACCOUNT, World, at, ready, wait_until
-
-
-def moment(days: int, hour: float) -> datetime:
-    return datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
-
-
-def ews(world: World) -> Any:
-    assert world.ews is not None
-    return world.ews
+from tests.world import ONPREM_MAILBOX, SERVICE_ACCOUNT, World, at, moment, onprem_exchange, ready, wait_until
 
 
 async def streaming(world: World) -> None:
     """The online mailbox subscribed and synced, the on-premises one watched by a connected stream."""
     await ready(world)
-    await wait_until(lambda: any(s["connected"] for s in ews(world).subscriptions()))
+    await wait_until(lambda: any(s["connected"] for s in onprem_exchange(world).subscriptions()))
 
 
 async def test_an_onprem_change_reaches_the_workforce_system_mapped_like_an_online_one(hybrid: World) -> None:
     await streaming(hybrid)
-    ews(hybrid).create_item_as_outlook(
+    onprem_exchange(hybrid).create_item_as_outlook(
         ONPREM_MAILBOX, subject="Customer visit", start=moment(1, 9), end=moment(1, 10), free_busy="Busy"
     )
     hybrid.graph.create_event_as_outlook(
@@ -56,7 +47,7 @@ async def test_a_relayed_create_reaches_the_ews_calendar_without_echo(hybrid: Wo
     status, created, _ = await hybrid.api("POST", f"/api/v1/mailboxes/{ONPREM_MAILBOX}/appointments", body)
 
     assert status == 201
-    [item] = ews(hybrid).items(ONPREM_MAILBOX)
+    [item] = onprem_exchange(hybrid).items(ONPREM_MAILBOX)
     assert item["showAs"] == "oof"
     assert item["changeKey"] == created["version"]
     assert await hybrid.settled() == []
@@ -64,9 +55,9 @@ async def test_a_relayed_create_reaches_the_ews_calendar_without_echo(hybrid: Wo
 
 async def test_a_cut_stream_is_reopened_and_nothing_is_missed(hybrid: World) -> None:
     await streaming(hybrid)
-    assert ews(hybrid).cut_streaming_connections() >= 1
+    assert onprem_exchange(hybrid).cut_streaming_connections() >= 1
     # Made while no stream listens: only the catch-up after the reconnect can bring it.
-    ews(hybrid).create_item_as_outlook(
+    onprem_exchange(hybrid).create_item_as_outlook(
         ONPREM_MAILBOX, subject="Night shift", start=moment(2, 22), end=moment(2, 23), free_busy="OOF"
     )
 
@@ -74,7 +65,7 @@ async def test_a_cut_stream_is_reopened_and_nothing_is_missed(hybrid: World) -> 
 
     assert change["appointment"]["subject"] == "Night shift"
     assert change["appointment"]["template"] == "absence"
-    await wait_until(lambda: any(s["connected"] for s in ews(hybrid).subscriptions()))
+    await wait_until(lambda: any(s["connected"] for s in onprem_exchange(hybrid).subscriptions()))
 
 
 def mark_onprem_dirty(world: World) -> None:
@@ -91,7 +82,7 @@ def onprem_row(world: World) -> MailboxRow:
 
 async def test_an_onprem_mailbox_that_disappears_is_disabled_with_the_reason(hybrid: World) -> None:
     await streaming(hybrid)
-    ews(hybrid).remove_mailbox(ONPREM_MAILBOX)
+    onprem_exchange(hybrid).remove_mailbox(ONPREM_MAILBOX)
     mark_onprem_dirty(hybrid)
 
     await wait_until(lambda: onprem_row(hybrid).status == MailboxStatus.DISABLED)
@@ -102,7 +93,7 @@ async def test_an_onprem_mailbox_that_disappears_is_disabled_with_the_reason(hyb
 
 async def test_impersonation_denied_disables_the_mailbox(hybrid: World) -> None:
     await streaming(hybrid)
-    ews(hybrid).set_impersonation(SERVICE_ACCOUNT[0], False)
+    onprem_exchange(hybrid).set_impersonation(SERVICE_ACCOUNT[0], False)
     mark_onprem_dirty(hybrid)
 
     await wait_until(lambda: onprem_row(hybrid).status == MailboxStatus.DISABLED)
@@ -110,23 +101,25 @@ async def test_impersonation_denied_disables_the_mailbox(hybrid: World) -> None:
     assert "ErrorImpersonateUserDenied" in (onprem_row(hybrid).status_reason or "")
 
 
-async def test_refused_credentials_mark_the_source_not_ready(hybrid: World) -> None:
+async def test_refused_credentials_mark_the_source_auth_failed_while_the_bridge_stays_ready(hybrid: World) -> None:
     await streaming(hybrid)
-    ews(hybrid).add_service_account(SERVICE_ACCOUNT[0], "a-changed-password")
+    onprem_exchange(hybrid).add_service_account(SERVICE_ACCOUNT[0], "a-changed-password")
     mark_onprem_dirty(hybrid)
 
-    async def readiness() -> tuple[int, Any]:
+    async def onprem_state() -> tuple[int, Any]:
         status, body, _ = await hybrid.api("GET", "/readyz")
         return status, body
 
     deadline = asyncio.get_running_loop().time() + 15
-    status, body = await readiness()
-    while status == 200 and asyncio.get_running_loop().time() < deadline:
+    status, body = await onprem_state()
+    while body["sources"]["onprem"]["state"] == "ok" and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
-        status, body = await readiness()
+        status, body = await onprem_state()
 
-    assert status == 503
-    assert body["sources"]["onprem"].startswith("auth_failed")
+    # The online source still works: degraded, not unavailable.
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["sources"]["onprem"]["state"] == "auth_failed"
+    assert body["sources"]["onprem"]["since"] is not None
     assert onprem_row(hybrid).status == MailboxStatus.ACTIVE  # credentials are the source's problem, not the mailbox's
 
 
@@ -140,12 +133,12 @@ async def test_relayed_changes_and_deletes_reach_the_ews_calendar(hybrid: World)
         "PATCH", f"{path}/{created['id']}", {"template": "remote"}, {"If-Match": created["version"]}
     )
     assert status == 200
-    [item] = ews(hybrid).items(ONPREM_MAILBOX)
+    [item] = onprem_exchange(hybrid).items(ONPREM_MAILBOX)
     assert (item["showAs"], item["changeKey"]) == ("workingElsewhere", changed["version"])
 
     stale = await hybrid.api("DELETE", f"{path}/{created['id']}", None, {"If-Match": created["version"]})
     deleted = await hybrid.api("DELETE", f"{path}/{created['id']}", None, {"If-Match": changed["version"]})
 
     assert (stale[0], deleted[0]) == (412, 204)
-    assert ews(hybrid).items(ONPREM_MAILBOX) == []
+    assert onprem_exchange(hybrid).items(ONPREM_MAILBOX) == []
     assert await hybrid.settled() == []

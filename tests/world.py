@@ -35,7 +35,13 @@ API_TOKEN = "world-workforce-token-0123456789"
 ADMIN_TOKEN = "world-admin-token-0123456789"
 SECRET = "whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
 FAST = SyncTiming(
-    settle=timedelta(milliseconds=50), poll=timedelta(milliseconds=100), backoff_first=timedelta(milliseconds=200)
+    settle=timedelta(milliseconds=50),
+    poll=timedelta(milliseconds=100),
+    backoff_first=timedelta(milliseconds=200),
+    unreachable_first=timedelta(milliseconds=200),
+    unreachable_max=timedelta(seconds=1),
+    auth_first=timedelta(milliseconds=500),
+    auth_max=timedelta(seconds=2),
 )
 
 
@@ -164,11 +170,8 @@ async def hybrid(
     tmp_path: Path,
 ) -> AsyncIterator[World]:
     """The world with an on-premises Exchange (the EWS emulator) beside the tenant: Nestor's mailbox is there."""
-    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
-        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
-        ews.add_service_account(*SERVICE_ACCOUNT)
-        async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, ews) as running:
-            yield running
+    async with _hybrid(graph_emulator, tenant_app, adele, database_url, tmp_path, []) as running:
+        yield running
 
 
 class ChatReceiver:
@@ -237,6 +240,49 @@ async def notified(
         yield running
 
 
+ONLINE_COLLEAGUE = ("bob@contoso.com", "E1002")
+
+
+@pytest.fixture
+async def hybrid_team(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    bob: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The hybrid world with a second online mailbox (Bob's), so that one mailbox of a source can fail alone."""
+    async with _hybrid(graph_emulator, tenant_app, adele, database_url, tmp_path, [ONLINE_COLLEAGUE]) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _hybrid(
+    graph: GraphEmulator,
+    app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+    also: list[tuple[str, str]],
+) -> AsyncIterator[World]:
+    async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
+        ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
+        ews.add_service_account(*SERVICE_ACCOUNT)
+        async with _running(graph, app, adele, database_url, tmp_path, ews, also=also) as running:
+            yield running
+
+
+def moment(days: int, hour: float) -> datetime:
+    """An instant `days` from today at `hour` UTC."""
+    return datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
+
+
+def onprem_exchange(world: World) -> EwsEmulator:
+    assert world.ews is not None
+    return world.ews
+
+
 @contextlib.asynccontextmanager
 async def _running(
     graph: GraphEmulator,
@@ -246,6 +292,8 @@ async def _running(
     tmp_path: Path,
     ews: EwsEmulator | None,
     extra: str = "",
+    *,
+    also: list[tuple[str, str]] | None = None,
 ) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
@@ -267,6 +315,7 @@ async def _running(
             f"  - {{name: admin, token: {ADMIN_TOKEN}, scopes: [admin]}}\n{extra}"
         ),
         onprem=onprem,
+        also=also or [],
     )
     config = load_config(config_path)
     clock = Clock()

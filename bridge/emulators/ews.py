@@ -23,7 +23,8 @@ Python API:
   `update_item_as_outlook(address, item_id, **changes) -> str`, `delete_item_as_outlook(address, item_id, *,
   delete_type="MoveToDeletedItems")`, `items(address) -> list[dict]` (stored items, raw).
 - faults: `fail(code, count=1, *, operation=None, mailbox=None, message=None)`, `server_busy(count=1, *,
-  back_off_ms=..., operation=None, mailbox=None)`, `cut_streaming_connections() -> int`,
+  back_off_ms=..., operation=None, mailbox=None)`, `garbage(count=1, *, operation=None, mailbox=None)`,
+  `cut_streaming_connections() -> int`, the `latency_ms` attribute,
   `expire_subscription(id)`, `clear_faults()`; `find_count_limit` is an attribute.
 - throttling: `limits.hanging_connections` (HangingConnectionLimit, 3) and `limits.subscriptions`
   (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the calling account's.
@@ -84,6 +85,8 @@ log = logging.getLogger(__name__)
 
 PATH = "/EWS/Exchange.asmx"
 _XML = "text/xml; charset=utf-8"
+# What a misconfigured proxy in front of Exchange answers in place of SOAP.
+_GARBAGE = b"<html><body><h1>502 Bad Gateway<hr>upstream sent an invalid response & closed"
 
 
 class EwsEmulator:
@@ -113,6 +116,8 @@ class EwsEmulator:
             self.org, self.subscriptions_registry, keepalive=keepalive_interval, minute=connection_minute
         )
         self.faults = Faults()
+        # Simulated network latency on every answer but the long-lived streams (Exchange on-prem over a WAN).
+        self.latency_ms = 0.0
         self._stats = Stats()
         self.auth = Authenticator(self.org, ntlm=ntlm)
         self.app = web.Application(client_max_size=32 * 1024 * 1024)
@@ -260,6 +265,10 @@ class EwsEmulator:
         rule.mailbox = mailbox.lower() if mailbox else None
         self.faults.add(rule)
 
+    def garbage(self, count: int = 1, *, operation: str | None = None, mailbox: str | None = None) -> None:
+        """The next `count` matching requests answer 200 with a body that is not SOAP."""
+        self.faults.add(FaultRule("", "", count, operation, mailbox.lower() if mailbox else None, garbage=True))
+
     def cut_streaming_connections(self) -> int:
         """Drop every open GetStreamingEvents connection without a Closed frame; how many there were."""
         return self.streams.cut_all()
@@ -332,9 +341,22 @@ class EwsEmulator:
             operation = local_name(body.tag)
             ctx = self._context(request, header, body, account)
             mailbox_address = ctx.mailbox.address
+            if self.latency_ms and operation != "GetStreamingEvents":
+                await asyncio.sleep(self.latency_ms / 1000)
             injected = self.faults.take(operation, mailbox_address)
+            if injected is not None and injected.garbage:
+                self._stats.record(
+                    operation,
+                    mailbox=mailbox_address,
+                    account=account,
+                    status=200,
+                    codes=["garbage"],
+                    started=started,
+                    started_monotonic=started_monotonic,
+                )
+                return web.Response(status=200, body=_GARBAGE, headers={"Content-Type": _XML})
             if injected is not None:
-                raise injected
+                raise injected.to_fault()
             if operation == "GetStreamingEvents":
                 self._stats.record(
                     operation,

@@ -2,7 +2,8 @@
 
 A fault rule answers the next `count` matching requests (by operation and / or mailbox) with a SOAP fault in
 Exchange's shape instead of serving them: ErrorServerBusy with `BackOffMilliseconds` in its MessageXml (what
-Exchange's throttling sends, sample §M), or any other EWS code. The log records every request with its
+Exchange's throttling sends, sample §M), or any other EWS code; or with garbage (200 and a body that is not
+SOAP, as a misconfigured proxy in front of Exchange answers). The log records every request with its
 operation, mailbox, account, HTTP status and EWS response codes, for tests that check a client's manners.
 """
 
@@ -26,6 +27,8 @@ class FaultRule:
     operation: str | None = None
     mailbox: str | None = None
     back_off_ms: int | None = None
+    # Answer 200 with a body that is not SOAP at all (a proxy's error page, a truncated answer).
+    garbage: bool = False
 
     def matches(self, operation: str, mailbox: str | None) -> bool:
         if self.remaining <= 0:
@@ -46,12 +49,13 @@ class Faults:
     def add(self, rule: FaultRule) -> None:
         self.rules.append(rule)
 
-    def take(self, operation: str, mailbox: str | None) -> SoapFault | None:
+    def take(self, operation: str, mailbox: str | None) -> FaultRule | None:
+        """The next matching rule (using up one of its count), or None."""
         for rule in self.rules:
             if rule.matches(operation, mailbox):
                 rule.remaining -= 1
                 self.rules = [kept for kept in self.rules if kept.remaining > 0]
-                return rule.to_fault()
+                return rule
         return None
 
     def clear(self) -> None:

@@ -19,17 +19,19 @@ the SDK's base URL (`.../v1.0`), `emulator.ca_file` what clients verify with.
 Python API (the control API under /_control mirrors it for other processes; see graph_control.py):
 
 - directory: `add_app(tenant_id=None, client_id=None, client_secret=None)`, `add_user(upn, display_name=None, *,
-  user_id=None, mail=None, tenant_id=None, has_mailbox=True)`, `expire_tokens()`.
+  user_id=None, mail=None, tenant_id=None, has_mailbox=True)`, `remove_user(user)`, `expire_tokens()`,
+  `rotate_secret(client_id=None, secret=None)`.
 - calendars "as Outlook": `create_event_as_outlook(user, payload) -> dict`, `update_event_as_outlook(user,
   event_id, payload) -> dict`, `delete_event_as_outlook(user, event_id)`, `events(user) -> list[dict]` (raw stored
   state), `respond_as_outlook(user, event_id, response)`. Outlook may create invitations: `isOrganizer: false`
   plus `organizer`, `responseStatus`, `isCancelled`; an event with attendees in the tenant is a meeting whose
   copies follow the organizer's changes and cancellation (graph_meetings.py).
 - faults: `inject_fault(spec)` (the control API's JSON), or by name: `throttle(count, *, user, route,
-  retry_after)`, `fail(count, *, status=503, ...)`, `set_latency(ms)`, `drop_notifications(n)`,
+  retry_after)`, `throttle_share(share, seconds, *, retry_after=1)`, `fail(count, *, status=503, ...)`,
+  `set_latency(ms)`, `drop_notifications(n)`, `drop_notification_share(share)`,
   `duplicate_notifications(n)`, `shuffle_notifications(on)`, `expire_delta_tokens(user, status=410, *,
-  after_pages=0, times=1)`,
-  `empty_delta_pages(n, user=None)`, `subscription_quota(n)`, `clear_faults()`.
+  after_pages=0, times=1)`, `empty_delta_pages(n, user=None)`, `malformed_answers(n, user=None)`,
+  `subscription_quota(n)`, `clear_faults()`.
 - subscriptions: `subscriptions()`, `send_lifecycle(subscription_id, event)`, `remove_subscription(id)` (sends
   subscriptionRemoved), `expire_subscription(id)`, `await drain_notifications(within)`.
 - inspection: `stats()`, `sent_mail()`, `reset(keep_directory=True)`.
@@ -193,6 +195,22 @@ class GraphEmulator:
     def expire_tokens(self) -> None:
         self.state.expire_tokens()
 
+    def rotate_secret(self, client_id: str | None = None, secret: str | None = None) -> str:
+        """A new client secret for the app (the only one when `client_id` is None); the old secret and the tokens
+        issued with it are refused from now on. Returns the new secret."""
+        if client_id is None:
+            if len(self.state.apps) != 1:
+                raise ValueError("name the app whose secret to rotate: the tenant has several")
+            client_id = next(iter(self.state.apps))
+        return self.state.rotate_secret(client_id, secret).client_secret
+
+    def remove_user(self, user: str) -> None:
+        """The user leaves the directory with their mailbox: calls for them answer 404 ErrorInvalidUser, and the
+        subscriptions on their calendar are removed with a subscriptionRemoved lifecycle notification."""
+        _, watching = self.state.remove_user(user)
+        for subscription in watching:
+            self.remove_subscription(subscription.id)
+
     # -- calendars as Outlook changes them -----------------------------------------------------------------
 
     def create_event_as_outlook(self, user: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,6 +260,8 @@ class GraphEmulator:
             self.faults.add_rule(rule_from_json(spec, user_id))
         elif kind == "latency":
             self.set_latency(float(spec.get("ms", 0)))
+        elif kind == "dropNotifications" and "share" in spec:
+            self.drop_notification_share(float(spec["share"]))
         elif kind == "dropNotifications":
             self.drop_notifications(count)
         elif kind == "duplicateNotifications":
@@ -256,10 +276,18 @@ class GraphEmulator:
             self.expire_delta_tokens(user, status, after_pages=after_pages, times=times)
         elif kind == "emptyDeltaPages":
             self.empty_delta_pages(count, user=user)
+        elif kind == "malformedAnswers":
+            self.malformed_answers(count, user=user)
         elif kind == "subscriptionQuota":
             self.subscription_quota(count)
         elif kind == "expireTokens":
             self.expire_tokens()
+        elif kind == "rotateSecret":
+            self.rotate_secret(spec.get("clientId"), spec.get("secret"))
+        elif kind == "removeUser":
+            if not user:
+                raise ValueError("removeUser needs a user")
+            self.remove_user(user)
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
 
@@ -289,6 +317,18 @@ class GraphEmulator:
     def drop_notifications(self, count: int) -> None:
         self.faults.drop_notifications += count
 
+    def drop_notification_share(self, share: float) -> None:
+        """Drop this share of notifications (0 to 1, picked at random) until changed or faults are cleared."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"a share of notifications is between 0 and 1, not {share}")
+        self.faults.drop_share = share
+
+    def throttle_share(self, share: float, seconds: float, *, retry_after: int = 1, status: int = 429) -> None:
+        """For `seconds`, answer this share of Graph requests (picked at random) `status` with Retry-After."""
+        self.faults.add_rule(
+            rule_from_json({"status": status, "share": share, "seconds": seconds, "retryAfter": retry_after}, None)
+        )
+
     def duplicate_notifications(self, count: int) -> None:
         self.faults.duplicate_notifications += count
 
@@ -315,6 +355,11 @@ class GraphEmulator:
         """The next `count` delta pages (of `user`, or anyone's) come back empty, with a nextLink."""
         key = self._user_id(user) if user else None
         self.faults.empty_delta_pages[key] = self.faults.empty_delta_pages.get(key, 0) + count
+
+    def malformed_answers(self, count: int, *, user: str | None = None) -> None:
+        """The next `count` answers on `user`'s mailbox (or anyone's) are 200 but not the documented shape."""
+        key = self._user_id(user) if user else None
+        self.faults.malformed_answers[key] = self.faults.malformed_answers.get(key, 0) + count
 
     def subscription_quota(self, count: int = 1) -> None:
         """The next `count` subscription creations answer 403 (the mailbox's subscription quota)."""

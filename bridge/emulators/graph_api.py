@@ -176,6 +176,9 @@ class GraphApi:
         try:
             reply = await self._serve(call, app, seen)
         except GraphError as error:
+            retry_after = error.headers.get("Retry-After")
+            if seen.user is not None and retry_after is not None:
+                self.stats.told_to_wait(seen.user, float(retry_after))
             reply = self.error_reply(error, call)
         except Exception:
             log.exception("the Graph emulator failed on %s %s", call.method, call.path)
@@ -211,6 +214,7 @@ class GraphApi:
             self._fault(seen.route, None)
             return await handler(call, target)
         seen.user = target.user.user_principal_name
+        self.stats.arrived(seen.user)
         key = (app.client_id, target.user.id)
         count = self.limits.enter(key)
         self.stats.concurrency(seen.user, count)
@@ -223,6 +227,8 @@ class GraphApi:
             await _sleep(delay)
             self._fault(seen.route, target.user.id)
             self.limits.check_rate(key)
+            if self.faults.take_malformed(target.user.id):
+                return Reply(200, {"@odata.context": "garbled", "value": "not a list of events"})
             return await handler(call, target)
         finally:
             self.limits.leave(key)

@@ -26,17 +26,21 @@ unknown user, event or subscription).
     GET    /_control/faults                           faults state
     POST   /_control/faults        {"kind": ..., ...} 200 faults state; kinds:
            throttle               {count=1, user?, route?, retryAfter=1}           next requests answer 429
+                                  {share, seconds, ...}          that share of requests, for that long
            unavailable            {count=1, status=503|500|504, user?, route?, retryAfter=1}
            latency                {ms}
-           dropNotifications      {count}
+           dropNotifications      {count} | {share}                                 share: 0..1 at random, until reset
            duplicateNotifications {count}
            shuffleNotifications   {enabled=true}
            expireDeltaTokens      {user, status=410|400, afterPages=0, times=1}    (after that many more delta
                                                                           pages of the user, mid-round; again
                                                                           after as many, `times` in all)
            emptyDeltaPages        {count, user?}
+           malformedAnswers       {count, user?}                 200 answers not in the documented shape
            subscriptionQuota      {count}                                          next creations answer 403
            expireTokens           {}                                               issued tokens answer 401
+           rotateSecret           {clientId?, secret?}           new app secret; the old one and its tokens refused
+           removeUser             {user}                         user and mailbox gone, subscriptions removed
            (route is one of token, user, events, event, instances, calendarView, delta, sendMail, subscriptions,
             subscription, batch; user is a UPN or an object id)
     DELETE /_control/faults                           204 (latency back to 0 too)
@@ -50,7 +54,8 @@ unknown user, event or subscription).
     DELETE /_control/subscriptions/{id}               204 (removed, with a subscriptionRemoved lifecycle notification)
     POST   /_control/notifications/flush  {timeout?=10}  {"drained": bool, "pending": n}
     GET    /_control/stats?log=N                      {"requests", "byRoute", "byUser", "byStatus", "prefer",
-                                                       "peakConcurrency", "notifications": {queued, posts,
+                                                       "peakConcurrency", "requestsBeforeRetryAfter",
+                                                       "notifications": {queued, posts,
                                                        delivered, failed, retried, dropped, duplicated,
                                                        validations, lifecycle}, "log": [{method, path, status,
                                                        route, user, time, ms, batchItem, prefer}]}

@@ -10,6 +10,8 @@ Prefer headers it sent, a log of requests.
 from __future__ import annotations
 
 import math
+import random
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -41,13 +43,22 @@ _FAILURES = {
 
 @dataclass
 class FaultRule:
-    """The next `remaining` matching requests fail with `status` (and Retry-After `retry_after` seconds)."""
+    """The next `remaining` matching requests fail with `status` (and Retry-After `retry_after` seconds).
+
+    With `share` < 1 only that share of the matching requests fails (picked at random); with `until` (a
+    `time.monotonic()` instant) the rule ends then, whatever is left of its count.
+    """
 
     status: int
     remaining: int
     user_id: str | None = None
     route: str | None = None
     retry_after: int | None = 1
+    share: float = 1.0
+    until: float | None = None
+
+    def live(self, moment: float) -> bool:
+        return self.remaining > 0 and (self.until is None or moment < self.until)
 
     def matches(self, route: str, user_id: str | None) -> bool:
         if self.route is None and route == "token":
@@ -68,6 +79,8 @@ class Faults:
     rate_limit: tuple[int, float] | None = (10_000, 600.0)
     rules: list[FaultRule] = field(default_factory=list)
     drop_notifications: int = 0
+    # A share of notifications dropped at random (beside the count above).
+    drop_share: float = 0.0
     duplicate_notifications: int = 0
     shuffle_notifications: bool = False
     subscription_quota: int = 0
@@ -75,6 +88,8 @@ class Faults:
     # user id → (delta pages still to serve, status, pages between expiries, expiries left): then the user's sync
     # states expire, mid-round if need be.
     delta_expiry: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    # Answers of a mailbox (or anyone's: None) that are 200 but not the documented shape.
+    malformed_answers: dict[str | None, int] = field(default_factory=dict)
 
     def add_rule(self, rule: FaultRule) -> None:
         if rule.route is not None and rule.route not in ROUTE_KINDS:
@@ -85,20 +100,19 @@ class Faults:
 
     def take(self, route: str, user_id: str | None) -> GraphError | None:
         """The error the next matching rule asks for (using up one of its count), or None."""
+        moment = time.monotonic()
+        self.rules = [rule for rule in self.rules if rule.live(moment)]
         for rule in self.rules:
-            if rule.remaining > 0 and rule.matches(route, user_id):
+            if rule.matches(route, user_id) and (rule.share >= 1.0 or random.random() < rule.share):
                 rule.remaining -= 1
-                if rule.remaining == 0:
-                    self.rules.remove(rule)
                 return rule.error()
         return None
 
     def take_empty_delta_page(self, user_id: str) -> bool:
-        for key in (user_id, None):
-            if self.empty_delta_pages.get(key, 0) > 0:
-                self.empty_delta_pages[key] -= 1
-                return True
-        return False
+        return _take_for(self.empty_delta_pages, user_id)
+
+    def take_malformed(self, user_id: str) -> bool:
+        return _take_for(self.malformed_answers, user_id)
 
     def take_delta_expiry(self, user_id: str) -> int | None:
         """After one more delta page of `user_id`: the status its sync states now expire with, if they do."""
@@ -125,7 +139,7 @@ class Faults:
         if self.drop_notifications > 0:
             self.drop_notifications -= 1
             return True
-        return False
+        return self.drop_share > 0 and random.random() < self.drop_share
 
     def take_duplicate(self) -> bool:
         if self.duplicate_notifications > 0:
@@ -136,9 +150,11 @@ class Faults:
     def clear(self) -> None:
         self.rules.clear()
         self.drop_notifications = self.duplicate_notifications = self.subscription_quota = 0
+        self.drop_share = 0.0
         self.shuffle_notifications = False
         self.empty_delta_pages.clear()
         self.delta_expiry.clear()
+        self.malformed_answers.clear()
         self.latency_ms = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -155,10 +171,12 @@ class Faults:
                     "user": rule.user_id,
                     "route": rule.route,
                     "retryAfter": rule.retry_after,
+                    "share": rule.share,
                 }
                 for rule in self.rules
             ],
             "dropNotifications": self.drop_notifications,
+            "dropShare": self.drop_share,
             "duplicateNotifications": self.duplicate_notifications,
             "shuffleNotifications": self.shuffle_notifications,
             "subscriptionQuota": self.subscription_quota,
@@ -167,6 +185,7 @@ class Faults:
                 user: {"afterPages": pages, "status": status, "times": times}
                 for user, (pages, status, _, times) in self.delta_expiry.items()
             },
+            "malformedAnswers": {key or "*": count for key, count in self.malformed_answers.items()},
         }
 
 
@@ -222,6 +241,15 @@ class MailboxLimits:
         self._recent.clear()
 
 
+def _take_for(counts: dict[str | None, int], user_id: str) -> bool:
+    """Use up one of the user's count, or else one of everyone's (None)."""
+    for key in (user_id, None):
+        if counts.get(key, 0) > 0:
+            counts[key] -= 1
+            return True
+    return False
+
+
 class Stats:
     """Counters and a bounded request log; `to_json` is what the control API's /stats returns."""
 
@@ -238,6 +266,17 @@ class Stats:
         self.peak_concurrency: dict[str, int] = {}
         self.notifications: Counter[str] = Counter()
         self.log: deque[dict[str, Any]] = deque(maxlen=self._log_size)
+        # Requests for a mailbox that arrived before the Retry-After its last 429/503 named had passed.
+        self.before_retry_after = 0
+        self._wait_until: dict[str, float] = {}
+
+    def arrived(self, user: str) -> None:
+        """A request for `user`'s mailbox arrived: count it if the client was told to wait longer."""
+        if time.monotonic() < self._wait_until.get(user, 0.0):
+            self.before_retry_after += 1
+
+    def told_to_wait(self, user: str, seconds: float) -> None:
+        self._wait_until[user] = max(self._wait_until.get(user, 0.0), time.monotonic() + seconds)
 
     def request(
         self,
@@ -289,6 +328,7 @@ class Stats:
             "byStatus": dict(self.by_status),
             "prefer": dict(self.prefer),
             "peakConcurrency": dict(self.peak_concurrency),
+            "requestsBeforeRetryAfter": self.before_retry_after,
             "notifications": {
                 name: self.notifications.get(name, 0)
                 for name in ("queued", "posts", "delivered", "failed", "retried", "dropped", "duplicated")
@@ -303,10 +343,17 @@ class Stats:
 
 def rule_from_json(spec: Mapping[str, Any], user_id: str | None) -> FaultRule:
     retry_after = spec.get("retryAfter", 1)
+    seconds = spec.get("seconds")
+    share = float(spec.get("share", 1.0))
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share is a fraction of requests in (0, 1], not {share}")
     return FaultRule(
         status=int(spec.get("status", 429 if spec.get("kind") == "throttle" else 503)),
-        remaining=int(spec.get("count", 1)),
+        # A rule that lasts `seconds` fails every matching request (of its share) until then.
+        remaining=int(spec.get("count", sys.maxsize if seconds is not None else 1)),
         user_id=user_id,
         route=spec.get("route"),
         retry_after=None if retry_after is None else int(retry_after),
+        share=share,
+        until=None if seconds is None else time.monotonic() + float(seconds),
     )

@@ -19,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -381,6 +381,30 @@ class GraphState:
         if token.app.client_id not in self.apps:
             raise _unauthenticated("Access token validation failure. The application was removed.")
         return token.app
+
+    def rotate_secret(self, client_id: str, secret: str | None = None) -> AppRegistration:
+        """Give the app a new client secret, as an administrator does in Entra when one leaked: the old secret is
+        refused from now on, and the tokens issued with it are revoked (the next call with one answers 401)."""
+        app = self.apps[client_id.lower()]
+        rotated = replace(app, client_secret=secret or random_token(30))
+        self.apps[app.client_id] = rotated
+        for value, token in list(self._tokens.items()):
+            if token.app.client_id == app.client_id:
+                self._tokens[value] = IssuedToken(token.value, rotated, now() - timedelta(seconds=1))
+        return rotated
+
+    def remove_user(self, key: str) -> tuple[DirectoryUser, list[Subscription]]:
+        """Delete a user and their mailbox (someone left the company); returns the user and the subscriptions
+        that watched the mailbox, which the caller removes with their lifecycle notification."""
+        user = self.find_user(key)
+        if user is None:
+            raise GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist.")
+        del self.users[user.id]
+        self.mailboxes.pop(user.id, None)
+        for name in (user.user_principal_name.lower(), user.mail.lower()):
+            self._by_name.pop(name, None)
+        watching = [subscription for subscription in self.subscriptions.values() if subscription.user_id == user.id]
+        return user, watching
 
     def expire_tokens(self) -> None:
         """Make every issued token expired: the next call answers 401 and the client must fetch a new one."""

@@ -45,6 +45,11 @@ class Unavailable(SourceError):
     """Exchange or the network between is failing (5xx after retries, connection errors): retry later."""
 
 
+class Unreachable(Unavailable):
+    """The server did not answer at all (connection refused or reset, timeout, TLS): the whole source is down,
+    not one mailbox."""
+
+
 class AuthFailed(SourceError):
     """The bridge's credentials were refused: the source needs an administrator, not a retry loop."""
 

@@ -32,6 +32,7 @@ from bridge.sources.base import (
     SourceError,
     Throttled,
     Unavailable,
+    Unreachable,
 )
 
 _MAILBOX = (ErrorNonExistentMailbox, ErrorImpersonateUserDenied, ErrorAccessDenied)
@@ -51,11 +52,11 @@ def translate(exc: Exception, what: str) -> SourceError:
     message = f"{what}: {code}: {exc}"
     if isinstance(exc, UnauthorizedError):
         return AuthFailed(message, code=code, status=401)
+    if str(exc).startswith(("Reraised from", "Caused by")):
+        # exchangelib raises ErrorServerBusy or ErrorTimeoutExpired for a connection error it would have retried
+        # and for a closed connection: the server did not answer, whatever the code says.
+        return Unreachable(message, code=code)
     if isinstance(exc, ErrorServerBusy):
-        # exchangelib also raises ErrorServerBusy for a connection error it would have retried ("Reraised from
-        # ErrorTimeoutExpired") and for a closed connection: those are outages, not the server asking for a pause.
-        if str(exc).startswith(("Reraised from", "Caused by")):
-            return Unavailable(message, code=code)
         return Throttled(message, retry_after=float(exc.back_off or _DEFAULT_BACK_OFF), code=code, status=None)
     if isinstance(exc, _MAILBOX):
         return MailboxNotFound(message, code=code)
@@ -70,9 +71,9 @@ def translate(exc: Exception, what: str) -> SourceError:
     if isinstance(exc, TransportError):
         # exchangelib re-raises requests' SSLError as a bare TransportError with the TLS message.
         tls = "SSL" in str(exc) or "CERTIFICATE" in str(exc).upper()
-        return Unavailable(message, code="TLS" if tls else code)
+        return Unreachable(message, code="TLS" if tls else code)
     if isinstance(exc, OSError):
-        return Unavailable(message, code=code)
+        return Unreachable(message, code=code)
     raise exc
 
 

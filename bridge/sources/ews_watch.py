@@ -18,8 +18,10 @@ GetStreamingEvents). Each group runs the same cycle until the watcher stops:
    event loop;
 4. when the server closes the connection (`Closed` after `connection_minutes`), unsubscribe and go round again;
    when it fails (cut, network, ErrorServerBusy, 401), back off `backoff_first` doubling to `backoff_max`, with
-   jitter, then go round again. An outage is logged once and its end once (bridge/outages.py) for the whole
-   source, however many groups fail.
+   jitter, then go round again; refused credentials wait at least `auth_backoff_first` (5 minutes) doubling to an
+   hour, the pace the sync engine probes them at, so that the service account is never locked out
+   (docs/running.md). An outage is logged once and its end once (bridge/outages.py) for the whole source, however
+   many groups fail.
 
 Grouping across mailboxes: a subscription belongs to the account that made it, and with impersonation that is
 the service account for every mailbox, so one GetStreamingEvents may carry the ids of many mailboxes (Exchange:
@@ -68,14 +70,16 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from exchangelib.errors import ErrorExceededConnectionCount
 from exchangelib.properties import StatusEvent
 from exchangelib.services import GetStreamingEvents
 
+from bridge.backoff import backoff
 from bridge.outages import Outages
-from bridge.sources.base import MailboxNotFound, SourceError, Throttled, Unavailable
+from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled, Unavailable
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_errors import translate
 from bridge.waiting import first_of
@@ -212,6 +216,8 @@ class EwsWatcher:
         per_connection: int = 200,
         backoff_first: float = 1.0,
         backoff_max: float = 300.0,
+        auth_backoff_first: float = 300.0,
+        auth_backoff_max: float = 3600.0,
         mode: Literal["streaming", "pull"] = "streaming",
         pull_interval: float = 30.0,
         max_streams: int = 3,
@@ -225,6 +231,8 @@ class EwsWatcher:
         self._per_connection = per_connection
         self._backoff_first = backoff_first
         self._backoff_max = backoff_max
+        # A refused password is tried again this late, then later: an Active Directory lockout policy counts tries.
+        self._auth_backoff = (timedelta(seconds=auth_backoff_first), timedelta(seconds=auth_backoff_max))
         self._mode = mode
         self._pull_interval = pull_interval
         self._max_streams = max_streams
@@ -235,18 +243,26 @@ class EwsWatcher:
         self._groups: list[_Group] = []
         self._owner: dict[str, _Group] = {}
         self._regroup = asyncio.Event()
+        self._retry = asyncio.Event()
         self._stop = asyncio.Event()
         self._mailboxes: Callable[[], Awaitable[Collection[str]]] | None = None
         self._on_changed: Callable[[Collection[str]], Awaitable[None]] | None = None
+        self._on_lost: Callable[[Collection[str]], Awaitable[None]] | None = None
 
     async def run(
         self,
         mailboxes: Callable[[], Awaitable[Collection[str]]],
         on_changed: Callable[[Collection[str]], Awaitable[None]],
         stop: asyncio.Event,
+        *,
+        on_lost: Callable[[Collection[str]], Awaitable[None]] | None = None,
     ) -> None:
-        """Watch the mailboxes `mailboxes()` returns (asked again at every reconnect) until `stop` is set."""
-        self._mailboxes, self._on_changed = mailboxes, on_changed
+        """Watch the mailboxes `mailboxes()` returns (asked again at every reconnect) until `stop` is set.
+
+        `on_lost(mailboxes)` hears of mailboxes no longer watched because the server stopped answering: reading
+        them is what tells the engine the source is down (and, once it reads them again, that it is back).
+        """
+        self._mailboxes, self._on_changed, self._on_lost = mailboxes, on_changed, on_lost
         self._groups, self._owner, self._failing = [], {}, set()
         self._stop = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
@@ -322,6 +338,10 @@ class EwsWatcher:
                 kept.append(address)
         group.members = kept
 
+    def retry_now(self) -> None:
+        """The source answers again (the sync engine just read it): connections backing off reopen at once."""
+        self._retry.set()
+
     def _release(self, group: _Group) -> None:
         for address in group.members:
             if self._owner.get(address.lower()) is group:
@@ -373,10 +393,13 @@ class EwsWatcher:
                     log.debug("EWS source %s: group %d failed", self._source.name, group.number, exc_info=True)
                     self._failed(group, error)
                     pause = self._backoff(failures, error)
+                    if failures == 1 and isinstance(error, Unavailable) and self._on_lost is not None:
+                        await self._notify(group.members, self._on_lost)
                 finally:
                     await self._unsubscribe(subscriptions)
                     if pause:
-                        await first_of(self._stop, within=pause)
+                        self._retry.clear()
+                        await first_of(self._stop, self._retry, within=pause)
         finally:
             self._release(group)
 
@@ -386,6 +409,8 @@ class EwsWatcher:
         delay *= random.uniform(0.5, 1.0)
         if isinstance(exc, Throttled):
             delay = max(delay, exc.retry_after)
+        if isinstance(exc, AuthFailed):
+            delay = max(delay, backoff(failures, *self._auth_backoff).total_seconds())
         return delay
 
     def _failed(self, group: _Group, exc: SourceError) -> None:
@@ -426,13 +451,16 @@ class EwsWatcher:
             f"{self._outage_key}:streams", f"EWS source {self._source.name}: streaming connections are accepted again"
         )
 
-    async def _notify(self, addresses: Iterable[str]) -> None:
-        assert self._on_changed is not None
+    async def _notify(
+        self, addresses: Iterable[str], to: Callable[[Collection[str]], Awaitable[None]] | None = None
+    ) -> None:
+        tell = to or self._on_changed
+        assert tell is not None
         batch = sorted(set(addresses))
         if not batch:
             return
         try:
-            await self._on_changed(batch)
+            await tell(batch)
         except Exception:
             # The engine failing to take a mark must not end the watch: the periodic reconcile is the safety net.
             log.exception("EWS source %s: marking %d changed mailboxes failed", self._source.name, len(batch))

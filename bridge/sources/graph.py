@@ -8,8 +8,10 @@ Requests are built by msgraph-sdk's request builders and sent through its middle
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity.aio import CertificateCredential, ClientSecretCredential
@@ -63,6 +66,7 @@ from bridge.sources.base import (
     SubscriptionExists,
     Throttled,
     Unavailable,
+    Unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ log = logging.getLogger(__name__)
 # subscription creation included: notifications then carry immutable ids too).
 _PREFER_IDS = 'IdType="ImmutableId"'
 _PREFER_UTC = 'outlook.timezone="UTC"'
+_AUTHORIZATION = "Authorization"
 _MASTER_FIELDS = [
     "id",
     "type",
@@ -126,6 +131,57 @@ def graph_source(config: GraphSourceConfig) -> GraphSource:
     )
 
 
+class _RenewingCredential(AsyncTokenCredential):
+    """The app's credential, able to forget a token Graph refused.
+
+    azure-identity keeps a token until it expires, so a token revoked early (a rotated secret, tokens revoked by
+    an administrator) would be sent again and again. A token asked for with a claims challenge bypasses that
+    cache and replaces what it holds; the challenge asked for, "issued after now" (`nbf`), is what Graph itself
+    sends when it revokes a token (continuous access evaluation).
+    """
+
+    def __init__(self, inner: AsyncTokenCredential) -> None:
+        self._inner = inner
+        self._last: str | None = None
+        self._renew_after: int | None = None
+        # One token request at a time: the requests refused together wait for the one new token.
+        self._lock = asyncio.Lock()
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        async with self._lock:
+            if claims is None and self._renew_after is not None:
+                claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(self._renew_after)}}})
+            # Refused by Entra, the renewal stays due: the refused token is not sent to Graph again meanwhile.
+            token = await self._inner.get_token(
+                *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+            )
+            self._renew_after = None
+            self._last = token.token
+            return token
+
+    def refused(self, token: str | None) -> None:
+        """Graph answered 401 to `token`: the next request asks Entra for a new one (unless one came meanwhile)."""
+        if token is not None and token == self._last:
+            self._renew_after = int(time.time())
+            self._last = None
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self) -> _RenewingCredential:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
 class _DeltaTokenExpired(SourceError):
     """Graph no longer knows the round's sync state (410 Gone, SyncStateNotFound, resyncRequired), whether the
     delta token's or a nextLink's: the round starts over from nothing."""
@@ -151,14 +207,14 @@ class GraphSource:
         master_cache_size: int = 4096,
     ) -> None:
         self.name = name
-        self._credential = credential
+        self._credential = _RenewingCredential(credential)
         self._max_concurrency = max_concurrency
         self._page_size = page_size
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._masters: OrderedDict[tuple[str, str], tuple[wire.WireEvent, frozenset[str]]] = OrderedDict()
         self._master_cache_size = master_cache_size
         host = urlsplit(graph_url).hostname or ""
-        auth = AzureIdentityAuthenticationProvider(credential, allowed_hosts=[host])
+        auth = AzureIdentityAuthenticationProvider(self._credential, allowed_hosts=[host])
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         # httpcore scans every pooled connection (a socket poll and getpeername each) on every request: a pool
         # much larger than the requests in flight costs more than it saves (bench/relay.py, docs/graph-source.md).
@@ -500,15 +556,25 @@ class GraphSource:
         _prefer(request, _PREFER_IDS, _PREFER_UTC)
         request.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
         async with self._slot(mailbox):
-            try:
-                response: httpx.Response = await self._adapter.send_primitive_async(request, "bytes", None)
-            except ClientAuthenticationError as exc:
-                raise AuthFailed(f"{what}: the token request was refused: {exc.message}") from exc
-            except (httpx.TransportError, ServiceRequestError) as exc:
-                raise Unavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+            response = await self._exchange(request, what)
+            if response.status_code == 401:
+                # A token Graph no longer accepts (revoked, its secret rotated): drop it and ask Entra for a new
+                # one, once. Refused again, or the new token refused by Entra, it is AuthFailed.
+                self._credential.refused(_bearer(request))
+                request.headers.remove(_AUTHORIZATION)
+                response = await self._exchange(request, what)
         if response.status_code < 400:
             return response.content
         raise _error(response, what, delta=delta, subscription=subscription, missing=missing)
+
+    async def _exchange(self, request: RequestInformation, what: str) -> httpx.Response:
+        try:
+            response: httpx.Response = await self._adapter.send_primitive_async(request, "bytes", None)
+        except ClientAuthenticationError as exc:
+            raise AuthFailed(f"{what}: the token request was refused: {exc.message}") from exc
+        except (httpx.TransportError, ServiceRequestError) as exc:
+            raise Unreachable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        return response
 
 
 def _error(
@@ -542,6 +608,15 @@ def _error(
     if status >= 500:
         return Unavailable(message, code=detail.code, status=status)
     return SourceError(message, code=detail.code, status=status)
+
+
+def _bearer(request: RequestInformation) -> str | None:
+    """The token a request was sent with."""
+    for value in request.headers.get(_AUTHORIZATION):
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer":
+            return str(token)
+    return None
 
 
 def _retry_after(response: httpx.Response) -> float:

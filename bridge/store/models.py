@@ -131,6 +131,12 @@ class SourceRow(SQLModel, table=True):
     status: SourceStatus = Field(default=SourceStatus.OK, sa_type=_choice(SourceStatus, "status"))
     status_reason: str | None = None
     updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
+    # When the current status began (what `/readyz` shows as "since"); null until the first change of status.
+    status_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # While the source is failing, none of its mailboxes is read before this time (every instance honours it).
+    held_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Failures in a row, for the back-off; the first success sets it back to 0.
+    failures: int = 0
 
 
 class MailboxRow(SQLModel, table=True):

@@ -85,17 +85,27 @@ def subscriptions(session: Session, ids: Collection[str]) -> dict[str, KnownSubs
 
 
 def claim_dirty(
-    session: Session, owner: str, now: datetime, *, lease: timedelta, settle: timedelta = timedelta(0)
+    session: Session,
+    owner: str,
+    now: datetime,
+    *,
+    lease: timedelta,
+    settle: timedelta = timedelta(0),
+    source: str | None = None,
+    exclude: Collection[int] = (),
 ) -> Claim | None:
     """Lease the dirty mailbox that has waited longest, or None when there is nothing to do.
 
     `settle` debounces bursts: a mailbox first marked less than `settle` ago is left alone for now, so a burst of
-    notifications costs one read.
+    notifications costs one read. `source` limits the claim to that source's mailboxes (each source is worked
+    apart, so a failing one cannot hold up the others); `exclude` names mailboxes this instance is working on.
     """
     query = (
         select(MailboxRow)
         .where(
             MailboxRow.status == MailboxStatus.ACTIVE,
+            sa.true() if source is None else col(MailboxRow.source) == source,
+            sa.true() if not exclude else col(MailboxRow.id).not_in(sorted(exclude)),
             MailboxRow.dirty_generation > MailboxRow.synced_generation,
             sa.or_(col(MailboxRow.dirty_at).is_(None), col(MailboxRow.dirty_at) <= now - settle),
             sa.or_(

@@ -1,33 +1,68 @@
-"""`GET /healthz` (the process answers) and `GET /readyz` (it can do its work: database reachable, sources
-not refusing the bridge's credentials)."""
+"""`GET /healthz` (the process answers) and `GET /readyz` (the state now: can the bridge do its work, and what is
+degraded).
+
+`/readyz` answers 503 only when the bridge cannot work at all (the database is unreachable, or no source
+works), else 200, saying what is degraded. It is open to anyone (load balancers, monitors), so it shows states,
+times and counts only: never a URL, a host, an account or what a driver or Exchange said (those are for
+administrators, in `presence-bridge status`).
+"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from aiohttp import web
-from sqlmodel import Session, select
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from bridge.store import Database, SourceRow, SourceStatus
+from aiohttp import web
+
+from bridge.domain import iso_utc
+from bridge.outages import Outages
+from bridge.store import Database
+from bridge.store.health import HealthSummary, health_summary
+
+log = logging.getLogger(__name__)
 
 
 class Health:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = db
+        self._clock = clock
+        self._outages = Outages(log)
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock()
         try:
-            failing = await self._db.run(_failing_sources)
-        except Exception as exc:  # whatever keeps the database away, the answer is "not ready"
-            return web.json_response({"status": "unavailable", "database": str(exc)}, status=503)
-        if failing:
-            return web.json_response({"status": "degraded", "sources": failing}, status=503)
-        return web.json_response({"status": "ready"})
+            summary = await self._db.run(lambda session: health_summary(session, now))
+        except Exception as exc:  # whatever keeps the database away, the answer is "cannot work"
+            self._outages.failed("database", f"readiness: the database is unreachable: {type(exc).__name__}: {exc}")
+            return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+        self._outages.recovered("database", "readiness: the database answers again")
+        body = readiness(summary)
+        return web.json_response(body, status=200 if summary.working else 503)
 
 
-def _failing_sources(session: Session) -> dict[str, str]:
-    session.execute(sa.text("SELECT 1"))
-    rows = session.exec(select(SourceRow).where(SourceRow.status != SourceStatus.OK)).all()
-    return {row.name: f"{row.status.value}: {row.status_reason or ''}".rstrip(": ") for row in rows}
+def readiness(summary: HealthSummary) -> dict[str, Any]:
+    """What anyone may see of the bridge's state: states, times and counts."""
+    status = "unavailable" if not summary.working else "degraded" if summary.degraded else "ready"
+    age = summary.backlog_age
+    return {
+        "status": status,
+        "database": "ok",
+        "sources": {
+            source.name: {
+                "kind": source.kind,
+                "state": source.status.value,
+                "since": None if source.since is None else iso_utc(source.since),
+            }
+            for source in summary.sources
+        },
+        "mailboxes": {status.value: count for status, count in summary.mailboxes.items()},
+        "backlog": {
+            "changes": summary.backlog,
+            "oldest_age_s": None if age is None else round(age.total_seconds(), 1),
+        },
+    }

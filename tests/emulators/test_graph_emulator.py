@@ -772,3 +772,45 @@ async def test_error_request_id_header_matches_the_body(graph: GraphHttp) -> Non
     answer = await graph.get(f"{EVENTS}/AAMkAGEmissing=")
 
     assert answer.headers["request-id"] == answer.body["error"]["innerError"]["request-id"]
+
+
+async def test_a_rotated_secret_refuses_the_old_secret_and_its_tokens(
+    graph: GraphHttp, graph_emulator: GraphEmulator, tenant_app: AppRegistration
+) -> None:
+    new = graph_emulator.rotate_secret(secret="the-new-secret")
+
+    answer = await graph.get(EVENTS)
+
+    assert answer.status == 401
+    assert graph_emulator.state.apps[tenant_app.client_id].client_secret == new == "the-new-secret"
+
+
+async def test_a_removed_user_is_unknown(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.remove_user(ADELE_ID)
+
+    answer = await graph.get(EVENTS)
+
+    assert (answer.status, answer.body["error"]["code"]) == (404, "ErrorInvalidUser")
+
+
+async def test_a_share_of_requests_is_throttled_and_early_retries_are_counted(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.throttle_share(0.5, 30, retry_after=5)
+    answers = [await graph.get(EVENTS) for _ in range(40)]
+
+    throttled = [answer for answer in answers if answer.status == 429]
+    assert 5 <= len(throttled) <= 35
+    assert throttled[0].headers["Retry-After"] == "5"
+    # Every request after the first 429 came before its Retry-After had passed.
+    first = next(n for n, answer in enumerate(answers) if answer.status == 429)
+    assert graph_emulator.stats()["requestsBeforeRetryAfter"] == len(answers) - first - 1
+
+
+async def test_malformed_answers_are_200_in_the_wrong_shape(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    graph_emulator.malformed_answers(1, user=ADELE_ID)
+
+    broken, fine = await graph.get(EVENTS), await graph.get(EVENTS)
+
+    assert (broken.status, broken.body["value"]) == (200, "not a list of events")
+    assert isinstance(fine.body["value"], list)

@@ -333,3 +333,36 @@ async def test_a_server_failure_after_retries_is_unavailable(
 
     with pytest.raises(SourceError):
         await source.read_delta(mailbox, WINDOW, None)
+
+
+def token_requests(emulator: GraphEmulator) -> int:
+    return int(emulator.stats()["byRoute"].get("token", 0))
+
+
+async def test_a_revoked_token_is_dropped_and_a_new_one_asked_for_once(
+    source: GraphSource, mailbox: str, graph_emulator: GraphEmulator
+) -> None:
+    await source.read_delta(mailbox, WINDOW, None)
+    before = token_requests(graph_emulator)
+    graph_emulator.expire_tokens()
+
+    # Several requests refused together still cost one new token.
+    await asyncio.gather(*(source.read_delta(mailbox, WINDOW, None) for _ in range(3)))
+
+    assert token_requests(graph_emulator) == before + 1
+    statuses = [entry["status"] for entry in graph_emulator.stats(log_limit=20)["log"] if entry["route"] == "delta"]
+    assert statuses.count(401) <= 3
+    assert statuses[-1] == 200
+
+
+async def test_a_rotated_secret_is_an_auth_failure_after_one_new_token_request(
+    source: GraphSource, mailbox: str, graph_emulator: GraphEmulator
+) -> None:
+    await source.read_delta(mailbox, WINDOW, None)
+    before = token_requests(graph_emulator)
+    graph_emulator.rotate_secret()
+
+    with pytest.raises(AuthFailed, match=r"invalid_client|7000215"):
+        await source.read_delta(mailbox, WINDOW, None)
+
+    assert token_requests(graph_emulator) == before + 1

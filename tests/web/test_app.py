@@ -6,10 +6,17 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.config import Config
+from bridge.marks import DirtyMarks
+from bridge.relay import Relay
 from bridge.store import Database, SourceKind, SourceRow, SourceStatus
+from bridge.web.app import create_app
 from bridge.web.bodies import MAX_DEPTH
-from tests.web import ADMIN_TOKEN, WORKFORCE_TOKEN, Client, add_feed, bearer, raw_request
+from bridge.web.graph_hooks import GraphHooks
+from tests.conftest import free_port
+from tests.web import ADMIN_TOKEN, MAPPING, WORKFORCE_TOKEN, Client, add_feed, bearer, raw_request
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -88,10 +95,40 @@ async def test_readyz_is_ready_with_the_database_and_working_sources(app_client:
     with db.session() as session:
         session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
 
-    assert (await app_client.get("/readyz")).status == 200
+    response = await app_client.get("/readyz")
+
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "ready"
+    assert body["database"] == "ok"
+    assert body["sources"] == {"online": {"kind": "graph", "state": "ok", "since": None}}
+    assert body["backlog"] == {"changes": 0, "oldest_age_s": None}
 
 
-async def test_readyz_reports_a_source_whose_credentials_were_refused(app_client: Client, db: Database) -> None:
+async def test_readyz_is_degraded_but_ready_while_one_source_of_two_fails(app_client: Client, db: Database) -> None:
+    since = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    with db.session() as session:
+        session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
+        session.add(
+            SourceRow(
+                name="onprem",
+                kind=SourceKind.EWS,
+                status=SourceStatus.UNREACHABLE,
+                status_since=since,
+                status_reason="https://mail.contoso.local/EWS/Exchange.asmx: ConnectionRefusedError",
+            )
+        )
+
+    response = await app_client.get("/readyz")
+
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "degraded"
+    assert body["sources"]["onprem"] == {"kind": "ews", "state": "unreachable", "since": "2026-11-30T09:00:00Z"}
+    assert "contoso" not in await response.text()  # anonymous callers see states, never hosts or errors
+
+
+async def test_readyz_is_503_when_no_source_works(app_client: Client, db: Database) -> None:
     with db.session() as session:
         session.add(
             SourceRow(
@@ -102,7 +139,39 @@ async def test_readyz_reports_a_source_whose_credentials_were_refused(app_client
     response = await app_client.get("/readyz")
 
     assert response.status == 503
-    assert (await response.json())["sources"] == {"online": "auth_failed: AADSTS7000215"}
+    body = await response.json()
+    assert body["status"] == "unavailable"
+    assert body["sources"]["online"]["state"] == "auth_failed"
+    assert "AADSTS" not in await response.text()
+
+
+async def test_readyz_counts_mailboxes_and_the_delivery_backlog(app_client: Client, db: Database) -> None:
+    with db.session() as session:
+        session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
+    add_feed(db, 3)
+
+    body = await (await app_client.get("/readyz")).json()
+
+    assert body["mailboxes"] == {"active": 1, "disabled": 0, "paused": 0}
+    assert body["backlog"]["changes"] == 3
+    assert body["backlog"]["oldest_age_s"] >= 0
+
+
+async def test_readyz_is_503_without_the_database_and_names_nothing_of_it(config: Config) -> None:
+    closed = Database(f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/bridge")
+    relay = Relay(closed, {}, lambda: MAPPING, config.mail, owner="test")
+    app = create_app(config, closed, GraphHooks(closed, DirtyMarks(closed)), lambda: MAPPING, relay)
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            response = await client.get("/readyz")
+            text = await response.text()
+    finally:
+        closed.close()
+
+    assert response.status == 503
+    assert (await response.json()) == {"status": "unavailable", "database": "unreachable"}
+    assert "hunter2" not in text
+    assert "127.0.0.1" not in text
 
 
 # --- malformed requests: a 4xx problem, never a 500 -------------------------------------------------------------
