@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import textwrap
 from datetime import timedelta
@@ -670,3 +671,35 @@ def test_any_config_document_is_loaded_or_refused_with_problems(tmp_path: Path, 
 @fuzz_settings(150)
 def test_any_config_text_is_loaded_or_refused_with_problems(tmp_path: Path, text: str) -> None:
     loaded_or_refused(lambda: load_config(write(tmp_path, text)))
+
+
+def test_the_example_configs_on_premises_source_loads_and_names_every_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commented `onprem` block, uncommented, is a working EWS source that shows every key the schema has."""
+    for name, value in (
+        ("GRAPH_CLIENT_SECRET", "s"),
+        ("EWS_PASSWORD", "p"),
+        ("WF_API_TOKEN", API_TOKEN),
+        ("CHAT_WEBHOOK_URL", "https://chat.example.com/hooks/T0123"),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WORKFORCE_SIGNING_SECRET", SIGNING_SECRET)
+    example = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    assert "later version" not in example
+    lines, inside = [], False
+    for line in example.splitlines():
+        inside = line.startswith("  # onprem:") or (inside and line.startswith("  #"))
+        if inside and not line.startswith("  #    "):
+            line = "  " + line.removeprefix("  # ")
+        lines.append(line.replace("/etc/presence-bridge/internal-ca.pem", str(tmp_path / "ca.pem")))
+    (tmp_path / "ca.pem").write_text("not read by load_config")
+    (tmp_path / "config.yaml").write_text("\n".join(lines).replace("source: online}", "source: onprem}"))
+    config = load_config(tmp_path / "config.yaml")
+    onprem = config.sources["onprem"]
+    assert isinstance(onprem, EwsSourceConfig)
+    assert (onprem.watch, onprem.streams, onprem.version) == ("streaming", 3, "Exchange2016")
+    schema = json.loads((REPO / "bridge" / "config.schema.json").read_text())
+    ews_keys = set(schema["$defs"]["ewsSource"]["properties"]) - {"kind", "password_file"}
+    shown = {line.split(":")[0].strip() for line in lines if line.startswith("    ") and ":" in line}
+    assert ews_keys <= shown
