@@ -41,16 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.getLevelName((args.log_level or args.default_log_level).upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The HTTP clients log every request at INFO (and azure-core its headers): at the service's default level
-    # that is a line per Graph call, which cost as much as the call's own processing under load (bench/relay.py).
-    for noisy in ("httpx", "azure"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    _quiet_libraries(level)
     handler: Handler = args.handler
     try:
         return handler(args)
     except UserError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+
+
+def _quiet_libraries(level: int) -> None:
+    # The HTTP clients log every request at INFO (and azure-core its headers): at the service's default level
+    # that is a line per Graph call, which cost as much as the call's own processing under load (bench/relay.py).
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # azure-identity logs a refused token request as a WARNING with Entra's whole JSON answer, ahead of the
+    # bridge's own one-line account of it; Alembic announces its plugins and each migration step at INFO on
+    # every start. Their detail is for DEBUG.
+    for detail in ("azure", "alembic"):
+        logging.getLogger(detail).setLevel(level if level <= logging.DEBUG else logging.CRITICAL)
 
 
 def _parser() -> argparse.ArgumentParser:

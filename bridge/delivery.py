@@ -70,6 +70,18 @@ def sign(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
 
 
+def refusal_hint(status: int) -> str:
+    """What an administrator should look at when the workforce endpoint answers `status` ('' when nothing)."""
+    if status in (401, 403):
+        # A receiver answers 401 to a bad signature (docs/workforce-webhook.md); a proxy or gateway in front of it
+        # may want credentials of its own.
+        return (
+            " (is workforce.signing_secret the secret the workforce system checks? does the endpoint or a proxy"
+            " in front of it want other authentication?)"
+        )
+    return ""
+
+
 def message_id(change_ids: Sequence[str]) -> str:
     """The `webhook-id` of a request: the change id for one change, a name derived from all of them for a batch.
 
@@ -289,7 +301,7 @@ class DeliveryWorker:
                 if 200 <= response.status < 300:
                     return None
                 said = (await response.content.read(_ERROR_EXCERPT)).decode("utf-8", "replace").strip()
-                reason = f"answered {response.status} {response.reason or ''}".rstrip()
+                reason = f"answered {response.status} {response.reason or ''}".rstrip() + refusal_hint(response.status)
                 return _Failure(reason, f"{reason}: {said}" if said else reason)
         except TimeoutError:
             reason = f"did not answer within {self._timing.timeout.total_seconds():g} s"

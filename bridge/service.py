@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sqlmodel import Session
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
+from bridge.errors import UserError
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.mapping_change import MappingChanges
@@ -141,7 +143,14 @@ class Service:
         )
         await self._runner.setup()
         self._listener = Listener(self._runner, self.config.listen)
-        self.url = await self._listener.start()
+        listen = self.config.listen
+        try:
+            self.url = await self._listener.start()
+        except OSError as exc:
+            # A port in use or an address not on this host: the admin's fix is in the config, not in a traceback.
+            # asyncio wraps the socket's error in a sentence that repeats the address; its errno says it plainly.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise UserError(f"cannot listen on {listen.host}:{listen.port}: {why} (listen in {self.config.path})") from None
         listener = self._listener
         self._supervise("certificate", lambda: listener.watch_certificate(_CERTIFICATE_POLL_S))
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))

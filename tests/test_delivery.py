@@ -592,3 +592,19 @@ async def test_the_pull_feed_keeps_delivered_changes(
 
     with db.session() as session:
         assert changes_after(session, 0, 10)[0] == emitted
+
+
+async def test_a_refused_signature_is_logged_with_a_hint_at_the_secret(
+    db: Database, workforce: WorkforceReceiver, workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.delivery")
+    emit(db, "adele@contoso.com", 1)
+
+    await workers(secret=OTHER_SECRET).deliver_once()
+
+    [message] = [record.getMessage() for record in caplog.records if record.name == "bridge.delivery"]
+    assert message == (
+        f"workforce webhook {workforce.url} answered 401 Unauthorized (is workforce.signing_secret the secret the"
+        " workforce system checks? does the endpoint or a proxy in front of it want other authentication?);"
+        " changes are kept and retried"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -121,3 +122,31 @@ async def test_sigterm_exits_within_ten_seconds_whatever_is_open(
     assert code == 0, errors
     assert took < 10, errors
     assert "Traceback" not in errors
+
+
+async def test_a_taken_port_is_one_line_naming_the_address_and_the_listen_key(
+    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_bridge_config(
+            tmp_path / "config.yaml",
+            graph=graph_emulator,
+            app=tenant_app,
+            mailbox=adele.user_principal_name,
+            workforce_url="http://127.0.0.1:9/hooks",
+            secret=WORKFORCE_SECRET,
+            database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
+            port=port,
+        )
+        bridge = await start_bridge(path)
+        async with asyncio.timeout(30):
+            code = await bridge.wait()
+
+    assert bridge.stderr is not None
+    errors = (await bridge.stderr.read()).decode()
+    assert code == 1
+    # Nothing else at INFO on the way there either: no Alembic plugin or context lines.
+    assert errors == f"cannot listen on 127.0.0.1:{port}: Address already in use (listen in {path})\n"
