@@ -126,7 +126,13 @@ def _parser() -> argparse.ArgumentParser:
         ("show", _templates_show, "show what a template mapping does"),
     ):
         sub = _command(actions, name, handler, text)
-        sub.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: the shipped mapping")
+        which = sub.add_mutually_exclusive_group()
+        which.add_argument(
+            "file", nargs="?", type=Path, metavar="FILE", help="default: the mapping --config names, else the shipped one"
+        )
+        which.add_argument(
+            "--config", "-c", metavar="CONFIG", type=Path, help="the mapping in force for this configuration file"
+        )
     diff = _command(
         actions, "diff", _templates_diff, "show what a mapping file would change, applying nothing", config=True
     )
@@ -238,17 +244,26 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapping_path(args: argparse.Namespace) -> Path:
+    """The mapping a `templates` command is about: FILE, the one a config names, or the shipped default."""
+    if args.file is not None:
+        return Path(args.file)
+    if args.config is not None:
+        return load_config(args.config).templates or default_mapping_path()
+    return default_mapping_path()
+
+
 def _templates_validate(args: argparse.Namespace) -> int:
-    path: Path = args.file or default_mapping_path()
+    path = _mapping_path(args)
     load_mapping(path)
     print(f"ok: {path}")
     return 0
 
 
 def _templates_show(args: argparse.Namespace) -> int:
-    path: Path = args.file or default_mapping_path()
+    path = _mapping_path(args)
     mapping = load_mapping(path)
-    print(f"mapping:       {path}")
+    print(f"mapping:       {path}" + (f" (in force for {args.config})" if args.config else ""))
     print(f"ignore prefix: {mapping.ignore_prefix!r} (subjects starting with it are not shown)")
     print(f"days ahead:    {mapping.days_ahead} (appointments in [today, today + {mapping.days_ahead} days])")
     print(f"precedence:    {' > '.join(mapping.precedence)} (where appointments overlap)")

@@ -49,10 +49,24 @@ class YamlDocument:
     path: Path
     data: Any
     root: yaml.Node | None
+    # Problems found while reading (duplicate keys) as (line, problem): `schema_problems` reports them with its own.
+    read_problems: tuple[tuple[int, str], ...] = ()
 
     def line(self, path: JsonPath) -> int:
         """The 1-based line of the deepest node along `path` that exists (a mapping entry: its key's line)."""
+        return self._find(path)[1]
+
+    def plain_scalar(self, path: JsonPath) -> str | None:
+        """The text as written of the unquoted scalar at `path`, if that is what is there."""
+        node, _, depth = self._find(path)
+        if depth == len(path) and isinstance(node, yaml.ScalarNode) and node.style is None:
+            return str(node.value)
+        return None
+
+    def _find(self, path: JsonPath) -> tuple[yaml.Node | None, int, int]:
+        """The deepest node along `path` that exists, its line, and how many steps of `path` led there."""
         node, line = self.root, 1 if self.root is None else self.root.start_mark.line + 1
+        depth = 0
         for step in path:
             if isinstance(node, yaml.MappingNode):
                 # Last match: after construction a `<<` merge leaves the merged entries ahead of local overrides.
@@ -65,7 +79,8 @@ class YamlDocument:
                 line = node.start_mark.line + 1
             else:
                 break
-        return line
+            depth += 1
+        return node, line, depth
 
     def problem(self, path: JsonPath, message: str) -> str:
         """`FILE:LINE: dotted.path: message`, the form every problem with this file takes."""
@@ -93,9 +108,7 @@ def load_yaml(path: Path) -> YamlDocument:
         _refuse_alias_bombs(path, root)
         # Checked before constructing: construction folds `<<` merges into the mapping, which would look like
         # duplicates of the keys that override them.
-        duplicates = list(_duplicate_keys(path, root, (), set()))
-        if duplicates:
-            raise UserError(f"{path} has duplicate keys", duplicates)
+        duplicates = tuple(_duplicate_keys(path, root, (), set()))
         data = {} if root is None else loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         raise UserError(f"{path} is not valid YAML", [_syntax_problem(path, exc)]) from None
@@ -103,7 +116,7 @@ def load_yaml(path: Path) -> YamlDocument:
         raise UserError(f"{path} is not valid YAML", [f"{path.name}: {exc}"]) from None
     finally:
         loader.dispose()
-    return YamlDocument(path, data, root)
+    return YamlDocument(path, data, root, duplicates)
 
 
 def _syntax_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:
@@ -115,7 +128,9 @@ def _syntax_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:
     return f"{where}: {message}"
 
 
-def _duplicate_keys(path: Path, node: yaml.Node | None, at: tuple[str | int, ...], seen: set[int]) -> Iterator[str]:
+def _duplicate_keys(
+    path: Path, node: yaml.Node | None, at: tuple[str | int, ...], seen: set[int]
+) -> Iterator[tuple[int, str]]:
     # PyYAML silently keeps the last of two equal keys, so an admin's second `busy:` would quietly win.
     if node is None or id(node) in seen:  # an alias refers back to a node already walked (or to itself)
         return
@@ -128,7 +143,7 @@ def _duplicate_keys(path: Path, node: yaml.Node | None, at: tuple[str | int, ...
             text, line = _key_text(key), key.start_mark.line + 1
             if text in first:
                 where = f"{path.name}:{line}: {format_path((*at, text))}"
-                yield f"{where}: duplicate key (first given at line {first[text]})"
+                yield line, f"{where}: duplicate key (first given at line {first[text]})"
             else:
                 first[text] = line
             yield from _duplicate_keys(path, value, (*at, text), seen)
@@ -207,22 +222,34 @@ def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], *, hide: re.Pa
     failure, which names a regex or a format keyword an admin cannot act on.
     """
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-    found: list[tuple[int, str]] = []
+    found = list(doc.read_problems)
     for error in validator.iter_errors(doc.data):
-        for path, message in _explain(error):
-            if hide is not None and path and hide.fullmatch(str(path[-1])):
+        for path, message in _explain(error, doc, secret=_is_secret(hide, error.absolute_path)):
+            if _is_secret(hide, path):
                 message = message.replace(repr(error.instance), "<hidden>")
             found.append((doc.line(path), doc.problem(path, _bounded(message))))
-    return [problem for _, problem in sorted(found)]
+    # A value can break several branches of a oneOf the same way: one line each is enough.
+    return list(dict.fromkeys(problem for _, problem in sorted(found)))
 
 
 def _bounded(message: str) -> str:
     return message if len(message) <= _MAX_PROBLEM else f"{message[: _MAX_PROBLEM - 5]}[...]"
 
 
-def _explain(error: ValidationError) -> Iterable[tuple[JsonPath, str]]:
+def _is_secret(hide: re.Pattern[str] | None, path: JsonPath) -> bool:
+    return hide is not None and bool(path) and hide.fullmatch(str(path[-1])) is not None
+
+
+def _explain(error: ValidationError, doc: YamlDocument, *, secret: bool) -> Iterable[tuple[JsonPath, str]]:
     path = list(error.absolute_path)
     subschema = error.schema if isinstance(error.schema, Mapping) else {}
+    written = None if secret else doc.plain_scalar(path)
+    read = json.dumps(error.instance)
+    if error.validator == "type" and "string" in error.validator_value and written not in (None, read):
+        # YAML 1.1 reads an unquoted 0123 as the octal number 83, 1_000 as 1000, 12:30 as 750 (base 60), no as false.
+        kind = "boolean" if isinstance(error.instance, bool) else "number"
+        yield path, f"{written} was read as the {kind} {read}; quote it to keep it as text: '{written}'"
+        return
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
         # One problem per unknown key, at the key's own line: usually a typo the admin wants to find.
         known = sorted(subschema.get("properties", {}))

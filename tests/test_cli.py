@@ -93,7 +93,80 @@ def test_templates_show_lists_unshown_states_and_write_only_templates(
     assert ["(write", "only)", "training", "busy", "no", "end_of_day", "Learning", "-"] in lines
 
 
+def test_templates_validate_reports_a_duplicate_key_with_every_other_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+    days_ahead: 0
+    show:
+      busy: meeting
+      oof: absence
+      busy: remote
+    templates:
+      meeting: {show_as: busy, state_until: PT0S}
+    precedence: [oof, oof]
+    """
+    path = write(tmp_path, text, "m.yaml")
+
+    assert main(["templates", "validate", str(path)]) == 1
+
+    assert capsys.readouterr().err.splitlines() == [
+        f"template mapping {path} is not valid:",
+        "  - m.yaml:1: days_ahead: 0 is less than the minimum of 1",
+        "  - m.yaml:5: show.busy: duplicate key (first given at line 3)",
+        "  - m.yaml:5: show.busy: template 'remote' is not defined under templates",
+        "  - m.yaml:4: show.oof: template 'absence' is not defined under templates",
+        "  - m.yaml:8: precedence[1]: 'oof' is listed twice",
+        "  - m.yaml:8: precedence: shown states missing: busy",
+        "  - m.yaml:7: templates.meeting.state_until: must be longer than zero",
+    ]
+
+
+def test_templates_show_with_a_config_shows_the_mapping_in_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, "show: {busy: meeting}\ntemplates: {meeting: {show_as: busy}}\ndays_ahead: 14\n", "mine.yaml")
+    config = write(tmp_path, "templates: mine.yaml\n" + CONFIG, "config.yaml")
+
+    assert main(["templates", "show", "--config", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"mapping:       {tmp_path / 'mine.yaml'} (in force for {config})\n")
+    assert "days ahead:    14" in out
+
+
+def test_templates_validate_with_a_config_checks_the_mapping_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, "show: {busy: meeting}\ntemplates: {}\n", "mine.yaml")
+    config = write(tmp_path, "templates: mine.yaml\n" + CONFIG, "config.yaml")
+
+    assert main(["templates", "validate", "--config", str(config)]) == 1
+    assert "mine.yaml:1: show.busy: template 'meeting' is not defined" in capsys.readouterr().err
+
+
+def test_templates_take_a_file_or_a_config_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["templates", "show", "a.yaml", "--config", "b.yaml"])
+    assert caught.value.code == 2
+    assert "not allowed with argument FILE" in capsys.readouterr().err
+
+
 # --- check ---------------------------------------------------------------------------------------------------
+
+
+def test_check_hints_that_an_unquoted_workforce_id_was_read_as_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, CONFIG.replace('workforce_id: "E1001"', "workforce_id: 0123"), "config.yaml")
+
+    assert main(["check", "--offline", "--config", str(path)]) == 1
+
+    assert capsys.readouterr().err == (
+        f"configuration {path} is not valid:\n"
+        "  - config.yaml:10: mailboxes[0].workforce_id: 0123 was read as the number 83; quote it to keep it as text:"
+        " '0123'\n"
+    )
 
 
 def test_check_summarises_a_valid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,17 +90,44 @@ def test_a_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     assert re.match(r"config\.yaml:4:1: expected ',' or ']'", caught.value.problems[0])
 
 
-def test_a_duplicate_key_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+def test_a_duplicate_key_is_a_problem_naming_both_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "show:\n  busy: meeting\n  oof: absence\n  busy: remote\n")
-    with pytest.raises(UserError) as caught:
-        load_yaml(path)
-    assert caught.value.problems == ("config.yaml:4: show.busy: duplicate key (first given at line 2)",)
+    assert schema_problems(load_yaml(path), {}) == ["config.yaml:4: show.busy: duplicate key (first given at line 2)"]
 
 
 def test_duplicates_inside_list_items_are_found_too(tmp_path: Path) -> None:
     path = write(tmp_path, "mailboxes:\n  - {address: a@b.c}\n  - address: a@b.c\n    address: d@e.f\n")
-    with pytest.raises(UserError, match=r"config\.yaml:4: mailboxes\[1\]\.address: duplicate key"):
-        load_yaml(path)
+    [problem] = schema_problems(load_yaml(path), {})
+    assert problem.startswith("config.yaml:4: mailboxes[1].address: duplicate key")
+
+
+def test_a_duplicate_key_is_reported_with_the_other_problems_in_file_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "show:\n  busy: 42\n  busy: remote\ndays: x\n")
+    schema = {"properties": {"show": {"additionalProperties": {"type": "string"}}, "days": {"type": "integer"}}}
+    assert schema_problems(load_yaml(path), schema) == [
+        "config.yaml:3: show.busy: duplicate key (first given at line 2)",
+        "config.yaml:4: days: 'x' is not of type 'integer'",
+    ]
+
+
+def test_an_unquoted_number_where_text_belongs_says_how_yaml_read_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "ids: [0123, 1_000, 12:30, no, 83, '0123']\n")
+    schema = {"properties": {"ids": {"items": {"type": "string"}}}}
+    assert schema_problems(load_yaml(path), schema) == [
+        "config.yaml:1: ids[0]: 0123 was read as the number 83; quote it to keep it as text: '0123'",
+        "config.yaml:1: ids[1]: 1_000 was read as the number 1000; quote it to keep it as text: '1_000'",
+        "config.yaml:1: ids[2]: 12:30 was read as the number 750; quote it to keep it as text: '12:30'",
+        "config.yaml:1: ids[3]: no was read as the boolean false; quote it to keep it as text: 'no'",
+        "config.yaml:1: ids[4]: 83 is not of type 'string'",
+    ]
+
+
+def test_a_secret_read_as_a_number_is_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, "password: 0123\n")
+    schema = {"properties": {"password": {"type": "string"}}}
+    assert schema_problems(load_yaml(path), schema, hide=re.compile("password")) == [
+        "config.yaml:1: password: <hidden> is not of type 'string'"
+    ]
 
 
 def test_merge_keys_overridden_locally_are_not_duplicates(tmp_path: Path) -> None:
