@@ -1,7 +1,8 @@
 """The `presence-bridge` command line (also `python -m bridge`).
 
-Exit codes: 0 done, 1 something to fix (the problems go to stderr, without a traceback), 2 a usage error or a
-command this version does not have yet.
+Exit codes (docs/running.md): 0 done, 1 something to fix (the problems go to stderr, without a traceback), 2 a
+usage error or a command this version does not have yet, 3 (`check`) something could not be reached but nothing
+is known to be wrong.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from bridge.yamlfile import format_duration
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from bridge.preflight import Finding
     from bridge.roster import RosterPlan, RosterRow
     from bridge.store.db import Database
 
 CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
+CONFIGURATION = 1
 NOT_YET = 2
+UNREACHABLE = 3
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -128,7 +132,11 @@ def _parser() -> argparse.ArgumentParser:
         sub = _command(actions, name, handler, text)
         which = sub.add_mutually_exclusive_group()
         which.add_argument(
-            "file", nargs="?", type=Path, metavar="FILE", help="default: the mapping --config names, else the shipped one"
+            "file",
+            nargs="?",
+            type=Path,
+            metavar="FILE",
+            help="default: the mapping --config names, else the shipped one",
         )
         which.add_argument(
             "--config", "-c", metavar="CONFIG", type=Path, help="the mapping in force for this configuration file"
@@ -180,25 +188,22 @@ def _check(args: argparse.Namespace) -> int:
     if args.offline:
         print("  connections: not tested (--offline)")
         return 0
-    problems = asyncio.run(_test_connections(config))
-    for problem in problems:
-        print(f"  problem:    {problem}")
-    return 1 if problems else 0
-
-
-async def _test_connections(config: Config) -> list[str]:
-    """Each source's connection test: a token, then one calendar read per configured mailbox."""
+    from bridge.preflight import Outcome, exit_code, test_connections
     from bridge.sources.configured import build_sources  # the SDKs load only when they are needed
 
-    problems: list[str] = []
-    for name, source in build_sources(config).items():
-        try:
-            report = await source.test_connection(tuple(m.address for m in config.mailboxes_for(name)))
-        finally:
-            await source.close()
-        print(f"  {'connection:':<12} {name}: {'ok' if report.ok else 'FAILED'}")
-        problems += report.problems
-    return problems
+    async def test() -> list[Finding]:
+        return await test_connections(config, build_sources(config))
+
+    findings = asyncio.run(test())
+    for finding in findings:
+        mark = "ok" if finding.outcome is Outcome.OK else "FAILED"
+        print(f"{mark}: {finding.subject}: {finding.text}")
+    code = exit_code(findings)
+    if code == CONFIGURATION:
+        print("check: something above must be fixed (exit 1)", file=sys.stderr)
+    elif code == UNREACHABLE:
+        print(f"check: could not connect to everything; try again later (exit {UNREACHABLE})", file=sys.stderr)
+    return code
 
 
 def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:

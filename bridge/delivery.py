@@ -82,6 +82,18 @@ def refusal_hint(status: int) -> str:
     return ""
 
 
+def signed_headers(key: bytes, webhook_id: str, now: datetime, body: bytes) -> dict[str, str]:
+    """The headers of a webhook request carrying `body`, signed as at `now`."""
+    timestamp = int(now.timestamp())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(key, webhook_id, timestamp, body),
+    }
+
+
 def message_id(change_ids: Sequence[str]) -> str:
     """The `webhook-id` of a request: the change id for one change, a name derived from all of them for a batch.
 
@@ -283,15 +295,7 @@ class DeliveryWorker:
     async def _post(self, changes: Sequence[dict[str, Any]]) -> _Failure | None:
         assert self._url is not None
         body = json.dumps({"changes": list(changes)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        webhook_id = message_id([str(change["id"]) for change in changes])
-        timestamp = int(self._clock().timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._key, webhook_id, timestamp, body),
-        }
+        headers = signed_headers(self._key, message_id([str(change["id"]) for change in changes]), self._clock(), body)
         timeout = aiohttp.ClientTimeout(total=self._timing.timeout.total_seconds())
         try:
             # Redirects are not followed: a POST turned into a GET elsewhere would count as delivered.

@@ -217,15 +217,20 @@ class MailMessage:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionReport:
-    """The outcome of a source's connection test: empty `problems` means it works."""
+    """The outcome of a source's connection test, each finding in a few words for an administrator.
+
+    `problems` need an administrator (a setting, a permission, a mailbox); `unreachable` may pass on a later try
+    (a refused connection, a timeout, a server error): `presence-bridge check` exits differently for the two.
+    """
 
     source: str
+    passed: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
-    details: dict[str, str] = field(default_factory=dict)
+    unreachable: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unreachable
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def db(database_url: DatabaseUrl) -> Iterator[Database]:
 
 
 WORKFORCE_SECRET = "whsec_" + base64.b64encode(b"workforce-receiver-test-key-0123").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-key-the-receiver-knows!!").decode()  # a sender gets it wrong
 
 
 @pytest.fixture

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from bridge.emulators.workforce import WorkforceReceiver
 from bridge.templates import default_mapping_path
-from tests.conftest import BILLION_LAUGHS
+from tests.conftest import BILLION_LAUGHS, OTHER_SECRET, WORKFORCE_SECRET, free_port
+from tests.emulators.ews_fixtures import ALICE, SERVICE_PASSWORD, SERVICE_USER
 
 CONFIG = """
 database_url: sqlite:///bridge.db
@@ -310,57 +313,219 @@ def test_python_dash_m_bridge_runs_the_same_command_line() -> None:
     assert (done.returncode, done.stdout) == (0, f"ok: {default_mapping_path()}\n")
 
 
-# --- check against the Graph emulator ----------------------------------------------------------------------------
+# --- check against the emulators -----------------------------------------------------------------------------
 
 
-def emulator_config(tmp_path: Path, emulator: GraphEmulator, app: AppRegistration, secret: str) -> Path:
+def emulator_config(
+    tmp_path: Path,
+    emulator: GraphEmulator,
+    app: AppRegistration,
+    secret: str,
+    *,
+    mailboxes: tuple[str, ...] = ("AdeleV@contoso.com", "nobody@contoso.com"),
+    extra: str = "",
+) -> Path:
+    listed = "\n".join(
+        f'  - {{address: {address}, workforce_id: "E{n}", source: online}}' for n, address in enumerate(mailboxes)
+    )
     text = f"""
-    public_url: https://bridge.example.com
-    sources:
-      online:
-        kind: graph
-        tenant_id: {app.tenant_id}
-        client_id: {app.client_id}
-        client_secret: {secret}
-        authority_host: {emulator.authority}
-        graph_url: {emulator.graph_url}
-        ca_file: {emulator.ca_file}
-    mailboxes:
-      - {{address: AdeleV@contoso.com, workforce_id: "E1001"}}
-      - {{address: nobody@contoso.com, workforce_id: "E1002"}}
-    """
+public_url: https://bridge.example.com
+sources:
+  online:
+    kind: graph
+    tenant_id: {app.tenant_id}
+    client_id: {app.client_id}
+    client_secret: {secret}
+    authority_host: {emulator.authority}
+    graph_url: {emulator.graph_url}
+    ca_file: {emulator.ca_file}
+mailboxes:
+{listed}
+{textwrap.dedent(extra)}"""
     return write(tmp_path, text, "config.yaml")
 
 
-async def test_check_tests_each_mailbox_through_the_source(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
+async def check(path: Path) -> tuple[int, list[str], str]:
+    """`presence-bridge check --config PATH` in its own process (as an operator runs it, logging set up by it):
+    the exit code, the connection lines of stdout, and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "--config", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(90):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    lines = [line for line in out.decode().splitlines() if line.startswith(("ok: ", "FAILED: "))][1:]
+    return process.returncode, lines, err.decode()
+
+
+async def test_check_says_ok_only_for_the_mailboxes_that_passed(
+    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
 ) -> None:
     path = emulator_config(tmp_path, graph_emulator, tenant_app, tenant_app.client_secret)
 
-    code = await asyncio.to_thread(main, ["check", "--config", str(path)])
+    code, lines, err = await check(path)
 
-    out = capsys.readouterr().out
     assert code == 1
-    assert "online: FAILED" in out
-    assert "nobody@contoso.com" in out
-    assert "AdeleV@contoso.com" not in out.split("problem:")[1]
+    assert lines == [
+        "ok: online: token issued; application permissions Calendars.ReadWrite granted",
+        "ok: online: AdeleV@contoso.com: calendar readable",
+        "FAILED: online: nobody@contoso.com: no such mailbox in the tenant (ErrorInvalidUser)",
+    ]
+    assert err == "check: something above must be fixed (exit 1)\n"
 
 
-async def test_check_names_refused_credentials(
+async def test_check_with_a_wrong_secret_prints_only_the_bridges_line(
+    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
+) -> None:
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, "wrong-secret", mailboxes=("AdeleV@contoso.com",))
+
+    code, lines, err = await check(path)
+
+    assert code == 1
+    assert lines == [
+        "FAILED: online: Entra ID refused the app's credentials: AADSTS7000215: Invalid client secret provided."
+    ]
+    # azure-identity's own WARNING, with Entra's JSON answer, is for --log-level DEBUG.
+    assert err == "check: something above must be fixed (exit 1)\n"
+
+
+async def test_check_names_a_missing_application_permission(
+    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
+) -> None:
+    graph_emulator.grant(tenant_app.client_id, ["Calendars.Read"])
+    mail = "mail: {sender: AdeleV@contoso.com}\n"
+    mailboxes = (adele.user_principal_name,)
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, tenant_app.client_secret, mailboxes=mailboxes, extra=mail)
+
+    code, lines, _ = await check(path)
+
+    assert code == 1
+    assert lines == [
+        "ok: online: AdeleV@contoso.com: calendar readable (mail sender)",
+        "FAILED: online: the app lacks the application permission Calendars.ReadWrite, Mail.Send (granted:"
+        " Calendars.Read); add it in Entra ID (API permissions, Microsoft Graph, application permissions) and grant"
+        " admin consent",
+    ]
+
+
+async def test_check_names_a_mailbox_an_application_access_policy_excludes(
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     graph_emulator: GraphEmulator,
     tenant_app: AppRegistration,
     adele: DirectoryUser,
+    bob: DirectoryUser,
 ) -> None:
-    path = emulator_config(tmp_path, graph_emulator, tenant_app, "wrong-secret")
+    graph_emulator.restrict_access(tenant_app.client_id, [adele.user_principal_name])
+    mailboxes = (adele.user_principal_name, bob.user_principal_name)
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, tenant_app.client_secret, mailboxes=mailboxes)
 
-    assert await asyncio.to_thread(main, ["check", "--config", str(path)]) == 1
-    assert "credentials were refused" in capsys.readouterr().out
+    code, lines, _ = await check(path)
+
+    assert code == 1
+    assert lines[1:] == [
+        "ok: online: AdeleV@contoso.com: calendar readable",
+        "FAILED: online: bob@contoso.com: an application access policy keeps the app out of this mailbox (Exchange"
+        " Online PowerShell: Test-ApplicationAccessPolicy; add the mailbox to the policy's group)",
+    ]
+
+
+def ews_source_yaml(url: str, password: str = SERVICE_PASSWORD) -> str:
+    return f"""
+  onprem:
+    kind: ews
+    service_endpoint: {url}
+    username: '{SERVICE_USER}'
+    password: {password}
+    auth_type: basic
+"""
+
+
+def ews_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    text = f"sources:{ews_source_yaml(url)}mailboxes:\n  - {{address: {ALICE}, workforce_id: 'E1'}}\n{extra}"
+    return write(tmp_path, text, "config.yaml")
+
+
+async def test_check_with_ews_unreachable_names_the_address_and_the_setting(tmp_path: Path) -> None:
+    port = free_port()
+    path = ews_config(tmp_path, f"http://127.0.0.1:{port}/EWS/Exchange.asmx")
+
+    code, lines, err = await check(path)
+
+    assert code == 3
+    assert lines == [f"FAILED: onprem: connection refused by 127.0.0.1:{port} (sources.onprem.service_endpoint)"]
+    assert err == "check: could not connect to everything; try again later (exit 3)\n"
+
+
+async def test_check_names_a_missing_ews_impersonation_right(tmp_path: Path, ews: EwsEmulator) -> None:
+    ews.set_impersonation(SERVICE_USER, False)
+
+    code, lines, _ = await check(ews_config(tmp_path, ews.url))
+
+    assert code == 1
+    assert lines == [
+        f"FAILED: onprem: {ALICE}: {SERVICE_USER} may not impersonate this mailbox (give it the"
+        " ApplicationImpersonation role, or set impersonation: false for delegate access)"
+    ]
+
+
+async def test_check_names_an_unknown_ews_mailbox(tmp_path: Path, ews: EwsEmulator) -> None:
+    extra = "  - {address: nobody@corp.example, workforce_id: 'E2'}\n"
+    text = f"sources:{ews_source_yaml(ews.url)}mailboxes:\n  - {{address: {ALICE}, workforce_id: 'E1'}}\n{extra}"
+
+    code, lines, _ = await check(write(tmp_path, text, "config.yaml"))
+
+    assert code == 1
+    assert lines == [
+        f"ok: onprem: {ALICE}: calendar readable",
+        f"FAILED: onprem: nobody@corp.example: no such mailbox on {ews.url}",
+    ]
+
+
+def workforce_yaml(url: str, secret: str = WORKFORCE_SECRET) -> str:
+    return f"workforce:\n  url: {url}\n  signing_secret: {secret}\n"
+
+
+async def test_check_pings_the_workforce_endpoint_signed(
+    tmp_path: Path, ews: EwsEmulator, workforce: WorkforceReceiver
+) -> None:
+    code, lines, err = await check(ews_config(tmp_path, ews.url, workforce_yaml(workforce.url)))
+
+    assert (code, err) == (0, "")
+    assert lines[0] == f"ok: workforce: {workforce.url} accepted a signed ping (200 OK)"
+    assert workforce.stats()["pings"] == 1
+    assert workforce.changes == []
+
+
+async def test_check_hints_at_the_secret_when_the_workforce_endpoint_refuses_the_ping(
+    tmp_path: Path, ews: EwsEmulator, workforce: WorkforceReceiver
+) -> None:
+    code, lines, _ = await check(ews_config(tmp_path, ews.url, workforce_yaml(workforce.url, OTHER_SECRET)))
+
+    assert code == 1
+    assert lines[0] == (
+        f'FAILED: workforce: {workforce.url} answered the signed ping 401 Unauthorized: {{"error": "no v1 signature'
+        ' matches the body"} (is workforce.signing_secret the secret the workforce system checks? does the endpoint'
+        " or a proxy in front of it want other authentication?)"
+    )
+
+
+async def test_check_tells_a_failing_workforce_endpoint_from_a_configuration_error(
+    tmp_path: Path, ews: EwsEmulator, workforce: WorkforceReceiver
+) -> None:
+    workforce.fail(status=503)
+
+    code, lines, _ = await check(ews_config(tmp_path, ews.url, workforce_yaml(workforce.url)))
+
+    assert code == 3
+    assert lines[0].startswith(f"FAILED: workforce: {workforce.url} answered the signed ping 503 Service Unavailable")
+
+
+async def test_check_offline_connects_to_nothing(tmp_path: Path, workforce: WorkforceReceiver) -> None:
+    path = ews_config(tmp_path, f"http://127.0.0.1:{free_port()}/EWS/Exchange.asmx", workforce_yaml(workforce.url))
+
+    assert await asyncio.to_thread(main, ["check", "--offline", "--config", str(path)]) == 0
+    assert workforce.requests == []
 
 
 def test_mailboxes_import_dry_run_lists_and_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,9 +26,8 @@ from bridge.emulators.workforce import WorkforceReceiver
 from bridge.errors import UserError
 from bridge.store import Database, MailboxRow, OutboxRow
 from bridge.store.outbox import add_changes, changes_after
-from tests.conftest import WORKFORCE_SECRET, DatabaseUrl
+from tests.conftest import OTHER_SECRET, WORKFORCE_SECRET, DatabaseUrl
 
-OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-key-the-receiver-knows!!").decode()
 FAST = DeliveryTiming(
     lease=timedelta(seconds=5),
     poll=timedelta(milliseconds=50),

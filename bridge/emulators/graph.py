@@ -20,7 +20,10 @@ Python API (the control API under /_control mirrors it for other processes; see 
 
 - directory: `add_app(tenant_id=None, client_id=None, client_secret=None)`, `add_user(upn, display_name=None, *,
   user_id=None, mail=None, tenant_id=None, has_mailbox=True)`, `remove_user(user)`, `expire_tokens()`,
-  `rotate_secret(client_id=None, secret=None)`.
+  `rotate_secret(client_id=None, secret=None)`, `grant(client_id, roles)`
+  (application permissions: a token carries them in its `roles` claim; a call without the one it needs answers
+  Graph's 403 `ErrorAccessDenied`), `restrict_access(client_id, users)` (an application access policy: other
+  mailboxes answer 403 `ErrorAccessDenied` "[RAOP] ... AccessPolicy").
 - calendars "as Outlook": `create_event_as_outlook(user, payload) -> dict`, `update_event_as_outlook(user,
   event_id, payload) -> dict`, `delete_event_as_outlook(user, event_id)`, `events(user) -> list[dict]` (raw stored
   state), `respond_as_outlook(user, event_id, response)`. Outlook may create invitations: `isOrganizer: false`
@@ -56,7 +59,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -172,6 +175,14 @@ class GraphEmulator:
         self, tenant_id: str | None = None, client_id: str | None = None, client_secret: str | None = None
     ) -> AppRegistration:
         return self.state.add_app(tenant_id, client_id, client_secret)
+
+    def grant(self, client_id: str, roles: Iterable[str]) -> AppRegistration:
+        """Set the app's application permissions; tokens issued from now on carry them (`roles` claim)."""
+        return self.state.grant(client_id, roles)
+
+    def restrict_access(self, client_id: str, users: Iterable[str] | None) -> AppRegistration:
+        """An application access policy: the app reaches only these users' mailboxes (None: no policy)."""
+        return self.state.restrict_access(client_id, users)
 
     def add_user(
         self,

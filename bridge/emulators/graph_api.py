@@ -206,6 +206,7 @@ class GraphApi:
         try:
             app = app or self.state.authenticate(call.headers.get("Authorization"))
             seen.route, target, handler = self._route(call, app)
+            self.state.authorize(app, seen.route, call.method, target.user)
         except GraphError:
             await _sleep(delay)
             raise

@@ -8,7 +8,10 @@ unknown user, event or subscription).
     GET    /_control/apps                             {"value": [app]}
     POST   /_control/apps          {tenantId?, clientId?, clientSecret?, displayName?}
                                                       201 app = {tenantId, clientId, clientSecret, displayName,
-                                                                 servicePrincipalId}
+                                                                 servicePrincipalId, roles, mailboxScope}
+    PUT    /_control/apps/{clientId}/roles  {"roles": [...]}   200 app (application permissions for new tokens)
+    PUT    /_control/apps/{clientId}/accessPolicy  {"users": [UPN or id, ...] | null}
+                                                      200 app (an application access policy; null lifts it)
     GET    /_control/users                            {"value": [user]}
     POST   /_control/users         {userPrincipalName, displayName?, id?, mail?, tenantId?, hasMailbox?}
                                                       201 user = {id, userPrincipalName, displayName, mail,
@@ -87,6 +90,8 @@ def add_control_routes(app: web.Application, emulator: GraphEmulator) -> None:
         ("GET", "/health", control.health),
         ("GET", "/apps", control.list_apps),
         ("POST", "/apps", control.add_app),
+        ("PUT", "/apps/{client_id}/roles", control.grant),
+        ("PUT", "/apps/{client_id}/accessPolicy", control.restrict_access),
         ("GET", "/users", control.list_users),
         ("POST", "/users", control.add_user),
         ("GET", "/users/{user}/events", control.list_events),
@@ -174,6 +179,18 @@ class _Control:
             display_name=str(body.get("displayName") or "Presence bridge"),
         )
         return web.json_response(app.to_json(), status=201)
+
+    async def grant(self, request: web.Request) -> web.Response:
+        roles = (await _json(request)).get("roles")
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise web.HTTPBadRequest(text='expected {"roles": ["Calendars.ReadWrite", ...]}')
+        return web.json_response(self.emulator.grant(request.match_info["client_id"], roles).to_json())
+
+    async def restrict_access(self, request: web.Request) -> web.Response:
+        users = (await _json(request)).get("users")
+        if users is not None and (not isinstance(users, list) or not all(isinstance(u, str) for u in users)):
+            raise web.HTTPBadRequest(text='expected {"users": ["adele@contoso.com", ...] | null}')
+        return web.json_response(self.emulator.restrict_access(request.match_info["client_id"], users).to_json())
 
     async def list_users(self, request: web.Request) -> web.Response:
         return web.json_response({"value": [user.to_json() for user in self.emulator.state.users.values()]})

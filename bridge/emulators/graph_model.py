@@ -18,7 +18,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,8 +42,23 @@ MAX_SUBSCRIPTION_MINUTES = 10_080
 MAX_CLIENT_STATE = 128
 CHANGE_TYPES = ("created", "updated", "deleted")
 GRAPH_EVENT_TYPE = "#Microsoft.Graph.Event"
-# The application roles an admin grants the bridge's app registration; carried in the token for realism only.
-_ROLES = ["Calendars.ReadWrite", "Mail.Send", "User.Read.All"]
+# The application roles an admin grants the bridge's app registration unless a test says otherwise.
+DEFAULT_ROLES = frozenset({"Calendars.ReadWrite", "Mail.Send", "User.Read.All"})
+_READ_CALENDARS = frozenset({"Calendars.Read", "Calendars.ReadWrite"})
+_WRITE_CALENDARS = frozenset({"Calendars.ReadWrite"})
+# Any one of these application permissions allows the call (route, method).
+_NEEDED_ROLES: dict[tuple[str, str], frozenset[str]] = {
+    ("user", "GET"): frozenset({"User.Read.All", "User.ReadBasic.All", "Directory.Read.All"}),
+    ("events", "GET"): _READ_CALENDARS,
+    ("events", "POST"): _WRITE_CALENDARS,
+    ("event", "GET"): _READ_CALENDARS,
+    ("event", "PATCH"): _WRITE_CALENDARS,
+    ("event", "DELETE"): _WRITE_CALENDARS,
+    ("instances", "GET"): _READ_CALENDARS,
+    ("calendarView", "GET"): _READ_CALENDARS,
+    ("delta", "GET"): _READ_CALENDARS,
+    ("sendMail", "POST"): frozenset({"Mail.Send"}),
+}
 _RESOURCE = re.compile(r"^/?users(?:/|\(')(?P<user>[^/']+)(?:'\))?(?:/calendar)?/events/?$", re.IGNORECASE)
 # Exchange change keys are base64 of a fixed header, a store id and a counter (compare the fixtures' keys).
 _CHANGE_KEY_HEADER = b"\x0f\x00\x00\x00\x16\x00\x00\x00"
@@ -56,14 +71,20 @@ class AppRegistration:
     client_secret: str
     display_name: str = "Presence bridge"
     service_principal_id: str = field(default_factory=new_guid)
+    # Application permissions with admin consent: a token carries those granted when it was issued.
+    roles: frozenset[str] = DEFAULT_ROLES
+    # An Exchange Online application access policy: the user ids whose mailboxes the app may reach (None: all).
+    mailbox_scope: frozenset[str] | None = None
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "tenantId": self.tenant_id,
             "clientId": self.client_id,
             "clientSecret": self.client_secret,
             "displayName": self.display_name,
             "servicePrincipalId": self.service_principal_id,
+            "roles": sorted(self.roles),
+            "mailboxScope": None if self.mailbox_scope is None else sorted(self.mailbox_scope),
         }
 
 
@@ -267,6 +288,44 @@ class GraphState:
             owner = Owner(user.id, user.user_principal_name, user.display_name, user.mail)
             self.mailboxes[user.id] = Mailbox(owner, new_change_key=self.new_change_key, on_change=self._changed)
         return user
+
+    def grant(self, client_id: str, roles: Iterable[str]) -> AppRegistration:
+        """Set the app's application permissions (admin consent given); tokens issued before keep their roles."""
+        return self._replace_app(client_id, roles=frozenset(roles))
+
+    def restrict_access(self, client_id: str, users: Iterable[str] | None) -> AppRegistration:
+        """An application access policy: the app reaches only these users' mailboxes (None: lift the policy)."""
+        scope = None if users is None else frozenset(self._user_id(user) for user in users)
+        return self._replace_app(client_id, mailbox_scope=scope)
+
+    def _replace_app(self, client_id: str, **changes: Any) -> AppRegistration:
+        app = replace(self.apps[client_id.lower()], **changes)
+        self.apps[app.client_id] = app
+        return app
+
+    def _user_id(self, key: str) -> str:
+        user = self.find_user(key)
+        if user is None:
+            raise ValueError(f"no user {key!r}")
+        return user.id
+
+    def authorize(self, app: AppRegistration, route: str, method: str, user: DirectoryUser | None) -> None:
+        """Graph's 403 when the token lacks the application permission for the call, or a policy keeps the app
+        out of the mailbox (permissions: Microsoft's Graph permissions reference; the bodies: what Graph sends)."""
+        needed = _NEEDED_ROLES.get((route, method))
+        if needed is not None and not needed & app.roles:
+            if route == "user":
+                message = "Insufficient privileges to complete the operation."
+                raise GraphError(403, "Authorization_RequestDenied", message)
+            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        # The policy is Exchange's, read when the call arrives (the current registration, not the token's copy).
+        scope = self.apps[app.client_id].mailbox_scope if app.client_id in self.apps else None
+        if route != "user" and user is not None and scope is not None and user.id not in scope:
+            raise GraphError(
+                403,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
+            )
 
     def find_user(self, key: str) -> DirectoryUser | None:
         """A user by object id or userPrincipalName (or mail), case-insensitively."""
@@ -608,7 +667,7 @@ def _jwt(app: AppRegistration, issued: datetime) -> str:
         "exp": stamp + TOKEN_LIFETIME_S,
         "appid": app.client_id,
         "oid": app.service_principal_id,
-        "roles": _ROLES,
+        "roles": sorted(app.roles),
         "tid": app.tenant_id,
         "uti": random_token(12),
     }

@@ -5,7 +5,8 @@ It checks every POST the way an integrator should (Standard Webhooks: `webhook-i
 a `whsec_` secret; a timestamp more than `tolerance_s` away from now is refused) and answers 401 when it fails.
 It records every accepted change once (by change id, counting the duplicates that at-least-once delivery
 brings) and checks each mailbox's sequence numbers: a change that skips one or goes backwards is an anomaly.
-It also notices two requests for one mailbox in flight at the same time (`overlaps`). It shares no code with
+It also notices two requests for one mailbox in flight at the same time (`overlaps`), and accepts and counts
+`ping`s (`pings`), the change type without an appointment that receivers may ignore. It shares no code with
 the bridge: it is the other side of the wire, so it must not share the bridge's reading of the contract.
 
 In-process use (tests)::
@@ -58,6 +59,7 @@ from bridge.emulators.running import run_standalone, serve, until_signalled
 log = logging.getLogger(__name__)
 
 HOOK_PATH = "/hooks/exchange"
+PING = "ping"  # a change type that carries no appointment: accepted (2xx), counted, otherwise ignored
 DEFAULT_TOLERANCE_S = 300.0  # Standard Webhooks' suggested replay window
 
 
@@ -139,6 +141,7 @@ class WorkforceReceiver:
         self.changes: list[dict[str, Any]] = []
         self.anomalies: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
+        self.pings = 0
         self._seen: dict[str, int] = {}  # change id → how often it arrived
         self._last_sequence: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
@@ -196,6 +199,7 @@ class WorkforceReceiver:
         self.changes.clear()
         self.anomalies.clear()
         self.requests.clear()
+        self.pings = 0
         self._seen.clear()
         self._last_sequence.clear()
         self._counters.update(overlaps=0, peakInFlight=self._counters["inFlight"])
@@ -231,6 +235,7 @@ class WorkforceReceiver:
             "byStatus": statuses,
             "rejected": statuses.get("401", 0),
             "changes": len(self.changes),
+            "pings": self.pings,
             "duplicates": self.duplicates,
             "anomalies": list(self.anomalies),
             "lastSequence": dict(self._last_sequence),
@@ -263,6 +268,9 @@ class WorkforceReceiver:
         changes = _changes(body)
         if changes is None:
             return self._answer(entry, 400, 'the body is not {"changes": [change, ...]} with id, mailbox, sequence')
+        # A `ping` (the bridge's preflight) asks only whether the endpoint is there and takes the signature.
+        pings = sum(change.get("type") == PING for change in changes)
+        changes = [change for change in changes if change.get("type") != PING]
         mailboxes = sorted({change["mailbox"] for change in changes})
         entry.update(mailboxes=mailboxes, changes=len(changes))
         if len(mailboxes) > 1:
@@ -279,12 +287,14 @@ class WorkforceReceiver:
                 if self._failure.spent:
                     self._failure = None
                 return self._answer(entry, status, "failing on purpose")
+            self.pings += pings
             async with self._arrived:
                 accepted = sum(self._record(change) for change in changes)
                 self._arrived.notify_all()
         finally:
             self._leave(mailboxes)
-        log.info("accepted %d new of %d changes (%s)", accepted, len(changes), ", ".join(mailboxes))
+        if changes:
+            log.info("accepted %d new of %d changes (%s)", accepted, len(changes), ", ".join(mailboxes))
         entry["status"] = 200
         return web.json_response({"accepted": accepted, "duplicates": len(changes) - accepted})
 
@@ -393,11 +403,10 @@ def _changes(body: bytes) -> list[dict[str, Any]] | None:
     if not isinstance(changes, list) or not changes:
         return None
     for change in changes:
-        if not (
-            isinstance(change, dict)
-            and isinstance(change.get("id"), str)
-            and isinstance(change.get("mailbox"), str)
-            and type(change.get("sequence")) is int
+        if not isinstance(change, dict) or not isinstance(change.get("id"), str):
+            return None
+        if change.get("type") != PING and not (
+            isinstance(change.get("mailbox"), str) and type(change.get("sequence")) is int
         ):
             return None
     return changes

@@ -120,8 +120,9 @@ class CalendarSource(Protocol):
 
     async def send_mail(self, sender: str, message: MailMessage) -> None: ...
 
-    async def test_connection(self, mailboxes: tuple[str, ...]) -> ConnectionReport:
-        """Check credentials, reachability and that each mailbox can be opened; report every problem."""
+    async def test_connection(self, mailboxes: tuple[str, ...], *, sender: str | None = None) -> ConnectionReport:
+        """Check credentials, permissions, reachability and that each mailbox (and the mail `sender`, when this
+        source sends mail) can be opened; report what passed and every problem."""
         ...
 
     async def close(self) -> None: ...

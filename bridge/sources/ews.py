@@ -73,8 +73,9 @@ from bridge.domain import (
     WriteResult,
 )
 from bridge.sources import ews_wire as wire
-from bridge.sources.base import Conflict, ItemNotFound, SourceError
+from bridge.sources.base import Conflict, ItemNotFound, SourceError, Unavailable
 from bridge.sources.ews_errors import connection_problem, translate
+from bridge.sources.unreachable import why_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -583,20 +584,29 @@ class EwsSource:
 
     # -- health --------------------------------------------------------------------------------------------
 
-    async def test_connection(self, mailboxes: tuple[str, ...]) -> ConnectionReport:
+    async def test_connection(self, mailboxes: tuple[str, ...], *, sender: str | None = None) -> ConnectionReport:
+        passed: list[str] = []
         problems: list[str] = []
-        details: dict[str, str] = {}
         now = datetime.now(UTC)
-        for mailbox in mailboxes:
+        for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             try:
                 await self._run(f"reading the calendar of {mailbox}", functools.partial(self._probe, mailbox, now))
-                details[mailbox] = "ok"
+            except Unavailable as exc:
+                if exc.code == "TLS":
+                    problems.append(f"TLS verification of {self._endpoint} failed (set ca_file to the server's CA?)")
+                    break
+                setting = f"sources.{self.name}.service_endpoint"
+                return ConnectionReport(
+                    self.name, tuple(passed), tuple(problems), (why_unreachable(exc, self._endpoint, setting),)
+                )
             except SourceError as exc:
                 problem, fatal = connection_problem(exc, mailbox, endpoint=self._endpoint, username=self._username)
-                problems.append(f"{self.name}: {problem}")
+                problems.append(problem)
                 if fatal:
                     break
-        return ConnectionReport(self.name, tuple(problems), details)
+            else:
+                passed.append(f"{mailbox}: calendar readable" + (" (mail sender)" if mailbox == sender else ""))
+        return ConnectionReport(self.name, tuple(passed), tuple(problems))
 
     def _probe(self, mailbox: str, now: datetime) -> None:
         # A one-minute CalendarView: authentication, impersonation and the mailbox in one cheap request.

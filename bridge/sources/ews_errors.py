@@ -78,17 +78,15 @@ def translate(exc: Exception, what: str) -> SourceError:
 
 
 def connection_problem(exc: SourceError, mailbox: str, *, endpoint: str, username: str) -> tuple[str, bool]:
-    """What a connection test tells the administrator, and whether the other mailboxes need not be tried."""
+    """What a connection test tells the administrator about a refusal, and whether the other mailboxes need not be
+    tried (a connection that fails is `why_unreachable`'s)."""
     if isinstance(exc, AuthFailed):
-        return f"the service account {username} was refused (wrong password or locked out): {exc}", True
-    if isinstance(exc, Unavailable) and exc.code == "TLS":
-        return f"TLS verification of {endpoint} failed (set ca_file to the server's CA?): {exc}", True
-    if isinstance(exc, Unavailable):
-        return f"cannot reach {endpoint}: {exc}", True
+        return f"the service account {username} was refused (wrong password, or locked out): {exc}", True
     if exc.code == "ErrorImpersonateUserDenied":
-        return f"{mailbox}: {username} may not impersonate it (ApplicationImpersonation role missing): {exc}", False
+        fix = "give it the ApplicationImpersonation role, or set impersonation: false for delegate access"
+        return f"{mailbox}: {username} may not impersonate this mailbox ({fix})", False
     if exc.code == "ErrorAccessDenied":
-        return f"{mailbox}: {username} has no delegate access to it: {exc}", False
+        return f"{mailbox}: {username} has no delegate access to this mailbox: {exc}", False
     if exc.code == "ErrorNonExistentMailbox":
-        return f"{mailbox}: no such mailbox on {endpoint}: {exc}", False
+        return f"{mailbox}: no such mailbox on {endpoint}", False
     return f"{mailbox}: {exc}", False

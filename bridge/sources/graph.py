@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 import time
 from collections import OrderedDict
@@ -68,6 +69,7 @@ from bridge.sources.base import (
     Unavailable,
     Unreachable,
 )
+from bridge.sources.unreachable import why_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ def graph_source(config: GraphSourceConfig) -> GraphSource:
         config.name,
         credential,
         graph_url=config.graph_url,
+        authority=config.authority_host,
         ca_file=ca_file,
         max_concurrency=config.max_concurrency,
     )
@@ -200,6 +203,7 @@ class GraphSource:
         credential: AsyncTokenCredential,
         *,
         graph_url: str = "https://graph.microsoft.com/v1.0",
+        authority: str = "https://login.microsoftonline.com",
         ca_file: str | None = None,
         max_concurrency: int = 4,
         page_size: int = 200,
@@ -215,6 +219,11 @@ class GraphSource:
         self._master_cache_size = master_cache_size
         host = urlsplit(graph_url).hostname or ""
         auth = AzureIdentityAuthenticationProvider(self._credential, allowed_hosts=[host])
+        # The scope kiota asks for with every request (derived from the host), so the connection test's token is
+        # the one the requests use.
+        self._scope = f"{urlsplit(graph_url).scheme}://{host}/.default"
+        self._graph_url = graph_url
+        self._authority = authority
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         # httpcore scans every pooled connection (a socket poll and getpeername each) on every request: a pool
         # much larger than the requests in flight costs more than it saves (bench/relay.py, docs/graph-source.md).
@@ -496,11 +505,34 @@ class GraphSource:
 
     # -- health --------------------------------------------------------------------------------------------
 
-    async def test_connection(self, mailboxes: tuple[str, ...]) -> ConnectionReport:
+    async def test_connection(self, mailboxes: tuple[str, ...], *, sender: str | None = None) -> ConnectionReport:
+        """A token, the application permissions it carries, then one small calendar read per mailbox (and the
+        mail sender's), each failure named the way Entra ID or Exchange Online wants it fixed."""
+        passed: list[str] = []
         problems: list[str] = []
-        details: dict[str, str] = {}
+        try:
+            token = await self._credential.get_token(self._scope)
+        except ClientAuthenticationError as exc:
+            problems.append(f"Entra ID refused the app's credentials: {_entra_reason(exc)}")
+            return ConnectionReport(self.name, (), tuple(problems))
+        except ServiceRequestError as exc:
+            unreachable = why_unreachable(exc, self._authority, f"sources.{self.name}.authority_host")
+            return ConnectionReport(self.name, (), (), (unreachable,))
+        needed = ["Calendars.ReadWrite", *(["Mail.Send"] if sender else [])]
+        roles = wire.token_roles(token.token)
+        missing = [role for role in needed if roles is not None and role not in roles]
+        if missing:
+            granted = ", ".join(sorted(roles or ())) or "none"
+            problems.append(
+                f"the app lacks the application permission {', '.join(missing)} (granted: {granted}); add it in"
+                " Entra ID (API permissions, Microsoft Graph, application permissions) and grant admin consent"
+            )
+        elif roles is not None:
+            passed.append(f"token issued; application permissions {', '.join(needed)} granted")
+        else:
+            passed.append("token issued (its permissions cannot be read from it: the calendar reads below tell)")
         now = datetime.now(UTC)
-        for mailbox in mailboxes:
+        for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             view = self._client.users.by_user_id(mailbox).calendar_view
             query = view.CalendarViewRequestBuilderGetQueryParameters(
                 start_date_time=iso_utc(now), end_date_time=iso_utc(now + timedelta(days=1)), top=1, select=["id"]
@@ -508,13 +540,18 @@ class GraphSource:
             request = view.to_get_request_information(RequestConfiguration(query_parameters=query))
             try:
                 await self._send(mailbox, request, f"reading the calendar of {mailbox}")
-                details[mailbox] = "ok"
+            except (Unavailable, Throttled) as exc:
+                setting = f"sources.{self.name}.graph_url"
+                text = str(exc) if exc.status else why_unreachable(exc, self._graph_url, setting)
+                return ConnectionReport(self.name, tuple(passed), tuple(problems), (text,))
             except AuthFailed as exc:
-                problems.append(f"{self.name}: the app's credentials were refused: {exc}")
+                problems.append(f"Graph refused the app's token: {exc}")
                 break
             except SourceError as exc:
-                problems.append(f"{self.name}: {mailbox}: {exc}")
-        return ConnectionReport(self.name, tuple(problems), details)
+                problems.append(f"{mailbox}: {_mailbox_refusal(exc)}")
+            else:
+                passed.append(f"{mailbox}: calendar readable" + (" (mail sender)" if mailbox == sender else ""))
+        return ConnectionReport(self.name, tuple(passed), tuple(problems))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -617,6 +654,29 @@ def _bearer(request: RequestInformation) -> str | None:
         if scheme.lower() == "bearer":
             return str(token)
     return None
+
+
+def _entra_reason(exc: ClientAuthenticationError) -> str:
+    """Entra's AADSTS line from a refused token request, without the JSON, trace ids and timestamps around it."""
+    text = exc.message or str(exc)
+    found = re.search(r"AADSTS\d+: [^.]*\.", text)
+    return found[0] if found else text.splitlines()[0]
+
+
+def _mailbox_refusal(exc: SourceError) -> str:
+    """Why Exchange Online would not let the app read a mailbox, and where that is fixed."""
+    if exc.status == 403 and ("AccessPolicy" in str(exc) or "[RAOP]" in str(exc)):
+        return (
+            "an application access policy keeps the app out of this mailbox (Exchange Online PowerShell:"
+            " Test-ApplicationAccessPolicy; add the mailbox to the policy's group)"
+        )
+    if exc.status == 403:
+        return f"access denied ({exc.code or 403}): the app lacks Calendars.ReadWrite for it"
+    if exc.code == "MailboxNotEnabledForRESTAPI":
+        return "has no Exchange Online mailbox (on-premises, inactive or soft-deleted: an ews source reaches it)"
+    if exc.status == 404:
+        return f"no such mailbox in the tenant ({exc.code or 404})"
+    return str(exc)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -7,6 +7,8 @@ reads are declared; msgspec skips the rest without building them.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -258,3 +260,21 @@ def to_appointment(event: WireEvent, master: WireEvent | None = None) -> Appoint
         bridge_ref=bridge_ref_of(event) or bridge_ref_of(details),
         transaction_id=details.transaction_id,
     )
+
+
+def token_roles(token: str) -> frozenset[str] | None:
+    """The application permissions (`roles` claim) an Entra access token carries; None when it cannot be read.
+
+    Graph's app-only tokens are JWTs whose claims a client may read (Microsoft's "access token claims
+    reference"); they are not verified here: Graph verifies them, this only names what is missing.
+    """
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    # Entra leaves the claim out of a token whose app was granted no application permission at all.
+    roles = claims.get("roles", [])
+    return frozenset(str(role) for role in roles) if isinstance(roles, list) else None

@@ -20,9 +20,8 @@ import aiohttp
 import pytest
 
 from bridge.emulators.workforce import SignatureError, WorkforceReceiver, verify
-from tests.conftest import WORKFORCE_SECRET
+from tests.conftest import OTHER_SECRET, WORKFORCE_SECRET
 
-OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-key-entirely-45678901").decode()
 # The Standard Webhooks test vector (its reference libraries' tests): secret, id, timestamp, body, signature.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -138,6 +137,26 @@ async def test_a_signed_change_is_accepted_and_recorded(workforce: WorkforceRece
     assert response.status == 200
     assert workforce.changes == [sent]
     assert workforce.stats()["rejected"] == 0
+
+
+async def test_a_signed_ping_is_accepted_counted_and_not_recorded_as_a_change(
+    workforce: WorkforceReceiver, sender: Sender
+) -> None:
+    ping = {"id": str(uuid.uuid4()), "type": "ping", "occurred_at": "2026-11-23T06:00:00Z"}
+
+    response = await sender.post([ping])
+
+    assert response.status == 200
+    assert (workforce.changes, workforce.anomalies, workforce.stats()["pings"]) == ([], [], 1)
+
+
+async def test_a_ping_with_a_wrong_signature_is_rejected_with_401(workforce: WorkforceReceiver, sender: Sender) -> None:
+    ping = {"id": str(uuid.uuid4()), "type": "ping", "occurred_at": "2026-11-23T06:00:00Z"}
+
+    response = await sender.post([ping], secret=OTHER_SECRET)
+
+    assert response.status == 401
+    assert workforce.stats()["pings"] == 0
 
 
 async def test_a_tampered_body_is_rejected_with_401(workforce: WorkforceReceiver, sender: Sender) -> None:
