@@ -243,9 +243,11 @@ def _is_secret(hide: re.Pattern[str] | None, path: JsonPath) -> bool:
 def _explain(error: ValidationError, doc: YamlDocument, *, secret: bool) -> Iterable[tuple[JsonPath, str]]:
     path = list(error.absolute_path)
     subschema = error.schema if isinstance(error.schema, Mapping) else {}
+    wanted = subschema.get("type")
+    text_wanted = "string" in (wanted if isinstance(wanted, list) else [wanted])
     written = None if secret else doc.plain_scalar(path)
-    read = json.dumps(error.instance)
-    if error.validator == "type" and "string" in error.validator_value and written not in (None, read):
+    read = json.dumps(error.instance) if isinstance(error.instance, int | float) else None
+    if error.validator == "type" and text_wanted and read and written not in (None, read):
         # YAML 1.1 reads an unquoted 0123 as the octal number 83, 1_000 as 1000, 12:30 as 750 (base 60), no as false.
         kind = "boolean" if isinstance(error.instance, bool) else "number"
         yield path, f"{written} was read as the {kind} {read}; quote it to keep it as text: '{written}'"

@@ -385,6 +385,8 @@ async def test_check_with_a_wrong_secret_prints_only_the_bridges_line(
     assert code == 1
     assert lines == [
         "FAILED: online: Entra ID refused the app's credentials: AADSTS7000215: Invalid client secret provided."
+        " Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a"
+        f" secret added to app '{tenant_app.client_id}'. (sources.online.client_secret)"
     ]
     # azure-identity's own WARNING, with Entra's JSON answer, is for --log-level DEBUG.
     assert err == "check: something above must be fixed (exit 1)\n"
@@ -396,7 +398,9 @@ async def test_check_names_a_missing_application_permission(
     graph_emulator.grant(tenant_app.client_id, ["Calendars.Read"])
     mail = "mail: {sender: AdeleV@contoso.com}\n"
     mailboxes = (adele.user_principal_name,)
-    path = emulator_config(tmp_path, graph_emulator, tenant_app, tenant_app.client_secret, mailboxes=mailboxes, extra=mail)
+    path = emulator_config(
+        tmp_path, graph_emulator, tenant_app, tenant_app.client_secret, mailboxes=mailboxes, extra=mail
+    )
 
     code, lines, _ = await check(path)
 

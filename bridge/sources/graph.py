@@ -513,7 +513,8 @@ class GraphSource:
         try:
             token = await self._credential.get_token(self._scope)
         except ClientAuthenticationError as exc:
-            problems.append(f"Entra ID refused the app's credentials: {_entra_reason(exc)}")
+            reason, setting = _entra_reason(exc)
+            problems.append(f"Entra ID refused the app's credentials: {reason} (sources.{self.name}.{setting})")
             return ConnectionReport(self.name, (), tuple(problems))
         except ServiceRequestError as exc:
             unreachable = why_unreachable(exc, self._authority, f"sources.{self.name}.authority_host")
@@ -656,11 +657,24 @@ def _bearer(request: RequestInformation) -> str | None:
     return None
 
 
-def _entra_reason(exc: ClientAuthenticationError) -> str:
-    """Entra's AADSTS line from a refused token request, without the JSON, trace ids and timestamps around it."""
+# Entra's errors for a wrong tenant, an unknown application and a wrong secret or certificate, by AADSTS number
+# (Microsoft's "Microsoft Entra authentication and authorization error codes").
+_ENTRA_SETTINGS = {
+    "90002": "tenant_id",
+    "700016": "client_id",
+    "7000215": "client_secret",
+    "700027": "certificate_path",
+}
+
+
+def _entra_reason(exc: ClientAuthenticationError) -> tuple[str, str]:
+    """Entra's AADSTS sentences from a refused token request (without the JSON, trace ids and timestamps around
+    them), and the setting they point at."""
     text = exc.message or str(exc)
-    found = re.search(r"AADSTS\d+: [^.]*\.", text)
-    return found[0] if found else text.splitlines()[0]
+    found = re.search(r"AADSTS(\d+): (.*?)(?: Trace ID:|'$|$)", text, re.DOTALL)
+    if found is None:
+        return text.splitlines()[0], "client_secret"
+    return f"AADSTS{found[1]}: {found[2].strip()}", _ENTRA_SETTINGS.get(found[1], "client_secret")
 
 
 def _mailbox_refusal(exc: SourceError) -> str:

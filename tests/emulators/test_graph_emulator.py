@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ from tests.emulators.graph_helpers import (
     GraphHttp,
     assert_shape,
     event_payload,
+    fetch_token,
     fixture,
 )
 
@@ -156,6 +158,127 @@ async def test_error_echoes_client_request_id(graph: GraphHttp) -> None:
 
     assert answer.body["error"]["innerError"]["client-request-id"] == "abc-123"
     assert answer.headers["client-request-id"] == "abc-123"
+
+
+def claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
+
+
+async def test_a_token_carries_the_apps_application_permissions_as_roles(
+    http_session: aiohttp.ClientSession, graph_base_url: str, graph_emulator: GraphEmulator, tenant_app: AppRegistration
+) -> None:
+    graph_emulator.grant(tenant_app.client_id, ["Calendars.Read", "Mail.Send"])
+
+    token = await fetch_token(http_session, graph_base_url, tenant_app)
+
+    assert claims(token)["roles"] == ["Calendars.Read", "Mail.Send"]
+
+
+async def regranted(
+    http_session: aiohttp.ClientSession, graph_base_url: str, emulator: GraphEmulator, app: AppRegistration, *roles: str
+) -> GraphHttp:
+    """A client whose token was issued after the app was granted only `roles`."""
+    emulator.grant(app.client_id, roles)
+    return GraphHttp(http_session, graph_base_url, await fetch_token(http_session, graph_base_url, app))
+
+
+async def test_a_write_without_calendars_readwrite_answers_403_access_denied(
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+) -> None:
+    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.Read")
+
+    read = await graph.get(EVENTS)
+    write = await graph.post(EVENTS, event_payload())
+
+    assert read.status == 200
+    assert write.status == 403
+    assert write.body["error"]["code"] == "ErrorAccessDenied"
+    assert write.body["error"]["message"] == "Access is denied. Check credentials and try again."
+
+
+async def test_send_mail_without_mail_send_answers_403(
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+) -> None:
+    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.ReadWrite")
+    message = {"message": {"subject": "s", "body": {"content": "b"}, "toRecipients": []}}
+
+    answer = await graph.post("/v1.0/users/AdeleV@contoso.com/sendMail", message)
+
+    assert (answer.status, answer.body["error"]["code"]) == (403, "ErrorAccessDenied")
+    assert graph_emulator.sent_mail() == []
+
+
+async def test_a_token_keeps_the_roles_it_was_issued_with(
+    graph: GraphHttp, graph_emulator: GraphEmulator, tenant_app: AppRegistration
+) -> None:
+    graph_emulator.grant(tenant_app.client_id, [])  # consent withdrawn: only new tokens lack the roles
+
+    assert (await graph.get(EVENTS)).status == 200
+
+
+async def test_reading_a_user_without_a_directory_permission_answers_authorization_request_denied(
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+) -> None:
+    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.ReadWrite")
+
+    answer = await graph.get("/v1.0/users/AdeleV@contoso.com")
+
+    assert (answer.status, answer.body["error"]["code"]) == (403, "Authorization_RequestDenied")
+
+
+async def test_an_application_access_policy_keeps_the_app_out_of_other_mailboxes(
+    graph: GraphHttp, graph_emulator: GraphEmulator, tenant_app: AppRegistration, bob: DirectoryUser
+) -> None:
+    graph_emulator.restrict_access(tenant_app.client_id, ["AdeleV@contoso.com"])
+
+    allowed = await graph.get(EVENTS)
+    refused = await graph.get("/v1.0/users/bob@contoso.com/events")
+    directory = await graph.get("/v1.0/users/bob@contoso.com")
+
+    assert allowed.status == 200
+    assert refused.status == 403
+    assert refused.body["error"]["code"] == "ErrorAccessDenied"
+    assert "Blocked by tenant configured AppOnly AccessPolicy settings" in refused.body["error"]["message"]
+    assert directory.status == 200  # the policy is Exchange's: the directory is not behind it
+
+
+async def test_lifting_the_access_policy_opens_every_mailbox_again(
+    graph: GraphHttp, graph_emulator: GraphEmulator, tenant_app: AppRegistration, bob: DirectoryUser
+) -> None:
+    graph_emulator.restrict_access(tenant_app.client_id, ["AdeleV@contoso.com"])
+    graph_emulator.restrict_access(tenant_app.client_id, None)
+
+    assert (await graph.get("/v1.0/users/bob@contoso.com/events")).status == 200
+
+
+async def test_the_control_api_grants_roles_and_sets_an_access_policy(
+    http_session: aiohttp.ClientSession, graph_base_url: str, tenant_app: AppRegistration, adele: DirectoryUser
+) -> None:
+    base = f"{graph_base_url}/_control/apps/{tenant_app.client_id}"
+    async with http_session.put(f"{base}/roles", json={"roles": ["Calendars.Read"]}) as response:
+        granted = await response.json()
+    async with http_session.put(f"{base}/accessPolicy", json={"users": ["AdeleV@contoso.com"]}) as response:
+        restricted = await response.json()
+    async with http_session.put(f"{base}/roles", json={"roles": "all"}) as response:
+        refused = response.status
+
+    assert granted["roles"] == ["Calendars.Read"]
+    assert restricted["mailboxScope"] == [adele.id]
+    assert refused == 400
 
 
 # -- users -----------------------------------------------------------------------------------------------------

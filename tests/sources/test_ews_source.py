@@ -178,14 +178,13 @@ async def test_server_busy_is_throttled_with_its_back_off_for_that_mailbox_only(
     assert other.full_round
 
 
-async def test_an_unknown_mailbox_is_not_found(source: EwsSource) -> None:
+async def test_an_unknown_mailbox_is_not_found(source: EwsSource, ews: EwsEmulator) -> None:
     with pytest.raises(MailboxNotFound):
         await source.read_delta("nobody@corp.example", WINDOW, None)
     report = await source.test_connection((ALICE, "nobody@corp.example"))
 
-    assert report.details == {ALICE: "ok"}
-    assert len(report.problems) == 1
-    assert "nobody@corp.example: no such mailbox" in report.problems[0]
+    assert report.passed == (f"{ALICE}: calendar readable",)
+    assert report.problems == (f"nobody@corp.example: no such mailbox on {ews.url}",)
 
 
 async def test_impersonation_denied_is_mailbox_not_found(source: EwsSource, ews: EwsEmulator) -> None:
@@ -225,7 +224,9 @@ async def test_an_unreachable_server_is_unavailable() -> None:
     finally:
         await source.close()
 
-    assert "cannot reach" in report.problems[0]
+    port = url.split(":")[2].split("/")[0]
+    assert report.unreachable == (f"connection refused by 127.0.0.1:{port} (sources.gone.service_endpoint)",)
+    assert report.problems == ()
 
 
 async def test_tls_is_verified_with_the_configured_ca_file(tmp_path: Any) -> None:

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
-from bridge.sources.graph import GraphSource
-from tests.conftest import graph_source_for
+from bridge.sources.graph import GraphSource, graph_source
+from tests.conftest import free_port, graph_source_for
 from tests.sources.conformance import WINDOW, CalendarSourceContract, at
 
 
@@ -284,7 +285,11 @@ async def test_a_wrong_secret_is_an_auth_failure(
     finally:
         await wrong.close()
     assert not report.ok
-    assert "credentials were refused" in report.problems[0]
+    assert report.problems == (
+        "Entra ID refused the app's credentials: AADSTS7000215: Invalid client secret provided. Ensure the secret"
+        " being sent in the request is the client secret value, not the client secret ID, for a secret added to app"
+        f" '{tenant_app.client_id}'. (sources.online.client_secret)",
+    )
 
 
 async def test_an_unknown_mailbox_is_reported(source: GraphSource) -> None:
@@ -366,3 +371,81 @@ async def test_a_rotated_secret_is_an_auth_failure_after_one_new_token_request(
         await source.read_delta(mailbox, WINDOW, None)
 
     assert token_requests(graph_emulator) == before + 1
+
+
+async def test_the_connection_test_names_missing_application_permissions(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
+) -> None:
+    graph_emulator.grant(tenant_app.client_id, ["Calendars.Read", "User.Read.All"])
+    source = graph_source_for(graph_emulator, tenant_app)
+    try:
+        report = await source.test_connection((mailbox,), sender=mailbox)
+    finally:
+        await source.close()
+
+    assert report.problems == (
+        "the app lacks the application permission Calendars.ReadWrite, Mail.Send (granted: Calendars.Read,"
+        " User.Read.All); add it in Entra ID (API permissions, Microsoft Graph, application permissions) and grant"
+        " admin consent",
+    )
+    assert report.passed == (f"{mailbox}: calendar readable (mail sender)",)
+
+
+async def test_the_connection_test_passes_with_the_permissions_granted(source: GraphSource, mailbox: str) -> None:
+    report = await source.test_connection((mailbox,), sender=mailbox)
+
+    assert report.ok
+    assert report.passed == (
+        "token issued; application permissions Calendars.ReadWrite, Mail.Send granted",
+        f"{mailbox}: calendar readable (mail sender)",
+    )
+
+
+async def test_the_connection_test_names_a_mailbox_an_access_policy_excludes(
+    source: GraphSource, graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str, bob: DirectoryUser
+) -> None:
+    graph_emulator.restrict_access(tenant_app.client_id, [mailbox])
+
+    report = await source.test_connection((mailbox, bob.user_principal_name))
+
+    assert report.problems == (
+        f"{bob.user_principal_name}: an application access policy keeps the app out of this mailbox (Exchange Online"
+        " PowerShell: Test-ApplicationAccessPolicy; add the mailbox to the policy's group)",
+    )
+    with pytest.raises(MailboxNotFound):  # the engine takes the policy's 403 as a mailbox it may not open
+        await source.read_delta(bob.user_principal_name, WINDOW, None)
+
+
+async def test_the_connection_test_tells_a_mailbox_without_exchange_online(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.add_user("onprem@contoso.com", has_mailbox=False)
+
+    report = await source.test_connection(("onprem@contoso.com",))
+
+    assert report.problems == (
+        "onprem@contoso.com: has no Exchange Online mailbox (on-premises, inactive or soft-deleted: an ews source"
+        " reaches it)",
+    )
+
+
+async def test_the_connection_test_says_which_setting_points_at_an_unreachable_graph(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
+) -> None:
+    port = free_port()
+    config = GraphSourceConfig(
+        name="online",
+        tenant_id=tenant_app.tenant_id,
+        client_id=tenant_app.client_id,
+        client_secret=tenant_app.client_secret,
+        authority_host=f"https://127.0.0.1:{port}",
+        graph_url=graph_emulator.graph_url,
+        ca_file=graph_emulator.ca_file,
+    )
+    source = graph_source(config)
+    try:
+        report = await source.test_connection((mailbox,))
+    finally:
+        await source.close()
+
+    assert report.unreachable == (f"connection refused by 127.0.0.1:{port} (sources.online.authority_host)",)
