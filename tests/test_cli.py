@@ -584,3 +584,9 @@ def test_mailboxes_add_refuses_a_workforce_id_another_mailbox_has(
 
     assert code == 1
     assert "workforce id 'E1001' belongs to the active mailbox adele@contoso.com" in err
+
+
+def test_the_shipped_systemd_unit_checks_the_files_only_before_starting() -> None:
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "presence-bridge.service").read_text()
+    [pre] = [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert pre.split()[1:] == ["check", "--offline"]
