@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
+import shutil
 import socket
 import tempfile
 import textwrap
@@ -22,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config, load_config
+from bridge.domain import FreeBusy
 from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
+from bridge.templates import TemplateMapping
 
 SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
 PEOPLE = [("AdeleV@contoso.com", "Adele Vance", "E1001"), ("GradyA@contoso.com", "Grady Archie", "E1002")]
@@ -47,13 +51,19 @@ def _event(subject: str, day: date, start: float, end: float, show_as: str = "bu
     return {"subject": subject, "start": _at(day, start), "end": _at(day, end), "showAs": show_as, **extra}
 
 
-def seed(graph: GraphEmulator, today: date) -> None:
-    """A realistic mix: what is shown, what is masked and what is never shown."""
+def seed(graph: GraphEmulator, today: date) -> list[tuple[str, dict[str, Any]]]:
+    """A realistic mix: what is shown, what is masked and what is never shown; returns (address, event) made."""
     adele, grady, lee = (person[0] for person in PEOPLE)
     day = today + timedelta(days=1)
-    graph.create_event_as_outlook(adele, _event("Customer visit", day, 9, 10.5))
-    graph.create_event_as_outlook(adele, _event("*Dentist", day, 14, 15))  # ignore character: never shown
-    graph.create_event_as_outlook(adele, _event("Doctor", day + timedelta(days=1), 8, 9, sensitivity="private"))
+    made: list[tuple[str, dict[str, Any]]] = []
+
+    def create(address: str, event: dict[str, Any]) -> None:
+        graph.create_event_as_outlook(address, event)
+        made.append((address, event))
+
+    create(adele, _event("Customer visit", day, 9, 10.5))
+    create(adele, _event("*Dentist", day, 14, 15))  # ignore character: never shown
+    create(adele, _event("Doctor", day + timedelta(days=1), 8, 9, sensitivity="private"))
     standup = _event("Daily stand-up", day, 7, 7.25)
     standup["recurrence"] = {
         "pattern": {
@@ -63,14 +73,12 @@ def seed(graph: GraphEmulator, today: date) -> None:
         },
         "range": {"type": "numbered", "startDate": day.isoformat(), "numberOfOccurrences": 5},
     }
-    graph.create_event_as_outlook(grady, standup)
-    vacation = _event("Vacation", day + timedelta(days=3), 0, 72, "oof", isAllDay=True)
-    graph.create_event_as_outlook(grady, vacation)
-    graph.create_event_as_outlook(lee, _event("Maybe: workshop", day, 13, 17, "tentative"))
-    graph.create_event_as_outlook(
-        lee, _event("Home office", day + timedelta(days=2), 0, 24, "workingElsewhere", isAllDay=True)
-    )
-    graph.create_event_as_outlook(lee, _event("Focus time", day, 9, 11, "free"))  # free: never shown
+    create(grady, standup)
+    create(grady, _event("Vacation", day + timedelta(days=3), 0, 72, "oof", isAllDay=True))
+    create(lee, _event("Maybe: workshop", day, 13, 17, "tentative"))
+    create(lee, _event("Home office", day + timedelta(days=2), 0, 24, "workingElsewhere", isAllDay=True))
+    create(lee, _event("Focus time", day, 9, 11, "free"))  # free: never shown
+    return made
 
 
 @dataclass(frozen=True)
@@ -182,22 +190,37 @@ def local_config(
     return load_config(path)
 
 
+def _when(start: datetime, end: datetime, all_day: bool) -> str:
+    """A span as the demo prints it: times in UTC, labelled so (the bridge and its webhook speak UTC only)."""
+    if not all_day:
+        return f"{start:%a %d %b %H:%M}-{end:%H:%M} UTC"
+    if end - start > timedelta(days=1):
+        return f"{start:%a %d %b}-{end - timedelta(days=1):%a %d %b} all day"
+    return f"{start:%a %d %b} all day"
+
+
 def describe(change: dict[str, Any]) -> str:
     appointment = change["appointment"]
     start = datetime.fromisoformat(appointment["start"])
     end = datetime.fromisoformat(appointment["end"])
-    if not appointment["all_day"]:
-        when = f"{start:%a %d %b %H:%M}-{end:%H:%M}"
-    elif end - start > timedelta(days=1):
-        when = f"{start:%a %d %b}-{end - timedelta(days=1):%a %d %b}"
-    else:
-        when = f"{start:%a %d %b}"
+    when = _when(start, end, appointment["all_day"])
     subject = appointment.get("subject")
     shown = f'"{subject}"' if subject is not None else "(private: no subject)"
     kind = change["type"].removeprefix("appointment.")
     return (
-        f"#{change['sequence']:<3} {change['mailbox']:<20} {kind:<8} {appointment['template']:<10} {when:<22} {shown}"
+        f"#{change['sequence']:<3} {change['mailbox']:<20} {kind:<8} {appointment['template']:<10} {when:<28} {shown}"
     )
+
+
+def describe_hidden(mapping: TemplateMapping, address: str, event: dict[str, Any]) -> str | None:
+    """The line for an appointment made in Outlook that the workforce system is not told about, if it is one."""
+    why = mapping.why_hidden(str(event["subject"]), FreeBusy(event["showAs"]))
+    if why is None:
+        return None
+    start = datetime.fromisoformat(event["start"]["dateTime"]).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(event["end"]["dateTime"]).replace(tzinfo=UTC)
+    when = _when(start, end, bool(event.get("isAllDay")))
+    return f"hidden ({why}): {address.lower()} {when} \"{event['subject']}\""
 
 
 class _Outlook:
@@ -209,8 +232,10 @@ class _Outlook:
         self._today = today
         self._made: list[tuple[str, str]] = []
         self._random = random.Random(7)
+        self.created: tuple[str, dict[str, Any]] | None = None  # the Graph event the last step created
 
     def step(self) -> str:
+        self.created = None
         day = self._today + timedelta(days=self._random.randint(1, 10))
         if self._random.random() < 0.25:
             start = datetime.combine(day, time(self._random.randint(8, 16)), tzinfo=UTC)
@@ -234,8 +259,10 @@ class _Outlook:
              ("Working from Berlin", "workingElsewhere"), ("*Private errand", "busy")]
         )  # fmt: skip
         hour = self._random.randint(8, 16)
-        created = self._graph.create_event_as_outlook(address, _event(subject, day, hour, hour + 1, show_as))
+        event = _event(subject, day, hour, hour + 1, show_as)
+        created = self._graph.create_event_as_outlook(address, event)
         self._made.append((address, str(created["id"])))
+        self.created = (address, event)
         return f"{address} creates '{subject}' ({show_as})"
 
 
@@ -248,8 +275,21 @@ def free_port() -> int:
 async def run_demo(
     *, duration_s: float | None = None, change_every_s: float = 4.0, out: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
-    """Run until `duration_s` has passed (None: until cancelled); returns the changes the workforce side got."""
+    """Run until `duration_s` has passed (None: until cancelled); returns the changes the workforce side got.
+
+    The temporary folder (the SQLite file, and a config file holding the emulators' secrets in plain text) is
+    removed however the demo ends, Ctrl-C included.
+    """
     folder = Path(tempfile.mkdtemp(prefix="presence-bridge-demo-"))
+    try:
+        return await _run_demo(folder, duration_s, change_every_s, out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _run_demo(
+    folder: Path, duration_s: float | None, change_every_s: float, out: Callable[[str], None]
+) -> list[dict[str, Any]]:
     today = datetime.now(UTC).date()
     async with contextlib.AsyncExitStack() as stack:
         graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
@@ -264,17 +304,20 @@ async def run_demo(
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
         onprem = OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, mailboxes=[(ONPREM[0], ONPREM[2])])
-        config = local_config(folder, graph, workforce_url, PEOPLE, onprem=onprem)
-        seed(graph, today)
+        token = secrets.token_urlsafe(24)
+        tokens = f"api_tokens:\n  - {{name: demo, token: {token}, scopes: [workforce, admin]}}\n"
+        config = local_config(folder, graph, workforce_url, PEOPLE, extra=tokens, onprem=onprem)
+        seeded = seed(graph, today)
         seed_onprem(ews, today)
         service = Service(config, timing=DEMO_TIMING)
-        await service.start()
         stack.push_async_callback(service.stop)
-        out(f"Graph emulator   {graph.base_url}  (control API {graph.control_url})")
-        out(f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})")
-        out(f"Workforce system {workforce_url}")
-        out(f"Bridge           {service.url}  (state in {folder})")
-        out("Changes as the workforce system receives them:")
+        await service.start()
+        for line in _entry_points(graph, ews, workforce_url, service.url, config.path, token):
+            out(line)
+        out("Changes as the workforce system receives them (times in UTC):")
+        mapping = service.mapping.current
+        for line in filter(None, (describe_hidden(mapping, address, event) for address, event in seeded)):
+            out("  " + line)
         outlook = _Outlook(graph, ews, today)
         printed = 0
         started = asyncio.get_running_loop().time()
@@ -285,7 +328,28 @@ async def run_demo(
             printed = len(workforce.changes)
             if asyncio.get_running_loop().time() >= next_change:
                 out(f"  -- {outlook.step()}")
+                hidden = describe_hidden(mapping, *outlook.created) if outlook.created else None
+                if hidden:
+                    out("  " + hidden)
                 next_change += change_every_s
             await asyncio.sleep(0.2)
         return list(workforce.changes)
     raise AssertionError("unreachable")
+
+
+def _entry_points(
+    graph: GraphEmulator, ews: EwsEmulator, workforce_url: str, bridge: str, config: Path, token: str
+) -> list[str]:
+    """What an administrator can open or run while the demo runs."""
+    return [
+        f"Graph emulator   {graph.base_url}  (control API {graph.control_url})",
+        f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})",
+        f"Workforce system {workforce_url}",
+        f"Bridge           {bridge}  (its warnings and errors appear below; --log-level INFO shows more)",
+        f"  health         {bridge}/healthz   {bridge}/readyz",
+        f"  metrics        {bridge}/metrics",
+        f"  API            {bridge}/api/v1/openapi.json describes it; with the demo's token:",
+        f"                 curl -H 'Authorization: Bearer {token}' '{bridge}/api/v1/changes?after=0'",
+        f"  status         presence-bridge status --config {config}",
+        f"  state          {config.parent} (the config holds plain secrets: removed when the demo ends)",
+    ]

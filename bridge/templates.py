@@ -81,15 +81,24 @@ class TemplateMapping:
     templates: Mapping[str, TemplateRule]
     precedence: tuple[FreeBusy, ...]
 
+    def why_hidden(self, subject: str, free_busy: FreeBusy) -> str | None:
+        """Why an appointment with this subject and state is not shown (a few words), or None when it is."""
+        # Outlook users type " *private" as often as "*private", and both mean "don't show this".
+        if subject.lstrip().startswith(self.ignore_prefix):
+            return "ignore character"
+        if free_busy is FreeBusy.FREE:
+            return "free: never shown"
+        if free_busy not in self.show:
+            return f"{free_busy.value}: no template"
+        return None
+
     def map(self, appointment: Appointment) -> PresenceEntry | None:
         """The appointment as the workforce system sees it, or None when it is not shown."""
-        template = self.show.get(appointment.free_busy)
-        # Outlook users type " *private" as often as "*private", and both mean "don't show this".
-        if template is None or appointment.subject.lstrip().startswith(self.ignore_prefix):
+        if self.why_hidden(appointment.subject, appointment.free_busy) is not None:
             return None
         return PresenceEntry(
             item_id=appointment.item_id,
-            template=template,
+            template=self.show[appointment.free_busy],
             free_busy=appointment.free_busy,
             start=appointment.start,
             end=appointment.end,

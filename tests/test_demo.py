@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
 from bridge.demo import run_demo
+
+
+def state_folder(lines: list[str]) -> Path:
+    [line] = [line for line in lines if line.lstrip().startswith("state ")]
+    return Path(line.split()[1])
 
 
 async def test_the_demo_shows_mapped_changes_as_they_arrive() -> None:
@@ -21,3 +32,70 @@ async def test_the_demo_shows_mapped_changes_as_they_arrive() -> None:
     assert {"meeting", "absence", "tentative", "remote"} <= templates
     assert any(line.startswith("  -- ") for line in lines)  # people kept changing their calendars
     assert sum(line.startswith("  #") for line in lines) == len(changes)
+    # Every time says its zone; what is not shown is said to be hidden, and why.
+    assert all(re.search(r"\d\d:\d\d-\d\d:\d\d UTC |all day ", line) for line in lines if line.startswith("  #"))
+    assert any(re.fullmatch(r'  hidden \(ignore character\): adelev@contoso\.com .* UTC "\*Dentist"', x) for x in lines)
+    assert any(line.startswith("  hidden (free: never shown): leeg@contoso.com ") for line in lines)
+
+
+async def test_the_demo_prints_what_an_administrator_can_open() -> None:
+    lines: list[str] = []
+
+    await run_demo(duration_s=0, out=lines.append)
+
+    [bridge] = [line.split()[1] for line in lines if line.startswith("Bridge ")]
+    text = "\n".join(lines)
+    for url in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/changes?after=0"):
+        assert bridge + url in text
+    folder = state_folder(lines)
+    assert f"presence-bridge status --config {folder / 'config.yaml'}" in text
+
+
+async def test_the_demo_removes_its_folder_with_the_plain_secrets_when_it_ends() -> None:
+    lines: list[str] = []
+
+    await run_demo(duration_s=0, out=lines.append)
+
+    assert not state_folder(lines).exists()
+
+
+async def test_the_demo_removes_its_folder_when_cancelled() -> None:
+    lines: list[str] = []
+    running = asyncio.Event()
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if line.startswith("Changes as"):
+            running.set()
+
+    demo = asyncio.create_task(run_demo(out=out))
+    async with asyncio.timeout(60):
+        await running.wait()
+    folder = state_folder(lines)
+    assert (folder / "config.yaml").is_file()
+
+    demo.cancel()
+    await asyncio.gather(demo, return_exceptions=True)
+
+    assert not folder.exists()
+
+
+async def test_ctrl_c_ends_the_demo_quietly_and_removes_its_folder() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "demo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    assert demo.stderr is not None
+    lines: list[str] = []
+    async with asyncio.timeout(60):
+        while not lines or not lines[-1].startswith("Changes as"):
+            lines.append((await demo.stdout.readline()).decode().rstrip("\n"))
+
+    demo.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        await demo.wait()
+
+    assert demo.returncode == 0
+    assert "Traceback" not in (await demo.stderr.read()).decode()
+    assert not state_folder(lines).exists()
