@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.config import Config, EwsSourceConfig, load_config
-from bridge.domain import FreeBusy
+from bridge.domain import MAIL_ADDRESS, FreeBusy
 from bridge.errors import UserError
 from bridge.templates import END_OF_DAY, SHOWABLE, TemplateMapping, TemplateRule, default_mapping_path, load_mapping
 from bridge.yamlfile import format_duration
@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     demo_command.set_defaults(default_log_level="WARNING")
     demo_command.add_argument("--seconds", type=float, help="stop after this long (default: run until Ctrl-C)")
     check = _command(commands, "check", _check, "check the configuration and test the connections", config=True)
+    check.epilog = (
+        "exit codes: 0 everything tested passed; 1 something to fix (the files, a credential, a permission, a"
+        f" mailbox); {UNREACHABLE} something could not be reached, nothing known to be wrong (try again later)"
+    )
     check.add_argument("--offline", action="store_true", help="check the files only; connect to nothing")
 
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
@@ -92,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     mailbox_actions = mailboxes.add_subparsers(required=True, metavar="ACTION")
     _command(mailbox_actions, "list", _mailboxes_list, "list the mailboxes and their state", config=True)
     add = _command(mailbox_actions, "add", _mailboxes_add, "mirror another mailbox", config=True)
-    add.add_argument("address")
-    add.add_argument("--workforce-id", required=True, help="the person's id in the workforce system")
+    add.add_argument("address", type=_mail_address, help="the mailbox's SMTP address")
+    add.add_argument("--workforce-id", required=True, type=_text, help="the person's id in the workforce system")
     add.add_argument("--source", help="the configured source to reach it through (default: the only one)")
     roster = _command(mailbox_actions, "import", _mailboxes_import, "enrol a roster from a CSV file", config=True)
     roster.add_argument("file", type=Path, metavar="FILE.csv", help="rows of: address, workforce id[, source]")
@@ -109,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         ("disable", _mailboxes_disable, "stop syncing a mailbox (what is shown stays)"),
         ("resync", _mailboxes_resync, "read a mailbox's whole window again"),
     ):
-        _command(mailbox_actions, name, handler, text, config=True).add_argument("address")
+        _command(mailbox_actions, name, handler, text, config=True).add_argument(
+            "address", help="the mailbox's SMTP address, as `mailboxes list` shows it"
+        )
 
     service = _command(commands, "service", _not_yet, "the Windows service (docs/windows.md)")
     service_actions = service.add_subparsers(required=True, metavar="ACTION")
@@ -147,6 +153,18 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("file", type=Path, metavar="FILE", help="the candidate mapping")
     _command(actions, "apply", _templates_apply, "confirm a held change of the mapping file", config=True)
     return parser
+
+
+def _mail_address(value: str) -> str:
+    if not MAIL_ADDRESS.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a mail address (name@domain)")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value.strip()
 
 
 def _command(
@@ -216,7 +234,7 @@ def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:
     for source in config.sources.values():
         where = source.service_endpoint if isinstance(source, EwsSourceConfig) else f"tenant {source.tenant_id}"
         count = len(config.mailboxes_for(source.name))
-        rows.append(("source", f"{source.name}: {source.kind}, {where}, {count} mailboxes"))
+        rows.append(("source", f"{source.name}: {source.kind}, {where}, {count} mailbox{'' if count == 1 else 'es'}"))
     rows.append(("mailboxes", str(len(config.mailboxes))))
     rows.append(("workforce", f"webhook {config.workforce.url}" if config.workforce.url else "pull feed only"))
     sync = config.sync

@@ -220,7 +220,7 @@ def describe_hidden(mapping: TemplateMapping, address: str, event: dict[str, Any
     start = datetime.fromisoformat(event["start"]["dateTime"]).replace(tzinfo=UTC)
     end = datetime.fromisoformat(event["end"]["dateTime"]).replace(tzinfo=UTC)
     when = _when(start, end, bool(event.get("isAllDay")))
-    return f"hidden ({why}): {address.lower()} {when} \"{event['subject']}\""
+    return f'hidden ({why}): {address.lower()} {when} "{event["subject"]}"'
 
 
 class _Outlook:

@@ -178,7 +178,7 @@ def test_check_summarises_a_valid_config(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert out.startswith(f"ok: {path}\n")
     assert f"sqlite:///{tmp_path / 'bridge.db'}" in out
-    assert "online: graph, tenant 11111111-2222-3333-4444-555555555555, 1 mailboxes" in out
+    assert "online: graph, tenant 11111111-2222-3333-4444-555555555555, 1 mailbox" in out
     assert "connections: not tested (--offline)" in out
     assert "graph-secret-value" not in out
 
@@ -590,3 +590,35 @@ def test_the_shipped_systemd_unit_checks_the_files_only_before_starting() -> Non
     unit = (Path(__file__).resolve().parent.parent / "systemd" / "presence-bridge.service").read_text()
     [pre] = [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
     assert pre.split()[1:] == ["check", "--offline"]
+
+
+def test_mailboxes_add_refuses_what_is_not_a_mail_address_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        mailboxes(tmp_path, capsys, "add", "grady", "--workforce-id", "E2002")
+
+    assert caught.value.code == 2
+    assert "argument address: 'grady' is not a mail address (name@domain)" in capsys.readouterr().err
+    assert "grady" not in mailboxes(tmp_path, capsys, "list")[1]
+
+
+def test_mailboxes_add_refuses_an_empty_workforce_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        mailboxes(tmp_path, capsys, "add", "grady@contoso.com", "--workforce-id", " ")
+
+    assert caught.value.code == 2
+    assert "argument --workforce-id: must not be empty" in capsys.readouterr().err
+
+
+def test_check_help_documents_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "exit codes: 0 everything tested passed; 1 something to fix" in help_text
+    assert "3 something could not be reached" in help_text
+
+
+def test_run_with_a_missing_config_file_says_so_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path / "none.yaml")]) == 1
+    assert capsys.readouterr().err == f"cannot read {tmp_path / 'none.yaml'}: No such file or directory\n"

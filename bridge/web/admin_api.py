@@ -25,7 +25,7 @@ from sqlmodel import Session
 from bridge import admin, roster
 from bridge.admin import MailboxView
 from bridge.config import Config
-from bridge.domain import iso_utc
+from bridge.domain import MAIL_ADDRESS, iso_utc
 from bridge.errors import UserError
 from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
 from bridge.sources.base import CalendarSource
@@ -33,7 +33,7 @@ from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
-from bridge.web.bodies import ADDRESS, Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
+from bridge.web.bodies import Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
 from bridge.web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class AdminRoutes:
         invalid: Invalid = []
         unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
         address = _string(body, "address", MAX_ADDRESS, invalid)
-        if address is not None and not ADDRESS.fullmatch(address):
+        if address is not None and not MAIL_ADDRESS.fullmatch(address):
             invalid.append({"name": "address", "reason": "not a mail address"})
         workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
         source = self._source(body, invalid)

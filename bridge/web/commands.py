@@ -14,12 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.domain import Pattern, Weekday, iso_utc
+from bridge.domain import MAIL_ADDRESS, Pattern, Weekday, iso_utc
 from bridge.relay import MAIL_SCOPE, Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
-from bridge.web.bodies import ADDRESS, Invalid, invalid_request, parse_instant, read_json, unknown_fields
+from bridge.web.bodies import Invalid, invalid_request, parse_instant, read_json, unknown_fields
 from bridge.web.problems import PROBLEM_TYPE, problem
 
 MAX_BODY = 64 * 1024
@@ -343,6 +343,6 @@ def _addresses(value: Any, name: str, invalid: Invalid) -> list[str]:
         invalid.append({"name": name, "reason": "a list of mail addresses"})
         return []
     for index, address in enumerate(value):
-        if not isinstance(address, str) or not ADDRESS.fullmatch(address):
+        if not isinstance(address, str) or not MAIL_ADDRESS.fullmatch(address):
             invalid.append({"name": f"{name}[{index}]", "reason": "not a mail address"})
     return [address for address in value if isinstance(address, str)]
