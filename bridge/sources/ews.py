@@ -641,7 +641,7 @@ class EwsSource:
         except SourceError:
             raise
         except Exception as exc:
-            raise translate(exc, what) from exc
+            raise translate(exc, what, endpoint=(self._endpoint, f"sources.{self.name}.service_endpoint")) from exc
 
     def _account(self, mailbox: str) -> Any:
         """One exchangelib Account per mailbox, kept: it caches the calendar folder (two GetFolder calls)."""

@@ -34,6 +34,7 @@ from bridge.sources.base import (
     Unavailable,
     Unreachable,
 )
+from bridge.sources.unreachable import why_unreachable
 
 _MAILBOX = (ErrorNonExistentMailbox, ErrorImpersonateUserDenied, ErrorAccessDenied)
 _ITEM = (ErrorItemNotFound, ErrorInvalidIdMalformed)
@@ -47,9 +48,13 @@ _OUTAGE = (
 _DEFAULT_BACK_OFF = 10.0
 
 
-def translate(exc: Exception, what: str) -> SourceError:
+def translate(exc: Exception, what: str, *, endpoint: tuple[str, str] | None = None) -> SourceError:
+    """`exc` in the bridge's terms; `endpoint` (the URL and the setting naming it) lets a connection that could
+    not be made be said plainly ("connection refused by HOST:PORT (sources.NAME.service_endpoint)")."""
     code = type(exc).__name__
     message = f"{what}: {code}: {exc}"
+    if endpoint is not None and _is_connection_failure(exc):
+        message = f"{what}: {why_unreachable(exc, *endpoint)}"
     if isinstance(exc, UnauthorizedError):
         return AuthFailed(message, code=code, status=401)
     if str(exc).startswith(("Reraised from", "Caused by")):
@@ -75,6 +80,13 @@ def translate(exc: Exception, what: str) -> SourceError:
     if isinstance(exc, OSError):
         return Unreachable(message, code=code)
     raise exc
+
+
+def _is_connection_failure(exc: Exception) -> bool:
+    # exchangelib re-raises a connection error it gave up retrying as ErrorTimeoutExpired or ErrorServerBusy
+    # ("Reraised from ConnectionError(...)"), or as a bare TransportError.
+    reraised = isinstance(exc, ErrorTimeoutExpired | ErrorServerBusy) and str(exc).startswith("Reraised from")
+    return reraised or isinstance(exc, OSError) or (isinstance(exc, TransportError) and "SSL" not in str(exc))
 
 
 def connection_problem(exc: SourceError, mailbox: str, *, endpoint: str, username: str) -> tuple[str, bool]:

@@ -218,14 +218,16 @@ async def test_an_unreachable_server_is_unavailable() -> None:
     await emulator.stop()
     source = EwsSource("gone", service_endpoint=url, username=SERVICE_USER, password="x", auth_type="basic")
     try:
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable) as raised:
             await source.read_delta(ALICE, WINDOW, None)
         report = await source.test_connection((ALICE,))
     finally:
         await source.close()
 
     port = url.split(":")[2].split("/")[0]
-    assert report.unreachable == (f"connection refused by 127.0.0.1:{port} (sources.gone.service_endpoint)",)
+    refused = f"connection refused by 127.0.0.1:{port} (sources.gone.service_endpoint)"
+    assert str(raised.value) == f"delta of {ALICE}: {refused}"  # what the sync worker logs
+    assert report.unreachable == (refused,)
     assert report.problems == ()
 
 
