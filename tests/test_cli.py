@@ -345,11 +345,11 @@ mailboxes:
     return write(tmp_path, text, "config.yaml")
 
 
-async def check(path: Path) -> tuple[int, list[str], str]:
-    """`presence-bridge check --config PATH` in its own process (as an operator runs it, logging set up by it):
-    the exit code, the connection lines of stdout, and stderr."""
+async def check(path: Path, *options: str) -> tuple[int, list[str], str]:
+    """`presence-bridge [OPTIONS] check --config PATH` in its own process (as an operator runs it, logging set up
+    by it): the exit code, the connection lines of stdout, and stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "check", "--config", str(path),
+        sys.executable, "-m", "bridge", *options, "check", "--config", str(path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(90):
@@ -390,6 +390,18 @@ async def test_check_with_a_wrong_secret_prints_only_the_bridges_line(
     ]
     # azure-identity's own WARNING, with Entra's JSON answer, is for --log-level DEBUG.
     assert err == "check: something above must be fixed (exit 1)\n"
+
+
+async def test_check_at_debug_level_shows_the_librarys_detail_too(
+    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
+) -> None:
+    path = emulator_config(tmp_path, graph_emulator, tenant_app, "wrong-secret", mailboxes=("AdeleV@contoso.com",))
+
+    code, _, err = await check(path, "--log-level", "DEBUG")
+
+    assert code == 1
+    assert "WARNING azure.identity" in err
+    assert "invalid_client" in err
 
 
 async def test_check_names_a_missing_application_permission(
