@@ -7,6 +7,7 @@ import base64
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -176,22 +177,28 @@ async def test_a_token_carries_the_apps_application_permissions_as_roles(
     assert claims(token)["roles"] == ["Calendars.Read", "Mail.Send"]
 
 
-async def regranted(
-    http_session: aiohttp.ClientSession, graph_base_url: str, emulator: GraphEmulator, app: AppRegistration, *roles: str
-) -> GraphHttp:
-    """A client whose token was issued after the app was granted only `roles`."""
-    emulator.grant(app.client_id, roles)
-    return GraphHttp(http_session, graph_base_url, await fetch_token(http_session, graph_base_url, app))
+Granted = Callable[..., Awaitable[GraphHttp]]
 
 
-async def test_a_write_without_calendars_readwrite_answers_403_access_denied(
+@pytest.fixture
+def granted(
     http_session: aiohttp.ClientSession,
     graph_base_url: str,
     graph_emulator: GraphEmulator,
     tenant_app: AppRegistration,
     adele: DirectoryUser,
-) -> None:
-    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.Read")
+) -> Granted:
+    """Makes a client whose token was issued after the app was granted only the roles given."""
+
+    async def client(*roles: str) -> GraphHttp:
+        graph_emulator.grant(tenant_app.client_id, roles)
+        return GraphHttp(http_session, graph_base_url, await fetch_token(http_session, graph_base_url, tenant_app))
+
+    return client
+
+
+async def test_a_write_without_calendars_readwrite_answers_403_access_denied(granted: Granted) -> None:
+    graph = await granted("Calendars.Read")
 
     read = await graph.get(EVENTS)
     write = await graph.post(EVENTS, event_payload())
@@ -202,14 +209,8 @@ async def test_a_write_without_calendars_readwrite_answers_403_access_denied(
     assert write.body["error"]["message"] == "Access is denied. Check credentials and try again."
 
 
-async def test_send_mail_without_mail_send_answers_403(
-    http_session: aiohttp.ClientSession,
-    graph_base_url: str,
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
-) -> None:
-    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.ReadWrite")
+async def test_send_mail_without_mail_send_answers_403(granted: Granted, graph_emulator: GraphEmulator) -> None:
+    graph = await granted("Calendars.ReadWrite")
     message = {"message": {"subject": "s", "body": {"content": "b"}, "toRecipients": []}}
 
     answer = await graph.post("/v1.0/users/AdeleV@contoso.com/sendMail", message)
@@ -227,13 +228,9 @@ async def test_a_token_keeps_the_roles_it_was_issued_with(
 
 
 async def test_reading_a_user_without_a_directory_permission_answers_authorization_request_denied(
-    http_session: aiohttp.ClientSession,
-    graph_base_url: str,
-    graph_emulator: GraphEmulator,
-    tenant_app: AppRegistration,
-    adele: DirectoryUser,
+    granted: Granted,
 ) -> None:
-    graph = await regranted(http_session, graph_base_url, graph_emulator, tenant_app, "Calendars.ReadWrite")
+    graph = await granted("Calendars.ReadWrite")
 
     answer = await graph.get("/v1.0/users/AdeleV@contoso.com")
 
