@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except UserError as exc:
         print(exc.render(), file=sys.stderr)
-        return 1
+        return CONFIGURATION
 
 
 def _quiet_libraries(level: int) -> None:
@@ -206,7 +206,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.offline:
         print("  connections: not tested (--offline)")
         return 0
-    from bridge.preflight import Outcome, exit_code, test_connections
+    from bridge.preflight import Outcome, test_connections
     from bridge.sources.configured import build_sources  # the SDKs load only when they are needed
 
     async def test() -> list[Finding]:
@@ -216,12 +216,15 @@ def _check(args: argparse.Namespace) -> int:
     for finding in findings:
         mark = "ok" if finding.outcome is Outcome.OK else "FAILED"
         print(f"{mark}: {finding.subject}: {finding.text}")
-    code = exit_code(findings)
-    if code == CONFIGURATION:
-        print("check: something above must be fixed (exit 1)", file=sys.stderr)
-    elif code == UNREACHABLE:
+    outcomes = {finding.outcome for finding in findings}
+    # Something to fix wins: trying again later would not help.
+    if Outcome.PROBLEM in outcomes:
+        print(f"check: something above must be fixed (exit {CONFIGURATION})", file=sys.stderr)
+        return CONFIGURATION
+    if Outcome.UNREACHABLE in outcomes:
         print(f"check: could not connect to everything; try again later (exit {UNREACHABLE})", file=sys.stderr)
-    return code
+        return UNREACHABLE
+    return 0
 
 
 def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 A finding is `ok` only for what was tried and worked. What failed is either a problem (a setting, a permission, a
 mailbox: an administrator must fix it) or unreachable (a refused connection, a timeout, a server error: it may
-pass on a later try), so that the command's exit code can tell the two apart (docs/running.md).
+pass on a later try), which `check`'s exit code tells apart (docs/running.md).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,15 +42,16 @@ class Finding:
 async def test_connections(config: Config, sources: dict[str, CalendarSource]) -> list[Finding]:
     """Every connection test, in the order an administrator reads them; `sources` are closed afterwards."""
     findings: list[Finding] = []
-    # The database's test (it connects, and reports its migration state) joins here, ahead of the remotes.
-    findings += await ping_workforce(config.workforce)
-    for name, source in sources.items():
-        sender = config.mail.sender if config.mail is not None and config.mail.source == name else None
-        try:
-            report = await source.test_connection(tuple(m.address for m in config.mailboxes_for(name)), sender=sender)
-        finally:
+    try:
+        # The database's test (it connects, and reports its migration state) joins here, ahead of the remotes.
+        findings += await ping_workforce(config.workforce)
+        for name, source in sources.items():
+            sender = config.mail.sender if config.mail is not None and config.mail.source == name else None
+            mailboxes = tuple(m.address for m in config.mailboxes_for(name))
+            findings += _from_report(await source.test_connection(mailboxes, sender=sender))
+    finally:
+        for source in sources.values():
             await source.close()
-        findings += _from_report(report)
     return findings
 
 
@@ -89,11 +89,3 @@ async def ping_workforce(config: WorkforceConfig) -> list[Finding]:
     if 300 <= status < 400:
         answer += " (redirects are not followed: set workforce.url to the final address)"
     return [Finding(Outcome.PROBLEM, "workforce", answer + refusal_hint(status))]
-
-
-def exit_code(findings: Iterable[Finding]) -> int:
-    """0 when everything passed; 1 when something must be fixed; 3 when all that failed was out of reach."""
-    outcomes = {finding.outcome for finding in findings}
-    if Outcome.PROBLEM in outcomes:
-        return 1
-    return 3 if Outcome.UNREACHABLE in outcomes else 0
