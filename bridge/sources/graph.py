@@ -508,30 +508,16 @@ class GraphSource:
     async def test_connection(self, mailboxes: tuple[str, ...], *, sender: str | None = None) -> ConnectionReport:
         """A token, the application permissions it carries, then one small calendar read per mailbox (and the
         mail sender's), each failure named the way Entra ID or Exchange Online wants it fixed."""
-        passed: list[str] = []
-        problems: list[str] = []
         try:
             token = await self._credential.get_token(self._scope)
         except ClientAuthenticationError as exc:
             reason, setting = _entra_reason(exc)
-            problems.append(f"Entra ID refused the app's credentials: {reason} (sources.{self.name}.{setting})")
-            return ConnectionReport(self.name, (), tuple(problems))
+            problem = f"Entra ID refused the app's credentials: {reason} (sources.{self.name}.{setting})"
+            return ConnectionReport(self.name, (), (problem,))
         except ServiceRequestError as exc:
             unreachable = why_unreachable(exc, self._authority, f"sources.{self.name}.authority_host")
             return ConnectionReport(self.name, (), (), (unreachable,))
-        needed = ["Calendars.ReadWrite", *(["Mail.Send"] if sender else [])]
-        roles = wire.token_roles(token.token)
-        missing = [role for role in needed if roles is not None and role not in roles]
-        if missing:
-            granted = ", ".join(sorted(roles or ())) or "none"
-            problems.append(
-                f"the app lacks the application permission {', '.join(missing)} (granted: {granted}); add it in"
-                " Entra ID (API permissions, Microsoft Graph, application permissions) and grant admin consent"
-            )
-        elif roles is not None:
-            passed.append(f"token issued; application permissions {', '.join(needed)} granted")
-        else:
-            passed.append("token issued (its permissions cannot be read from it: the calendar reads below tell)")
+        passed, problems = _permissions(token.token, ["Calendars.ReadWrite", *(["Mail.Send"] if sender else [])])
         now = datetime.now(UTC)
         for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             view = self._client.users.by_user_id(mailbox).calendar_view
@@ -665,6 +651,22 @@ _ENTRA_SETTINGS = {
     "7000215": "client_secret",
     "700027": "certificate_path",
 }
+
+
+def _permissions(token: str, needed: list[str]) -> tuple[list[str], list[str]]:
+    """What the token's application permissions pass and what they lack, of `needed`."""
+    roles = wire.token_roles(token)
+    if roles is None:
+        return ["token issued (its permissions cannot be read from it: the calendar reads below tell)"], []
+    missing = [role for role in needed if role not in roles]
+    if not missing:
+        return [f"token issued; application permissions {', '.join(needed)} granted"], []
+    granted = ", ".join(sorted(roles)) or "none"
+    lacking = (
+        f"the app lacks the application permission {', '.join(missing)} (granted: {granted}); add it in Entra ID"
+        " (API permissions, Microsoft Graph, application permissions) and grant admin consent"
+    )
+    return [], [lacking]
 
 
 def _entra_reason(exc: ClientAuthenticationError) -> tuple[str, str]:
