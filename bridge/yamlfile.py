@@ -97,7 +97,8 @@ def format_path(path: JsonPath) -> str:
 
 
 def load_yaml(path: Path) -> YamlDocument:
-    """Read and parse `path`; unreadable files, syntax errors and duplicate keys raise `UserError`."""
+    """Read and parse `path`; unreadable files and syntax errors raise `UserError`. Duplicate keys are kept in
+    `read_problems`, so that `schema_problems` reports them with everything else that is wrong."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
