@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from bridge.store.db import Database
 
 CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVEL_HELP = "default: INFO for run and demo, WARNING for the others (their output is the answer)"
 CONFIGURATION = 1
 NOT_YET = 2
 UNREACHABLE = 3
@@ -70,12 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="presence-bridge", description="Keeps a workforce system in step with people's Exchange calendars."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="default: INFO for run and demo, WARNING for the others (their output is the answer)",
-    )
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
     demo = "run the bridge against the embedded Exchange and workforce emulators"
@@ -177,6 +174,9 @@ def _command(
 ) -> argparse.ArgumentParser:
     sub = parent.add_parser(name, help=text, description=text)
     sub.set_defaults(handler=handler, name=name, default_log_level="WARNING")
+    # Also after the command, where a newcomer types it (`presence-bridge run --log-level DEBUG`); SUPPRESS keeps
+    # a level given before the command when none is given after it.
+    sub.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS, help=LOG_LEVEL_HELP)
     if config:
         sub.add_argument(
             "--config", "-c", metavar="FILE", type=Path, default=os.environ.get(CONFIG_ENV),

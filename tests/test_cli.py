@@ -306,6 +306,11 @@ def test_the_log_level_is_an_option_before_the_command(capsys: pytest.CaptureFix
     assert capsys.readouterr().out.startswith("ok: ")
 
 
+def test_the_log_level_may_also_follow_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["templates", "validate", "--log-level", "debug"]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
 def test_python_dash_m_bridge_runs_the_same_command_line() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bridge", "templates", "validate"], capture_output=True, text=True, check=False
