@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import textwrap
@@ -308,6 +309,9 @@ def test_the_log_level_is_an_option_before_the_command(capsys: pytest.CaptureFix
 
 def test_the_log_level_may_also_follow_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["templates", "validate", "--log-level", "debug"]) == 0
+    assert logging.getLogger("alembic").level == logging.DEBUG  # library detail shows at DEBUG only
+    assert main(["templates", "validate"]) == 0
+    assert logging.getLogger("alembic").level == logging.CRITICAL
     assert capsys.readouterr().out.startswith("ok: ")
 
 
