@@ -482,6 +482,18 @@ async def test_check_with_ews_unreachable_names_the_address_and_the_setting(tmp_
     assert err == "check: could not connect to everything; try again later (exit 3)\n"
 
 
+async def test_check_names_a_refused_ews_password_once(tmp_path: Path, ews: EwsEmulator) -> None:
+    text = f"sources:{ews_source_yaml(ews.url, 'wrong')}mailboxes:\n  - {{address: {ALICE}, workforce_id: 'E1'}}\n"
+
+    code, lines, _ = await check(write(tmp_path, text, "config.yaml"))
+
+    assert code == 1
+    assert lines == [
+        f"FAILED: onprem: the service account {SERVICE_USER} was refused by {ews.url}: a wrong password, or the"
+        " account is locked out or expired (sources.onprem.password)"
+    ]
+
+
 async def test_check_names_a_missing_ews_impersonation_right(tmp_path: Path, ews: EwsEmulator) -> None:
     ews.set_impersonation(SERVICE_USER, False)
 

@@ -600,7 +600,9 @@ class EwsSource:
                     self.name, tuple(passed), tuple(problems), (why_unreachable(exc, self._endpoint, setting),)
                 )
             except SourceError as exc:
-                problem, fatal = connection_problem(exc, mailbox, endpoint=self._endpoint, username=self._username)
+                problem, fatal = connection_problem(
+                    exc, mailbox, source=self.name, endpoint=self._endpoint, username=self._username
+                )
                 problems.append(problem)
                 if fatal:
                     break

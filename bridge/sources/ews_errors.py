@@ -89,11 +89,14 @@ def _is_connection_failure(exc: Exception) -> bool:
     return reraised or isinstance(exc, OSError) or (isinstance(exc, TransportError) and "SSL" not in str(exc))
 
 
-def connection_problem(exc: SourceError, mailbox: str, *, endpoint: str, username: str) -> tuple[str, bool]:
+def connection_problem(
+    exc: SourceError, mailbox: str, *, source: str, endpoint: str, username: str
+) -> tuple[str, bool]:
     """What a connection test tells the administrator about a refusal, and whether the other mailboxes need not be
     tried (a connection that fails is `why_unreachable`'s)."""
     if isinstance(exc, AuthFailed):
-        return f"the service account {username} was refused (wrong password, or locked out): {exc}", True
+        why = "a wrong password, or the account is locked out or expired"
+        return f"the service account {username} was refused by {endpoint}: {why} (sources.{source}.password)", True
     if exc.code == "ErrorImpersonateUserDenied":
         fix = "give it the ApplicationImpersonation role, or set impersonation: false for delegate access"
         return f"{mailbox}: {username} may not impersonate this mailbox ({fix})", False
