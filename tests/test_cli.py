@@ -18,7 +18,7 @@ from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.templates import default_mapping_path
 from tests.conftest import BILLION_LAUGHS, OTHER_SECRET, WORKFORCE_SECRET, free_port
-from tests.emulators.ews_fixtures import ALICE, SERVICE_PASSWORD, SERVICE_USER
+from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 
 CONFIG = """
 database_url: sqlite:///bridge.db
@@ -483,7 +483,8 @@ async def test_check_with_ews_unreachable_names_the_address_and_the_setting(tmp_
 
 
 async def test_check_names_a_refused_ews_password_once(tmp_path: Path, ews: EwsEmulator) -> None:
-    text = f"sources:{ews_source_yaml(ews.url, 'wrong')}mailboxes:\n  - {{address: {ALICE}, workforce_id: 'E1'}}\n"
+    listed = f"  - {{address: {ALICE}, workforce_id: 'E1'}}\n  - {{address: {BOB}, workforce_id: 'E2'}}\n"
+    text = f"sources:{ews_source_yaml(ews.url, 'wrong')}mailboxes:\n{listed}"
 
     code, lines, _ = await check(write(tmp_path, text, "config.yaml"))
 
@@ -491,7 +492,7 @@ async def test_check_names_a_refused_ews_password_once(tmp_path: Path, ews: EwsE
     assert lines == [
         f"FAILED: onprem: the service account {SERVICE_USER} was refused by {ews.url}: a wrong password, or the"
         " account is locked out or expired (sources.onprem.password)"
-    ]
+    ]  # once: the other mailbox is not tried with the same refused password (an Active Directory lockout risk)
 
 
 async def test_check_names_a_missing_ews_impersonation_right(tmp_path: Path, ews: EwsEmulator) -> None:
