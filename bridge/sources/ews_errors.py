@@ -34,7 +34,7 @@ from bridge.sources.base import (
     Unavailable,
     Unreachable,
 )
-from bridge.sources.unreachable import why_unreachable
+from bridge.sources.unreachable import network_failure, why_unreachable
 
 _MAILBOX = (ErrorNonExistentMailbox, ErrorImpersonateUserDenied, ErrorAccessDenied)
 _ITEM = (ErrorItemNotFound, ErrorInvalidIdMalformed)
@@ -53,7 +53,9 @@ def translate(exc: Exception, what: str, *, endpoint: tuple[str, str] | None = N
     not be made be said plainly ("connection refused by HOST:PORT (sources.NAME.service_endpoint)")."""
     code = type(exc).__name__
     message = f"{what}: {code}: {exc}"
-    if endpoint is not None and _is_connection_failure(exc):
+    if endpoint is not None and network_failure(exc):
+        # exchangelib re-raises a connection error it gave up retrying as ErrorTimeoutExpired or ErrorServerBusy
+        # ("Reraised from ConnectionError(...)"), or as a TransportError, with the socket's error far down.
         message = f"{what}: {why_unreachable(exc, *endpoint)}"
     if isinstance(exc, UnauthorizedError):
         return AuthFailed(message, code=code, status=401)
@@ -80,13 +82,6 @@ def translate(exc: Exception, what: str, *, endpoint: tuple[str, str] | None = N
     if isinstance(exc, OSError):
         return Unreachable(message, code=code)
     raise exc
-
-
-def _is_connection_failure(exc: Exception) -> bool:
-    # exchangelib re-raises a connection error it gave up retrying as ErrorTimeoutExpired or ErrorServerBusy
-    # ("Reraised from ConnectionError(...)"), or as a bare TransportError.
-    reraised = isinstance(exc, ErrorTimeoutExpired | ErrorServerBusy) and str(exc).startswith("Reraised from")
-    return reraised or isinstance(exc, OSError) or (isinstance(exc, TransportError) and "SSL" not in str(exc))
 
 
 def connection_problem(

@@ -35,6 +35,11 @@ def why_unreachable(exc: BaseException, url: str, setting: str) -> str:
     return f"cannot reach {where}: {exc} ({setting})"
 
 
+def network_failure(exc: BaseException) -> bool:
+    """Whether an operating system's network error (refused, reset, timed out, unresolved) lies under `exc`."""
+    return any(isinstance(cause, OSError) for cause in _chain(exc))
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
