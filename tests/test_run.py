@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import load_config
 from bridge.demo import OnPrem
 from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.graph import GraphEmulator
@@ -124,24 +125,12 @@ async def test_sigterm_exits_within_ten_seconds_whatever_is_open(
     assert "Traceback" not in errors
 
 
-async def test_a_taken_port_is_one_line_naming_the_address_and_the_listen_key(
-    tmp_path: Path, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
-) -> None:
+async def test_a_taken_port_is_one_line_naming_the_address_and_the_listen_key(config_path: Path) -> None:
+    port = load_config(config_path).listen.port
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", port))
         taken.listen()
-        port = taken.getsockname()[1]
-        path = write_bridge_config(
-            tmp_path / "config.yaml",
-            graph=graph_emulator,
-            app=tenant_app,
-            mailbox=adele.user_principal_name,
-            workforce_url="http://127.0.0.1:9/hooks",
-            secret=WORKFORCE_SECRET,
-            database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-            port=port,
-        )
-        bridge = await start_bridge(path)
+        bridge = await start_bridge(config_path)
         async with asyncio.timeout(30):
             code = await bridge.wait()
 
@@ -149,4 +138,4 @@ async def test_a_taken_port_is_one_line_naming_the_address_and_the_listen_key(
     errors = (await bridge.stderr.read()).decode()
     assert code == 1
     # Nothing else at INFO on the way there either: no Alembic plugin or context lines.
-    assert errors == f"cannot listen on 127.0.0.1:{port}: Address already in use (listen in {path})\n"
+    assert errors == f"cannot listen on 127.0.0.1:{port}: Address already in use (listen in {config_path})\n"
