@@ -227,6 +227,7 @@ class ConnectionReport:
     passed: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     unreachable: tuple[str, ...] = ()
+    opened: frozenset[str] = frozenset()  # the mailboxes (as asked for) whose calendar could be read
 
     @property
     def ok(self) -> bool:

@@ -224,8 +224,8 @@ async def unknown_to_exchange(sources: Mapping[str, CalendarSource], roster: Ros
     async def test(source: CalendarSource, chunk: Sequence[Enrolment]) -> list[str]:
         async with gate:
             report = await source.test_connection(tuple(e.address for e in chunk))
-        refused = [e for e in chunk if report.details.get(e.address) != "ok"]
-        reasons = "; ".join(report.problems) or "not tested"
+        refused = [e for e in chunk if e.address not in report.opened]
+        reasons = "; ".join((*report.problems, *report.unreachable)) or "not tested"
         return [
             f"{e.where}: Exchange refuses {e.address}: {_reason_for(e.address, report.problems, reasons)}"
             for e in refused

@@ -588,6 +588,7 @@ class EwsSource:
         passed: list[str] = []
         problems: list[str] = []
         now = datetime.now(UTC)
+        opened: set[str] = set()
         for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             try:
                 await self._run(f"reading the calendar of {mailbox}", functools.partial(self._probe, mailbox, now))
@@ -596,9 +597,8 @@ class EwsSource:
                     problems.append(f"TLS verification of {self._endpoint} failed (set ca_file to the server's CA?)")
                     break
                 setting = f"sources.{self.name}.service_endpoint"
-                return ConnectionReport(
-                    self.name, tuple(passed), tuple(problems), (why_unreachable(exc, self._endpoint, setting),)
-                )
+                unreachable = (why_unreachable(exc, self._endpoint, setting),)
+                return ConnectionReport(self.name, tuple(passed), tuple(problems), unreachable, frozenset(opened))
             except SourceError as exc:
                 problem, fatal = connection_problem(
                     exc, mailbox, source=self.name, endpoint=self._endpoint, username=self._username
@@ -608,7 +608,8 @@ class EwsSource:
                     break
             else:
                 passed.append(f"{mailbox}: calendar readable" + (" (mail sender)" if mailbox == sender else ""))
-        return ConnectionReport(self.name, tuple(passed), tuple(problems))
+                opened.add(mailbox)
+        return ConnectionReport(self.name, tuple(passed), tuple(problems), opened=frozenset(opened))
 
     def _probe(self, mailbox: str, now: datetime) -> None:
         # A one-minute CalendarView: authentication, impersonation and the mailbox in one cheap request.

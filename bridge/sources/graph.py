@@ -519,6 +519,7 @@ class GraphSource:
             return ConnectionReport(self.name, (), (), (unreachable,))
         passed, problems = _permissions(token.token, ["Calendars.ReadWrite", *(["Mail.Send"] if sender else [])])
         now = datetime.now(UTC)
+        opened: set[str] = set()
         for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             view = self._client.users.by_user_id(mailbox).calendar_view
             query = view.CalendarViewRequestBuilderGetQueryParameters(
@@ -530,7 +531,7 @@ class GraphSource:
             except (Unavailable, Throttled) as exc:
                 setting = f"sources.{self.name}.graph_url"
                 text = str(exc) if exc.status else why_unreachable(exc, self._graph_url, setting)
-                return ConnectionReport(self.name, tuple(passed), tuple(problems), (text,))
+                return ConnectionReport(self.name, tuple(passed), tuple(problems), (text,), frozenset(opened))
             except AuthFailed as exc:
                 problems.append(f"Graph refused the app's token: {exc}")
                 break
@@ -538,7 +539,8 @@ class GraphSource:
                 problems.append(f"{mailbox}: {_mailbox_refusal(exc)}")
             else:
                 passed.append(f"{mailbox}: calendar readable" + (" (mail sender)" if mailbox == sender else ""))
-        return ConnectionReport(self.name, tuple(passed), tuple(problems))
+                opened.add(mailbox)
+        return ConnectionReport(self.name, tuple(passed), tuple(problems), opened=frozenset(opened))
 
     async def close(self) -> None:
         await self._http.aclose()
