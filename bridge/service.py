@@ -150,7 +150,9 @@ class Service:
             # A port in use or an address not on this host: the admin's fix is in the config, not in a traceback.
             # asyncio wraps the socket's error in a sentence that repeats the address; its errno says it plainly.
             why = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise UserError(f"cannot listen on {listen.host}:{listen.port}: {why} (listen in {self.config.path})") from None
+            raise UserError(
+                f"cannot listen on {listen.host}:{listen.port}: {why} (listen in {self.config.path})"
+            ) from None
         listener = self._listener
         self._supervise("certificate", lambda: listener.watch_certificate(_CERTIFICATE_POLL_S))
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))

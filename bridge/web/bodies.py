@@ -10,7 +10,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.domain import MAIL_ADDRESS
 from bridge.web.problems import PROBLEM_TYPE, problem, problem_text
 
 # How long a body may take to arrive (`listen.body_timeout`; the app sets it, tests' bare apps take the default).
@@ -18,7 +17,6 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 DEFAULT_BODY_TIMEOUT = 30.0
 # Each wrong field as RFC 9457's `invalid_params` entries: {"name": ..., "reason": ...}.
 Invalid = list[dict[str, str]]
-ADDRESS = MAIL_ADDRESS
 # No body the bridge reads nests deeper than a few levels (a Graph notification: 5). Decoders recurse once per
 # level, and 1,000 levels exhausted Python's stack (a 500): bodies deeper than this are refused before decoding.
 MAX_DEPTH = 32
