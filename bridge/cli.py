@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
 
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
+    _command(
+        db, "status", _db_status, "show the database's schema revision and what an upgrade would apply", config=True
+    )
 
     mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes")
     mailbox_actions = mailboxes.add_subparsers(required=True, metavar="ACTION")
@@ -166,10 +169,24 @@ def _check(args: argparse.Namespace) -> int:
     if args.offline:
         print("  connections: not tested (--offline)")
         return 0
-    problems = asyncio.run(_test_connections(config))
+    problems = _check_database(config, args)
+    problems += asyncio.run(_test_connections(config))
     for problem in problems:
         print(f"  problem:    {problem}")
     return 1 if problems else 0
+
+
+def _check_database(config: Config, args: argparse.Namespace) -> list[str]:
+    """Open the database (creating and migrating nothing) and say where its schema stands."""
+    from bridge.store.check import check_database
+
+    report = check_database(config.database_url, upgrade=_upgrade_command(args))
+    print(f"  {'database:':<12} {'ok' if report.ok else 'FAILED'}: {report.summary}")
+    return list(report.problems) if report.connected else [report.summary, *report.problems]
+
+
+def _upgrade_command(args: argparse.Namespace) -> str:
+    return f"presence-bridge db upgrade --config {args.config}"
 
 
 async def _test_connections(config: Config) -> list[str]:
@@ -228,6 +245,24 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     else:
         print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
     return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from bridge.store.db import Database
+
+    database = Database(config.database_url)
+    try:
+        state = database.revisions()
+    finally:
+        database.close()
+    print(f"database: {config.database_url_shown}")
+    print(f"current:  {state.current or '(empty)'}")
+    print(f"head:     {state.head}{'' if state.known else ' (the database is newer than this version)'}")
+    print(f"pending:  {', '.join(state.pending) or 'none'}")
+    if state.known and not state.up_to_date:
+        print(f"run `{_upgrade_command(args)}` to apply them", file=sys.stderr)
+    return 0 if state.up_to_date else 1
 
 
 def _templates_validate(args: argparse.Namespace) -> int:
@@ -376,11 +411,16 @@ def _database(args: argparse.Namespace) -> tuple[Config, Database]:
     config = _config(args)
     from bridge.admin import register
     from bridge.store.db import Database
+    from bridge.store.revisions import require_current
 
     database = Database(config.database_url)
-    database.upgrade()
-    with database.session() as session:
-        register(session, config, datetime.now(UTC))
+    try:
+        require_current(database.revisions(), config.database_url_shown, _upgrade_command(args))
+        with database.session() as session:
+            register(session, config, datetime.now(UTC))
+    except BaseException:
+        database.close()
+        raise
     return config, database
 
 
