@@ -24,6 +24,7 @@ from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
+from bridge.metrics import Metrics
 from bridge.notices import Notifier
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
@@ -64,13 +65,14 @@ class Service:
         self.db = database or Database(config.database_url)
         # A changed mapping goes in force only through `mapping_changes`, which may hold it for confirmation.
         self.mapping = LiveMapping(config.templates or default_mapping_path(), apply_on_reload=False)
-        self.sources = dict(sources) if sources is not None else build_sources(config)
+        self.metrics = Metrics()
+        self.sources = dict(sources) if sources is not None else build_sources(config, self.metrics.request)
         self._stop = asyncio.Event()
         self._sync_wake = asyncio.Event()
         self._subscriptions_wake = asyncio.Event()
         self.marks = DirtyMarks(self.db, on_commit=self._sync_wake.set, clock=clock)
         self.hooks = GraphHooks(self.db, self.marks, clock=clock, on_lifecycle=self._lifecycle)
-        self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner)
+        self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner, metrics=self.metrics)
         self.sync = MailboxSync(
             self.db,
             self.sources,
@@ -81,6 +83,7 @@ class Service:
             clock=clock,
             on_changes=self.delivery.notify,
             on_source_back=self._source_back,
+            metrics=self.metrics,
         )
         self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
         self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
@@ -135,6 +138,7 @@ class Service:
                 live=self.mapping,
                 on_mapping_change=self.mapping_changes.changed,
                 sources=self.sources,
+                metrics=self.metrics,
             ),
             access_log=None,
             **runner_options(self.config.listen),

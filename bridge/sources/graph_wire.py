@@ -55,6 +55,7 @@ class WireEvent(msgspec.Struct, frozen=True, rename="camel"):
     response_status: WireResponseStatus | None = None
     series_master_id: str | None = None
     transaction_id: str | None = None
+    last_modified_date_time: str | None = None
     start: WireDateTime | None = None
     end: WireDateTime | None = None
     single_value_extended_properties: list[WireExtendedProperty] | None = None
@@ -257,4 +258,13 @@ def to_appointment(event: WireEvent, master: WireEvent | None = None) -> Appoint
         series_id=event.series_master_id,
         bridge_ref=bridge_ref_of(event) or bridge_ref_of(details),
         transaction_id=details.transaction_id,
+        # A stub's own time is not given, and its master's may be weeks old: better unknown than wrong.
+        modified_at=_instant(event.last_modified_date_time),
     )
+
+
+def _instant(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC) if text else None
+    except ValueError:
+        return None  # only a metric reads it: a malformed time must not fail the read

@@ -1,5 +1,6 @@
 """Bearer tokens from the configuration, each with scopes: `workforce` for the workforce system's routes,
-`admin` for administration. Tokens are compared in constant time and never logged.
+`admin` for administration, `metrics` for a Prometheus scraper. Tokens are compared in constant time and never
+logged; the name of the token a request carried is kept on it (`TOKEN_NAME`) for the logs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from bridge.config import Config
 from bridge.web.problems import problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_NAME = web.RequestKey("token_name", str)
 
 
 def require(config: Config, scope: str, handler: Handler) -> Handler:
@@ -26,6 +28,14 @@ def require(config: Config, scope: str, handler: Handler) -> Handler:
             return response
         if scope not in token.scopes:
             return problem(403, "Forbidden", f"this route needs a token with the {scope!r} scope")
+        request[TOKEN_NAME] = token.name
         return await handler(request)
 
     return guarded
+
+
+def require_once_issued(config: Config, scope: str, handler: Handler) -> Handler:
+    """`handler` open to anyone on the listener until a token with `scope` is configured, then behind one."""
+    if any(scope in token.scopes for token in config.api_tokens):
+        return require(config, scope, handler)
+    return handler
