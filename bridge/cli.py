@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     check = _command(commands, "check", _check, "check the configuration and test the connections", config=True)
     check.add_argument("--offline", action="store_true", help="check the files only; connect to nothing")
 
+    _command(
+        commands, "status", _status, "how the bridge stands: sources, mailboxes, subscriptions, backlog", config=True
+    )
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
     _command(
@@ -245,6 +248,16 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     else:
         print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bridge.status import DETAILS, status_text
+    from bridge.store.summary import summarise
+
+    def show(session: Session, config: Config) -> str:
+        return status_text(summarise(session, datetime.now(UTC), details=DETAILS), config.database_url_shown)
+
+    return _admin(args, show)
 
 
 def _db_status(args: argparse.Namespace) -> int:

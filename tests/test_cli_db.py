@@ -5,42 +5,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
 from bridge.cli import main
 from bridge.store import Database
-from tests.conftest import DatabaseUrl, free_port
-
-CONFIG = """
-database_url: {url}
-public_url: https://bridge.example.com
-sources:
-  online:
-    kind: graph
-    tenant_id: 11111111-2222-3333-4444-555555555555
-    client_id: 66666666-7777-8888-9999-000000000000
-    client_secret: graph-secret-value
-mailboxes:
-  - {{address: adele@contoso.com, workforce_id: "E1001"}}
-listen: {{port: {port}}}
-"""
-
-
-def cli_url(database_url: DatabaseUrl) -> str:
-    """The URL a config file gives: on PostgreSQL the test's schema travels as the connection's search_path."""
-    if database_url.schema is None:
-        return database_url.url
-    return f"{database_url.url}?options={quote(f'-csearch_path={database_url.schema}')}"
-
-
-@pytest.fixture
-def config(database_url: DatabaseUrl, tmp_path: Path) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(CONFIG.format(url=cli_url(database_url), port=free_port())).lstrip())
-    return path
+from tests.conftest import DatabaseUrl, cli_url, free_port
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -80,23 +51,23 @@ def upgrade_to(database_url: DatabaseUrl, target: str) -> None:
 
 
 def test_mailboxes_list_leaves_an_older_database_as_it_is_and_says_how_to_upgrade(
-    config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     upgrade_to(database_url, "0001")
 
-    code, _, err = run(capsys, "mailboxes", "list", "--config", str(config))
+    code, _, err = run(capsys, "mailboxes", "list", "--config", str(cli_config))
 
     assert code == 1
     assert "is at revision 0001" in err
-    assert f"presence-bridge db upgrade --config {config}" in err
+    assert f"presence-bridge db upgrade --config {cli_config}" in err
     assert "Traceback" not in err
     assert revision(database_url) == "0001"
 
 
 def test_mailboxes_list_on_an_empty_database_creates_nothing(
-    config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "mailboxes", "list", "--config", str(config))
+    code, _, err = run(capsys, "mailboxes", "list", "--config", str(cli_config))
 
     assert code == 1
     assert "is empty" in err
@@ -104,33 +75,33 @@ def test_mailboxes_list_on_an_empty_database_creates_nothing(
 
 
 def test_db_status_lists_the_pending_revisions_then_none_after_upgrade(
-    config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     upgrade_to(database_url, "0001")
     head = Database(database_url.url, schema=database_url.schema).head_revision()
 
-    code, out, err = run(capsys, "db", "status", "--config", str(config))
+    code, out, err = run(capsys, "db", "status", "--config", str(cli_config))
 
     assert code == 1
     assert "current:  0001" in out
     assert f"head:     {head}" in out
     assert "pending:  0002" in out
     assert "db upgrade" in err
-    assert run(capsys, "db", "upgrade", "--config", str(config))[0] == 0
-    code, out, _ = run(capsys, "db", "status", "--config", str(config))
+    assert run(capsys, "db", "upgrade", "--config", str(cli_config))[0] == 0
+    code, out, _ = run(capsys, "db", "status", "--config", str(cli_config))
     assert code == 0
     assert "pending:  none" in out
 
 
 def test_a_database_newer_than_the_code_refuses_to_start(
-    config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "db", "upgrade", "--config", str(config))[0] == 0
+    assert run(capsys, "db", "upgrade", "--config", str(cli_config))[0] == 0
     head = Database(database_url.url, schema=database_url.schema).head_revision()
     set_revision(database_url, "0099_future")
 
     for argv in (["run"], ["db", "upgrade"], ["mailboxes", "list"]):
-        code, _, err = run(capsys, *argv, "--config", str(config))
+        code, _, err = run(capsys, *argv, "--config", str(cli_config))
         assert code == 1, argv
         assert f"database is at revision 0099_future; this version knows up to {head}" in err
         assert "Traceback" not in err
@@ -138,13 +109,13 @@ def test_a_database_newer_than_the_code_refuses_to_start(
 
 
 def test_check_reports_the_migration_state(
-    config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bridge.store.check import check_database
 
     url = cli_url(database_url)
     assert not check_database(url).ok
-    assert run(capsys, "db", "upgrade", "--config", str(config))[0] == 0
+    assert run(capsys, "db", "upgrade", "--config", str(cli_config))[0] == 0
 
     report = check_database(url)
 

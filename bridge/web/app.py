@@ -15,6 +15,7 @@ from bridge.sources.base import CalendarSource
 from bridge.store import Database
 from bridge.templates import LiveMapping, TemplateMapping
 from bridge.web.admin_api import AdminRoutes, OnMappingChange
+from bridge.web.admin_status import AdminStatus
 from bridge.web.appointments import AppointmentQueries
 from bridge.web.auth import require, require_once_issued
 from bridge.web.bodies import BODY_TIMEOUT
@@ -88,6 +89,7 @@ def create_app(
             web.post(f"{mailbox_admin}/disable", require(config, "admin", administration.disable)),
             web.post(f"{mailbox_admin}/resync", require(config, "admin", administration.resync)),
             web.delete(mailbox_admin, require(config, "admin", administration.remove)),
+            web.get("/api/v1/admin/status", require(config, "admin", AdminStatus(db).status)),
             web.get("/api/v1/admin/templates", require(config, "admin", administration.templates)),
             web.put("/api/v1/admin/templates", require(config, "admin", administration.replace_templates)),
             web.post("/api/v1/admin/templates/apply", require(config, "admin", administration.apply_templates)),

@@ -600,6 +600,101 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
 }
 _SCHEMAS.update(_ADMIN_SCHEMAS)
 
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_STATUS_SCHEMAS: dict[str, Any] = {
+    "AdminStatus": {
+        "type": "object",
+        "description": "What `presence-bridge status` shows; lists hold at most 10 entries, most pressing first",
+        "required": ["at", "sources", "mailboxes", "subscriptions", "backlog", "delivery_errors"],
+        "properties": {
+            "at": _INSTANT,
+            "sources": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "kind", "status", "reason", "since"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"enum": ["graph", "ews"]},
+                        "status": {"enum": ["ok", "auth_failed", "unreachable"]},
+                        "reason": _NULLABLE_TEXT,
+                        "since": _INSTANT,
+                    },
+                },
+            },
+            "mailboxes": {
+                "type": "object",
+                "required": ["by_source", "attention"],
+                "properties": {
+                    "by_source": {
+                        "type": "object",
+                        "description": "per source, the number of mailboxes in each status",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["active", "disabled", "paused"],
+                            "additionalProperties": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                    "attention": {
+                        "type": "array",
+                        "description": "disabled or paused mailboxes, and active ones with a note, latest first",
+                        "items": {
+                            "type": "object",
+                            "required": ["address", "source", "status", "reason", "since"],
+                            "properties": {
+                                "address": {"type": "string"},
+                                "source": {"type": "string"},
+                                "status": {"enum": ["active", "disabled", "paused"]},
+                                "reason": _NULLABLE_TEXT,
+                                "since": _INSTANT,
+                            },
+                        },
+                    },
+                },
+            },
+            "subscriptions": {
+                "type": "array",
+                "description": "Graph subscriptions expiring soonest",
+                "items": {
+                    "type": "object",
+                    "required": ["mailbox", "source", "expires_at", "reauthorize_requested"],
+                    "properties": {
+                        "mailbox": {"type": "string"},
+                        "source": {"type": "string"},
+                        "expires_at": _INSTANT,
+                        "reauthorize_requested": {"type": "boolean"},
+                    },
+                },
+            },
+            "backlog": {
+                "type": "object",
+                "required": ["undelivered", "oldest", "oldest_age_s", "failing"],
+                "properties": {
+                    "undelivered": {"type": "integer", "minimum": 0},
+                    "oldest": {"anyOf": [_INSTANT, {"type": "null"}]},
+                    "oldest_age_s": {"type": "number", "minimum": 0},
+                    "failing": {"type": "integer", "minimum": 0, "description": "undelivered after a failed attempt"},
+                },
+            },
+            "delivery_errors": {
+                "type": "array",
+                "description": "the oldest undelivered changes whose last attempt failed, with the receiver's answer",
+                "items": {
+                    "type": "object",
+                    "required": ["mailbox", "attempts", "error", "next_attempt_at"],
+                    "properties": {
+                        "mailbox": {"type": "string"},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "error": {"type": "string"},
+                        "next_attempt_at": _INSTANT,
+                    },
+                },
+            },
+        },
+    }
+}
+_SCHEMAS.update(_STATUS_SCHEMAS)
+
 
 def _admin_action(summary: str, *, body: dict[str, Any] | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
@@ -698,6 +793,13 @@ _ADMIN_PATHS: dict[str, Any] = {
                 ),
                 **_admin_problems(401, 403, 404),
             },
+        }
+    },
+    "/api/v1/admin/status": {
+        "get": {
+            "summary": "How the bridge stands: sources, mailboxes, subscriptions, delivery backlog and errors",
+            "security": [{"bearer": ["admin"]}],
+            "responses": {"200": _json("the status now", _ref("AdminStatus")), **_admin_problems(401, 403)},
         }
     },
     "/api/v1/admin/templates": {
