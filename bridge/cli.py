@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge import __version__
+from bridge import __version__, logs
 from bridge.config import Config, EwsSourceConfig, load_config
 from bridge.domain import FreeBusy
 from bridge.errors import UserError
@@ -40,11 +40,7 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.getLevelName((args.log_level or args.default_log_level).upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The HTTP clients log every request at INFO (and azure-core its headers): at the service's default level
-    # that is a line per Graph call, which cost as much as the call's own processing under load (bench/relay.py).
-    for noisy in ("httpx", "azure"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logs.configure(level, json_lines=args.log_format == "json")
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -63,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for run and demo, WARNING for the others (their output is the answer)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object a line (time, level, logger, message, source, mailbox)",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
@@ -154,7 +156,9 @@ def _command(
 def _config(args: argparse.Namespace) -> Config:
     if args.config is None:
         raise UserError("no configuration file", [f"pass --config FILE or set {CONFIG_ENV}"])
-    return load_config(args.config)
+    config = load_config(args.config)
+    logs.apply(config.source_log_levels, config.secrets())
+    return config
 
 
 def _not_yet(args: argparse.Namespace) -> int:
@@ -247,6 +251,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         print(f"{config.database_url_shown}: already at revision {after}")
     else:
         print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
+        _audit(args)
     return 0
 
 
@@ -257,7 +262,7 @@ def _status(args: argparse.Namespace) -> int:
     def show(session: Session, config: Config) -> str:
         return status_text(summarise(session, datetime.now(UTC), details=DETAILS), config.database_url_shown)
 
-    return _admin(args, show)
+    return _admin(args, show, changes=False)
 
 
 def _db_status(args: argparse.Namespace) -> int:
@@ -437,14 +442,21 @@ def _database(args: argparse.Namespace) -> tuple[Config, Database]:
     return config, database
 
 
-def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str]) -> int:
+def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str], *, changes: bool = True) -> int:
     config, database = _database(args)
     try:
         with database.session() as session:
             print(work(session, config))
     finally:
         database.close()
+    if changes:
+        _audit(args)
     return 0
+
+
+def _audit(args: argparse.Namespace) -> None:
+    command = "db upgrade" if args.name == "upgrade" else f"mailboxes {args.name} {args.address}"
+    logging.getLogger(logs.AUDIT).info("%s by %s on the command line", command, getpass.getuser())
 
 
 def _mailboxes_list(args: argparse.Namespace) -> int:
@@ -458,7 +470,7 @@ def _mailboxes_list(args: argparse.Namespace) -> int:
             rows.append((view.address, view.workforce_id or "-", view.source, view.status, synced, note))
         return _table(rows)
 
-    return _admin(args, show)
+    return _admin(args, show, changes=False)
 
 
 def _mailboxes_add(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from bridge.backoff import backoff
 from bridge.config import SyncConfig
 from bridge.domain import DeltaResult, Window
+from bridge.logs import about
 from bridge.metrics import Metrics
 from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled, Unreachable
@@ -187,7 +188,8 @@ class MailboxSync:
         """Sync one claimed mailbox; whatever goes wrong becomes that mailbox's back-off, never the lane's end."""
         started = monotonic_time.monotonic()
         try:
-            await self.sync_claimed(claim)
+            with about(source=claim.source, mailbox=claim.address):
+                await self.sync_claimed(claim)
         except Exception as exc:
             message = f"{claim.address}: syncing failed unexpectedly: {type(exc).__name__}: {exc}"
             self._outages.unexpected(claim.address, message, exc)
@@ -248,6 +250,12 @@ class MailboxSync:
             return
         self._failures.pop(claim.mailbox_id, None)
         self._outages.recovered(claim.address, f"{claim.address}: syncing again")
+        log.debug(
+            "synced: %d items read, %d removed, %d changes emitted",
+            len(result.upserts),
+            len(result.removed),
+            len(plan.changes),
+        )
         if plan.changes:
             self._metrics.emitted(change.change_type.value for change in plan.changes)
             self._on_changes()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +19,11 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
+from bridge import __version__
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
+from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.mapping_change import MappingChanges
@@ -33,6 +37,7 @@ from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
 from bridge.store.health import source_works
+from bridge.store.summary import summarise
 from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
@@ -118,6 +123,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._stopped = False
+        self._started: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.url = ""
 
@@ -161,7 +167,20 @@ class Service:
         if self.subscriptions is not None:
             subscriptions = self.subscriptions
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
-        log.info("presence bridge listening on %s (instance %s)", self.url, self.owner)
+        self._started = time.monotonic()
+        summary = await self.db.run(lambda session: summarise(session, now))
+        statuses = Counter[str]()
+        for (_, status), count in summary.mailboxes.items():
+            statuses[status] += count
+        log.info(
+            "presence-bridge %s started: sources %s; mailboxes %s; listening on %s; database %s; instance %s",
+            __version__,
+            ", ".join(f"{name} ({source.kind})" for name, source in self.config.sources.items()),
+            ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none",
+            self.url,
+            self.db.backend,
+            self.owner,
+        )
 
     async def stop(self) -> None:
         """Stop every task, letting running work commit; stopping twice is harmless.
@@ -189,6 +208,8 @@ class Service:
         for source in self.sources.values():
             await source.close()
         self.db.close()
+        if self._started is not None:
+            log.info("presence-bridge stopped after %.0f s", time.monotonic() - self._started)
 
     def _watching(self, name: str, watcher: EwsWatcher) -> Callable[[], Coroutine[Any, Any, None]]:
         """The watch of one EWS source: its active mailboxes, and their changes marked dirty like Graph's."""
@@ -208,7 +229,11 @@ class Service:
             # Not watched any more: reading them finds out whether the source is down, and when it is back.
             await self.marks.mark(await self.db.run(lambda session: mailbox_ids(session, addresses)))
 
-        return lambda: watcher.run(mailboxes, changed, self._stop, on_lost=lost)
+        async def watch() -> None:
+            with about(source=name):
+                await watcher.run(mailboxes, changed, self._stop, on_lost=lost)
+
+        return watch
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

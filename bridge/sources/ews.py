@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -646,8 +647,10 @@ class EwsSource:
     async def _run(self, what: str, call: Callable[[], T]) -> T:
         """Run an exchangelib call on this source's thread pool; its errors come back as `SourceError`s."""
         loop = asyncio.get_running_loop()
+        # The thread runs in the caller's context: its log lines stay about the caller's source and mailbox.
+        context = contextvars.copy_context()
         try:
-            return await loop.run_in_executor(self._executor, call)
+            return await loop.run_in_executor(self._executor, context.run, call)
         except SourceError:
             raise
         except Exception as exc:
