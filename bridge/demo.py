@@ -274,6 +274,8 @@ async def run_demo(
         out(f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})")
         out(f"Workforce system {workforce_url}")
         out(f"Bridge           {service.url}  (state in {folder})")
+        out(f"  metrics        {service.url}/metrics")
+        out(f"  status         presence-bridge status --config {config.path}")
         out("Changes as the workforce system receives them:")
         outlook = _Outlook(graph, ews, today)
         printed = 0

@@ -15,19 +15,10 @@ from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.templates import default_mapping_path
 from tests.conftest import BILLION_LAUGHS
+from tests.conftest import CLI_CONFIG
 
-CONFIG = """
-database_url: sqlite:///bridge.db
-public_url: https://bridge.example.com
-sources:
-  online:
-    kind: graph
-    tenant_id: 11111111-2222-3333-4444-555555555555
-    client_id: 66666666-7777-8888-9999-000000000000
-    client_secret: graph-secret-value
-mailboxes:
-  - {address: adele@contoso.com, workforce_id: "E1001"}
-"""
+# The command line's usual config, with a SQLite file beside it.
+CONFIG = CLI_CONFIG.format(url="sqlite:///bridge.db", port=8080)
 
 
 def write(tmp_path: Path, text: str, name: str) -> Path:

@@ -590,7 +590,7 @@ def test_an_api_token_must_be_long_enough(tmp_path: Path) -> None:
 
 def test_an_api_token_scope_must_be_known(tmp_path: Path) -> None:
     found = problems(tmp_path, BASE + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [everything]}}\n")
-    assert "api_tokens[0].scopes[0]: 'everything' is not one of ['workforce', 'read', 'admin']" in found
+    assert "api_tokens[0].scopes[0]: 'everything' is not one of ['workforce', 'read', 'admin', 'metrics']" in found
 
 
 def test_api_token_names_and_values_are_unique(tmp_path: Path) -> None:
@@ -670,3 +670,24 @@ def test_any_config_document_is_loaded_or_refused_with_problems(tmp_path: Path, 
 @fuzz_settings(150)
 def test_any_config_text_is_loaded_or_refused_with_problems(tmp_path: Path, text: str) -> None:
     loaded_or_refused(lambda: load_config(write(tmp_path, text)))
+
+
+def test_a_source_may_have_its_own_log_level(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    log_level: DEBUG\n    password: ews")
+    config = load_config(write(tmp_path, text))
+    assert config.source_log_levels == {"onprem": "DEBUG"}
+
+
+def test_a_source_log_level_must_be_a_level(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    log_level: LOUD\n    password: ews")
+    assert "sources.onprem.log_level: 'LOUD' is not one of ['DEBUG', 'INFO', 'WARNING', 'ERROR']" in problems(
+        tmp_path, text
+    )
+
+
+def test_the_configured_secrets_are_listed_for_the_logs_to_redact(tmp_path: Path) -> None:
+    text = with_ews() + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [workforce]}}\n"
+    config = load_config(write(tmp_path, text))
+    secrets = config.secrets()
+    assert API_TOKEN in secrets
+    assert "ews-password-value" in secrets

@@ -20,4 +20,6 @@ async def test_the_demo_shows_mapped_changes_as_they_arrive() -> None:
     assert "Focus time" not in subjects  # free is never shown
     assert {"meeting", "absence", "tentative", "remote"} <= templates
     assert any(line.startswith("  -- ") for line in lines)  # people kept changing their calendars
+    assert any(line.startswith("  metrics        http://127.0.0.1:") for line in lines)
+    assert any(line.startswith("  status         presence-bridge status --config ") for line in lines)
     assert sum(line.startswith("  #") for line in lines) == len(changes)

@@ -190,17 +190,20 @@ def _observed_adapter(verify: str | bool, observe: RequestObserver) -> type[requ
             except requests.ConnectionError:
                 observe("unreachable")
                 raise
-            if not _handshake(response):
+            if not _handshake(request, response):
                 observe(str(response.status_code))
             return response
 
     return ObservedAdapter
 
 
-def _handshake(response: requests.Response) -> bool:
-    """An NTLM / Negotiate challenge: a 401 that is a step of signing in, not a refusal (which has no token)."""
+def _handshake(request: requests.PreparedRequest, response: requests.Response) -> bool:
+    """A 401 that is a step of signing in, not a refusal: the answer to a request sent without credentials (NTLM
+    starts so), or an NTLM / Negotiate challenge carrying the server's token."""
+    if response.status_code != 401:
+        return False
     scheme, _, token = response.headers.get("WWW-Authenticate", "").partition(" ")
-    return response.status_code == 401 and scheme in ("NTLM", "Negotiate") and bool(token.strip())
+    return "Authorization" not in request.headers or (scheme in ("NTLM", "Negotiate") and bool(token.strip()))
 
 
 def ews_source(
