@@ -224,7 +224,6 @@ class DeliveryWorker:
                     self._metrics.delivery_failed(failure.status, len(batch.row_ids))
                     await self._record_failure(mailbox_id, batch, failure)
                     return delivered
-                self._metrics.delivered(batch.modified_at, self._clock())
                 if self._outages.failing("webhook"):
                     self._outages.recovered("webhook", f"workforce webhook {self._url} accepts changes again")
                     # The endpoint is one for every mailbox: those backing off from its outage are due now.
@@ -242,6 +241,7 @@ class DeliveryWorker:
                     )
                 )
                 delivered += len(batch.row_ids)
+                self._metrics.delivered(batch.modified_at, now)
                 if not kept:
                     return delivered
             await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
@@ -46,7 +45,7 @@ def create_app(
     app.on_response_prepare.append(_nosniff)
     app[BODY_TIMEOUT] = config.listen.body_timeout.total_seconds()
     metrics = metrics or Metrics()
-    scrape = MetricsRoute(db, metrics, hooks, lambda: datetime.now(UTC))
+    scrape = MetricsRoute(db, metrics, hooks)
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)

@@ -8,7 +8,7 @@ event loop never waits on a query, and every instance sharing a database reports
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,7 +23,13 @@ from bridge.web.graph_hooks import GraphHooks
 
 
 class MetricsRoute:
-    def __init__(self, db: Database, metrics: Metrics, hooks: GraphHooks, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        hooks: GraphHooks,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._db = db
         self._metrics = metrics
         self._hooks = hooks
