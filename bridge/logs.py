@@ -2,10 +2,11 @@
 secret at any level (docs/running.md "Logs").
 
 Where a line is about a source or a mailbox, `about(...)` says so for everything logged inside it, the bridge's
-own lines and its libraries' alike (a context variable, copied into the threads the EWS source runs on). The
-handler's filter then applies the level configured for that source, and redacts before anything is written:
-the values of the configured secrets, and any Authorization header or bearer / basic credential whichever
-library wrote it.
+own lines and its libraries' alike (a context variable, copied into the threads the EWS source runs on); the
+handler's filter applies the level configured for that source. Redaction happens earlier, as each record is
+made (the record factory, installed when this module is imported), so that no handler sees a secret, whoever
+added it (the Windows service's file and event log, a test's capture): the values of the configured secrets,
+and any Authorization header or bearer / basic credential, whichever library wrote it.
 """
 
 from __future__ import annotations
@@ -53,14 +54,46 @@ def about(*, source: str | None = None, mailbox: str | None = None) -> Iterator[
             _SOURCE.reset(source_token)
 
 
+_secrets: tuple[str, ...] = ()
+_make_record = logging.getLogRecordFactory()
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return _CREDENTIALS.sub(lambda match: match[1] + REDACTED, text)
+
+
+def _redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _make_record(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed call: left for the handler to report, as logging does
+        return record
+    record.msg, record.args = redact(message), None
+    if record.exc_info:
+        # Rendered (and redacted) now, so that no handler renders the raw exception text itself.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    return record
+
+
+logging.setLogRecordFactory(_redacted_record)
+
+
+def redact_secrets(secrets: Iterable[str]) -> None:
+    """The secret values never to write, in any log line or traceback, through any handler."""
+    global _secrets
+    _secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+
 class _Guard(logging.Filter):
-    """Stamps each record with its source and mailbox, applies per-source levels, and redacts secrets."""
+    """Stamps each record with its source and mailbox, and holds it to its source's level."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
         self.source_levels: dict[str, int] = {}
-        self.secrets: tuple[str, ...] = ()
 
     def filter(self, record: logging.LogRecord) -> bool:
         source = getattr(record, "source", None) or _SOURCE.get()
@@ -70,18 +103,7 @@ class _Guard(logging.Filter):
             return False
         about = "".join(f" [{part}]" for part in (source, mailbox) if part)
         record.__dict__.update(source=source, mailbox=mailbox, about=about)
-        message = self.redact(record.getMessage())
-        if record.exc_info:
-            # Formatted (and redacted) here, so no handler renders the raw exception text again.
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        record.msg, record.args = message, None
         return True
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return _CREDENTIALS.sub(lambda match: match[1] + REDACTED, text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,7 +142,7 @@ _handler: logging.Handler | None = None
 
 
 def configure(level: int, *, json_lines: bool = False, stream: Any = None) -> logging.Handler:
-    """Log to `stream` (stderr) at `level`, as text or JSON lines, through the redacting guard.
+    """Log to `stream` (stderr) at `level`, as text or JSON lines, each line about its source at that source's level.
 
     Replaces the handler an earlier call installed (and only that one); returns the new one.
     """
@@ -145,10 +167,10 @@ def configure(level: int, *, json_lines: bool = False, stream: Any = None) -> lo
 
 def apply(source_levels: Mapping[str, str], secrets: Iterable[str]) -> None:
     """The configuration's part: each source's own level, and the secret values never to write."""
+    redact_secrets(secrets)
     if _guard is None:
         return
     _guard.source_levels = {name: logging.getLevelNamesMapping()[level] for name, level in source_levels.items()}
-    _guard.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
     lowest = min([_guard.level, *_guard.source_levels.values()])
     # The root lets through what any source wants; the guard holds each line to its own source's level.
     logging.getLogger().setLevel(lowest)

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from bridge import __version__
+from bridge import __version__, logs
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
@@ -63,6 +63,9 @@ class Service:
         database: Database | None = None,
     ) -> None:
         self.config = config
+        # Whichever way the service was started (command line, Windows service, a test), its secrets stay out of the
+        # logs.
+        logs.redact_secrets(config.secrets())
         # Instances are told apart by host name: a restarted instance takes back its own leases at once instead
         # of waiting for them to expire (run one instance per host, or pass distinct owners).
         self.owner = owner or socket.gethostname()

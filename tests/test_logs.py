@@ -33,6 +33,7 @@ def captured() -> Iterator[io.StringIO]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        logs.redact_secrets(())
         for name in (*logs.CHATTY_LOGGERS, *logs.TRAFFIC_LOGGERS):
             logging.getLogger(name).setLevel(logging.NOTSET)
 
@@ -94,6 +95,22 @@ def test_configured_secrets_and_credentials_are_redacted_wherever_they_appear(ca
     assert "eyJ0eXAi" not in text
     assert "retrying with [redacted]; headers {'Authorization': 'Basic [redacted]'}" in text
     assert "Bearer [redacted] refused" in text
+
+
+def test_a_handler_added_elsewhere_sees_no_secret_either(captured: io.StringIO) -> None:
+    # As the Windows service's log file and event log handlers are: not made by bridge.logs.
+    elsewhere = io.StringIO()
+    handler = logging.StreamHandler(elsewhere)
+    logging.getLogger().addHandler(handler)
+    logs.redact_secrets(["pa55-w0rd-value"])
+    try:
+        logging.getLogger("urllib3.connectionpool").warning(
+            "sent %s", {"Authorization": "NTLM TlRMTVNTUAAD", "pw": "pa55-w0rd-value"}
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    assert elsewhere.getvalue() == "sent {'Authorization': 'NTLM [redacted]', 'pw': '[redacted]'}\n"
 
 
 def test_a_source_can_log_at_its_own_level(captured: io.StringIO) -> None:
