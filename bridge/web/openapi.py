@@ -601,96 +601,70 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
 _SCHEMAS.update(_ADMIN_SCHEMAS)
 
 _NULLABLE_TEXT = {"type": ["string", "null"]}
+
+
+def _record(**properties: Any) -> dict[str, Any]:
+    """An object with every one of `properties` present (null where a value may be missing)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _listed(description: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "array", "description": description, "items": _record(**properties)}
+
+
 _STATUS_SCHEMAS: dict[str, Any] = {
     "AdminStatus": {
-        "type": "object",
-        "description": "What `presence-bridge status` shows; lists hold at most 10 entries, most pressing first",
-        "required": ["at", "sources", "mailboxes", "subscriptions", "backlog", "delivery_errors"],
-        "properties": {
-            "at": _INSTANT,
-            "sources": {
-                "type": "array",
-                "items": {
+        **_record(
+            at=_INSTANT,
+            sources=_listed(
+                "every configured source and its state",
+                name={"type": "string"},
+                kind={"enum": ["graph", "ews"]},
+                status={"enum": ["ok", "auth_failed", "unreachable"]},
+                reason=_NULLABLE_TEXT,
+                since=_INSTANT,
+            ),
+            mailboxes=_record(
+                by_source={
                     "type": "object",
-                    "required": ["name", "kind", "status", "reason", "since"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "kind": {"enum": ["graph", "ews"]},
-                        "status": {"enum": ["ok", "auth_failed", "unreachable"]},
-                        "reason": _NULLABLE_TEXT,
-                        "since": _INSTANT,
-                    },
-                },
-            },
-            "mailboxes": {
-                "type": "object",
-                "required": ["by_source", "attention"],
-                "properties": {
-                    "by_source": {
+                    "description": "per source, the number of mailboxes in each status",
+                    "additionalProperties": {
                         "type": "object",
-                        "description": "per source, the number of mailboxes in each status",
-                        "additionalProperties": {
-                            "type": "object",
-                            "required": ["active", "disabled", "paused"],
-                            "additionalProperties": {"type": "integer", "minimum": 0},
-                        },
-                    },
-                    "attention": {
-                        "type": "array",
-                        "description": "disabled or paused mailboxes, and active ones with a note, latest first",
-                        "items": {
-                            "type": "object",
-                            "required": ["address", "source", "status", "reason", "since"],
-                            "properties": {
-                                "address": {"type": "string"},
-                                "source": {"type": "string"},
-                                "status": {"enum": ["active", "disabled", "paused"]},
-                                "reason": _NULLABLE_TEXT,
-                                "since": _INSTANT,
-                            },
-                        },
+                        "required": ["active", "disabled", "paused"],
+                        "additionalProperties": {"type": "integer", "minimum": 0},
                     },
                 },
-            },
-            "subscriptions": {
-                "type": "array",
-                "description": "Graph subscriptions expiring soonest",
-                "items": {
-                    "type": "object",
-                    "required": ["mailbox", "source", "expires_at", "reauthorize_requested"],
-                    "properties": {
-                        "mailbox": {"type": "string"},
-                        "source": {"type": "string"},
-                        "expires_at": _INSTANT,
-                        "reauthorize_requested": {"type": "boolean"},
-                    },
-                },
-            },
-            "backlog": {
-                "type": "object",
-                "required": ["undelivered", "oldest", "oldest_age_s", "failing"],
-                "properties": {
-                    "undelivered": {"type": "integer", "minimum": 0},
-                    "oldest": {"anyOf": [_INSTANT, {"type": "null"}]},
-                    "oldest_age_s": {"type": "number", "minimum": 0},
-                    "failing": {"type": "integer", "minimum": 0, "description": "undelivered after a failed attempt"},
-                },
-            },
-            "delivery_errors": {
-                "type": "array",
-                "description": "the oldest undelivered changes whose last attempt failed, with the receiver's answer",
-                "items": {
-                    "type": "object",
-                    "required": ["mailbox", "attempts", "error", "next_attempt_at"],
-                    "properties": {
-                        "mailbox": {"type": "string"},
-                        "attempts": {"type": "integer", "minimum": 0},
-                        "error": {"type": "string"},
-                        "next_attempt_at": _INSTANT,
-                    },
-                },
-            },
-        },
+                attention=_listed(
+                    "disabled or paused mailboxes, and active ones with a note, latest first",
+                    address={"type": "string"},
+                    source={"type": "string"},
+                    status={"enum": ["active", "disabled", "paused"]},
+                    reason=_NULLABLE_TEXT,
+                    since=_INSTANT,
+                ),
+            ),
+            subscriptions=_listed(
+                "Graph subscriptions expiring soonest",
+                mailbox={"type": "string"},
+                source={"type": "string"},
+                expires_at=_INSTANT,
+                reauthorize_requested={"type": "boolean"},
+            ),
+            backlog=_record(
+                undelivered={"type": "integer", "minimum": 0},
+                oldest={"anyOf": [_INSTANT, {"type": "null"}]},
+                oldest_age_s={"type": "number", "minimum": 0},
+                failing={"type": "integer", "minimum": 0, "description": "undelivered after a failed attempt"},
+            ),
+            delivery_errors=_listed(
+                "the oldest undelivered changes whose last attempt failed, with the receiver's answer",
+                mailbox={"type": "string"},
+                attempts={"type": "integer", "minimum": 0},
+                error={"type": "string"},
+                next_attempt_at=_INSTANT,
+            ),
+        ),
+        "description": "What `presence-bridge status` shows; lists hold at most 10 entries, most pressing first",
     }
 }
 _SCHEMAS.update(_STATUS_SCHEMAS)
