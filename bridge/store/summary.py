@@ -166,7 +166,10 @@ def _delivery_errors(session: Session, limit: int) -> tuple[DeliveryError, ...]:
         sa.select(OutboxRow, col(MailboxRow.address))
         .join(MailboxRow, col(MailboxRow.id) == col(OutboxRow.mailbox_id))
         .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.last_error).is_not(None))
-        .order_by(col(OutboxRow.id))
+        # Latest failure first. Not by id: PostgreSQL then walks the primary key through the whole delivered
+        # history looking for ten failures (70 ms at 100,000 changes, bench/scrape.py) instead of the index of
+        # the undelivered ones.
+        .order_by(col(OutboxRow.next_attempt_at).desc(), col(OutboxRow.id))
         .limit(limit)
     ).all()
     return tuple(

@@ -657,7 +657,7 @@ _STATUS_SCHEMAS: dict[str, Any] = {
                 failing={"type": "integer", "minimum": 0, "description": "undelivered after a failed attempt"},
             ),
             delivery_errors=_listed(
-                "the oldest undelivered changes whose last attempt failed, with the receiver's answer",
+                "undelivered changes whose last attempt failed, latest failure first, with the receiver's answer",
                 mailbox={"type": "string"},
                 attempts={"type": "integer", "minimum": 0},
                 error={"type": "string"},
