@@ -217,6 +217,8 @@ class Config:
             found.append(source.client_secret or "" if isinstance(source, GraphSourceConfig) else source.password)
         if self.workforce.signing_secret:
             found.append(self.workforce.signing_secret.removeprefix("whsec_"))
+        if self.notify is not None and self.notify.webhook_url:
+            found.append(self.notify.webhook_url)  # a chat incoming-webhook URL is its own credential
         return [secret for secret in found if secret]
 
     def mailboxes_for(self, source: str) -> tuple[MailboxConfig, ...]:

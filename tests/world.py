@@ -365,13 +365,6 @@ async def ready(world: World) -> None:
     await wait_until(subscribed(world))
     await wait_until(stored_subscription(world))
 
-    def stored() -> bool:
-        # The emulator lists a subscription before the bridge commits it and the catch-up mark that goes with it.
-        with world.service.db.session() as session:
-            return session.exec(select(SubscriptionRow)).first() is not None
-
-    await wait_until(stored)
-
     def idle() -> bool:
         row = world.mailbox_row()
         return row.last_synced_at is not None and row.dirty_generation == row.synced_generation
