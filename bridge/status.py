@@ -18,7 +18,7 @@ DETAILS = 10
 
 
 def status_json(summary: Summary) -> dict[str, Any]:
-    backlog = summary.backlog
+    backlog, held = summary.backlog, summary.held_mapping
     return {
         "at": iso_utc(summary.at),
         "sources": [
@@ -73,6 +73,13 @@ def status_json(summary: Summary) -> dict[str, Any]:
             }
             for error in summary.delivery_errors
         ],
+        "mapping_change_held": None
+        if held is None
+        else {
+            "since": iso_utc(held.since),
+            "withdrawn": held.preview.get("withdrawn", 0),
+            "approved": held.approved,
+        },
     }
 
 
@@ -108,6 +115,15 @@ def status_text(summary: Summary, database: str) -> str:
         )
     if not summary.delivery_errors:
         lines.append("  (none)")
+    held = summary.held_mapping
+    if held is not None:
+        withdrawn = held.preview.get("withdrawn", 0)
+        state = "confirmed, being applied" if held.approved else "see `presence-bridge templates diff`, then apply"
+        lines += [
+            "",
+            "template mapping",
+            f"  a change is held since {_when(held.since)}: it would withdraw {withdrawn} appointments; {state}",
+        ]
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ def test_status_shows_sources_mailboxes_subscriptions_backlog_and_errors(
     assert "  2 undelivered, oldest " in screen
     assert "; 1 failing" in screen
     assert "adele@contoso.com: 3 attempts, next 2026-11-30 12:00:30Z: answered 503 Service Unavailable" in screen
+    assert "  a change is held since 2026-11-30 11:58:00Z: it would withdraw 7 appointments; see " in screen
 
 
 def test_status_on_a_database_behind_the_code_says_how_to_upgrade(

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from bridge.store.mapping_state import HeldMapping, held_mapping
 from bridge.store.models import MailboxRow, MailboxStatus, OutboxRow, SourceRow, SubscriptionRow, UTCDateTime
 
 
@@ -73,6 +74,7 @@ class Summary:
     attention: tuple[MailboxIssue, ...] = ()
     expiring: tuple[SubscriptionDue, ...] = ()
     delivery_errors: tuple[DeliveryError, ...] = ()
+    held_mapping: HeldMapping | None = None  # a template mapping change waiting for confirmation
 
 
 SUBSCRIPTION_STATES = ("active", "reauthorize_requested", "expired")
@@ -130,6 +132,7 @@ def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
         attention=_attention(session, details),
         expiring=_expiring(session, details),
         delivery_errors=_delivery_errors(session, details),
+        held_mapping=held_mapping(session),
     )
 
 

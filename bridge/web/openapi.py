@@ -663,6 +663,17 @@ _STATUS_SCHEMAS: dict[str, Any] = {
                 error={"type": "string"},
                 next_attempt_at=_INSTANT,
             ),
+            mapping_change_held={
+                "description": "a template mapping change held for confirmation (docs/templates.md), or null",
+                "anyOf": [
+                    _record(
+                        since=_INSTANT,
+                        withdrawn={"type": "integer", "minimum": 0},
+                        approved={"type": "boolean", "description": "confirmed; the bridge is applying it"},
+                    ),
+                    {"type": "null"},
+                ],
+            },
         ),
         "description": "What `presence-bridge status` shows; lists hold at most 10 entries, most pressing first",
     }

@@ -17,6 +17,7 @@ from bridge.store import (
     SourceStatus,
     SubscriptionRow,
 )
+from bridge.store.mapping_state import hold_mapping, record_applied
 
 
 def add_mailbox(session: Session, address: str = "alice@example.com") -> int:
@@ -43,7 +44,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 def add_troubles(session: Session) -> None:
     """A deployment on a bad day, as of `NOW`: EWS unreachable, a paused and a disabled mailbox, a subscription
-    about to expire and one asked to reauthorize, and a workforce system refusing changes."""
+    about to expire and one asked to reauthorize, a workforce system refusing changes, and a mapping change held."""
     session.add(SourceRow(name="online", kind=SourceKind.GRAPH, updated_at=NOW - timedelta(days=1)))
     session.add(
         SourceRow(
@@ -90,3 +91,5 @@ def add_troubles(session: Session) -> None:
     delivered.created_at = NOW - timedelta(hours=5)
     delivered.delivered_at = NOW - timedelta(hours=4)
     session.add_all([failed, waiting, delivered])
+    record_applied(session, "applied-digest", "show: {}", NOW - timedelta(days=2))
+    hold_mapping(session, "held-digest", {"withdrawn": 7, "mailboxes": []}, NOW - timedelta(minutes=2))

@@ -28,6 +28,7 @@ def test_counts_sources_mailboxes_subscriptions_and_the_backlog(db: Database) ->
     assert summary.backlog.oldest == NOW - timedelta(minutes=10)
     assert summary.backlog.oldest_age_s(NOW) == 600
     assert summary.attention == summary.expiring == summary.delivery_errors == ()
+    assert summary.held_mapping is None
 
 
 def test_details_list_what_needs_attention_soonest_first(db: Database) -> None:
@@ -46,6 +47,8 @@ def test_details_list_what_needs_attention_soonest_first(db: Database) -> None:
         ("grady@contoso.com", False),
     ]
     [error] = summary.delivery_errors
+    assert summary.held_mapping is not None
+    assert (summary.held_mapping.since, summary.held_mapping.approved) == (NOW - timedelta(minutes=2), False)
     assert (error.mailbox, error.attempts, error.error) == ("adele@contoso.com", 3, "answered 503 Service Unavailable")
 
 

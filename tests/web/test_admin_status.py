@@ -32,6 +32,7 @@ async def test_the_admin_route_answers_the_same_as_documented(app_client: Client
     assert body["backlog"]["undelivered"] == 2
     assert body["backlog"]["oldest"] == "2026-11-30T11:50:00Z"
     assert body["delivery_errors"][0]["error"] == "answered 503 Service Unavailable"
+    assert body["mapping_change_held"] == {"since": "2026-11-30T11:58:00Z", "withdrawn": 7, "approved": False}
 
 
 @pytest.mark.parametrize(("token", "status"), [(None, 401), (WORKFORCE_TOKEN, 403)])

@@ -1,7 +1,7 @@
 """The outbox keeps when Exchange last changed the appointment behind each change, for the change-latency metric.
 
-Revision ID: 0003_observe
-Revises: 0002
+Revision ID: 0004_observe
+Revises: 0003_notices
 Create Date: 2026-11-30
 
 Nullable: a deletion has no such time, nor has a change written before this revision.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_observe"
-down_revision: str | None = "0002"
+revision: str = "0004_observe"
+down_revision: str | None = "0003_notices"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
