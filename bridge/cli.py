@@ -251,7 +251,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         print(f"{config.database_url_shown}: already at revision {after}")
     else:
         print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
-        _audit(args)
+        _audit("db upgrade")
     return 0
 
 
@@ -262,7 +262,7 @@ def _status(args: argparse.Namespace) -> int:
     def show(session: Session, config: Config) -> str:
         return status_text(summarise(session, datetime.now(UTC), details=DETAILS), config.database_url_shown)
 
-    return _admin(args, show, changes=False)
+    return _admin(args, show)
 
 
 def _db_status(args: argparse.Namespace) -> int:
@@ -350,7 +350,7 @@ def _templates_apply(args: argparse.Namespace) -> int:
         lines = [f"{path}:", *_preview_lines(held.preview)]
         return "\n".join([*lines, "confirmed: the running bridge applies it within a few seconds"])
 
-    return _admin(args, confirm)
+    return _admin(args, confirm, audit="templates apply")
 
 
 def _preview_lines(preview: dict[str, Any]) -> list[str]:
@@ -442,21 +442,21 @@ def _database(args: argparse.Namespace) -> tuple[Config, Database]:
     return config, database
 
 
-def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str], *, changes: bool = True) -> int:
+def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str], *, audit: str | None = None) -> int:
+    """`work` in one transaction; `audit` names the change it makes, for the audit trail (None: it reads only)."""
     config, database = _database(args)
     try:
         with database.session() as session:
             print(work(session, config))
     finally:
         database.close()
-    if changes:
-        _audit(args)
+    if audit is not None:
+        _audit(audit)
     return 0
 
 
-def _audit(args: argparse.Namespace) -> None:
-    command = "db upgrade" if args.name == "upgrade" else f"mailboxes {args.name} {args.address}"
-    logging.getLogger(logs.AUDIT).info("%s by %s on the command line", command, getpass.getuser())
+def _audit(action: str) -> None:
+    logging.getLogger(logs.AUDIT).info("%s by %s on the command line", action, getpass.getuser())
 
 
 def _mailboxes_list(args: argparse.Namespace) -> int:
@@ -470,7 +470,7 @@ def _mailboxes_list(args: argparse.Namespace) -> int:
             rows.append((view.address, view.workforce_id or "-", view.source, view.status, synced, note))
         return _table(rows)
 
-    return _admin(args, show, changes=False)
+    return _admin(args, show)
 
 
 def _mailboxes_add(args: argparse.Namespace) -> int:
@@ -483,7 +483,7 @@ def _mailboxes_add(args: argparse.Namespace) -> int:
         add_mailbox(session, args.address, args.workforce_id, source, datetime.now(UTC))
         return f"{args.address}: added; a running bridge syncs it within seconds"
 
-    return _admin(args, add)
+    return _admin(args, add, audit=f"mailboxes add {args.address}")
 
 
 def _mailboxes_import(args: argparse.Namespace) -> int:
@@ -542,7 +542,7 @@ def _mailboxes_remove(args: argparse.Namespace) -> int:
         withdrawn = remove(session, args.address, mapping, datetime.now(UTC))
         return f"{args.address}: removed; {withdrawn} appointments withdrawn from the workforce system"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_enable(args: argparse.Namespace) -> int:
@@ -552,7 +552,7 @@ def _mailboxes_enable(args: argparse.Namespace) -> int:
         enable(session, args.address, datetime.now(UTC))
         return f"{args.address}: enabled; it syncs within seconds"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_disable(args: argparse.Namespace) -> int:
@@ -562,7 +562,7 @@ def _mailboxes_disable(args: argparse.Namespace) -> int:
         disable(session, args.address, "disabled by an administrator")
         return f"{args.address}: disabled; what the workforce system shows stays as it is"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_resync(args: argparse.Namespace) -> int:
@@ -572,4 +572,4 @@ def _mailboxes_resync(args: argparse.Namespace) -> int:
         resync(session, args.address, datetime.now(UTC))
         return f"{args.address}: its whole window is read again on the next sync"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
