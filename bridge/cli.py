@@ -503,7 +503,7 @@ def _mailboxes_import(args: argparse.Namespace) -> int:
             roster.apply(session, planned, datetime.now(UTC))
         return "\n".join(roster.describe(planned, dry_run=args.dry_run))
 
-    return _admin(args, act)
+    return _admin(args, act, audit=None if args.dry_run else f"mailboxes import {args.file}")
 
 
 def _check_exchange(args: argparse.Namespace, rows: list[RosterRow]) -> None:
