@@ -164,6 +164,7 @@ def mailboxes(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) ->
     if not path.exists():
         write(tmp_path, CONFIG, "config.yaml")
         assert main(["db", "upgrade", "--config", str(path)]) == 0
+        capsys.readouterr()
     code = main(["mailboxes", *argv, "--config", str(path)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -58,7 +58,10 @@ async def test_a_change_moves_the_counters_from_notification_to_delivery(world: 
 
     world.outlook("Customer visit")
     await world.changes(1)
-    after = await scrape_until(world.service.url, lambda s: value(s, "deliveries_total", status="delivered") >= 1)
+    after = await scrape_until(
+        world.service.url,
+        lambda s: value(s, "deliveries_total", status="delivered") >= 1 and value(s, "outbox_depth") == 0,
+    )
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
