@@ -14,8 +14,7 @@ from bridge.cli import main
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.templates import default_mapping_path
-from tests.conftest import BILLION_LAUGHS
-from tests.conftest import CLI_CONFIG
+from tests.conftest import BILLION_LAUGHS, CLI_CONFIG
 
 # The command line's usual config, with a SQLite file beside it.
 CONFIG = CLI_CONFIG.format(url="sqlite:///bridge.db", port=8080)

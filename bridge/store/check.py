@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import UserError
-from bridge.store.db import Database
+from bridge.store.db import Database, parse_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +27,12 @@ def check_database(
     url: str, *, schema: str | None = None, upgrade: str = "presence-bridge db upgrade"
 ) -> DatabaseCheck:
     """Open the database read-only in effect (nothing is created or migrated) and report where its schema stands."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        # Checked before the handle is made: making it creates the file (empty, private).
+        return DatabaseCheck(False, False, f"{parsed.database}: no such file", (f"`{upgrade}` creates it",))
     database = Database(url, schema=schema)
     try:
-        if database.backend == "sqlite" and not Path(database.url.database or "").exists():
-            return DatabaseCheck(False, False, f"{database.url.database}: no such file", (f"`{upgrade}` creates it",))
         state = database.revisions()
     except UserError as exc:
         return DatabaseCheck(False, False, exc.summary, exc.problems)
