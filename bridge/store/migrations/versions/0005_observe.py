@@ -1,7 +1,7 @@
 """The outbox keeps when Exchange last changed the appointment behind each change, for the change-latency metric.
 
-Revision ID: 0004_observe
-Revises: 0003_notices
+Revision ID: 0005_observe
+Revises: 0003_faults
 Create Date: 2026-11-30
 
 Nullable: a deletion has no such time, nor has a change written before this revision.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_observe"
-down_revision: str | None = "0003_notices"
+revision: str = "0005_observe"
+down_revision: str | None = "0003_faults"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
