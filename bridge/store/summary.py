@@ -83,7 +83,8 @@ SUBSCRIPTION_STATES = ("active", "reauthorize_requested", "expired")
 def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
     """The counts, and with `details` > 0 up to that many rows of each list an administrator reads."""
     sources = tuple(
-        SourceState(row.name, row.kind.value, row.status.value, row.status_reason, row.updated_at)
+        # status_since is when the source entered its state; rows from before it was kept have only updated_at.
+        SourceState(row.name, row.kind.value, row.status.value, row.status_reason, row.status_since or row.updated_at)
         for row in session.exec(select(SourceRow).order_by(col(SourceRow.name))).all()
     )
     mailboxes = {

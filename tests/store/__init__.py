@@ -52,7 +52,8 @@ def add_troubles(session: Session) -> None:
             kind=SourceKind.EWS,
             status=SourceStatus.UNREACHABLE,
             status_reason="ConnectionRefusedError",
-            updated_at=NOW - timedelta(minutes=5),
+            status_since=NOW - timedelta(minutes=5),
+            updated_at=NOW - timedelta(minutes=1),  # touched since (a hold renewed): not when the state began
         )
     )
     rows = {
