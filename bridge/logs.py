@@ -72,9 +72,8 @@ def _redacted_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         return record
     record.msg, record.args = redact(message), None
     if record.exc_info:
-        # Rendered (and redacted) now, so that no handler renders the raw exception text itself.
+        # Rendered (and redacted) now: formatters use this text instead of rendering the raw exception again.
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        record.exc_info = None
     return record
 
 
