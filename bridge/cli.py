@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge import __version__
+from bridge import __version__, logs
 from bridge.config import Config, EwsSourceConfig, load_config
 from bridge.domain import MAIL_ADDRESS, FreeBusy
 from bridge.errors import UserError
@@ -46,8 +46,7 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.getLevelName((args.log_level or args.default_log_level).upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _quiet_libraries(level)
+    logs.configure(level, json_lines=args.log_format == "json")
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -56,23 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         return CONFIGURATION
 
 
-def _quiet_libraries(level: int) -> None:
-    # The HTTP clients log every request at INFO (and azure-core its headers): at the service's default level
-    # that is a line per Graph call, which cost as much as the call's own processing under load (bench/relay.py).
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
-    # azure-identity logs a refused token request as a WARNING with Entra's whole JSON answer, ahead of the
-    # bridge's own one-line account of it; Alembic announces its plugins and each migration step at INFO on
-    # every start. Their detail is for DEBUG.
-    for detail in ("azure", "alembic"):
-        logging.getLogger(detail).setLevel(level if level <= logging.DEBUG else logging.CRITICAL)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="presence-bridge", description="Keeps a workforce system in step with people's Exchange calendars."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help=LOG_LEVEL_HELP)
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object a line (time, level, logger, message, source, mailbox)",
+    )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _command(commands, "run", _run, "run the bridge", config=True).set_defaults(default_log_level="INFO")
     demo = "run the bridge against the embedded Exchange and workforce emulators"
@@ -86,8 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--offline", action="store_true", help="check the files only; connect to nothing")
 
+    _command(
+        commands, "status", _status, "how the bridge stands: sources, mailboxes, subscriptions, backlog", config=True
+    )
     db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
+    _command(
+        db, "status", _db_status, "show the database's schema revision and what an upgrade would apply", config=True
+    )
 
     mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes")
     mailbox_actions = mailboxes.add_subparsers(required=True, metavar="ACTION")
@@ -188,7 +188,9 @@ def _command(
 def _config(args: argparse.Namespace) -> Config:
     if args.config is None:
         raise UserError("no configuration file", [f"pass --config FILE or set {CONFIG_ENV}"])
-    return load_config(args.config)
+    config = load_config(args.config)
+    logs.apply(config.source_log_levels, config.secrets())
+    return config
 
 
 def _not_yet(args: argparse.Namespace) -> int:
@@ -212,7 +214,7 @@ def _check(args: argparse.Namespace) -> int:
     async def test() -> list[Finding]:
         return await test_connections(config, build_sources(config))
 
-    findings = asyncio.run(test())
+    findings = [_check_database(config, args), *asyncio.run(test())]
     for finding in findings:
         mark = "ok" if finding.outcome is Outcome.OK else "FAILED"
         print(f"{mark}: {finding.subject}: {finding.text}")
@@ -225,6 +227,20 @@ def _check(args: argparse.Namespace) -> int:
         print(f"check: could not connect to everything; try again later (exit {UNREACHABLE})", file=sys.stderr)
         return UNREACHABLE
     return 0
+
+
+def _check_database(config: Config, args: argparse.Namespace) -> Finding:
+    """Open the database (creating and migrating nothing) and say where its schema stands."""
+    from bridge.preflight import Finding, Outcome
+    from bridge.store.check import check_database
+
+    report = check_database(config.database_url, upgrade=_upgrade_command(args))
+    outcome = Outcome.OK if report.ok else Outcome.PROBLEM if report.connected else Outcome.UNREACHABLE
+    return Finding(outcome, "database", "; ".join([report.summary, *report.problems]))
+
+
+def _upgrade_command(args: argparse.Namespace) -> str:
+    return f"presence-bridge db upgrade --config {args.config}"
 
 
 def _summary(config: Config, mapping: TemplateMapping) -> list[tuple[str, str]]:
@@ -267,6 +283,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         print(f"{config.database_url_shown}: already at revision {after}")
     else:
         print(f"{config.database_url_shown}: upgraded from revision {before or '(empty)'} to {after}")
+        _audit("db upgrade")
     return 0
 
 
@@ -277,6 +294,34 @@ def _mapping_path(args: argparse.Namespace) -> Path:
     if args.config is not None:
         return load_config(args.config).templates or default_mapping_path()
     return default_mapping_path()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bridge.status import DETAILS, status_text
+    from bridge.store.summary import summarise
+
+    def show(session: Session, config: Config) -> str:
+        return status_text(summarise(session, datetime.now(UTC), details=DETAILS), config.database_url_shown)
+
+    return _admin(args, show)
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from bridge.store.db import Database
+
+    database = Database(config.database_url)
+    try:
+        state = database.revisions()
+    finally:
+        database.close()
+    print(f"database: {config.database_url_shown}")
+    print(f"current:  {state.current or '(empty)'}")
+    print(f"head:     {state.head}{'' if state.known else ' (the database is newer than this version)'}")
+    print(f"pending:  {', '.join(state.pending) or 'none'}")
+    if state.known and not state.up_to_date:
+        print(f"run `{_upgrade_command(args)}` to apply them", file=sys.stderr)
+    return 0 if state.up_to_date else 1
 
 
 def _templates_validate(args: argparse.Namespace) -> int:
@@ -346,7 +391,7 @@ def _templates_apply(args: argparse.Namespace) -> int:
         lines = [f"{path}:", *_preview_lines(held.preview)]
         return "\n".join([*lines, "confirmed: the running bridge applies it within a few seconds"])
 
-    return _admin(args, confirm)
+    return _admin(args, confirm, audit="templates apply")
 
 
 def _preview_lines(preview: dict[str, Any]) -> list[str]:
@@ -425,22 +470,34 @@ def _database(args: argparse.Namespace) -> tuple[Config, Database]:
     config = _config(args)
     from bridge.admin import register
     from bridge.store.db import Database
+    from bridge.store.revisions import require_current
 
     database = Database(config.database_url)
-    database.upgrade()
-    with database.session() as session:
-        register(session, config, datetime.now(UTC))
+    try:
+        require_current(database.revisions(), config.database_url_shown, _upgrade_command(args))
+        with database.session() as session:
+            register(session, config, datetime.now(UTC))
+    except BaseException:
+        database.close()
+        raise
     return config, database
 
 
-def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str]) -> int:
+def _admin(args: argparse.Namespace, work: Callable[[Session, Config], str], *, audit: str | None = None) -> int:
+    """`work` in one transaction; `audit` names the change it makes, for the audit trail (None: it reads only)."""
     config, database = _database(args)
     try:
         with database.session() as session:
             print(work(session, config))
     finally:
         database.close()
+    if audit is not None:
+        _audit(audit)
     return 0
+
+
+def _audit(action: str) -> None:
+    logging.getLogger(logs.AUDIT).info("%s by %s on the command line", action, getpass.getuser())
 
 
 def _mailboxes_list(args: argparse.Namespace) -> int:
@@ -467,7 +524,7 @@ def _mailboxes_add(args: argparse.Namespace) -> int:
         add_mailbox(session, args.address, args.workforce_id, source, datetime.now(UTC))
         return f"{args.address}: added; a running bridge syncs it within seconds"
 
-    return _admin(args, add)
+    return _admin(args, add, audit=f"mailboxes add {args.address}")
 
 
 def _mailboxes_import(args: argparse.Namespace) -> int:
@@ -487,7 +544,7 @@ def _mailboxes_import(args: argparse.Namespace) -> int:
             roster.apply(session, planned, datetime.now(UTC))
         return "\n".join(roster.describe(planned, dry_run=args.dry_run))
 
-    return _admin(args, act)
+    return _admin(args, act, audit=None if args.dry_run else f"mailboxes import {args.file}")
 
 
 def _check_exchange(args: argparse.Namespace, rows: list[RosterRow]) -> None:
@@ -526,7 +583,7 @@ def _mailboxes_remove(args: argparse.Namespace) -> int:
         withdrawn = remove(session, args.address, mapping, datetime.now(UTC))
         return f"{args.address}: removed; {withdrawn} appointments withdrawn from the workforce system"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_enable(args: argparse.Namespace) -> int:
@@ -536,7 +593,7 @@ def _mailboxes_enable(args: argparse.Namespace) -> int:
         enable(session, args.address, datetime.now(UTC))
         return f"{args.address}: enabled; it syncs within seconds"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_disable(args: argparse.Namespace) -> int:
@@ -546,7 +603,7 @@ def _mailboxes_disable(args: argparse.Namespace) -> int:
         disable(session, args.address, "disabled by an administrator")
         return f"{args.address}: disabled; what the workforce system shows stays as it is"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")
 
 
 def _mailboxes_resync(args: argparse.Namespace) -> int:
@@ -556,4 +613,4 @@ def _mailboxes_resync(args: argparse.Namespace) -> int:
         resync(session, args.address, datetime.now(UTC))
         return f"{args.address}: its whole window is read again on the next sync"
 
-    return _admin(args, act)
+    return _admin(args, act, audit=f"mailboxes {args.name} {args.address}")

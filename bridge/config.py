@@ -85,6 +85,7 @@ class GraphSourceConfig:
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_file: Path | None = None
     max_concurrency: int = 4
+    log_level: str | None = None  # None: the bridge's own level
     kind: Literal["graph"] = "graph"
 
 
@@ -108,6 +109,7 @@ class EwsSourceConfig:
     watch: Literal["streaming", "pull"] = "streaming"
     # With delegate access: the server's HangingConnectionLimit for the service account (3 by default on-premises).
     streams: int = 3
+    log_level: str | None = None  # None: the bridge's own level
     kind: Literal["ews"] = "ews"
 
 
@@ -202,6 +204,22 @@ class Config:
     def database_url_shown(self) -> str:
         """`database_url` with any password replaced, for logs and `check`."""
         return url_shown(self.database_url)
+
+    @property
+    def source_log_levels(self) -> dict[str, str]:
+        return {name: source.log_level for name, source in self.sources.items() if source.log_level is not None}
+
+    def secrets(self) -> list[str]:
+        """Every secret value the file gave, for the logs to redact wherever one would appear."""
+        found = [token.token for token in self.api_tokens]
+        found += [self.workforce.signing_secret or "", _url_password(self.database_url)]
+        for source in self.sources.values():
+            found.append(source.client_secret or "" if isinstance(source, GraphSourceConfig) else source.password)
+        if self.workforce.signing_secret:
+            found.append(self.workforce.signing_secret.removeprefix("whsec_"))
+        if self.notify is not None and self.notify.webhook_url:
+            found.append(self.notify.webhook_url)  # a chat incoming-webhook URL is its own credential
+        return [secret for secret in found if secret]
 
     def mailboxes_for(self, source: str) -> tuple[MailboxConfig, ...]:
         return tuple(mailbox for mailbox in self.mailboxes if mailbox.source == source)
@@ -538,7 +556,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 certificate_path=file(spec.get("certificate_path")),
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "authority_host", "graph_url"),
-                **_plain(spec, "tenant_id", "client_id", "max_concurrency"),
+                **_plain(spec, "tenant_id", "client_id", "max_concurrency", "log_level"),
             )
         else:
             sources[name] = EwsSourceConfig(
@@ -546,7 +564,19 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 password=secrets[("sources", name, "password")],
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "service_endpoint"),
-                **_plain(spec, "username", "auth_type", "version", "impersonation", "verify_tls", "watch", "streams"),
+                **_plain(
+                    spec,
+                    *(
+                        "username",
+                        "auth_type",
+                        "version",
+                        "impersonation",
+                        "verify_tls",
+                        "watch",
+                        "streams",
+                        "log_level",
+                    ),
+                ),
             )
     only_source = next(iter(sources)) if len(sources) == 1 else ""
     sync = as_dict(data.get("sync"))
@@ -616,6 +646,11 @@ def _state_folder(config_folder: Path) -> Path:
     STATE_DIRECTORY; /etc, where the config is, is read-only to the service), else beside the config file."""
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     return Path(state) if state else config_folder
+
+
+def _url_password(url: str) -> str:
+    match = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return match[1] if match else ""
 
 
 def _database_url(url: str, base: Path) -> str:

@@ -35,6 +35,7 @@ from bridge import __version__
 from bridge.backoff import backoff
 from bridge.config import WorkforceConfig
 from bridge.errors import UserError
+from bridge.metrics import Metrics
 from bridge.outages import Outages
 from bridge.store import Database, MailboxRow, OutboxRow
 from bridge.waiting import first_of
@@ -118,12 +119,14 @@ class _Batch:
     row_ids: tuple[int, ...]
     changes: tuple[dict[str, Any], ...]
     attempts: int
+    modified_at: tuple[datetime | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
     reason: str  # short and stable, for the outage log
     detail: str  # with what the receiver said, for `last_error`
+    status: str  # the HTTP status, `timeout` or `unreachable`: the deliveries metric's label
 
 
 class DeliveryWorker:
@@ -140,6 +143,7 @@ class DeliveryWorker:
         timing: DeliveryTiming = DEFAULT_TIMING,
         http: aiohttp.ClientSession | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
@@ -159,6 +163,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._outages = Outages(log)
         self._failures: dict[int, int] = {}
+        self._metrics = metrics or Metrics()
 
     def notify(self) -> None:
         """New changes were committed: look for them now rather than at the next poll."""
@@ -240,6 +245,7 @@ class DeliveryWorker:
                     return delivered
                 failure = await self._post(batch.changes)
                 if failure is not None:
+                    self._metrics.delivery_failed(failure.status, len(batch.row_ids))
                     await self._record_failure(mailbox_id, batch, failure)
                     return delivered
                 if self._outages.failing("webhook"):
@@ -259,6 +265,7 @@ class DeliveryWorker:
                     )
                 )
                 delivered += len(batch.row_ids)
+                self._metrics.delivered(batch.modified_at, now)
                 if not kept:
                     return delivered
             await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
@@ -306,12 +313,13 @@ class DeliveryWorker:
                     return None
                 said = (await response.content.read(_ERROR_EXCERPT)).decode("utf-8", "replace").strip()
                 reason = f"answered {response.status} {response.reason or ''}".rstrip() + refusal_hint(response.status)
-                return _Failure(reason, f"{reason}: {said}" if said else reason)
+                return _Failure(reason, f"{reason}: {said}" if said else reason, str(response.status))
         except TimeoutError:
             reason = f"did not answer within {self._timing.timeout.total_seconds():g} s"
-            return _Failure(reason, reason)
+            return _Failure(reason, reason, "timeout")
         except aiohttp.ClientError as exc:
-            return _Failure(f"is unreachable ({type(exc).__name__})", f"unreachable: {type(exc).__name__}: {exc}")
+            unreachable = f"unreachable: {type(exc).__name__}: {exc}"
+            return _Failure(f"is unreachable ({type(exc).__name__})", unreachable, "unreachable")
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -401,6 +409,7 @@ def _next_batch(
         row_ids=tuple(row.id for row in rows if row.id is not None),
         changes=tuple(row.payload for row in rows),
         attempts=max(row.attempts for row in rows),
+        modified_at=tuple(row.source_modified_at for row in rows),
     )
 
 

@@ -104,6 +104,9 @@ class Appointment:
     # Value of the bridge's extended property: set only on items the bridge itself created.
     bridge_ref: str | None = None
     transaction_id: str | None = None
+    # When Exchange last changed the item, as it says (None: not said, as for a Graph occurrence stub). Only the
+    # change-latency metric reads it, so it takes no part in comparing what the bridge mirrors.
+    modified_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

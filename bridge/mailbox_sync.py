@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time as monotonic_time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -26,6 +27,8 @@ from sqlmodel import Session, col, select
 from bridge.backoff import backoff
 from bridge.config import SyncConfig
 from bridge.domain import DeltaResult, Window
+from bridge.logs import about
+from bridge.metrics import Metrics
 from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled, Unreachable
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
@@ -81,8 +84,10 @@ class MailboxSync:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_changes: Callable[[], None] = lambda: None,
         on_source_back: Callable[[str], None] = lambda _name: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._sources = sources
         self._mapping = mapping
         self._config = config
@@ -181,13 +186,16 @@ class MailboxSync:
 
     async def _sync_guarded(self, claim: Claim) -> None:
         """Sync one claimed mailbox; whatever goes wrong becomes that mailbox's back-off, never the lane's end."""
+        started = monotonic_time.monotonic()
         try:
-            await self.sync_claimed(claim)
+            with about(source=claim.source, mailbox=claim.address):
+                await self.sync_claimed(claim)
         except Exception as exc:
             message = f"{claim.address}: syncing failed unexpectedly: {type(exc).__name__}: {exc}"
             self._outages.unexpected(claim.address, message, exc)
             with contextlib.suppress(Exception):  # the database is away too: the lease runs out on its own
                 await self._backoff(claim, message, logged=True)
+        self._metrics.synced(claim.source, monotonic_time.monotonic() - started)
 
     async def mark_due(self) -> int:
         """Mark dirty what needs a read without a notification: the periodic reconcile and the daily window roll.
@@ -213,6 +221,7 @@ class MailboxSync:
         try:
             result = await source.read_delta(claim.address, window, token)
         except Throttled as exc:
+            self._metrics.throttle_hold(claim.source)
             await self._hold(claim, timedelta(seconds=exc.retry_after), f"{claim.address}: throttled: {exc}")
             return
         except AuthFailed as exc:
@@ -241,7 +250,14 @@ class MailboxSync:
             return
         self._failures.pop(claim.mailbox_id, None)
         self._outages.recovered(claim.address, f"{claim.address}: syncing again")
+        log.debug(
+            "synced: %d items read, %d removed, %d changes emitted",
+            len(result.upserts),
+            len(result.removed),
+            len(plan.changes),
+        )
         if plan.changes:
+            self._metrics.emitted(change.change_type.value for change in plan.changes)
             self._on_changes()
 
     def _commit(
@@ -279,7 +295,9 @@ class MailboxSync:
             self._pause(session, claim, reason)
             return None
         write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
-        add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
+        add_changes(
+            session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
+        )
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
         mailbox.mass_delete_approved = False
         if not finish(session, claim, self._owner, now, synced=True, locked=mailbox):
@@ -318,16 +336,18 @@ class MailboxSync:
             log.warning("mailbox %d stayed leased; it is re-mapped on its next sync", mailbox_id)
             return 0
 
-        def commit(session: Session) -> int:
+        def commit(session: Session) -> list[str]:
             mailbox = session.get(MailboxRow, mailbox_id, with_for_update=True)
             assert mailbox is not None
             plan = plan_remap(load_mirror(session, mailbox_id), mapping)
             write_mirror(session, mailbox_id, plan.put, plan.drop)
             add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
             finish(session, claim, self._owner, now, synced=False)
-            return len(plan.changes)
+            return [change.change_type.value for change in plan.changes]
 
-        return await self._db.run(commit)
+        emitted = await self._db.run(commit)
+        self._metrics.emitted(emitted)
+        return len(emitted)
 
     async def _hold(self, claim: Claim, wait: timedelta, message: str, *, logged: bool = False) -> None:
         """Keep the mailbox's lease for `wait`: other instances leave it alone, and so does this one (a lease of
@@ -379,6 +399,17 @@ class MailboxSync:
     def _pause(self, session: Session, claim: Claim, reason: str) -> None:
         set_mailbox_status(session, claim.mailbox_id, MailboxStatus.PAUSED, reason)
         finish(session, claim, self._owner, self._clock(), synced=False)
+
+
+def _modified(result: DeltaResult) -> dict[str, datetime]:
+    """When Exchange changed what this read reports, for the change-latency metric.
+
+    Not for a full round: it brings items changed long ago (the window rolled, the token expired), whose age
+    says nothing about how fast the bridge passed a change on.
+    """
+    if result.full_round:
+        return {}
+    return {item.item_id: item.modified_at for item in result.upserts if item.modified_at is not None}
 
 
 def _token(session: Session, mailbox_id: int, window: Window) -> str | None:

@@ -42,6 +42,7 @@ from bridge.domain import (
     Window,
     iso_utc,
 )
+from bridge.logs import about
 from bridge.outages import Outages
 from bridge.sources.base import (
     AuthFailed,
@@ -224,7 +225,8 @@ class Relay:
 
     async def _execute_and_finish(self, command: _Command) -> Outcome:
         try:
-            result = await self._execute(command)
+            with about(source=command.source or None, mailbox=command.address or None):
+                result = await self._execute(command)
             self._outages.recovered(
                 command.address or MAIL_SCOPE, f"{command.address or MAIL_SCOPE}: commands work again"
             )

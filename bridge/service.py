@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +20,17 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
+from bridge import __version__, logs
 from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.errors import UserError
+from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
 from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
+from bridge.metrics import Metrics
 from bridge.notices import Notifier
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
@@ -34,6 +39,7 @@ from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
 from bridge.store.health import source_works
+from bridge.store.summary import summarise
 from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
@@ -59,6 +65,9 @@ class Service:
         database: Database | None = None,
     ) -> None:
         self.config = config
+        # Whichever way the service was started (command line, Windows service, a test), its secrets stay out of the
+        # logs.
+        logs.redact_secrets(config.secrets())
         # Instances are told apart by host name: a restarted instance takes back its own leases at once instead
         # of waiting for them to expire (run one instance per host, or pass distinct owners).
         self.owner = owner or socket.gethostname()
@@ -66,13 +75,14 @@ class Service:
         self.db = database or Database(config.database_url)
         # A changed mapping goes in force only through `mapping_changes`, which may hold it for confirmation.
         self.mapping = LiveMapping(config.templates or default_mapping_path(), apply_on_reload=False)
-        self.sources = dict(sources) if sources is not None else build_sources(config)
+        self.metrics = Metrics()
+        self.sources = dict(sources) if sources is not None else build_sources(config, self.metrics.request)
         self._stop = asyncio.Event()
         self._sync_wake = asyncio.Event()
         self._subscriptions_wake = asyncio.Event()
         self.marks = DirtyMarks(self.db, on_commit=self._sync_wake.set, clock=clock)
         self.hooks = GraphHooks(self.db, self.marks, clock=clock, on_lifecycle=self._lifecycle)
-        self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner)
+        self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner, metrics=self.metrics)
         self.sync = MailboxSync(
             self.db,
             self.sources,
@@ -83,6 +93,7 @@ class Service:
             clock=clock,
             on_changes=self.delivery.notify,
             on_source_back=self._source_back,
+            metrics=self.metrics,
         )
         self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
         self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
@@ -117,6 +128,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._stopped = False
+        self._started: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.url = ""
 
@@ -137,6 +149,7 @@ class Service:
                 live=self.mapping,
                 on_mapping_change=self.mapping_changes.changed,
                 sources=self.sources,
+                metrics=self.metrics,
             ),
             access_log=None,
             **runner_options(self.config.listen),
@@ -168,7 +181,20 @@ class Service:
         if self.subscriptions is not None:
             subscriptions = self.subscriptions
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
-        log.info("presence bridge listening on %s (instance %s)", self.url, self.owner)
+        self._started = time.monotonic()
+        summary = await self.db.run(lambda session: summarise(session, now))
+        statuses = Counter[str]()
+        for (_, status), count in summary.mailboxes.items():
+            statuses[status] += count
+        log.info(
+            "presence-bridge %s started: sources %s; mailboxes %s; listening on %s; database %s; instance %s",
+            __version__,
+            ", ".join(f"{name} ({source.kind})" for name, source in self.config.sources.items()),
+            ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none",
+            self.url,
+            self.db.backend,
+            self.owner,
+        )
 
     async def stop(self) -> None:
         """Stop every task, letting running work commit; stopping twice is harmless.
@@ -196,6 +222,8 @@ class Service:
         for source in self.sources.values():
             await source.close()
         self.db.close()
+        if self._started is not None:
+            log.info("presence-bridge stopped after %.0f s", time.monotonic() - self._started)
 
     def _watching(self, name: str, watcher: EwsWatcher) -> Callable[[], Coroutine[Any, Any, None]]:
         """The watch of one EWS source: its active mailboxes, and their changes marked dirty like Graph's."""
@@ -215,7 +243,11 @@ class Service:
             # Not watched any more: reading them finds out whether the source is down, and when it is back.
             await self.marks.mark(await self.db.run(lambda session: mailbox_ids(session, addresses)))
 
-        return lambda: watcher.run(mailboxes, changed, self._stop, on_lost=lost)
+        async def watch() -> None:
+            with about(source=name):
+                await watcher.run(mailboxes, changed, self._stop, on_lost=lost)
+
+        return watch
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.domain import SubscriptionRequest
+from bridge.logs import about
 from bridge.outages import Outages
 from bridge.sources.base import (
     AuthFailed,
@@ -92,7 +93,8 @@ class SubscriptionManager:
         now = self._clock()
         tasks = await self._db.run(lambda session: self._due(session, now))
         for task in tasks:
-            await self._perform(task)
+            with about(source=task.source, mailbox=task.address):
+                await self._perform(task)
         return len(tasks)
 
     def _due(self, session: Session, now: datetime) -> list[_Task]:

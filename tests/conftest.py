@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import secrets
 import socket
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -170,3 +172,33 @@ def graph_source_for(emulator: GraphEmulator, app: AppRegistration, secret: str 
             ca_file=emulator.ca_file,
         )
     )
+
+
+CLI_CONFIG = """
+database_url: {url}
+public_url: https://bridge.example.com
+sources:
+  online:
+    kind: graph
+    tenant_id: 11111111-2222-3333-4444-555555555555
+    client_id: 66666666-7777-8888-9999-000000000000
+    client_secret: graph-secret-value
+mailboxes:
+  - {{address: adele@contoso.com, workforce_id: "E1001"}}
+listen: {{port: {port}}}
+"""
+
+
+def cli_url(database_url: DatabaseUrl) -> str:
+    """The URL a config file gives: on PostgreSQL the test's schema travels as the connection's search_path."""
+    if database_url.schema is None:
+        return database_url.url
+    return f"{database_url.url}?options={quote(f'-csearch_path={database_url.schema}')}"
+
+
+@pytest.fixture
+def cli_config(database_url: DatabaseUrl, tmp_path: Path) -> Path:
+    """A config file for the command line on each backend (one Graph source, never contacted by these tests)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(CLI_CONFIG.format(url=cli_url(database_url), port=free_port())).lstrip())
+    return path

@@ -17,21 +17,11 @@ from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.templates import default_mapping_path
-from tests.conftest import BILLION_LAUGHS, OTHER_SECRET, WORKFORCE_SECRET, free_port
+from tests.conftest import BILLION_LAUGHS, CLI_CONFIG, OTHER_SECRET, WORKFORCE_SECRET, free_port
 from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 
-CONFIG = """
-database_url: sqlite:///bridge.db
-public_url: https://bridge.example.com
-sources:
-  online:
-    kind: graph
-    tenant_id: 11111111-2222-3333-4444-555555555555
-    client_id: 66666666-7777-8888-9999-000000000000
-    client_secret: graph-secret-value
-mailboxes:
-  - {address: adele@contoso.com, workforce_id: "E1001"}
-"""
+# The command line's usual config, with a SQLite file beside it.
+CONFIG = CLI_CONFIG.format(url="sqlite:///bridge.db", port=8080)
 
 
 def write(tmp_path: Path, text: str, name: str) -> Path:
@@ -249,6 +239,8 @@ def mailboxes(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) ->
     path = tmp_path / "config.yaml"
     if not path.exists():
         write(tmp_path, CONFIG, "config.yaml")
+        assert main(["db", "upgrade", "--config", str(path)]) == 0
+        capsys.readouterr()
     code = main(["mailboxes", *argv, "--config", str(path)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -591,7 +591,7 @@ def test_an_api_token_must_be_long_enough(tmp_path: Path) -> None:
 
 def test_an_api_token_scope_must_be_known(tmp_path: Path) -> None:
     found = problems(tmp_path, BASE + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [everything]}}\n")
-    assert "api_tokens[0].scopes[0]: 'everything' is not one of ['workforce', 'read', 'admin']" in found
+    assert "api_tokens[0].scopes[0]: 'everything' is not one of ['workforce', 'read', 'admin', 'metrics']" in found
 
 
 def test_api_token_names_and_values_are_unique(tmp_path: Path) -> None:
@@ -703,3 +703,24 @@ def test_the_example_configs_on_premises_source_loads_and_names_every_key(
     ews_keys = set(schema["$defs"]["ewsSource"]["properties"]) - {"kind", "password_file"}
     shown = {line.split(":")[0].strip() for line in lines if line.startswith("    ") and ":" in line}
     assert ews_keys <= shown
+
+
+def test_a_source_may_have_its_own_log_level(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    log_level: DEBUG\n    password: ews")
+    config = load_config(write(tmp_path, text))
+    assert config.source_log_levels == {"onprem": "DEBUG"}
+
+
+def test_a_source_log_level_must_be_a_level(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    log_level: LOUD\n    password: ews")
+    assert "sources.onprem.log_level: 'LOUD' is not one of ['DEBUG', 'INFO', 'WARNING', 'ERROR']" in problems(
+        tmp_path, text
+    )
+
+
+def test_the_configured_secrets_are_listed_for_the_logs_to_redact(tmp_path: Path) -> None:
+    text = with_ews() + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [workforce]}}\n"
+    config = load_config(write(tmp_path, text))
+    secrets = config.secrets()
+    assert API_TOKEN in secrets
+    assert "ews-password-value" in secrets

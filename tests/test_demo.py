@@ -31,6 +31,8 @@ async def test_the_demo_shows_mapped_changes_as_they_arrive() -> None:
     assert "Focus time" not in subjects  # free is never shown
     assert {"meeting", "absence", "tentative", "remote"} <= templates
     assert any(line.startswith("  -- ") for line in lines)  # people kept changing their calendars
+    assert any(line.startswith("  metrics        http://127.0.0.1:") for line in lines)
+    assert any(line.startswith("  status         presence-bridge status --config ") for line in lines)
     assert sum(line.startswith("  #") for line in lines) == len(changes)
     # Every time says its zone; what is not shown is said to be hidden, and why.
     assert all(re.search(r"\d\d:\d\d-\d\d:\d\d UTC |all day ", line) for line in lines if line.startswith("  #"))

@@ -181,6 +181,8 @@ async def test_with_the_exchange_check_a_mailbox_exchange_refuses_is_refused_wit
     team = tmp_path / "team.csv"
     team.write_text("bob@contoso.com,E1002\nghost@contoso.com,E1003\n", encoding="utf-8")
     command = ["mailboxes", "import", str(team), "--check-exchange", "--config", str(config)]
+    assert await asyncio.to_thread(main, ["db", "upgrade", "--config", str(config)]) == 0
+    capsys.readouterr()
 
     refused = await asyncio.to_thread(main, command)
     err = capsys.readouterr().err

@@ -7,6 +7,7 @@ bridge's terms, so the engine can decide what to do (retry, resync, disable a ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +23,17 @@ from bridge.domain import (
     Window,
     WriteResult,
 )
+
+# Told of every HTTP request a source sends to Exchange (retries included): the answer's status code, or
+# "unreachable" when no answer came. The service counts them (bridge/metrics.py).
+RequestObserver = Callable[[str], None]
+
+
+def _ignore(status: str) -> None:
+    pass
+
+
+IGNORE_REQUESTS: RequestObserver = _ignore
 
 
 class SourceError(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -73,7 +74,7 @@ from bridge.domain import (
     WriteResult,
 )
 from bridge.sources import ews_wire as wire
-from bridge.sources.base import Conflict, ItemNotFound, SourceError, Unavailable
+from bridge.sources.base import IGNORE_REQUESTS, Conflict, ItemNotFound, RequestObserver, SourceError, Unavailable
 from bridge.sources.ews_errors import connection_problem, translate
 from bridge.sources.unreachable import why_unreachable
 
@@ -109,6 +110,7 @@ _VIEW_FIELDS = (
     "is_cancelled",
     "type",
     "uid",
+    "last_modified_time",
     "bridge_ref",
     "bridge_transaction",
 )
@@ -178,17 +180,36 @@ class _SourceCredentials(Credentials):  # type: ignore[misc]
         return id(self)
 
 
-def _verifying_adapter(verify: str | bool) -> type[requests.adapters.HTTPAdapter]:
-    class VerifyingAdapter(requests.adapters.HTTPAdapter):
-        # requests takes `verify` per request; exchangelib never passes one, so the adapter decides for its session.
+def _observed_adapter(verify: str | bool, observe: RequestObserver) -> type[requests.adapters.HTTPAdapter]:
+    class ObservedAdapter(requests.adapters.HTTPAdapter):
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            kwargs["verify"] = verify
-            return super().send(request, *args, **kwargs)
+            if verify is not True:
+                # requests takes `verify` per request; exchangelib never passes one, so the adapter decides.
+                kwargs["verify"] = verify
+            try:
+                response = super().send(request, *args, **kwargs)
+            except requests.ConnectionError:
+                observe("unreachable")
+                raise
+            if not _handshake(request, response):
+                observe(str(response.status_code))
+            return response
 
-    return VerifyingAdapter
+    return ObservedAdapter
 
 
-def ews_source(config: EwsSourceConfig, *, pool_size: int = 8) -> EwsSource:
+def _handshake(request: requests.PreparedRequest, response: requests.Response) -> bool:
+    """A 401 that is a step of signing in, not a refusal: the answer to a request sent without credentials (NTLM
+    starts so), or an NTLM / Negotiate challenge carrying the server's token."""
+    if response.status_code != 401:
+        return False
+    scheme, _, token = response.headers.get("WWW-Authenticate", "").partition(" ")
+    return "Authorization" not in request.headers or (scheme in ("NTLM", "Negotiate") and bool(token.strip()))
+
+
+def ews_source(
+    config: EwsSourceConfig, *, pool_size: int = 8, on_request: RequestObserver = IGNORE_REQUESTS
+) -> EwsSource:
     verify: str | bool = str(config.ca_file) if config.ca_file else config.verify_tls
     return EwsSource(
         config.name,
@@ -200,6 +221,7 @@ def ews_source(config: EwsSourceConfig, *, pool_size: int = 8) -> EwsSource:
         impersonation=config.impersonation,
         verify=verify,
         pool_size=pool_size,
+        on_request=on_request,
     )
 
 
@@ -234,8 +256,10 @@ class EwsSource:
         timeout_s: float = 30.0,
         snapshot_cache_size: int = 2048,
         master_cache_size: int = 16384,
+        on_request: RequestObserver = IGNORE_REQUESTS,
     ) -> None:
         self.name = name
+        self._on_request = on_request
         self._endpoint = service_endpoint
         self._username = username
         self._verify = verify
@@ -639,8 +663,10 @@ class EwsSource:
     async def _run(self, what: str, call: Callable[[], T]) -> T:
         """Run an exchangelib call on this source's thread pool; its errors come back as `SourceError`s."""
         loop = asyncio.get_running_loop()
+        # The thread runs in the caller's context: its log lines stay about the caller's source and mailbox.
+        context = contextvars.copy_context()
         try:
-            return await loop.run_in_executor(self._executor, call)
+            return await loop.run_in_executor(self._executor, context.run, call)
         except SourceError:
             raise
         except Exception as exc:
@@ -668,21 +694,20 @@ class EwsSource:
         if getattr(protocol, "_bridge_prepared", False):
             return
         protocol.TIMEOUT = self._timeout_s
-        if self._verify is not True:
-            adapter_cls = _verifying_adapter(self._verify)
-            create_session = protocol.create_session
-            pool = protocol.CONNECTIONS_PER_SESSION
+        adapter_cls = _observed_adapter(self._verify, self._on_request)
+        create_session = protocol.create_session
+        pool = protocol.CONNECTIONS_PER_SESSION
 
-            def create_verifying_session() -> Any:
-                session = create_session()
-                adapter = adapter_cls(pool_block=True, pool_connections=pool, pool_maxsize=pool, max_retries=0)
-                # exchangelib mounts its adapter on the endpoint URL itself, and requests picks the longest prefix.
-                session.mount(protocol.service_endpoint, adapter)
-                return session
+        def create_observed_session() -> Any:
+            session = create_session()
+            adapter = adapter_cls(pool_block=True, pool_connections=pool, pool_maxsize=pool, max_retries=0)
+            # exchangelib mounts its adapter on the endpoint URL itself, and requests picks the longest prefix.
+            session.mount(protocol.service_endpoint, adapter)
+            return session
 
-            # An instance attribute shadows the method for this protocol alone; BaseProtocol.HTTP_ADAPTER_CLS would
-            # change every exchangelib client in the process.
-            protocol.create_session = create_verifying_session
+        # An instance attribute shadows the method for this protocol alone; BaseProtocol.HTTP_ADAPTER_CLS would
+        # change every exchangelib client in the process.
+        protocol.create_session = create_observed_session
         protocol._bridge_prepared = True
         self._protocols.append(protocol)
 

@@ -72,6 +72,7 @@ class WireItem:
     uid: str | None = None
     bridge_ref: str | None = None
     transaction_id: str | None = None
+    modified_at: datetime | None = None
 
     @property
     def in_series(self) -> bool:
@@ -119,6 +120,8 @@ def decode_item(elem: Element) -> WireItem:
             fields["is_cancelled"] = _truth(child.text)
         elif name == "CalendarItemType":
             fields["item_type"] = child.text or "Single"
+        elif name == "LastModifiedTime":
+            fields["modified_at"] = _instant(child.text)
         elif name == "UID":
             fields["uid"] = child.text
         elif name == "ExtendedProperty":
@@ -163,4 +166,5 @@ def to_appointment(item: WireItem, series_id: str | None = None) -> Appointment:
         series_id=series_id if item.in_series else None,
         bridge_ref=item.bridge_ref or None,
         transaction_id=item.transaction_id or None,
+        modified_at=item.modified_at,
     )

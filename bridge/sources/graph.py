@@ -58,11 +58,13 @@ from bridge.domain import (
 )
 from bridge.sources import graph_wire as wire
 from bridge.sources.base import (
+    IGNORE_REQUESTS,
     AuthFailed,
     Conflict,
     ItemNotFound,
     MailboxNotFound,
     QuotaExceeded,
+    RequestObserver,
     SourceError,
     SubscriptionExists,
     Throttled,
@@ -90,6 +92,7 @@ _MASTER_FIELDS = [
     "responseStatus",
     "changeKey",
     "transactionId",
+    "lastModifiedDateTime",
     "start",
     "end",
 ]
@@ -106,7 +109,7 @@ _SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid
 _FULL_ROUND_ATTEMPTS = 3
 
 
-def graph_source(config: GraphSourceConfig) -> GraphSource:
+def graph_source(config: GraphSourceConfig, *, on_request: RequestObserver = IGNORE_REQUESTS) -> GraphSource:
     """The source for one configured tenant, with the credential its config names (secret or certificate)."""
     ca_file = str(config.ca_file) if config.ca_file else None
     # azure-identity verifies the authority's TLS with the system CAs unless told otherwise (the emulator's CA).
@@ -131,7 +134,28 @@ def graph_source(config: GraphSourceConfig) -> GraphSource:
         authority=config.authority_host,
         ca_file=ca_file,
         max_concurrency=config.max_concurrency,
+        on_request=on_request,
     )
+
+
+class _ObservedTransport(httpx.AsyncBaseTransport):
+    """The HTTP transport, telling `observe` the status of every answer (or that none came)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, observe: RequestObserver) -> None:
+        self._inner = inner
+        self._observe = observe
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError:
+            self._observe("unreachable")
+            raise
+        self._observe(str(response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class _RenewingCredential(AsyncTokenCredential):
@@ -209,6 +233,7 @@ class GraphSource:
         page_size: int = 200,
         timeout_s: float = 30.0,
         master_cache_size: int = 4096,
+        on_request: RequestObserver = IGNORE_REQUESTS,
     ) -> None:
         self.name = name
         self._credential = _RenewingCredential(credential)
@@ -228,8 +253,10 @@ class GraphSource:
         # httpcore scans every pooled connection (a socket poll and getpeername each) on every request: a pool
         # much larger than the requests in flight costs more than it saves (bench/relay.py, docs/graph-source.md).
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+        # Observed below the SDK's middleware, so each retry it makes on a 429 or 503 counts as a request.
+        transport = _ObservedTransport(httpx.AsyncHTTPTransport(verify=verify, limits=limits), on_request)
         http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(verify=verify, timeout=timeout_s, limits=limits)
+            client=httpx.AsyncClient(transport=transport, timeout=timeout_s)
         )
         self._http = http
         self._adapter = GraphRequestAdapter(auth, http)

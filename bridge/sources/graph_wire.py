@@ -57,6 +57,7 @@ class WireEvent(msgspec.Struct, frozen=True, rename="camel"):
     response_status: WireResponseStatus | None = None
     series_master_id: str | None = None
     transaction_id: str | None = None
+    last_modified_date_time: str | None = None
     start: WireDateTime | None = None
     end: WireDateTime | None = None
     single_value_extended_properties: list[WireExtendedProperty] | None = None
@@ -259,6 +260,8 @@ def to_appointment(event: WireEvent, master: WireEvent | None = None) -> Appoint
         series_id=event.series_master_id,
         bridge_ref=bridge_ref_of(event) or bridge_ref_of(details),
         transaction_id=details.transaction_id,
+        # A stub's own time is not given, and its master's may be weeks old: better unknown than wrong.
+        modified_at=_instant(event.last_modified_date_time),
     )
 
 
@@ -278,3 +281,10 @@ def token_roles(token: str) -> frozenset[str] | None:
     # Entra leaves the claim out of a token whose app was granted no application permission at all.
     roles = claims.get("roles", [])
     return frozenset(str(role) for role in roles) if isinstance(roles, list) else None
+
+
+def _instant(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC) if text else None
+    except ValueError:
+        return None  # only a metric reads it: a malformed time must not fail the read

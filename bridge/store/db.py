@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from bridge.errors import UserError
 from bridge.redact import url_shown
+from bridge.store.revisions import Revisions, refuse_newer, revisions
 
 T = TypeVar("T")
 
@@ -105,7 +106,10 @@ class Database:
     def _unreachable(self, context: ExceptionContext) -> None:
         # Only a failure to connect is the user's to fix; a failing statement is the caller's business.
         if context.connection is None and not context.is_pre_ping:
-            reason = [line.strip() for line in str(context.original_exception).splitlines() if line.strip()]
+            said = str(context.original_exception)
+            if self.url.password:
+                said = said.replace(str(self.url.password), "***")  # drivers may echo the connection string
+            reason = [line.strip() for line in said.splitlines() if line.strip()]
             raise UserError(
                 f"database_url {self._shown}: cannot open the database",
                 reason or [type(context.original_exception).__name__],
@@ -142,6 +146,7 @@ class Database:
                     # Not CREATE SCHEMA IF NOT EXISTS: that needs CREATE on the database even when the schema
                     # is there, which a DBA who made the schema for the bridge need not have granted.
                     connection.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
+            refuse_newer(revisions(ScriptDirectory.from_config(config), _revision_of(connection)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -153,8 +158,14 @@ class Database:
 
     def current_revision(self) -> str | None:
         """The schema's Alembic revision; None for a database never upgraded."""
+        if self.backend == "sqlite" and not Path(self.url.database or "").exists():
+            return None  # connecting would create the file: only `db upgrade` and `run` may
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            return _revision_of(connection)
+
+    def revisions(self) -> Revisions:
+        """Where the schema stands against this version's migrations (`presence-bridge db status`)."""
+        return revisions(ScriptDirectory.from_config(self._alembic_config()), self.current_revision())
 
     def head_revision(self) -> str | None:
         """The newest revision this version of the bridge knows."""
@@ -169,6 +180,10 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         return config
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def lock_outbox(session: Session) -> None:

@@ -260,6 +260,8 @@ class OutboxRow(SQLModel, table=True):
     change_type: ChangeType = Field(sa_type=_choice(ChangeType, "change_type"))
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    # When Exchange last changed the appointment (None when unknown, as for a deletion): the change-latency metric.
+    source_modified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)

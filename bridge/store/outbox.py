@@ -5,7 +5,7 @@ delivery and the pull feed. The change object's shape is defined here only (docs
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,9 +17,16 @@ from bridge.store.models import MailboxRow, OutboxRow
 
 
 def add_changes(
-    session: Session, mailbox: MailboxRow, changes: Sequence[tuple[ChangeType, PresenceEntry]], occurred_at: datetime
+    session: Session,
+    mailbox: MailboxRow,
+    changes: Sequence[tuple[ChangeType, PresenceEntry]],
+    occurred_at: datetime,
+    modified_at: Mapping[str, datetime] | None = None,
 ) -> list[OutboxRow]:
-    """Append `changes` for `mailbox`, numbered from its next sequence number, in the caller's transaction."""
+    """Append `changes` for `mailbox`, numbered from its next sequence number, in the caller's transaction.
+
+    `modified_at` gives, by item id, when Exchange last changed the appointments the changes stem from.
+    """
     if not changes:
         return []
     assert mailbox.id is not None
@@ -35,6 +42,7 @@ def add_changes(
                 sequence=mailbox.next_sequence,
                 change_type=change_type,
                 payload=payload,
+                source_modified_at=(modified_at or {}).get(entry.item_id),
             )
         )
         mailbox.next_sequence += 1

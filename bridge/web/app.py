@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
 from bridge.store import Database
 from bridge.templates import LiveMapping, TemplateMapping
 from bridge.web.admin_api import AdminRoutes, OnMappingChange
+from bridge.web.admin_status import AdminStatus
 from bridge.web.appointments import AppointmentQueries
-from bridge.web.auth import require
+from bridge.web.auth import require, require_once_issued
 from bridge.web.bodies import BODY_TIMEOUT
 from bridge.web.commands import CommandRoutes
 from bridge.web.feed import ChangeFeed
 from bridge.web.graph_hooks import MAX_BODY, GraphHooks
 from bridge.web.health import Health
+from bridge.web.metrics import MetricsRoute, counted
 from bridge.web.openapi import document
 from bridge.web.query import refuse_unknown_query
 
@@ -33,12 +37,15 @@ def create_app(
     live: LiveMapping | None = None,
     on_mapping_change: OnMappingChange | None = None,
     sources: Mapping[str, CalendarSource] | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
     `sources` are what a roster import asks whether Exchange knows its mailboxes."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[refuse_unknown_query])
     app.on_response_prepare.append(_nosniff)
     app[BODY_TIMEOUT] = config.listen.body_timeout.total_seconds()
+    metrics = metrics or Metrics()
+    scrape = MetricsRoute(db, metrics, hooks)
     health = Health(db)
     feed = ChangeFeed(db)
     queries = AppointmentQueries(db, mapping)
@@ -47,6 +54,7 @@ def create_app(
     )
     mailbox_admin = "/api/v1/admin/mailboxes/{mailbox}"
     commands = CommandRoutes(db, relay, mapping)
+    relayed = partial(counted, metrics)
     appointment = "/api/v1/mailboxes/{mailbox}/appointments/{id}"
     app.add_routes(
         [
@@ -54,15 +62,24 @@ def create_app(
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
+            web.get("/metrics", require_once_issued(config, "metrics", scrape.metrics)),
             web.get("/api/v1/changes", require(config, "workforce", feed.changes)),
             web.get("/api/v1/mailboxes/{mailbox}/appointments", require(config, "workforce", queries.appointments)),
             web.get("/api/v1/mailboxes/{mailbox}/timeline", require(config, "workforce", queries.timeline)),
-            web.post("/api/v1/mailboxes/{mailbox}/appointments", require(config, "workforce", commands.create)),
-            web.patch(appointment, require(config, "workforce", commands.update)),
-            web.delete(appointment, require(config, "workforce", commands.delete)),
-            web.put("/api/v1/mailboxes/{mailbox}/state", require(config, "workforce", commands.state)),
-            web.delete("/api/v1/mailboxes/{mailbox}/bridge-items", require(config, "workforce", commands.purge)),
-            web.post("/api/v1/mail", require(config, "workforce", commands.mail)),
+            web.post(
+                "/api/v1/mailboxes/{mailbox}/appointments",
+                require(config, "workforce", relayed("create", commands.create)),
+            ),
+            web.patch(appointment, require(config, "workforce", relayed("update", commands.update))),
+            web.delete(appointment, require(config, "workforce", relayed("delete", commands.delete))),
+            web.put(
+                "/api/v1/mailboxes/{mailbox}/state", require(config, "workforce", relayed("state", commands.state))
+            ),
+            web.delete(
+                "/api/v1/mailboxes/{mailbox}/bridge-items",
+                require(config, "workforce", relayed("purge", commands.purge)),
+            ),
+            web.post("/api/v1/mail", require(config, "workforce", relayed("mail", commands.mail))),
             web.get("/api/v1/commands/{id}", require(config, "workforce", commands.command)),
             web.get("/api/v1/admin/mailboxes", require(config, "admin", administration.mailboxes)),
             web.post("/api/v1/admin/mailboxes", require(config, "admin", administration.add)),
@@ -71,6 +88,7 @@ def create_app(
             web.post(f"{mailbox_admin}/disable", require(config, "admin", administration.disable)),
             web.post(f"{mailbox_admin}/resync", require(config, "admin", administration.resync)),
             web.delete(mailbox_admin, require(config, "admin", administration.remove)),
+            web.get("/api/v1/admin/status", require(config, "admin", AdminStatus(db).status)),
             web.get("/api/v1/admin/templates", require(config, "admin", administration.templates)),
             web.put("/api/v1/admin/templates", require(config, "admin", administration.replace_templates)),
             web.post("/api/v1/admin/templates/apply", require(config, "admin", administration.apply_templates)),

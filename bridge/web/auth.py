@@ -1,15 +1,20 @@
 """Bearer tokens from the configuration, each with scopes: `workforce` for the workforce system's routes,
-`admin` for administration. Tokens are compared in constant time and never logged.
+`admin` for administration, `metrics` for a Prometheus scraper. Tokens are compared in constant time and never
+logged; what an admin token changes is logged with the token's name (the audit trail, docs/running.md).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.logs import AUDIT
 from bridge.web.problems import problem
+
+audit = logging.getLogger(AUDIT)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -26,6 +31,16 @@ def require(config: Config, scope: str, handler: Handler) -> Handler:
             return response
         if scope not in token.scopes:
             return problem(403, "Forbidden", f"this route needs a token with the {scope!r} scope")
-        return await handler(request)
+        answer = await handler(request)
+        if scope == "admin" and request.method not in ("GET", "HEAD"):
+            audit.info("%s %s by token %r: %d", request.method, request.path, token.name, answer.status)
+        return answer
 
     return guarded
+
+
+def require_once_issued(config: Config, scope: str, handler: Handler) -> Handler:
+    """`handler` open to anyone on the listener until a token with `scope` is configured, then behind one."""
+    if any(scope in token.scopes for token in config.api_tokens):
+        return require(config, scope, handler)
+    return handler

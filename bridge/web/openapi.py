@@ -600,6 +600,86 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
 }
 _SCHEMAS.update(_ADMIN_SCHEMAS)
 
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+
+
+def _record(**properties: Any) -> dict[str, Any]:
+    """An object with every one of `properties` present (null where a value may be missing)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _listed(description: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "array", "description": description, "items": _record(**properties)}
+
+
+_STATUS_SCHEMAS: dict[str, Any] = {
+    "AdminStatus": {
+        **_record(
+            at=_INSTANT,
+            sources=_listed(
+                "every configured source and its state",
+                name={"type": "string"},
+                kind={"enum": ["graph", "ews"]},
+                status={"enum": ["ok", "auth_failed", "unreachable"]},
+                reason=_NULLABLE_TEXT,
+                since=_INSTANT,
+            ),
+            mailboxes=_record(
+                by_source={
+                    "type": "object",
+                    "description": "per source, the number of mailboxes in each status",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["active", "disabled", "paused"],
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                },
+                attention=_listed(
+                    "disabled or paused mailboxes, and active ones with a note, latest first",
+                    address={"type": "string"},
+                    source={"type": "string"},
+                    status={"enum": ["active", "disabled", "paused"]},
+                    reason=_NULLABLE_TEXT,
+                    since=_INSTANT,
+                ),
+            ),
+            subscriptions=_listed(
+                "Graph subscriptions expiring soonest",
+                mailbox={"type": "string"},
+                source={"type": "string"},
+                expires_at=_INSTANT,
+                reauthorize_requested={"type": "boolean"},
+            ),
+            backlog=_record(
+                undelivered={"type": "integer", "minimum": 0},
+                oldest={"anyOf": [_INSTANT, {"type": "null"}]},
+                oldest_age_s={"type": "number", "minimum": 0},
+                failing={"type": "integer", "minimum": 0, "description": "undelivered after a failed attempt"},
+            ),
+            delivery_errors=_listed(
+                "undelivered changes whose last attempt failed, latest failure first, with the receiver's answer",
+                mailbox={"type": "string"},
+                attempts={"type": "integer", "minimum": 0},
+                error={"type": "string"},
+                next_attempt_at=_INSTANT,
+            ),
+            mapping_change_held={
+                "description": "a template mapping change held for confirmation (docs/templates.md), or null",
+                "anyOf": [
+                    _record(
+                        since=_INSTANT,
+                        withdrawn={"type": "integer", "minimum": 0},
+                        approved={"type": "boolean", "description": "confirmed; the bridge is applying it"},
+                    ),
+                    {"type": "null"},
+                ],
+            },
+        ),
+        "description": "What `presence-bridge status` shows; lists hold at most 10 entries, most pressing first",
+    }
+}
+_SCHEMAS.update(_STATUS_SCHEMAS)
+
 
 def _admin_action(summary: str, *, body: dict[str, Any] | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
@@ -698,6 +778,13 @@ _ADMIN_PATHS: dict[str, Any] = {
                 ),
                 **_admin_problems(401, 403, 404),
             },
+        }
+    },
+    "/api/v1/admin/status": {
+        "get": {
+            "summary": "How the bridge stands: sources, mailboxes, subscriptions, delivery backlog and errors",
+            "security": [{"bearer": ["admin"]}],
+            "responses": {"200": _json("the status now", _ref("AdminStatus")), **_admin_problems(401, 403)},
         }
     },
     "/api/v1/admin/templates": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
@@ -14,6 +15,7 @@ from bridge.domain import FreeBusy, MailMessage
 from bridge.emulators.ews import EwsEmulator
 from bridge.sources.base import AuthFailed, ItemNotFound, MailboxNotFound, SourceError, Throttled, Unavailable
 from bridge.sources.ews import EwsSource
+from tests.conftest import free_port
 from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 from tests.sources.conformance import TODAY, WINDOW, CalendarSourceContract, at
 
@@ -99,7 +101,7 @@ def _source(emulator: EwsEmulator, *, password: str = SERVICE_PASSWORD, **option
         service_endpoint=emulator.url,
         username=SERVICE_USER,
         password=password,
-        auth_type="basic",
+        auth_type=options.pop("auth_type", "basic"),
         pool_size=options.pop("pool_size", 4),
         **options,
     )
@@ -363,3 +365,51 @@ def _draft() -> Any:
     from bridge.domain import AppointmentDraft
 
     return AppointmentDraft("Meeting", at(1), at(1, 10), FreeBusy.BUSY)
+
+
+async def observed_statuses(ews: EwsEmulator, auth_type: str) -> tuple[list[str], list[str]]:
+    """What a source's observer heard for one read with the right password, and for one with a wrong one."""
+    heard: tuple[list[str], list[str]] = ([], [])
+    for password, seen in ((SERVICE_PASSWORD, heard[0]), ("wrong", heard[1])):
+        source = _source(ews, auth_type=auth_type, password=password, on_request=seen.append)
+        try:
+            with contextlib.suppress(AuthFailed):
+                await source.read_delta(ALICE, WINDOW, None)
+        finally:
+            await source.close()
+    return heard
+
+
+async def test_every_request_is_observed_by_its_status(ews: EwsEmulator) -> None:
+    good, refused = await observed_statuses(ews, "basic")
+
+    assert good
+    assert set(good) == {"200"}
+    assert set(refused) == {"401"}
+
+
+async def test_an_ntlm_challenge_is_not_observed_as_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NTLM_USER_FILE", "")  # restored afterwards; the emulator points it at its user file
+    async with EwsEmulator(tls=False, ntlm=True) as ews:
+        ews.add_mailbox(ALICE)
+        ews.add_service_account(SERVICE_USER, SERVICE_PASSWORD, impersonation=True)
+        good, refused = await observed_statuses(ews, "ntlm")
+
+    assert good
+    assert set(good) == {"200"}
+    assert "401" in refused
+
+
+async def test_an_unreachable_server_is_observed_as_such() -> None:
+    seen: list[str] = []
+    source = EwsSource(
+        "onprem", service_endpoint=f"http://127.0.0.1:{free_port()}/EWS/Exchange.asmx", username="svc",
+        password="x", auth_type="basic", on_request=seen.append,
+    )  # fmt: skip
+    try:
+        with pytest.raises(Unavailable):
+            await source.read_delta(ALICE, WINDOW, None)
+    finally:
+        await source.close()
+    assert seen
+    assert set(seen) == {"unreachable"}

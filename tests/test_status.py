@@ -1,0 +1,49 @@
+"""`presence-bridge status`: one screen on a bad day (the same as JSON: tests/web/test_admin_status.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.store import Database
+from tests.conftest import DatabaseUrl
+from tests.store import add_troubles
+
+
+def test_status_shows_sources_mailboxes_subscriptions_backlog_and_errors(
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--config", str(cli_config)]) == 0
+    database = Database(database_url.url, schema=database_url.schema)
+    try:
+        with database.session() as session:
+            add_troubles(session)
+    finally:
+        database.close()
+    capsys.readouterr()
+
+    assert main(["status", "--config", str(cli_config)]) == 0
+
+    screen = capsys.readouterr().out
+    assert "onprem           ews    unreachable  since 2026-11-30 11:55:00Z: ConnectionRefusedError" in screen
+    assert "online           1 active, 0 disabled, 1 paused" in screen
+    assert "grady@contoso.com: paused since" in screen
+    assert "paused: one read would delete 9 of 9" in screen
+    assert "nestor@contoso.com: disabled since" in screen
+    lines = screen.splitlines()
+    expiring = lines[lines.index("subscriptions expiring soonest") + 1]
+    assert expiring.startswith("  adele@contoso.com")
+    assert expiring.endswith("; reauthorization requested")
+    assert "  2 undelivered, oldest " in screen
+    assert "; 1 failing" in screen
+    assert "adele@contoso.com: 3 attempts, next 2026-11-30 12:00:30Z: answered 503 Service Unavailable" in screen
+    assert "  a change is held since 2026-11-30 11:58:00Z: it would withdraw 7 appointments; see " in screen
+
+
+def test_status_on_a_database_behind_the_code_says_how_to_upgrade(
+    cli_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--config", str(cli_config)]) == 1
+    assert "db upgrade --config" in capsys.readouterr().err
