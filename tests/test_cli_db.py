@@ -114,7 +114,9 @@ def test_check_reports_the_migration_state(
     from bridge.store.check import check_database
 
     url = cli_url(database_url)
-    assert not check_database(url).ok
+    before = check_database(url)
+    # A SQLite file the first run creates is no fault; an empty PostgreSQL schema is one to upgrade.
+    assert before.missing if database_url.schema is None else not before.ok
     assert run(capsys, "db", "upgrade", "--config", str(cli_config))[0] == 0
 
     report = check_database(url)
@@ -161,19 +163,20 @@ def test_check_names_a_database_connection_failure_without_its_password(
 
     code, out, _ = run(capsys, "check", "--config", str(path))
 
-    assert code == 1
-    assert "database:    FAILED: database_url postgresql://postgres:***@127.0.0.1" in out
+    assert code == 3  # unreachable: may pass later (docs/running.md, exit codes)
+    assert "FAILED: database: database_url postgresql://postgres:***@127.0.0.1" in out
     assert said in out
     assert "s3cret-pw" not in out
 
 
-def test_check_names_a_missing_sqlite_file_and_creates_nothing(
+def test_check_says_a_missing_sqlite_file_is_created_by_the_first_run_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = check_config(tmp_path, "sqlite:///bridge.db")
 
     code, out, _ = run(capsys, "check", "--config", str(path))
 
-    assert code == 1
-    assert "no such file" in out
+    assert code == 0
+    assert "ok: database: " in out
+    assert "not created yet: `presence-bridge run`" in out
     assert not (tmp_path / "bridge.db").exists()

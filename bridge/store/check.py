@@ -11,16 +11,18 @@ from bridge.store.db import Database, parse_url
 
 @dataclass(frozen=True, slots=True)
 class DatabaseCheck:
-    """`connected` false is a connection failure; connected but not `current` is a schema to upgrade."""
+    """`connected` false is a connection failure; connected but not `current` is a schema to upgrade; a SQLite
+    file that is `missing` is fine: the first `run` creates it."""
 
     connected: bool
     current: bool
     summary: str
     problems: tuple[str, ...] = ()
+    missing: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.connected and self.current
+        return self.missing or (self.connected and self.current)
 
 
 def check_database(
@@ -30,7 +32,9 @@ def check_database(
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
         # Checked before the handle is made: making it creates the file (empty, private).
-        return DatabaseCheck(False, False, f"{parsed.database}: no such file", (f"`{upgrade}` creates it",))
+        # An administrator checks a configuration before its first start: nothing to fix yet.
+        created_by = f"not created yet: `presence-bridge run` (or `{upgrade}`) creates it"
+        return DatabaseCheck(False, False, f"{parsed.database}: {created_by}", missing=True)
     database = Database(url, schema=schema)
     try:
         state = database.revisions()
