@@ -37,7 +37,6 @@ CONFIG_ENV = "PRESENCE_BRIDGE_CONFIG"
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_LEVEL_HELP = "default: INFO for run and demo, WARNING for the others (their output is the answer)"
 CONFIGURATION = 1
-NOT_YET = 2
 UNREACHABLE = 3
 
 Handler = Callable[[argparse.Namespace], int]
@@ -83,13 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     _command(
         commands, "status", _status, "how the bridge stands: sources, mailboxes, subscriptions, backlog", config=True
     )
-    db = _command(commands, "db", _not_yet, "database maintenance").add_subparsers(required=True, metavar="ACTION")
+    db = _command(commands, "db", None, "database maintenance").add_subparsers(required=True, metavar="ACTION")
     _command(db, "upgrade", _db_upgrade, "create the database, or bring it to this version's schema", config=True)
     _command(
         db, "status", _db_status, "show the database's schema revision and what an upgrade would apply", config=True
     )
 
-    mailboxes = _command(commands, "mailboxes", _not_yet, "list and manage the mirrored mailboxes")
+    mailboxes = _command(commands, "mailboxes", None, "list and manage the mirrored mailboxes")
     mailbox_actions = mailboxes.add_subparsers(required=True, metavar="ACTION")
     _command(mailbox_actions, "list", _mailboxes_list, "list the mailboxes and their state", config=True)
     add = _command(mailbox_actions, "add", _mailboxes_add, "mirror another mailbox", config=True)
@@ -114,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
             "address", help="the mailbox's SMTP address, as `mailboxes list` shows it"
         )
 
-    service = _command(commands, "service", _not_yet, "the Windows service (docs/windows.md)")
+    service = _command(commands, "service", None, "the Windows service (docs/windows.md)")
     service_actions = service.add_subparsers(required=True, metavar="ACTION")
     install = _command(service_actions, "install", _service, "install the Windows service", config=True)
     install.add_argument("--account", help="the account it runs as (default: the virtual account NT SERVICE\\NAME)")
@@ -126,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         _command(service_actions, name, _service, text)
 
-    templates = _command(commands, "templates", _not_yet, "the template mapping")
+    templates = _command(commands, "templates", None, "the template mapping")
     actions = templates.add_subparsers(required=True, metavar="ACTION")
     for name, handler, text in (
         ("validate", _templates_validate, "check a template mapping file"),
@@ -167,7 +166,7 @@ def _text(value: str) -> str:
 def _command(
     parent: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
-    handler: Handler,
+    handler: Handler | None,
     text: str,
     *,
     config: bool = False,
@@ -191,12 +190,6 @@ def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     logs.apply(config.source_log_levels, config.secrets())
     return config
-
-
-def _not_yet(args: argparse.Namespace) -> int:
-    words = " ".join(filter(None, (args.name, getattr(args, "action", None))))
-    print(f"presence-bridge {words}: not implemented yet in this version", file=sys.stderr)
-    return NOT_YET
 
 
 def _check(args: argparse.Namespace) -> int:
