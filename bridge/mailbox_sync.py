@@ -157,6 +157,8 @@ class MailboxSync:
                     settle=self._timing.settle,
                     source=source,
                     exclude=self._not_now(now),
+                    # The last free slot is kept for notified mailboxes: a change waits for no maintenance read.
+                    notified_only=width > 1 and len(working) == width - 1,
                 )
             )
             if claim is None or claim.mailbox_id in self._busy:
@@ -300,7 +302,15 @@ class MailboxSync:
         )
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
         mailbox.mass_delete_approved = False
-        if not finish(session, claim, self._owner, now, synced=True, locked=mailbox):
+        if not finish(
+            session,
+            claim,
+            self._owner,
+            now,
+            synced=True,
+            locked=mailbox,
+            reconcile_interval=self._config.reconcile_interval,
+        ):
             raise LeaseLost(claim.address)
         source_works(session, claim.source, now)
         return plan
@@ -446,7 +456,14 @@ def _mark_due(session: Session, now: datetime, interval: timedelta, window_start
     stale = select(MailboxRow.id).where(
         MailboxRow.status == MailboxStatus.ACTIVE,
         MailboxRow.dirty_generation <= MailboxRow.synced_generation,
-        sa.or_(col(MailboxRow.last_synced_at).is_(None), col(MailboxRow.last_synced_at) < now - interval),
+        sa.or_(
+            col(MailboxRow.reconcile_due_at) <= now,
+            # Synced before due times were kept (or never synced): the interval from the last sync.
+            sa.and_(
+                col(MailboxRow.reconcile_due_at).is_(None),
+                sa.or_(col(MailboxRow.last_synced_at).is_(None), col(MailboxRow.last_synced_at) < now - interval),
+            ),
+        ),
     )
     rolled = (
         select(DeltaStateRow.mailbox_id)

@@ -4,7 +4,7 @@ Graph expects a 2xx within 3 s and drops an endpoint that is slow too often (DES
 be acknowledged only once its mark is committed (nothing accepted is ever lost). Committing each request on its
 own would cap the receiver at the database's commit rate; instead, marks that arrive while a commit is running
 wait and go together in the next one, and every request is answered as soon as the commit holding its marks
-is done.
+is done. These marks are Exchange saying a mailbox changed: they go in the sync's first lane (bridge/store/work.py).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DirtyMarks:
                 self._pending, self._waiters = set(), []
                 now = self._clock()
                 try:
-                    await self._db.run(partial(mark_dirty, mailbox_ids=ids, now=now))
+                    await self._db.run(partial(mark_dirty, mailbox_ids=ids, now=now, notified=True))
                 except Exception as exc:  # every waiter must hear of it; the next batch tries again
                     log.warning("could not record %d dirty mailboxes: %s", len(ids), exc)
                     for waiter in waiters:

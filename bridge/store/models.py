@@ -164,6 +164,12 @@ class MailboxRow(SQLModel, table=True):
     dirty_generation: int = 0
     synced_generation: int = 0
     dirty_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set by a change notification (or a lifecycle resync) while the mailbox is dirty: such mailboxes are claimed
+    # before maintenance (window roll, reconcile, first sync), so a person's change never waits behind them.
+    notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the periodic reconcile reads the mailbox again: spread per mailbox (bridge/store/work.py), so mailboxes
+    # synced together are not all due together. Null: `last_synced_at` + the interval.
+    reconcile_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_synced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -266,6 +272,17 @@ class OutboxRow(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class FeedHorizonRow(SQLModel, table=True):
+    """How far retention has pruned the outbox (one row, id 1): a feed cursor below `pruned_through` has lost
+    changes, and the feed says so instead of silently skipping them (bridge/store/retention.py)."""
+
+    __tablename__ = "feed_horizon"
+
+    id: int = Field(default=1, primary_key=True)
+    pruned_through: int = Field(default=0, sa_type=sa.BigInteger)
+    pruned_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
 
 
 class CommandRow(SQLModel, table=True):

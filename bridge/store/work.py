@@ -37,19 +37,33 @@ class KnownSubscription:
     client_state: str
 
 
-def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime) -> int:
-    """Record that these mailboxes changed; returns how many rows were marked."""
+def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime, *, notified: bool = False) -> int:
+    """Record that these mailboxes changed; returns how many rows were marked.
+
+    `notified`: the mark comes from Exchange saying the mailbox changed (a notification, a stream event, a
+    lifecycle resync), so a person is waiting for it; such mailboxes are claimed before maintenance.
+    """
     if not mailbox_ids:
         return 0
-    result = session.execute(
-        sa.update(MailboxRow)
-        .where(col(MailboxRow.id).in_(sorted(mailbox_ids)))
-        .values(
-            dirty_generation=MailboxRow.dirty_generation + 1,
-            dirty_at=sa.func.coalesce(MailboxRow.dirty_at, now),
-        )
-    )
+    values: dict[str, object] = {
+        "dirty_generation": MailboxRow.dirty_generation + 1,
+        "dirty_at": sa.func.coalesce(MailboxRow.dirty_at, now),
+    }
+    if notified:
+        values["notified_at"] = sa.func.coalesce(MailboxRow.notified_at, now)
+    result = session.execute(sa.update(MailboxRow).where(col(MailboxRow.id).in_(sorted(mailbox_ids))).values(**values))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reconcile_due(mailbox_id: int, synced_at: datetime, interval: timedelta) -> datetime:
+    """When the periodic reconcile reads this mailbox again: between half the interval and the whole of it.
+
+    Mailboxes synced together (a first start, a window roll) would otherwise all be due together one interval
+    later, a burst of reads every interval. The fraction is fixed per mailbox (Fibonacci hashing of its id:
+    consecutive ids land evenly over the span), so each mailbox keeps its own period and the reads spread out.
+    """
+    fraction = ((mailbox_id * 0x9E3779B97F4A7C15) % 2**64) / 2**64
+    return synced_at + interval * (0.5 + 0.5 * fraction)
 
 
 def find_mailbox(session: Session, address: str) -> MailboxRow | None:
@@ -93,8 +107,13 @@ def claim_dirty(
     settle: timedelta = timedelta(0),
     source: str | None = None,
     exclude: Collection[int] = (),
+    notified_only: bool = False,
 ) -> Claim | None:
-    """Lease the dirty mailbox that has waited longest, or None when there is nothing to do.
+    """Lease the dirty mailbox to work next, or None when there is nothing to do.
+
+    Two lanes: mailboxes Exchange notified about come first, longest-notified first; then maintenance (window
+    rolls, reconciles, first syncs, catching up after a start), longest-waiting first. With `notified_only` only
+    the first lane is claimed (the sync keeps a slot for it, so a person's change never waits behind a roll).
 
     `settle` debounces bursts: a mailbox first marked less than `settle` ago is left alone for now, so a burst of
     notifications costs one read. `source` limits the claim to that source's mailboxes (each source is worked
@@ -106,6 +125,7 @@ def claim_dirty(
             MailboxRow.status == MailboxStatus.ACTIVE,
             sa.true() if source is None else col(MailboxRow.source) == source,
             sa.true() if not exclude else col(MailboxRow.id).not_in(sorted(exclude)),
+            col(MailboxRow.notified_at).is_not(None) if notified_only else sa.true(),
             MailboxRow.dirty_generation > MailboxRow.synced_generation,
             sa.or_(col(MailboxRow.dirty_at).is_(None), col(MailboxRow.dirty_at) <= now - settle),
             sa.or_(
@@ -115,7 +135,11 @@ def claim_dirty(
                 col(MailboxRow.lease_owner) == owner,
             ),
         )
-        .order_by(col(MailboxRow.dirty_at).asc().nulls_first(), col(MailboxRow.id))
+        .order_by(
+            col(MailboxRow.notified_at).asc().nulls_last(),
+            col(MailboxRow.dirty_at).asc().nulls_first(),
+            col(MailboxRow.id),
+        )
         .limit(1)
         .with_for_update(skip_locked=True)
     )
@@ -152,9 +176,17 @@ def _lease(row: MailboxRow, owner: str, until: datetime) -> Claim:
 
 
 def finish(
-    session: Session, claim: Claim, owner: str, now: datetime, *, synced: bool, locked: MailboxRow | None = None
+    session: Session,
+    claim: Claim,
+    owner: str,
+    now: datetime,
+    *,
+    synced: bool,
+    locked: MailboxRow | None = None,
+    reconcile_interval: timedelta | None = None,
 ) -> bool:
-    """Release the lease; with `synced`, record that the claim's generation is covered.
+    """Release the lease; with `synced`, record that the claim's generation is covered (and, given the
+    `reconcile_interval`, when the mailbox is next due for a reconcile).
 
     `locked` is the mailbox row when the caller's transaction already holds it FOR UPDATE (no second SELECT).
     Returns False when the lease was lost meanwhile (another instance took the mailbox over): the caller's
@@ -168,8 +200,11 @@ def finish(
     if synced:
         row.synced_generation = max(row.synced_generation, claim.generation)
         row.last_synced_at = now
+        if reconcile_interval is not None:
+            row.reconcile_due_at = reconcile_due(claim.mailbox_id, now, reconcile_interval)
         if row.dirty_generation <= claim.generation:
             row.dirty_at = None
+            row.notified_at = None
     return True
 
 
@@ -195,7 +230,8 @@ def record_lifecycle(session: Session, events: Collection[tuple[str, int, Lifecy
             resync.add(mailbox_id)
         else:
             resync.add(mailbox_id)
-    mark_dirty(session, resync, now)
+    # Notifications were lost or will be: the mailbox may hold a person's change, so it goes in the first lane.
+    mark_dirty(session, resync, now, notified=True)
 
 
 def active_sets(session: Session) -> dict[str, tuple[int, int]]:

@@ -149,3 +149,82 @@ def test_known_subscriptions_are_found_with_their_client_state(db: Database) -> 
     assert list(found) == ["sub-1"]
     assert found["sub-1"].mailbox_id == mailbox
     assert found["sub-1"].client_state == "s3cret"
+
+
+def test_a_notified_mailbox_is_claimed_before_maintenance_that_waited_longer(db: Database) -> None:
+    with db.session() as session:
+        rolling = [add_mailbox(session, f"roll{n}@example.com") for n in range(50)]
+        person = add_mailbox(session, "person@example.com")
+        mark_dirty(session, rolling, NOW - timedelta(minutes=5))  # the window roll, five minutes ago
+        mark_dirty(session, [person], NOW, notified=True)  # a notification, now
+    with db.session() as session:
+        first = claim_dirty(session, "a", NOW + timedelta(seconds=1), lease=LEASE)
+        second = claim_dirty(session, "b", NOW + timedelta(seconds=1), lease=LEASE)
+
+    assert first is not None
+    assert first.mailbox_id == person
+    assert second is not None
+    assert second.mailbox_id in rolling
+
+
+def test_a_maintenance_mark_after_a_notification_keeps_the_mailbox_in_the_first_lane(db: Database) -> None:
+    with db.session() as session:
+        waiting = add_mailbox(session, "waiting@example.com")
+        person = add_mailbox(session, "person@example.com")
+        mark_dirty(session, [waiting], NOW - timedelta(minutes=5))
+        mark_dirty(session, [person], NOW, notified=True)
+        mark_dirty(session, [person], NOW)  # the window roll marks it too
+    with db.session() as session:
+        claim = claim_dirty(session, "a", NOW + timedelta(seconds=1), lease=LEASE)
+    assert claim is not None
+    assert claim.mailbox_id == person
+
+
+def test_the_notified_lane_alone_leaves_maintenance_for_later(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+    with db.session() as session:
+        assert claim_dirty(session, "a", NOW + timedelta(seconds=1), lease=LEASE, notified_only=True) is None
+        assert claim_dirty(session, "a", NOW + timedelta(seconds=1), lease=LEASE) is not None
+
+
+def test_a_synced_mailbox_leaves_the_notified_lane(db: Database) -> None:
+    with db.session() as session:
+        person = add_mailbox(session, "person@example.com")
+        other = add_mailbox(session, "other@example.com")
+        mark_dirty(session, [person], NOW, notified=True)
+        claim = claim_dirty(session, "a", NOW + timedelta(seconds=1), lease=LEASE)
+        assert claim is not None
+        assert finish(session, claim, "a", NOW + timedelta(seconds=2), synced=True)
+    with db.session() as session:
+        mark_dirty(session, [other], NOW + timedelta(seconds=3))
+        mark_dirty(session, [person], NOW + timedelta(seconds=4))  # maintenance now: waits its turn
+    with db.session() as session:
+        claim = claim_dirty(session, "a", NOW + timedelta(seconds=5), lease=LEASE)
+        assert session.get_one(MailboxRow, person).notified_at is None
+    assert claim is not None
+    assert claim.mailbox_id == other
+
+
+def test_mailboxes_synced_together_are_due_for_reconcile_spread_over_half_the_interval(db: Database) -> None:
+    interval = timedelta(hours=6)
+    with db.session() as session:
+        ids = [add_mailbox(session, f"m{n}@example.com") for n in range(200)]
+        mark_dirty(session, ids, NOW)
+    with db.session() as session:
+        for _ in ids:
+            claim = claim_dirty(session, "a", NOW, lease=LEASE)
+            assert claim is not None
+            assert finish(session, claim, "a", NOW, synced=True, reconcile_interval=interval)
+            session.flush()
+    with db.session() as session:
+        due = sorted(session.get_one(MailboxRow, mailbox_id).reconcile_due_at or NOW for mailbox_id in ids)
+
+    assert NOW + interval / 2 <= due[0]
+    assert due[-1] <= NOW + interval
+    # Evenly over the span: every tenth of it holds between 5 % and 15 % of the mailboxes, none all of them.
+    tenths = [0] * 10
+    for at in due:
+        tenths[min(int((at - NOW - interval / 2) / (interval / 20)), 9)] += 1
+    assert all(10 <= count <= 30 for count in tenths), tenths
