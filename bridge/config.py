@@ -28,6 +28,7 @@ from bridge.yamlfile import (
     YamlDocument,
     as_dict,
     as_list,
+    format_duration,
     load_schema,
     load_yaml,
     parse_duration,
@@ -55,6 +56,7 @@ _PATH_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SQLITE_FILE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MIN_RECONCILE = timedelta(minutes=5)
+_MIN_RETENTION = timedelta(hours=1)
 _MAX_TIMEOUT = timedelta(minutes=10)
 _MIN_TOKEN_LENGTH = 16
 
@@ -127,6 +129,8 @@ class MailboxConfig:
 class WorkforceConfig:
     url: str | None = None
     signing_secret: str | None = field(default=None, repr=False)
+    # How long a change stays after delivery (without a webhook: after it was made) before it is pruned.
+    retention: timedelta = timedelta(days=7)
 
     @property
     def signing_key(self) -> bytes | None:
@@ -353,7 +357,20 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
         problems.append(doc.problem(["mail"], "give source: there are several sources to send through"))
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
     problems += _notify_problems(doc, data, secrets)
-    problems += _reconcile_problems(doc, as_dict(data.get("sync")).get("reconcile_interval"))
+    problems += _at_least(
+        doc,
+        ["sync", "reconcile_interval"],
+        as_dict(data.get("sync")).get("reconcile_interval"),
+        _MIN_RECONCILE,
+        "each reconcile reads every calendar again",
+    )
+    problems += _at_least(
+        doc,
+        ["workforce", "retention"],
+        as_dict(data.get("workforce")).get("retention"),
+        _MIN_RETENTION,
+        "a feed reader that falls further behind must start again from the current state",
+    )
     problems += _listen_problems(doc, as_dict(data.get("listen")), base)
     templates = data.get("templates")
     # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
@@ -396,16 +413,15 @@ def _listen_problems(doc: YamlDocument, spec: dict[str, Any], base: Path) -> lis
     return problems
 
 
-def _reconcile_problems(doc: YamlDocument, value: Any) -> list[str]:
-    at: list[str | int] = ["sync", "reconcile_interval"]
+def _at_least(doc: YamlDocument, at: list[str | int], value: Any, minimum: timedelta, why: str) -> list[str]:
     try:
-        interval = parse_duration(value) if isinstance(value, str) else None
+        duration = parse_duration(value) if isinstance(value, str) else None
     except DurationTooLong as exc:
         return [doc.problem(at, str(exc))]
     except ValueError:
         return []  # the schema reports it
-    if interval is not None and interval < _MIN_RECONCILE:
-        return [doc.problem(at, "must be at least PT5M (each reconcile reads every calendar again)")]
+    if duration is not None and duration < minimum:
+        return [doc.problem(at, f"must be at least {format_duration(minimum)} ({why})")]
     return []
 
 
@@ -596,7 +612,9 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
             for m in data.get("mailboxes", [])
         ),
         workforce=WorkforceConfig(
-            url=workforce.get("url"), signing_secret=secrets.get(("workforce", "signing_secret"))
+            url=workforce.get("url"),
+            signing_secret=secrets.get(("workforce", "signing_secret")),
+            **({"retention": parse_duration(workforce["retention"])} if "retention" in workforce else {}),
         ),
         sync=SyncConfig(**_plain(sync, "reconcile_interval", "mass_delete_share", "mass_delete_min")),
         api_tokens=tuple(

@@ -1,8 +1,9 @@
 """The running bridge: wiring, and the supervisor of its long-running tasks.
 
 One process runs the webhook receiver and REST API, the subscription upkeep, the sync worker, the delivery
-worker and the mapping watcher. Stopping (SIGTERM, Ctrl-C) lets in-flight work commit or leaves it for the next
-start: every task's state is in the database, so nothing is lost either way.
+worker, the mapping watcher, the pruning of old changes and the sync progress log. Stopping (SIGTERM, Ctrl-C)
+lets in-flight work commit or leaves it for the next start: every task's state is in the database, so nothing is
+lost either way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
 from bridge.metrics import Metrics
 from bridge.notices import Notifier
+from bridge.progress import ProgressLog
 from bridge.relay import Relay
+from bridge.retention import Retention
 from bridge.sources.base import CalendarSource
 from bridge.sources.configured import build_sources
 from bridge.sources.ews import EwsSource
@@ -95,6 +98,11 @@ class Service:
             on_source_back=self._source_back,
             metrics=self.metrics,
         )
+        # Without a webhook the pull feed is the only reader: changes then age out from when they were made.
+        self.retention = Retention(
+            self.db, config.workforce.retention, delivered_only=config.workforce.url is not None, clock=clock
+        )
+        self.progress = ProgressLog(self.db, clock=clock)
         self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
         self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
         # Subscriptions are Graph's change notifications; other sources are watched their own way.
@@ -173,6 +181,8 @@ class Service:
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
         self._supervise("relay", lambda: self.relay.run(self._stop))
         self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
+        self._supervise("retention", lambda: self.retention.run(self._stop))
+        self._supervise("progress", lambda: self.progress.run(self._stop))
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.notifier is not None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.domain import iso_utc
+from bridge.progress import progress_json, progress_line
 from bridge.store.models import MailboxStatus
 from bridge.store.summary import Summary
 
@@ -64,6 +65,7 @@ def status_json(summary: Summary) -> dict[str, Any]:
             "oldest_age_s": round(backlog.oldest_age_s(summary.at), 3),
             "failing": backlog.failing,
         },
+        "sync_progress": progress_json(summary.progress),
         "delivery_errors": [
             {
                 "mailbox": error.mailbox,
@@ -105,6 +107,7 @@ def status_text(summary: Summary, database: str) -> str:
         )
     if not summary.expiring:
         lines.append("  (none)")
+    lines += ["", "sync", f"  {'up to date' if summary.progress is None else progress_line(summary.progress)}"]
     backlog = summary.backlog
     oldest = "" if backlog.oldest is None else f", oldest {_in(now - backlog.oldest)} old"
     lines += ["", "delivery backlog", f"  {backlog.undelivered} undelivered{oldest}; {backlog.failing} failing"]

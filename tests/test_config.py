@@ -551,6 +551,16 @@ def test_the_reconcile_interval_is_at_least_five_minutes(tmp_path: Path) -> None
     assert "sync.reconcile_interval: must be at least PT5M" in found
 
 
+def test_changes_are_kept_seven_days_unless_configured(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).workforce.retention == timedelta(days=7)
+    assert load(tmp_path, BASE + "workforce: {retention: P30D}\n").workforce.retention == timedelta(days=30)
+
+
+def test_a_retention_under_an_hour_is_a_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + "workforce:\n  retention: PT5M\n")
+    assert "workforce.retention: must be at least PT1H" in found
+
+
 def test_a_reconcile_interval_too_long_to_reckon_with_is_a_problem(tmp_path: Path) -> None:
     found = problems(tmp_path, BASE + "sync:\n  reconcile_interval: P99999999999D\n")
     assert "config.yaml:12: sync.reconcile_interval: P99999999999D is longer than P366D" in found

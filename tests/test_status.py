@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bridge.cli import main
-from bridge.store import Database
+from bridge.store import Database, MailboxRow
 from tests.conftest import DatabaseUrl
 from tests.store import add_troubles
 
@@ -47,3 +49,34 @@ def test_status_on_a_database_behind_the_code_says_how_to_upgrade(
 ) -> None:
     assert main(["status", "--config", str(cli_config)]) == 1
     assert "db upgrade --config" in capsys.readouterr().err
+
+
+def test_status_shows_the_progress_of_a_large_sync(
+    cli_config: Path, database_url: DatabaseUrl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--config", str(cli_config)]) == 0
+    database = Database(database_url.url, schema=database_url.schema)
+    now = datetime.now(UTC)
+    try:
+        with database.session() as session:
+            for n in range(30):
+                synced = n < 10
+                session.add(
+                    MailboxRow(
+                        address=f"m{n}@example.com",
+                        source="online",
+                        dirty_generation=1,
+                        synced_generation=1 if synced else 0,
+                        dirty_at=None if synced else now - timedelta(seconds=30),
+                        last_synced_at=now - timedelta(seconds=10) if synced else None,
+                    )
+                )
+    finally:
+        database.close()
+    capsys.readouterr()
+
+    assert main(["status", "--config", str(cli_config)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    # 10 synced since the backlog began, of 30 (and the configured mailbox, waiting for its first sync).
+    assert re.fullmatch(r"  10/31 mailboxes synced \(32 %\), 0/s, eta \d+ min \d+ s", lines[lines.index("sync") + 1])

@@ -2,7 +2,8 @@
 
 A source's status is shared by every instance through its row: a failing source is held (`held_until`) so that
 none of its mailboxes is read before the hold ends, and the first success anywhere clears it.
-`health_summary` gathers what `/readyz` (and any other health view) reports, in one plain value.
+`health_summary` gathers what `/readyz` (and any other health view) reports, in one plain value, sync progress
+included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.store.models import MailboxRow, MailboxStatus, OutboxRow, SourceRow, SourceStatus, now
+from bridge.store.progress import SyncProgress, sync_progress
 
 
 def set_source_status(session: Session, name: str, status: SourceStatus, reason: str | None) -> None:
@@ -112,6 +114,7 @@ class HealthSummary:
     mailboxes: dict[MailboxStatus, int]
     backlog: int
     oldest_undelivered: datetime | None
+    progress: SyncProgress | None = None  # mailboxes waiting for a sync (a first sync, a window roll)
 
     @property
     def working(self) -> bool:
@@ -143,4 +146,4 @@ def health_summary(session: Session, at: datetime) -> HealthSummary:
     backlog, oldest = session.execute(
         sa.select(sa.func.count(), sa.func.min(col(OutboxRow.created_at))).where(col(OutboxRow.delivered_at).is_(None))
     ).one()
-    return HealthSummary(at, sources, counted, int(backlog), oldest)
+    return HealthSummary(at, sources, counted, int(backlog), oldest, sync_progress(session, at))

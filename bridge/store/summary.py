@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from bridge.store.mapping_state import HeldMapping, held_mapping
 from bridge.store.models import MailboxRow, MailboxStatus, OutboxRow, SourceRow, SubscriptionRow, UTCDateTime
+from bridge.store.progress import SyncProgress, sync_progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Summary:
     subscriptions: dict[tuple[str, str], int]  # (source, state) → count; states in `subscription_state`
     soonest_expiry: dict[str, datetime]  # source → the earliest expiry among its subscriptions
     backlog: Backlog
+    progress: SyncProgress | None  # mailboxes waiting for a sync (a first sync, a window roll), or None
     attention: tuple[MailboxIssue, ...] = ()
     expiring: tuple[SubscriptionDue, ...] = ()
     delivery_errors: tuple[DeliveryError, ...] = ()
@@ -120,7 +122,8 @@ def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
         ).where(undelivered)
     ).one()
     backlog = Backlog(count, _aware(session, oldest), failing)
-    summary = Summary(now, sources, mailboxes, subscriptions, soonest, backlog)
+    progress = sync_progress(session, now)
+    summary = Summary(now, sources, mailboxes, subscriptions, soonest, backlog, progress)
     if details <= 0:
         return summary
     return Summary(
@@ -130,6 +133,7 @@ def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
         subscriptions,
         soonest,
         backlog,
+        progress,
         attention=_attention(session, details),
         expiring=_expiring(session, details),
         delivery_errors=_delivery_errors(session, details),

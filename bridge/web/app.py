@@ -47,7 +47,7 @@ def create_app(
     metrics = metrics or Metrics()
     scrape = MetricsRoute(db, metrics, hooks)
     health = Health(db)
-    feed = ChangeFeed(db)
+    feed = ChangeFeed(db, config.workforce.retention)
     queries = AppointmentQueries(db, mapping)
     administration = AdminRoutes(
         db, config, mapping, live=live, on_mapping_change=on_mapping_change, sources=sources or {}

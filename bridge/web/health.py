@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bridge.domain import iso_utc
 from bridge.outages import Outages
+from bridge.progress import progress_json
 from bridge.store import Database
 from bridge.store.health import HealthSummary, health_summary
 
@@ -65,4 +66,5 @@ def readiness(summary: HealthSummary) -> dict[str, Any]:
             "changes": summary.backlog,
             "oldest_age_s": None if age is None else round(age.total_seconds(), 1),
         },
+        "sync_progress": progress_json(summary.progress),
     }

@@ -40,7 +40,13 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_REASONS = {400: "invalid parameters", 401: "no valid token", 403: "the token lacks the scope", 404: "unknown mailbox"}
+_REASONS = {
+    400: "invalid parameters",
+    401: "no valid token",
+    403: "the token lacks the scope",
+    404: "unknown mailbox",
+    410: "changes after the cursor were pruned (retention): read the current state, then the feed from `resume_after`",
+}
 
 
 def _problems(*statuses: int) -> dict[str, Any]:
@@ -155,7 +161,7 @@ _PATHS: dict[str, Any] = {
                         },
                     },
                 ),
-                **_problems(400, 401, 403),
+                **_problems(400, 401, 403, 410),
             },
         }
     },
@@ -663,6 +669,21 @@ _STATUS_SCHEMAS: dict[str, Any] = {
                 error={"type": "string"},
                 next_attempt_at=_INSTANT,
             ),
+            sync_progress={
+                "description": "mailboxes waiting for a sync (a first sync, a window roll) and how fast they go, "
+                "or null when none waits",
+                "anyOf": [
+                    _record(
+                        done={"type": "integer", "minimum": 0},
+                        total={"type": "integer", "minimum": 0},
+                        pending={"type": "integer", "minimum": 0},
+                        since=_INSTANT,
+                        rate_per_s={"type": "number", "minimum": 0, "description": "over the last minute"},
+                        eta_s={"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]},
+                    ),
+                    {"type": "null"},
+                ],
+            },
             mapping_change_held={
                 "description": "a template mapping change held for confirmation (docs/templates.md), or null",
                 "anyOf": [

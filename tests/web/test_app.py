@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.config import Config
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
-from bridge.store import Database, SourceKind, SourceRow, SourceStatus
+from bridge.store import Database, MailboxRow, SourceKind, SourceRow, SourceStatus
 from bridge.web.app import create_app
 from bridge.web.bodies import MAX_DEPTH
 from bridge.web.graph_hooks import GraphHooks
@@ -103,6 +103,7 @@ async def test_readyz_is_ready_with_the_database_and_working_sources(app_client:
     assert body["database"] == "ok"
     assert body["sources"] == {"online": {"kind": "graph", "state": "ok", "since": None}}
     assert body["backlog"] == {"changes": 0, "oldest_age_s": None}
+    assert body["sync_progress"] is None
 
 
 async def test_readyz_is_degraded_but_ready_while_one_source_of_two_fails(app_client: Client, db: Database) -> None:
@@ -248,3 +249,28 @@ async def test_a_query_parameter_the_document_does_not_give_is_refused(app_clien
     assert response.status == 400
     [invalid] = (await response.json())["invalid_params"]
     assert invalid == {"name": "limt", "reason": "unknown query parameter; expected one of ['after', 'limit']"}
+
+
+async def test_readyz_shows_the_progress_of_a_large_sync(app_client: Client, db: Database) -> None:
+    began = datetime.now(UTC) - timedelta(seconds=30)
+    with db.session() as session:
+        session.add(SourceRow(name="online", kind=SourceKind.GRAPH))
+        for n in range(4):
+            synced = n == 0
+            session.add(
+                MailboxRow(
+                    address=f"m{n}@example.com",
+                    source="online",
+                    dirty_generation=1,
+                    synced_generation=int(synced),
+                    dirty_at=None if synced else began,
+                    last_synced_at=began + timedelta(seconds=15) if synced else None,
+                )
+            )
+
+    body = await (await app_client.get("/readyz")).json()
+
+    progress = body["sync_progress"]
+    assert (progress["done"], progress["total"], progress["pending"]) == (1, 4, 3)
+    assert progress["rate_per_s"] > 0
+    assert progress["eta_s"] > 0
