@@ -357,20 +357,11 @@ def _cross_problems(doc: YamlDocument, secrets: dict[tuple[str | int, ...], str]
         problems.append(doc.problem(["mail"], "give source: there are several sources to send through"))
     problems += _api_token_problems(doc, as_list(data.get("api_tokens")), secrets)
     problems += _notify_problems(doc, data, secrets)
-    problems += _at_least(
-        doc,
-        ["sync", "reconcile_interval"],
-        as_dict(data.get("sync")).get("reconcile_interval"),
-        _MIN_RECONCILE,
-        "each reconcile reads every calendar again",
-    )
-    problems += _at_least(
-        doc,
-        ["workforce", "retention"],
-        as_dict(data.get("workforce")).get("retention"),
-        _MIN_RETENTION,
-        "a feed reader that falls further behind must start again from the current state",
-    )
+    for section, key, minimum, why in (
+        ("sync", "reconcile_interval", _MIN_RECONCILE, "each reconcile reads every calendar again"),
+        ("workforce", "retention", _MIN_RETENTION, "a feed reader further behind must start again from the state"),
+    ):
+        problems += _at_least(doc, [section, key], as_dict(data.get(section)).get(key), minimum, why)
     problems += _listen_problems(doc, as_dict(data.get("listen")), base)
     templates = data.get("templates")
     # The mapping's own content is checked where it is loaded (templates.load_mapping): config sits below it.
