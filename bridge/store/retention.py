@@ -34,12 +34,12 @@ def prune_changes(session: Session, before: datetime, now: datetime, *, delivere
     if not ids:
         return 0
     session.execute(sa.delete(OutboxRow).where(col(OutboxRow.id).in_(ids)))
-    horizon = session.get(FeedHorizonRow, 1, with_for_update=True)
-    if horizon is None:
-        session.add(FeedHorizonRow(id=1, pruned_through=max(ids), pruned_at=now))
-    elif max(ids) > horizon.pruned_through:
-        horizon.pruned_through = max(ids)
-        horizon.pruned_at = now
+    # One statement: instances pruning at once never move the horizon back (the migration made the row).
+    session.execute(
+        sa.update(FeedHorizonRow)
+        .where(col(FeedHorizonRow.id) == 1, col(FeedHorizonRow.pruned_through) < max(ids))
+        .values(pruned_through=max(ids), pruned_at=now)
+    )
     return len(ids)
 
 
