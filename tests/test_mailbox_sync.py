@@ -3,12 +3,13 @@ syncs) that was waiting longer (bridge/store/work.py, `claim_dirty`; the slot ke
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import col
 
 from bridge.store import MailboxRow, MailboxStatus
+from bridge.store.work import reconcile_due
 from tests.world import ADMIN_TOKEN, World, at, ready, wait_until
 
 ROLLING = 60
@@ -49,3 +50,17 @@ async def test_a_notified_change_is_synced_before_the_window_roll_of_many_mailbo
     assert change["appointment"]["subject"] == "Changed during the roll"
     assert change["mailbox"] == colleagues[-1].user_principal_name.lower()
     assert still_rolling >= ROLLING // 3
+
+
+async def test_a_mailbox_is_reconciled_at_its_own_due_time(world: World) -> None:
+    await ready(world)
+    row = world.mailbox_row()
+    assert row.id is not None
+    assert row.last_synced_at is not None
+    due = reconcile_due(row.id, row.last_synced_at, world.service.config.sync.reconcile_interval)
+    assert row.reconcile_due_at == due
+
+    world.clock.offset = due - datetime.now(UTC) - timedelta(minutes=1)
+    assert await world.service.sync.mark_due() == 0
+    world.clock.offset = due - datetime.now(UTC) + timedelta(minutes=1)
+    assert await world.service.sync.mark_due() == 1
