@@ -25,6 +25,7 @@ from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.errors import UserError
+from bridge.group_roster import GroupFollower
 from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
@@ -33,7 +34,7 @@ from bridge.marks import DirtyMarks
 from bridge.metrics import Metrics
 from bridge.notices import Notifier
 from bridge.relay import Relay
-from bridge.sources.base import CalendarSource
+from bridge.sources.base import CalendarSource, GroupDirectory
 from bridge.sources.configured import build_sources
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
@@ -125,6 +126,19 @@ class Service:
         }
         # Mailboxes added or enabled by another process (the CLI) or instance are watched within seconds.
         self.mailbox_set = MailboxSetWatch(self.db, self._mailboxes_changed)
+        groups = {
+            name: settings.group
+            for name, settings in config.sources.items()
+            if isinstance(settings, GraphSourceConfig) and settings.group is not None
+        }
+        self.groups = GroupFollower(
+            self.db,
+            self.sources,
+            {name: source for name, source in self.sources.items() if isinstance(source, GroupDirectory)},
+            groups,
+            lambda: self.mapping.current,
+            on_change=self._mailboxes_changed,
+        )
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._stopped = False
@@ -150,6 +164,7 @@ class Service:
                 on_mapping_change=self.mapping_changes.changed,
                 sources=self.sources,
                 metrics=self.metrics,
+                groups=self.groups,
             ),
             access_log=None,
             **runner_options(self.config.listen),
@@ -173,6 +188,7 @@ class Service:
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
         self._supervise("relay", lambda: self.relay.run(self._stop))
         self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
+        self._supervise("groups", lambda: self.groups.run(self._stop))
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.notifier is not None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from bridge.domain import Appointment, AppointmentKind, FreeBusy, Subscription
+from bridge.domain import Appointment, AppointmentKind, DirectoryMember, FreeBusy, Subscription
 
 # The named extended property that marks the items the bridge created (the GUID is the bridge's own
 # property-set id: it must never change, or existing items stop being recognised).
@@ -90,6 +90,21 @@ class WireSubscriptionPage(msgspec.Struct, frozen=True):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
+class WireMember(msgspec.Struct, frozen=True, rename="camel"):
+    """A directoryObject of `GET /groups/{id}/transitiveMembers`: a user, a group, a device, a contact..."""
+
+    id: str
+    odata_type: str = msgspec.field(default="", name="@odata.type")
+    mail: str | None = None
+    user_principal_name: str | None = None
+    employee_id: str | None = None
+
+
+class WireMemberPage(msgspec.Struct, frozen=True):
+    value: list[WireMember] = []
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
 class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
     """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks)."""
 
@@ -111,7 +126,9 @@ _event_decoder = msgspec.json.Decoder(WireEvent)
 _error_decoder = msgspec.json.Decoder(WireError)
 _subscription_decoder = msgspec.json.Decoder(WireSubscription)
 _subscription_page_decoder = msgspec.json.Decoder(WireSubscriptionPage)
+_member_page_decoder = msgspec.json.Decoder(WireMemberPage)
 _encoder = msgspec.json.Encoder()
+USER_TYPE = "#microsoft.graph.user"
 
 
 class WireDecodeError(ValueError):
@@ -154,6 +171,23 @@ def decode_subscription_page(body: bytes) -> tuple[list[Subscription], str | Non
     except msgspec.DecodeError as exc:
         raise WireDecodeError(f"malformed subscription list from Graph: {exc}") from exc
     return [_subscription(item, _resource_user(item.resource)) for item in page.value], page.next_link
+
+
+def decode_member_page(body: bytes) -> WireMemberPage:
+    try:
+        return _member_page_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(f"malformed member list from Graph: {exc}") from exc
+
+
+def to_member(item: WireMember) -> DirectoryMember:
+    attributes = {
+        "employeeId": item.employee_id,
+        "mail": item.mail,
+        "userPrincipalName": item.user_principal_name,
+        "id": item.id,
+    }
+    return DirectoryMember(item.id, item.mail.lower() if item.mail else None, attributes)
 
 
 def _resource_user(resource: str) -> str:
