@@ -229,3 +229,13 @@ def test_a_mailbox_disabled_by_hand_is_not_enabled_again_by_the_group(db: Databa
     )
     with db.session() as session:
         assert session.exec(select(MailboxRow.status)).one() == MailboxStatus.DISABLED
+
+
+async def test_check_reads_the_group_as_the_bridge_will(group_world: World) -> None:
+    world = group_world
+    world.graph.add_group_members(TEAM_GROUP, [*staff(world, 2), world.graph.add_group("Empty").id])
+
+    code, out = await asyncio.to_thread(run_cli, ["check", "--config", str(world.cli_config())])
+
+    assert code == 0, out
+    assert f"group {TEAM_GROUP}: 2 users, 2 with a mail address" in out
