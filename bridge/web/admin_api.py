@@ -116,10 +116,7 @@ class AdminRoutes:
             return body
         invalid: Invalid = []
         unknown_fields(body, {"mailboxes", "dry_run", "check_exchange"}, invalid)
-        dry_run, check = body.get("dry_run", False), body.get("check_exchange", False)
-        for name, value in (("dry_run", dry_run), ("check_exchange", check)):
-            if not isinstance(value, bool):
-                invalid.append({"name": name, "reason": "true or false"})
+        dry_run, check = _flags(body, ["dry_run", "check_exchange"], invalid)
         rows = _roster_rows(body.get("mailboxes"), invalid)
         if invalid:
             return invalid_request(invalid)
@@ -150,14 +147,11 @@ class AdminRoutes:
 
     async def sync_group(self, request: web.Request) -> web.StreamResponse:
         """The source's group read and followed now, as at each refresh; with dry_run only reported."""
-        body = await read_json(request, MAX_BODY, optional=True)
-        if isinstance(body, web.Response):
-            return body
-        invalid: Invalid = []
-        unknown_fields(body, {"dry_run"}, invalid)
-        dry_run = body.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            invalid.append({"name": "dry_run", "reason": "true or false"})
+        read = await _small_body(request, {"dry_run"})
+        if isinstance(read, web.Response):
+            return read
+        body, invalid = read
+        (dry_run,) = _flags(body, ["dry_run"], invalid)
         if invalid:
             return invalid_request(invalid)
         source = request.match_info["source"]
@@ -189,11 +183,10 @@ class AdminRoutes:
         return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
 
     async def disable(self, request: web.Request) -> web.StreamResponse:
-        body = await read_json(request, MAX_BODY, optional=True)
-        if isinstance(body, web.Response):
-            return body
-        invalid: Invalid = []
-        unknown_fields(body, {"reason"}, invalid)
+        read = await _small_body(request, {"reason"})
+        if isinstance(read, web.Response):
+            return read
+        body, invalid = read
         reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
         if invalid:
             return invalid_request(invalid)
@@ -413,6 +406,27 @@ def _roster_rows(value: Any, invalid: Invalid) -> list[RosterRow]:
             continue
         rows.append(RosterRow(where, item.get("address", ""), item.get("workforce_id", ""), item.get("source")))
     return rows
+
+
+async def _small_body(request: web.Request, fields: set[str]) -> tuple[dict[str, Any], Invalid] | web.Response:
+    """An optional JSON object of a few `fields`, and what is wrong with it so far (unknown fields)."""
+    body = await read_json(request, MAX_BODY, optional=True)
+    if isinstance(body, web.Response):
+        return body
+    invalid: Invalid = []
+    unknown_fields(body, fields, invalid)
+    return body, invalid
+
+
+def _flags(body: dict[str, Any], names: list[str], invalid: Invalid) -> list[bool]:
+    """Optional booleans of a body, false when left out; anything else than true or false is invalid."""
+    values = []
+    for name in names:
+        value = body.get(name, False)
+        if not isinstance(value, bool):
+            invalid.append({"name": name, "reason": "true or false"})
+        values.append(value is True)
+    return values
 
 
 def _roster_json(planned: roster.RosterPlan, dry_run: bool) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_groups import DirectoryGroup
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from tests.emulators.graph_helpers import GraphHttp, fetch_token
 
@@ -81,19 +83,29 @@ async def test_an_unknown_group_is_404_in_the_directorys_words(graph: GraphHttp)
     assert (answer.status, answer.body["error"]["code"]) == (404, "Request_ResourceNotFound")
 
 
+async def granted(
+    graph_emulator: GraphEmulator, http_session: aiohttp.ClientSession, app: AppRegistration, roles: list[str]
+) -> GraphHttp:
+    """A client whose token carries only `roles`."""
+    graph_emulator.grant(app.client_id, roles)
+    token = await fetch_token(http_session, graph_emulator.base_url, app)
+    return GraphHttp(http_session, graph_emulator.base_url, token)
+
+
+@pytest.fixture
+def team(graph_emulator: GraphEmulator, adele: DirectoryUser) -> DirectoryGroup:
+    return graph_emulator.add_group("Team", [adele.id])
+
+
 async def test_without_a_group_permission_the_list_is_403(
     graph_emulator: GraphEmulator,
     http_session: aiohttp.ClientSession,
     tenant_app: AppRegistration,
-    adele: DirectoryUser,
+    team: DirectoryGroup,
 ) -> None:
-    group = graph_emulator.add_group("Team", [adele.id])
-    graph_emulator.grant(tenant_app.client_id, ["Calendars.ReadWrite", "User.Read.All"])
-    token = await fetch_token(http_session, graph_emulator.base_url, tenant_app)
+    graph = await granted(graph_emulator, http_session, tenant_app, ["Calendars.ReadWrite", "User.Read.All"])
 
-    answer = await GraphHttp(http_session, graph_emulator.base_url, token).get(
-        f"/v1.0/groups/{group.id}/transitiveMembers"
-    )
+    answer = await graph.get(f"/v1.0/groups/{team.id}/transitiveMembers")
 
     assert (answer.status, answer.body["error"]["code"]) == (403, "Authorization_RequestDenied")
 
@@ -102,14 +114,12 @@ async def test_without_a_permission_to_read_users_they_come_with_limited_informa
     graph_emulator: GraphEmulator,
     http_session: aiohttp.ClientSession,
     tenant_app: AppRegistration,
+    team: DirectoryGroup,
     adele: DirectoryUser,
 ) -> None:
-    group = graph_emulator.add_group("Team", [adele.id])
-    graph_emulator.grant(tenant_app.client_id, ["Calendars.ReadWrite", "GroupMember.Read.All"])
-    token = await fetch_token(http_session, graph_emulator.base_url, tenant_app)
-    graph = GraphHttp(http_session, graph_emulator.base_url, token)
+    graph = await granted(graph_emulator, http_session, tenant_app, ["Calendars.ReadWrite", "GroupMember.Read.All"])
 
-    found, _ = await members(graph, group.id, "?$select=id,mail,userPrincipalName")
+    found, _ = await members(graph, team.id, "?$select=id,mail,userPrincipalName")
 
     assert found == [{"@odata.type": "#microsoft.graph.user", "id": adele.id, "mail": None, "userPrincipalName": None}]
 
