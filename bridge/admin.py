@@ -102,6 +102,7 @@ def add_mailbox(session: Session, address: str, workforce_id: str, source: str, 
     row.source = source
     row.status = MailboxStatus.ACTIVE
     row.status_reason = None
+    row.enrolled_by = None  # enrolled by hand now: a source's group no longer removes it
     session.flush()
     assert row.id is not None
     mark_dirty(session, [row.id], now)

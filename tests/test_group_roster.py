@@ -17,6 +17,7 @@ from bridge.cli import main
 from bridge.domain import DirectoryMember
 from bridge.group_roster import member_rows
 from bridge.store import Database, MailboxRow, MailboxStatus
+from bridge.templates import default_mapping_path, load_mapping
 from tests.world import ADMIN_TOKEN, TEAM_GROUP, World, at, ready, wait_until
 
 SYNC = "/api/v1/admin/sources/online/group/sync"
@@ -239,3 +240,18 @@ async def test_check_reads_the_group_as_the_bridge_will(group_world: World) -> N
 
     assert code == 0, out
     assert f"group {TEAM_GROUP}: 2 users, 2 with a mail address" in out
+
+
+def test_a_mailbox_added_by_hand_after_the_group_removed_it_is_the_administrators(db: Database) -> None:
+    from bridge import admin
+
+    now = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    member = roster.RosterRow("member a@contoso.com", "a@contoso.com", "E1")
+    with db.session() as session:
+        roster.apply(session, roster.plan_group(session, "online", [member]), now)
+        removed = roster.plan_group(session, "online", [])
+        admin.remove(session, "a@contoso.com", load_mapping(default_mapping_path()), now, reason=roster.LEFT_GROUP)
+        admin.add_mailbox(session, "a@contoso.com", "E1", "online", now)
+
+        assert [e.address for e in removed.removed] == ["a@contoso.com"]
+        assert roster.plan_group(session, "online", []).removed == []
