@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -199,9 +198,7 @@ class Service:
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
         self._started = time.monotonic()
         summary = await self.db.run(lambda session: summarise(session, now))
-        statuses = Counter[str]()
-        for (_, status), count in summary.mailboxes.items():
-            statuses[status] += count
+        statuses = {status: count for status, count in summary.mailboxes_by_status().items() if count}
         log.info(
             "presence-bridge %s started: sources %s; mailboxes %s; listening on %s; database %s; instance %s",
             __version__,
