@@ -32,8 +32,9 @@ from sqlmodel import func, select
 from bridge import roster
 from bridge.config import GraphSourceConfig, GroupConfig
 from bridge.emulators.graph import GraphEmulator
+from bridge.emulators.graph_model import AppRegistration
 from bridge.group_roster import sync_group
-from bridge.sources.graph import graph_source
+from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database, MailboxRow
 from bridge.templates import default_mapping_path, load_mapping
 
@@ -60,6 +61,15 @@ def measure(db: Database, text: str) -> dict[str, Any]:
     return {"dry_run_s": round(dry, 3), "import_s": round(real, 3), "reimport_s": round(again, 3), "rows_held": held}
 
 
+def _source_of(emulator: GraphEmulator, app: AppRegistration) -> GraphSource:
+    """The Graph source `online`, as the bridge builds it, for the emulator's app."""
+    config = GraphSourceConfig(
+        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
+        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
+    )  # fmt: skip
+    return graph_source(config)
+
+
 async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
     """`--check-exchange` for `rows` new mailboxes (the last one unknown to the tenant) against the Graph emulator."""
     emulator = GraphEmulator(ca_file=directory / "graph-ca.pem")
@@ -67,11 +77,7 @@ async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
     for n in range(rows - 1):
         emulator.add_user(f"person{n}@contoso.com")
     await emulator.start()
-    config = GraphSourceConfig(
-        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
-        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
-    )  # fmt: skip
-    source = graph_source(config)
+    source = _source_of(emulator, app)
     planned = roster.RosterPlan(
         added=[roster.Enrolment(f"person{n}@contoso.com", f"E{n:06d}", "online", f"line {n + 1}") for n in range(rows)]
     )
@@ -93,11 +99,7 @@ async def follow_group(rows: int, directory: Path) -> dict[str, Any]:
     nested = emulator.add_group("Nested", people[rows // 2 :])
     group = emulator.add_group("Team", [*people[: rows // 2], nested.id])
     await emulator.start()
-    config = GraphSourceConfig(
-        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
-        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
-    )  # fmt: skip
-    source = graph_source(config)
+    source = _source_of(emulator, app)
     db = Database(f"sqlite:///{directory / 'group.db'}")
     db.upgrade()
     settings = GroupConfig(id=group.id)
