@@ -6,9 +6,11 @@ schema of its own when it answers. Offered: the rows; achieved: seconds from sta
 for the real import, and the rows the database then holds.
 
 With `--check-rows N` it also times `--check-exchange` for N new mailboxes against the Graph emulator on
-loopback (no latency added: the figure is the bridge's side and the emulator's, not Microsoft's).
+loopback (no latency added: the figure is the bridge's side and the emulator's, not Microsoft's). With
+`--group-rows N` it times following an Entra ID group of N members (nested in two groups) the first time
+(reading the members, asking Exchange about each, enrolling them; SQLite) and again with nothing changed.
 
-Run: .venv/bin/python bench/roster.py [--rows 10000] [--check-rows 1000]
+Run: .venv/bin/python bench/roster.py [--rows 10000] [--check-rows 1000] [--group-rows 1000]
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from psycopg import sql
 from sqlmodel import func, select
 
 from bridge import roster
-from bridge.config import GraphSourceConfig
+from bridge.config import GraphSourceConfig, GroupConfig
 from bridge.emulators.graph import GraphEmulator
-from bridge.sources.graph import graph_source
+from bridge.emulators.graph_model import AppRegistration
+from bridge.group_roster import sync_group
+from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database, MailboxRow
+from bridge.templates import default_mapping_path, load_mapping
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -56,6 +61,15 @@ def measure(db: Database, text: str) -> dict[str, Any]:
     return {"dry_run_s": round(dry, 3), "import_s": round(real, 3), "reimport_s": round(again, 3), "rows_held": held}
 
 
+def _source_of(emulator: GraphEmulator, app: AppRegistration) -> GraphSource:
+    """The Graph source `online`, as the bridge builds it, for the emulator's app."""
+    config = GraphSourceConfig(
+        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
+        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
+    )  # fmt: skip
+    return graph_source(config)
+
+
 async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
     """`--check-exchange` for `rows` new mailboxes (the last one unknown to the tenant) against the Graph emulator."""
     emulator = GraphEmulator(ca_file=directory / "graph-ca.pem")
@@ -63,11 +77,7 @@ async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
     for n in range(rows - 1):
         emulator.add_user(f"person{n}@contoso.com")
     await emulator.start()
-    config = GraphSourceConfig(
-        name="online", tenant_id=app.tenant_id, client_id=app.client_id, client_secret=app.client_secret,
-        authority_host=emulator.authority, graph_url=emulator.graph_url, ca_file=emulator.ca_file,
-    )  # fmt: skip
-    source = graph_source(config)
+    source = _source_of(emulator, app)
     planned = roster.RosterPlan(
         added=[roster.Enrolment(f"person{n}@contoso.com", f"E{n:06d}", "online", f"line {n + 1}") for n in range(rows)]
     )
@@ -81,10 +91,49 @@ async def check_exchange(rows: int, directory: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(spent, 3), "refused": len(refused)}
 
 
+async def follow_group(rows: int, directory: Path) -> dict[str, Any]:
+    """`sync_group` for a group of `rows` members (half of them in a nested group) against the Graph emulator."""
+    emulator = GraphEmulator(ca_file=directory / "graph-ca.pem")
+    app = emulator.add_app()
+    people = [emulator.add_user(f"person{n}@contoso.com", employee_id=f"E{n:06d}").id for n in range(rows)]
+    nested = emulator.add_group("Nested", people[rows // 2 :])
+    group = emulator.add_group("Team", [*people[: rows // 2], nested.id])
+    await emulator.start()
+    source = _source_of(emulator, app)
+    db = Database(f"sqlite:///{directory / 'group.db'}")
+    db.upgrade()
+    settings = GroupConfig(id=group.id)
+    try:
+        started = time.perf_counter()
+        members = await source.group_members(group.id)
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        first = await sync_group(db, "online", source, source, settings, load_mapping(default_mapping_path()))
+        enrolled = time.perf_counter() - started
+        started = time.perf_counter()
+        again = await sync_group(db, "online", source, source, settings, load_mapping(default_mapping_path()))
+        unchanged = time.perf_counter() - started
+    finally:
+        await source.close()
+        db.close()
+        await emulator.stop()
+    return {
+        "members_offered": rows,
+        "members_read": len(members),
+        "read_s": round(read, 3),
+        "first_sync_s": round(enrolled, 3),
+        "added": len(first.added),
+        "skipped": len(first.skipped),
+        "again_s": round(unchanged, 3),
+        "again_unchanged": again.unchanged,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--check-rows", type=int, default=0)
+    parser.add_argument("--group-rows", type=int, default=0)
     args = parser.parse_args()
     text = "address,workforce_id\n" + "".join(f"person{n}@contoso.com,E{n:06d}\n" for n in range(args.rows))
     result: dict[str, Any] = {"rows_offered": args.rows, "errors": []}
@@ -114,6 +163,13 @@ def main() -> None:
         figures = result["check_exchange"]
         print(f"--check-exchange: {figures['rows']} mailboxes asked, {figures['refused']} refused, "
               f"{figures['seconds']} s")  # fmt: skip
+    if args.group_rows:
+        with tempfile.TemporaryDirectory() as directory:
+            result["group"] = asyncio.run(follow_group(args.group_rows, Path(directory)))
+        group = result["group"]
+        print(f"group of {group['members_offered']} members: read {group['members_read']} in {group['read_s']} s; "
+              f"first sync {group['first_sync_s']} s ({group['added']} added, {group['skipped']} skipped); "
+              f"again {group['again_s']} s ({group['again_unchanged']} unchanged)")  # fmt: skip
     for backend in ("sqlite", "postgresql"):
         if backend in result:
             figures = result[backend]

@@ -102,6 +102,7 @@ def add_mailbox(session: Session, address: str, workforce_id: str, source: str, 
     row.source = source
     row.status = MailboxStatus.ACTIVE
     row.status_reason = None
+    row.enrolled_by = None  # enrolled by hand now: a source's group no longer removes it
     session.flush()
     assert row.id is not None
     mark_dirty(session, [row.id], now)
@@ -131,7 +132,7 @@ def resync(session: Session, address: str, now: datetime) -> None:
     mark_dirty(session, [row.id], now)
 
 
-def remove(session: Session, address: str, mapping: TemplateMapping, now: datetime) -> int:
+def remove(session: Session, address: str, mapping: TemplateMapping, now: datetime, *, reason: str = REMOVED) -> int:
     """Emit a deletion for every appointment the workforce system shows, then forget the mailbox's calendar."""
     row = _mailbox(session, address)
     assert row.id is not None
@@ -141,7 +142,7 @@ def remove(session: Session, address: str, mapping: TemplateMapping, now: dateti
     for table in (MirrorRow, DeltaStateRow):
         session.execute(sa.delete(table).where(col(table.mailbox_id) == row.id))
     row.status = MailboxStatus.DISABLED
-    row.status_reason = REMOVED
+    row.status_reason = reason
     return len(shown)
 
 

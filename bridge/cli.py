@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__, logs
-from bridge.config import Config, EwsSourceConfig, load_config
+from bridge.config import Config, EwsSourceConfig, GraphSourceConfig, GroupConfig, load_config
 from bridge.domain import MAIL_ADDRESS, FreeBusy
 from bridge.errors import UserError
 from bridge.templates import END_OF_DAY, SHOWABLE, TemplateMapping, TemplateRule, default_mapping_path, load_mapping
@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         "--check-exchange", action="store_true",
         help="refuse rows whose mailbox Exchange refuses (one calendar read each; slower)",
     )  # fmt: skip
+    group = _command(
+        mailbox_actions, "sync-group", _mailboxes_sync_group, "follow a source's Entra ID group now", config=True
+    )
+    group.add_argument("source", help="a configured source with a group (sources.NAME.group)")
+    group.add_argument("--dry-run", action="store_true", help="read the group, list what would change; change nothing")
     for name, handler, text in (
         ("remove", _mailboxes_remove, "stop mirroring a mailbox and withdraw what the workforce system shows"),
         ("enable", _mailboxes_enable, "resume a disabled or paused mailbox"),
@@ -566,6 +571,51 @@ async def _unknown_to_exchange(config: Config, planned: RosterPlan) -> list[str]
     finally:
         for source in sources.values():
             await source.close()
+
+
+def _mailboxes_sync_group(args: argparse.Namespace) -> int:
+    """What the running bridge does at each refresh of the group, now (or only shown, `--dry-run`)."""
+    from bridge.roster import describe
+
+    config, database = _database(args)
+    try:
+        groups = {
+            name: source.group
+            for name, source in config.sources.items()
+            if isinstance(source, GraphSourceConfig) and source.group is not None
+        }
+        if args.source not in groups:
+            raise UserError(
+                f"source {args.source} has no group (sources.{args.source}.group)",
+                [f"sources with a group: {', '.join(groups) or 'none'}"],
+            )
+        planned = asyncio.run(_sync_group(config, database, args.source, groups[args.source], dry_run=args.dry_run))
+    finally:
+        database.close()
+    print("\n".join(describe(planned, dry_run=args.dry_run)))
+    if not args.dry_run:
+        _audit(f"mailboxes sync-group {args.source}")
+    return 0
+
+
+async def _sync_group(
+    config: Config, database: Database, source: str, group: GroupConfig, *, dry_run: bool
+) -> RosterPlan:
+    from bridge.group_roster import sync_group
+    from bridge.sources.base import GroupDirectory, SourceError
+    from bridge.sources.configured import build_sources  # the SDKs load only when they are needed
+
+    sources = build_sources(config)
+    try:
+        directory = sources[source]
+        assert isinstance(directory, GroupDirectory)  # the config's schema allows a group on a Graph source only
+        mapping = load_mapping(config.templates or default_mapping_path())
+        return await sync_group(database, source, directory, sources[source], group, mapping, dry_run=dry_run)
+    except SourceError as exc:
+        raise UserError(f"the group of source {source} could not be read", [str(exc)]) from exc
+    finally:
+        for built in sources.values():
+            await built.close()
 
 
 def _mailboxes_remove(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -57,6 +57,7 @@ _SQLITE_FILE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MIN_RECONCILE = timedelta(minutes=5)
 _MIN_RETENTION = timedelta(hours=1)
+_MIN_GROUP_REFRESH = timedelta(minutes=1)  # each refresh reads the whole membership
 _MAX_TIMEOUT = timedelta(minutes=10)
 _MIN_TOKEN_LENGTH = 16
 
@@ -75,6 +76,15 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """An Entra ID group whose members the source enrols (bridge/group_roster.py, docs/running.md)."""
+
+    id: str
+    workforce_id: str = "employeeId"  # one of domain.MEMBER_ATTRIBUTES
+    refresh: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
 class GraphSourceConfig:
     """An Exchange Online tenant reached through Microsoft Graph; `client_secret` or `certificate_path` is set."""
 
@@ -88,6 +98,7 @@ class GraphSourceConfig:
     ca_file: Path | None = None
     max_concurrency: int = 4
     log_level: str | None = None  # None: the bridge's own level
+    group: GroupConfig | None = None
     kind: Literal["graph"] = "graph"
 
 
@@ -425,6 +436,16 @@ def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any
     if spec.get("kind") == "graph":
         for key in ("authority_host", "graph_url"):
             problems += _url_problems(doc, [*at, key], spec.get(key))
+        refresh = as_dict(spec.get("group")).get("refresh")
+        try:
+            every = parse_duration(refresh) if isinstance(refresh, str) else None
+        except DurationTooLong as exc:
+            problems.append(doc.problem([*at, "group", "refresh"], str(exc)))
+            every = None
+        except ValueError:
+            every = None  # the schema reports it
+        if every is not None and every < _MIN_GROUP_REFRESH:
+            problems.append(doc.problem([*at, "group", "refresh"], "must be at least PT1M"))
         if len([key for key in ("client_secret", "certificate_path") if key in spec or f"{key}_file" in spec]) != 1:
             message = "give exactly one of client_secret, client_secret_file or certificate_path"
             problems.append(doc.problem(at, message))
@@ -563,6 +584,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 certificate_path=file(spec.get("certificate_path")),
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "authority_host", "graph_url"),
+                group=_group(spec["group"]) if "group" in spec else None,
                 **_plain(spec, "tenant_id", "client_id", "max_concurrency", "log_level"),
             )
         else:
@@ -615,6 +637,11 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
         mail=MailConfig(mail["sender"], mail.get("source", only_source)) if mail else None,
         notify=_notify(as_dict(data["notify"]), secrets) if "notify" in data else None,
     )
+
+
+def _group(spec: dict[str, Any]) -> GroupConfig:
+    group = GroupConfig(id=spec["id"].lower(), **_plain(spec, "workforce_id"))
+    return replace(group, refresh=parse_duration(spec["refresh"])) if "refresh" in spec else group
 
 
 def _notify(spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]) -> NotifyConfig:

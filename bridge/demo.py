@@ -116,9 +116,11 @@ def write_config(
     mailboxes: Sequence[tuple[str, str]],
     extra: str = "",
     onprem: OnPrem | None = None,
+    graph_extra: str = "",
 ) -> Path:
     """A config file for a bridge on `port` watching `mailboxes` ((address, workforce id)) in the Graph emulator
-    (and `onprem`'s in the EWS emulator) and delivering to `workforce_url`; `extra` is more top-level YAML. The
+    (and `onprem`'s in the EWS emulator) and delivering to `workforce_url`; `extra` is more top-level YAML,
+    `graph_extra` more keys of the Graph source (one line of YAML flow style each). The
     demo, the tests and the benchmarks all configure the bridge this way, through the same loader an operator's
     file goes through."""
     entries = [(address, workforce_id, "online") for address, workforce_id in mailboxes]
@@ -149,14 +151,16 @@ def write_config(
         client_secret: {app.client_secret}
         authority_host: {graph.authority}
         graph_url: {graph.graph_url}
-        ca_file: {graph.ca_file}{{ews_source}}
+        ca_file: {graph.ca_file}{{graph_extra}}{{ews_source}}
     mailboxes:
     {{mailboxes}}
     workforce:
       url: {workforce_url}
       signing_secret: {secret}
     """
+    graph_lines = "".join(f"\n    {line}" for line in graph_extra.splitlines() if line.strip())
     text = textwrap.dedent(text).replace("{mailboxes}", listed).replace("{ews_source}", ews_source)
+    text = text.replace("{graph_extra}", graph_lines)
     path.write_text(text + textwrap.dedent(extra), encoding="utf-8")
     return path
 

@@ -237,6 +237,20 @@ class ConnectionReport:
         return not self.problems and not self.unreachable
 
 
+# The directory attributes a group's members may take their workforce id from (sources.NAME.group.workforce_id).
+MEMBER_ATTRIBUTES = ("employeeId", "mail", "userPrincipalName", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryMember:
+    """A user the directory lists as a member of a group, directly or through nested groups; `mail` is None for a
+    user without a mail address (no mailbox), `attributes` holds MEMBER_ATTRIBUTES (None where unset)."""
+
+    object_id: str
+    mail: str | None
+    attributes: Mapping[str, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceEntry:
     """An appointment as the workforce system sees it: mapped to a template, subject masked where needed."""

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bridge.config import Config, WorkforceConfig
+from bridge.config import Config, GraphSourceConfig, WorkforceConfig
 from bridge.delivery import refusal_hint, signed_headers
 from bridge.domain import ConnectionReport, iso_utc
-from bridge.sources.base import CalendarSource
+from bridge.sources.base import CalendarSource, GroupDirectory, SourceError, Throttled, Unavailable
 from bridge.sources.unreachable import why_unreachable
 
 # A receiver should answer within 10 s (docs/workforce-webhook.md); the ping waits as long as a delivery does.
@@ -49,10 +49,27 @@ async def test_connections(config: Config, sources: dict[str, CalendarSource]) -
             sender = config.mail.sender if config.mail is not None and config.mail.source == name else None
             mailboxes = tuple(m.address for m in config.mailboxes_for(name))
             findings += _from_report(await source.test_connection(mailboxes, sender=sender))
+            settings = config.sources.get(name)
+            if isinstance(settings, GraphSourceConfig) and settings.group and isinstance(source, GroupDirectory):
+                findings.append(await _read_group(source, settings.group.id))
     finally:
         for source in sources.values():
             await source.close()
     return findings
+
+
+async def _read_group(directory: GroupDirectory, group_id: str) -> Finding:
+    """The source's group read whole, as the running bridge reads it (docs/running.md)."""
+    try:
+        members = await directory.group_members(group_id)
+    except (Unavailable, Throttled) as exc:
+        return Finding(Outcome.UNREACHABLE, directory.name, str(exc))
+    except SourceError as exc:
+        return Finding(Outcome.PROBLEM, directory.name, str(exc))
+    with_mail = sum(1 for member in members if member.mail)
+    return Finding(
+        Outcome.OK, directory.name, f"group {group_id}: {len(members)} users, {with_mail} with a mail address"
+    )
 
 
 def _from_report(report: ConnectionReport) -> list[Finding]:

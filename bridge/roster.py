@@ -6,10 +6,15 @@ a mail address, a missing workforce id, a source that is not configured (or left
 same address or the same workforce id twice in the roster, and a workforce id that an active mailbox not in
 the roster holds already (two mailboxes would report as one person).
 
-A roster only adds: listed mailboxes that are new are added, disabled or paused ones are re-enabled, active ones
-get the workforce id and source the roster gives; mailboxes it does not list are left as they are (removing is
-`mailboxes remove`). Applying it is one transaction with bulk statements: thousands of rows take well under a
-second on SQLite (docs/running.md has the measurement).
+A CSV roster only adds: listed mailboxes that are new are added, disabled or paused ones are re-enabled, active
+ones get the workforce id and source the roster gives; mailboxes it does not list are left as they are (removing
+is `mailboxes remove`). Applying it is one transaction with bulk statements: 10,000 rows take about two seconds
+(docs/running.md has the measurement).
+
+A source's Entra ID group is planned the same way (`plan_group`, driven by bridge/group_roster.py), with three
+differences, because it is applied unattended every few minutes: a member with a problem is skipped with its
+reason instead of refusing the whole group; a mailbox disabled or paused by anyone but the group stays so; and
+the mailboxes the group enrolled (`MailboxRow.enrolled_by`) that it no longer lists are removed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from bridge.errors import UserError
 from bridge.sources.base import CalendarSource
 from bridge.store import MailboxRow, MailboxStatus
 
+GROUP = "group"  # MailboxRow.enrolled_by of what a source's group enrolled
+LEFT_GROUP = "no longer a member of the source's group"  # the status reason of what the group removed
 MAX_ADDRESS = 320  # RFC 3696 errata: 64 before the @, 255 after
 MAX_WORKFORCE_ID = 200
 _PARALLEL = 16  # connection tests in flight at once: Graph allows 4 per mailbox, each test is one mailbox's
@@ -56,12 +63,19 @@ class Enrolment:
 
 @dataclass(slots=True)
 class RosterPlan:
-    """What importing the roster does: mailboxes to add, to enable again, to update; how many stay as they are."""
+    """What importing the roster does: mailboxes to add, to enable again, to update; how many stay as they are.
+
+    A group's plan (`group` set) also removes (`removed`) and lists the members it leaves as they are, each with
+    its reason (`skipped`).
+    """
 
     added: list[Enrolment] = field(default_factory=list)
     reenabled: list[Enrolment] = field(default_factory=list)
     updated: list[Enrolment] = field(default_factory=list)
     unchanged: int = 0
+    group: bool = False
+    removed: list[Enrolment] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 class RosterRefused(UserError):
@@ -89,14 +103,55 @@ def plan(
     problem, else what applying it would do. Rows without a source take `default_source`, or the only source."""
     if default_source is None and len(sources) == 1:
         default_source = sources[0]
+    result, problems = _planned(session, rows, sources, default_source, group=False)
+    if problems:
+        ordered = [text for _, text in sorted(problems, key=lambda problem: problem[0])]
+        raise RosterRefused(f"the roster has {len(ordered)} problem(s); nothing was changed", ordered)
+    return result
+
+
+def plan_group(
+    session: Session, source: str, rows: Sequence[RosterRow], refused: Mapping[str, str] | None = None
+) -> RosterPlan:
+    """What following the group of `source` does, its members being `rows`: the members with a problem, and those
+    `refused` names (address → why, what Exchange refused), are skipped with their reason; the mailboxes the group
+    enrolled that it does not list any more are removed."""
+    refused = refused or {}
+    unrefused = [row for row in rows if row.address.lower() not in refused]
+    result, problems = _planned(session, unrefused, [source], source, group=True)
+    result.skipped[:0] = [text for _, text in sorted(problems, key=lambda problem: problem[0])]
+    result.skipped += refused.values()
+    listed = {row.address.lower() for row in rows}
+    gone = session.execute(
+        sa.select(col(MailboxRow.address), col(MailboxRow.workforce_id)).where(
+            col(MailboxRow.source) == source,
+            col(MailboxRow.enrolled_by) == GROUP,
+            col(MailboxRow.status) != MailboxStatus.DISABLED,
+        )
+    ).all()
+    result.removed = [
+        Enrolment(address, workforce_id or "", source) for address, workforce_id in gone if address not in listed
+    ]
+    return result
+
+
+def _planned(
+    session: Session, rows: Sequence[RosterRow], sources: Sequence[str], default_source: str | None, *, group: bool
+) -> tuple[RosterPlan, list[tuple[int, str]]]:
     problems, enrolments = _checked(rows, sources, default_source)
-    columns = (MailboxRow.address, MailboxRow.workforce_id, MailboxRow.source, MailboxRow.status)
+    columns = (
+        MailboxRow.address,
+        MailboxRow.workforce_id,
+        MailboxRow.source,
+        MailboxRow.status,
+        MailboxRow.status_reason,
+        MailboxRow.enrolled_by,
+    )
     known = {row[0]: row for row in session.execute(sa.select(*(col(c) for c in columns))).all()}
-    holders = {
-        workforce_id: address for address, workforce_id, _, status in known.values() if status == MailboxStatus.ACTIVE
-    }
+    holders = {row[1]: row[0] for row in known.values() if row[3] == MailboxStatus.ACTIVE}
     listed = {enrolment.address for _, _, enrolment in enrolments}
-    result = RosterPlan()
+    enrolled_by = GROUP if group else None
+    result = RosterPlan(group=group)
     for position, where, enrolment in enrolments:
         holder = holders.get(enrolment.workforce_id)
         if holder is not None and holder != enrolment.address and holder not in listed:
@@ -111,21 +166,23 @@ def plan(
         row = known.get(enrolment.address)
         if row is None:
             result.added.append(enrolment)
+        elif row[3] != MailboxStatus.ACTIVE and group and row[4] != LEFT_GROUP:
+            # Unattended, the group does not undo what an administrator or the mass-delete guard decided.
+            result.skipped.append(f"{where}: {enrolment.address} is {row[3].value} ({row[4]}); left as it is")
         elif row[3] != MailboxStatus.ACTIVE:
             result.reenabled.append(enrolment)
-        elif (row[1], row[2]) != (enrolment.workforce_id, enrolment.source):
+        elif (row[1], row[2], row[5]) != (enrolment.workforce_id, enrolment.source, enrolled_by):
             result.updated.append(enrolment)
         else:
             result.unchanged += 1
-    if problems:
-        ordered = [text for _, text in sorted(problems, key=lambda problem: problem[0])]
-        raise RosterRefused(f"the roster has {len(ordered)} problem(s); nothing was changed", ordered)
-    return result
+    return result, problems
 
 
 def apply(session: Session, roster: RosterPlan, now: datetime) -> None:
-    """Write the plan in bulk (one INSERT for the new rows, one executemany UPDATE for the others); added and
-    re-enabled mailboxes are marked dirty in the same statements, as `mark_dirty` would, for their first sync."""
+    """Write the plan's enrolments in bulk (one INSERT for the new rows, one executemany UPDATE for the others);
+    added and re-enabled mailboxes are marked dirty in the same statements, as `mark_dirty` would, for their first
+    sync. Removals need the mapping: `bridge.group_roster` makes them."""
+    enrolled_by = GROUP if roster.group else None
     # Core statements on the session's connection: the ORM's bulk paths want primary keys and build objects.
     connection = session.connection()
     if roster.added:
@@ -138,6 +195,7 @@ def apply(session: Session, roster: RosterPlan, now: datetime) -> None:
                     "source": e.source,
                     "dirty_generation": 1,
                     "dirty_at": now,
+                    "enrolled_by": enrolled_by,
                 }
                 for e in roster.added
             ],
@@ -154,6 +212,7 @@ def apply(session: Session, roster: RosterPlan, now: datetime) -> None:
                 status_reason=None,
                 dirty_generation=MailboxRow.dirty_generation + sa.bindparam("row_dirty"),
                 dirty_at=sa.func.coalesce(MailboxRow.dirty_at, now),
+                enrolled_by=enrolled_by,
             ),
             [
                 {
@@ -212,7 +271,12 @@ def _row_problems(row: RosterRow, sources: Sequence[str]) -> list[str]:
 
 
 async def unknown_to_exchange(sources: Mapping[str, CalendarSource], roster: RosterPlan) -> list[str]:
-    """The mailboxes the roster would start syncing that Exchange refuses, each with its row and Exchange's reason.
+    """The mailboxes the roster would start syncing that Exchange refuses, each with its row and Exchange's reason."""
+    return list((await exchange_refusals(sources, roster)).values())
+
+
+async def exchange_refusals(sources: Mapping[str, CalendarSource], roster: RosterPlan) -> dict[str, str]:
+    """`unknown_to_exchange`, by address.
 
     Each source's connection test reads one minute of each calendar: the mailbox, the permission and the
     credentials in one request. Chunks of addresses are tested side by side, `_PARALLEL` at a time, so that a
@@ -221,27 +285,31 @@ async def unknown_to_exchange(sources: Mapping[str, CalendarSource], roster: Ros
     starting = [*roster.added, *roster.reenabled]
     gate = asyncio.Semaphore(_PARALLEL)
 
-    async def test(source: CalendarSource, chunk: Sequence[Enrolment]) -> list[str]:
+    async def test(source: CalendarSource, chunk: Sequence[Enrolment]) -> dict[str, str]:
         async with gate:
             report = await source.test_connection(tuple(e.address for e in chunk))
         refused = [e for e in chunk if e.address not in report.opened]
         reasons = "; ".join((*report.problems, *report.unreachable)) or "not tested"
-        return [
-            f"{e.where}: Exchange refuses {e.address}: {_reason_for(e.address, report.problems, reasons)}"
+        return {
+            e.address: f"{e.where}: Exchange refuses {e.address}: {_reason_for(e.address, report.problems, reasons)}"
             for e in refused
-        ]
+        }
 
     names = sorted({e.source for e in starting})
-    unreachable = [
-        f"{e.where}: the bridge holds no connection to source {e.source}" for e in starting if e.source not in sources
-    ]
+    found = {
+        e.address: f"{e.where}: the bridge holds no connection to source {e.source}"
+        for e in starting
+        if e.source not in sources
+    }
     tests = [
         test(sources[name], chunk)
         for name in names
         if name in sources
         for chunk in _chunks([e for e in starting if e.source == name])
     ]
-    return unreachable + [problem for found in await asyncio.gather(*tests) for problem in found]
+    for refusals in await asyncio.gather(*tests):
+        found.update(refusals)
+    return found
 
 
 def _reason_for(address: str, problems: Sequence[str], fallback: str) -> str:
@@ -254,15 +322,18 @@ def _chunks(items: Sequence[Enrolment], size: int = 50) -> Iterable[Sequence[Enr
 
 
 def describe(roster: RosterPlan, *, dry_run: bool) -> list[str]:
-    """One line per mailbox the roster changes (`add`, `enable`, `update`), then a summary line."""
+    """One line per mailbox the roster changes (`add`, `enable`, `update`, and for a group `remove`), one per
+    member skipped, then a summary line."""
+    actions = (("add", roster.added), ("enable", roster.reenabled), ("update", roster.updated))
     lines = [
         f"{action:<7}{e.address}  {e.workforce_id}  {e.source}"
-        for action, enrolments in (("add", roster.added), ("enable", roster.reenabled), ("update", roster.updated))
+        for action, enrolments in (*actions, ("remove", roster.removed))
         for e in enrolments
     ]
+    lines += [f"skip   {reason}" for reason in roster.skipped]
     verb = "would be" if dry_run else "were"
-    lines.append(
-        f"{len(roster.added)} {verb} added, {len(roster.reenabled)} re-enabled, {len(roster.updated)} updated; "
-        f"{roster.unchanged} unchanged"
-    )
+    summary = f"{len(roster.added)} {verb} added, {len(roster.reenabled)} re-enabled, {len(roster.updated)} updated"
+    if roster.group:
+        summary += f", {len(roster.removed)} removed; {len(roster.skipped)} skipped"
+    lines.append(f"{summary}; {roster.unchanged} unchanged")
     return lines

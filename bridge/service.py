@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from bridge.admin import register
 from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.errors import UserError
+from bridge.group_roster import GroupFollower
 from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
@@ -36,7 +36,7 @@ from bridge.notices import Notifier
 from bridge.progress import ProgressLog
 from bridge.relay import Relay
 from bridge.retention import Retention
-from bridge.sources.base import CalendarSource
+from bridge.sources.base import CalendarSource, GroupDirectory
 from bridge.sources.configured import build_sources
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
@@ -133,6 +133,19 @@ class Service:
         }
         # Mailboxes added or enabled by another process (the CLI) or instance are watched within seconds.
         self.mailbox_set = MailboxSetWatch(self.db, self._mailboxes_changed)
+        groups = {
+            name: settings.group
+            for name, settings in config.sources.items()
+            if isinstance(settings, GraphSourceConfig) and settings.group is not None
+        }
+        self.groups = GroupFollower(
+            self.db,
+            self.sources,
+            {name: source for name, source in self.sources.items() if isinstance(source, GroupDirectory)},
+            groups,
+            lambda: self.mapping.current,
+            on_change=self._mailboxes_changed,
+        )
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
         self._stopped = False
@@ -158,6 +171,7 @@ class Service:
                 on_mapping_change=self.mapping_changes.changed,
                 sources=self.sources,
                 metrics=self.metrics,
+                groups=self.groups,
             ),
             access_log=None,
             **runner_options(self.config.listen),
@@ -183,6 +197,7 @@ class Service:
         self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
         self._supervise("retention", lambda: self.retention.run(self._stop))
         self._supervise("progress", lambda: self.progress.run(self._stop))
+        self._supervise("groups", lambda: self.groups.run(self._stop))
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.notifier is not None:
@@ -193,9 +208,7 @@ class Service:
             self._supervise("subscriptions", lambda: subscriptions.run(self._stop, self._subscriptions_wake))
         self._started = time.monotonic()
         summary = await self.db.run(lambda session: summarise(session, now))
-        statuses = Counter[str]()
-        for (_, status), count in summary.mailboxes.items():
-            statuses[status] += count
+        statuses = {status: count for status, count in summary.mailboxes_by_status().items() if count}
         log.info(
             "presence-bridge %s started: sources %s; mailboxes %s; listening on %s; database %s; instance %s",
             __version__,

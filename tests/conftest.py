@@ -107,9 +107,11 @@ def write_bridge_config(
     extra: str = "",
     onprem: OnPrem | None = None,
     also: list[tuple[str, str]] | None = None,
+    graph_extra: str = "",
 ) -> Path:
     """A config file for a bridge on `port` that watches `mailbox` (workforce id E1001) and `also` ((address,
-    workforce id)) in the Graph emulator (and `onprem`'s mailboxes in the EWS emulator)."""
+    workforce id)) in the Graph emulator (and `onprem`'s mailboxes in the EWS emulator); `graph_extra` is more of
+    the Graph source's keys."""
     return write_config(
         path,
         graph=graph,
@@ -121,6 +123,7 @@ def write_bridge_config(
         mailboxes=[(mailbox, "E1001"), *(also or [])],
         extra=extra,
         onprem=onprem,
+        graph_extra=graph_extra,
     )
 
 

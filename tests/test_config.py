@@ -18,6 +18,7 @@ from bridge.config import (
     Config,
     EwsSourceConfig,
     GraphSourceConfig,
+    GroupConfig,
     ListenConfig,
     MailboxConfig,
     NotifyConfig,
@@ -734,3 +735,35 @@ def test_the_configured_secrets_are_listed_for_the_logs_to_redact(tmp_path: Path
     secrets = config.secrets()
     assert API_TOKEN in secrets
     assert "ews-password-value" in secrets
+
+
+GROUP_ID = "0B5C3F9E-6D1A-4E8B-9C2D-7A4F1E3B5D60"
+
+
+def with_group(group: str) -> str:
+    return BASE.replace(
+        "    client_secret: graph-secret-value", f"    client_secret: graph-secret-value\n    group: {group}"
+    )
+
+
+def test_a_graph_source_may_follow_a_group_by_its_id(tmp_path: Path) -> None:
+    config = load(tmp_path, with_group(f"{{id: {GROUP_ID}, workforce_id: mail, refresh: PT5M}}"))
+
+    online = config.sources["online"]
+    assert isinstance(online, GraphSourceConfig)
+    assert online.group == GroupConfig(GROUP_ID.lower(), "mail", timedelta(minutes=5))
+
+
+def test_a_groups_defaults_are_employee_id_and_a_quarter_hour(tmp_path: Path) -> None:
+    online = load(tmp_path, with_group(f"{{id: {GROUP_ID}}}")).sources["online"]
+
+    assert isinstance(online, GraphSourceConfig)
+    assert online.group == GroupConfig(GROUP_ID.lower(), "employeeId", timedelta(minutes=15))
+
+
+def test_a_group_named_otherwise_than_by_its_id_or_refreshed_too_often_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, with_group("{id: Sales Team, workforce_id: badge, refresh: PT30S}"))
+
+    assert "sources.online.group.id: 'Sales Team' is not a valid UUID" in found
+    assert "sources.online.group.workforce_id: 'badge' is not one of" in found
+    assert "sources.online.group.refresh: must be at least PT1M" in found

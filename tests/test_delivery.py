@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bridge.config import WorkforceConfig
@@ -374,6 +375,38 @@ async def test_a_mailbox_backing_off_does_not_hold_back_the_others(
 
     assert delivered == 1
     assert [change["mailbox"] for change in workforce.changes] == ["bob@contoso.com"]
+
+
+async def test_a_stored_change_the_worker_cannot_send_holds_back_its_mailbox_only(
+    db: Database, workforce: WorkforceReceiver, workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The unexpected-error branch, reached by a real fault: a change in the outbox without its `id` (a row written
+    by hand, or by another program, into the table). Sending it raises inside the worker (KeyError); that mailbox
+    backs off with one traceback in the log, the other mailboxes' changes keep going out."""
+    emit(db, "adele@contoso.com", 1)
+    emit(db, "bob@contoso.com", 1)
+    broken = outbox(db)[0]
+    with db.session() as session:
+        payload = {key: value for key, value in broken.payload.items() if key != "id"}
+        session.execute(sa.update(OutboxRow).where(col(OutboxRow.id) == broken.id).values(payload=payload))
+    caplog.set_level(logging.WARNING, logger="bridge.delivery")
+    worker = workers()
+
+    async with running(worker):
+        worker.notify()
+        await workforce.wait_for(1)
+        await asyncio.sleep(0.5)  # the broken mailbox's back-off (20 to 200 ms) runs out a few times meanwhile
+        emit(db, "bob@contoso.com", 1)
+        worker.notify()
+        await workforce.wait_for(2)
+
+    assert [change["mailbox"] for change in workforce.changes] == ["bob@contoso.com", "bob@contoso.com"]
+    held = outbox(db)[0]
+    assert (held.delivered_at, held.next_attempt_at > broken.next_attempt_at) == (None, True)
+    assert mailbox_row(db, "adele@contoso.com").delivery_owner is None  # its lease given back
+    logged = [record for record in caplog.records if record.name == "bridge.delivery"]
+    assert [(record.levelno, record.exc_info is not None) for record in logged] == [(logging.ERROR, True)]
+    assert "failed unexpectedly: KeyError: 'id'" in logged[0].getMessage()
 
 
 async def test_a_receiver_too_slow_to_answer_is_tried_again(

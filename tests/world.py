@@ -161,6 +161,25 @@ async def world(
         yield running
 
 
+TEAM_GROUP = "0b5c3f9e-6d1a-4e8b-9c2d-7a4f1e3b5d60"
+
+
+@pytest.fixture
+async def group_world(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The world whose Graph source follows the Entra ID group TEAM_GROUP (workforce ids from employeeId). The
+    group is empty when the bridge starts; a test fills it and asks for a refresh (`service.groups.sync`)."""
+    graph_emulator.add_group("Team", group_id=TEAM_GROUP)
+    group = f"group: {{id: {TEAM_GROUP}, workforce_id: employeeId, refresh: PT1M}}"
+    async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, None, graph_extra=group) as running:
+        yield running
+
+
 @pytest.fixture
 async def hybrid(
     graph_emulator: GraphEmulator,
@@ -294,6 +313,7 @@ async def _running(
     extra: str = "",
     *,
     also: list[tuple[str, str]] | None = None,
+    graph_extra: str = "",
 ) -> AsyncIterator[World]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
@@ -316,6 +336,7 @@ async def _running(
         ),
         onprem=onprem,
         also=also or [],
+        graph_extra=graph_extra,
     )
     config = load_config(config_path)
     clock = Clock()

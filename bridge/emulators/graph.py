@@ -19,11 +19,15 @@ the SDK's base URL (`.../v1.0`), `emulator.ca_file` what clients verify with.
 Python API (the control API under /_control mirrors it for other processes; see graph_control.py):
 
 - directory: `add_app(tenant_id=None, client_id=None, client_secret=None)`, `add_user(upn, display_name=None, *,
-  user_id=None, mail=None, tenant_id=None, has_mailbox=True)`, `remove_user(user)`, `expire_tokens()`,
+  user_id=None, mail=None, tenant_id=None, has_mailbox=True, employee_id=None)`, `remove_user(user)`,
+  `expire_tokens()`,
   `rotate_secret(client_id=None, secret=None)`, `grant(client_id, roles)`
   (application permissions: a token carries them in its `roles` claim; a call without the one it needs answers
   Graph's 403 `ErrorAccessDenied`), `restrict_access(client_id, users)` (an application access policy: other
   mailboxes answer 403 `ErrorAccessDenied` "[RAOP] ... AccessPolicy").
+- groups: `add_group(display_name, members=(), *, group_id=None)`, `add_group_members(group_id, members)`,
+  `remove_group_members(group_id, members)` (members by userPrincipalName, mail or id; a group's id nests it),
+  read by the bridge as `GET /groups/{id}/transitiveMembers` (graph_groups.py).
 - calendars "as Outlook": `create_event_as_outlook(user, payload) -> dict`, `update_event_as_outlook(user,
   event_id, payload) -> dict`, `delete_event_as_outlook(user, event_id)`, `events(user) -> list[dict]` (raw stored
   state), `respond_as_outlook(user, event_id, response)`. Outlook may create invitations: `isOrganizer: false`
@@ -71,6 +75,7 @@ from bridge.emulators.graph_common import GraphError, new_guid, now
 from bridge.emulators.graph_control import add_control_routes
 from bridge.emulators.graph_events import Change
 from bridge.emulators.graph_faults import FaultRule, Faults, Stats, rule_from_json
+from bridge.emulators.graph_groups import DirectoryGroup
 from bridge.emulators.graph_meetings import Meetings
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
 from bridge.emulators.graph_notify import Notifier
@@ -193,6 +198,7 @@ class GraphEmulator:
         mail: str | None = None,
         tenant_id: str | None = None,
         has_mailbox: bool = True,
+        employee_id: str | None = None,
     ) -> DirectoryUser:
         return self.state.add_user(
             user_principal_name,
@@ -201,7 +207,22 @@ class GraphEmulator:
             mail=mail,
             tenant_id=tenant_id,
             has_mailbox=has_mailbox,
+            employee_id=employee_id,
         )
+
+    def add_group(
+        self, display_name: str, members: Iterable[str] = (), *, group_id: str | None = None
+    ) -> DirectoryGroup:
+        """An Entra ID security group of the tenant; `members` as `add_group_members` takes them."""
+        group = self.state.add_group(display_name, group_id=group_id)
+        return self.add_group_members(group.id, members)
+
+    def add_group_members(self, group_id: str, members: Iterable[str]) -> DirectoryGroup:
+        """Members by userPrincipalName, mail or object id; a group's id nests that group."""
+        return self.state.groups.add_members(group_id, [self._member_id(member) for member in members])
+
+    def remove_group_members(self, group_id: str, members: Iterable[str]) -> DirectoryGroup:
+        return self.state.groups.remove_members(group_id, [self._member_id(member) for member in members])
 
     def expire_tokens(self) -> None:
         self.state.expire_tokens()
@@ -519,6 +540,14 @@ class GraphEmulator:
     def _notify(self, change: Change) -> None:
         for subscription in self.state.subscriptions_for(change):
             self.notifier.enqueue(subscription.notification_url, subscription.notification(change))
+
+    def _member_id(self, key: str) -> str:
+        if key.lower() in self.state.groups.groups:
+            return key.lower()
+        user = self.state.find_user(key)
+        if user is None:
+            raise ValueError(f"no user or group {key!r}")
+        return user.id
 
     def _user_id(self, user: str) -> str:
         found = self.state.find_user(user)

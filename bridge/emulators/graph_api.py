@@ -27,6 +27,15 @@ from bridge.emulators.graph_common import GraphError, bad_request, error_body, k
 from bridge.emulators.graph_delta import Page
 from bridge.emulators.graph_events import Instance, Mailbox
 from bridge.emulators.graph_faults import Faults, MailboxLimits, Stats
+from bridge.emulators.graph_groups import (
+    GROUP_TYPE,
+    READ_USERS,
+    USER_TYPE,
+    page_size,
+    render_member,
+    skip_offset,
+    skip_token,
+)
 from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState
 from bridge.emulators.graph_notify import Notifier
 from bridge.emulators.graph_render import render, render_removed, render_stub, select
@@ -167,6 +176,7 @@ class GraphApi:
             "calendarView": {"GET": self._calendar_view},
             "delta": {"GET": self._delta},
             "sendMail": {"POST": self._send_mail},
+            "transitiveMembers": {"GET": self._transitive_members},
         }
 
     async def serve(self, call: Call, *, app: AppRegistration | None = None) -> Reply:
@@ -255,8 +265,8 @@ class GraphApi:
             target.item_id = segments[1]
         elif kind == "event":
             target.item_id = segments[-1]
-        elif kind == "instances":
-            target.item_id = segments[-2]
+        elif kind in ("instances", "transitiveMembers"):
+            target.item_id = segments[-2] if kind == "instances" else segments[1]
         if segments[0].lower() == "users":
             target.user_key = segments[1]
             if kind == "user":
@@ -277,6 +287,32 @@ class GraphApi:
         events = sorted(mailbox.events.values(), key=lambda event: (event.created, event.id))
         instances = [mailbox.get(event.id) for event in events]
         return self._paged(call, target, instances, context="events")
+
+    async def _transitive_members(self, call: Call, target: Target) -> Reply:
+        """A page of the group's flat member list (graph_groups.py says what Graph does and where it says so)."""
+        assert target.item_id is not None
+        groups = self.state.groups
+        group = groups.find(target.item_id, target.app.tenant_id)
+        size = page_size(call.option("top"))
+        size = min(size, self.faults.directory_page or size)
+        token = call.option("skiptoken")
+        offset = skip_offset(token) if token else 0
+        fields = [name for name in (call.option("select") or "").split(",") if name]
+        readable = bool(READ_USERS & target.app.roles)
+        value = []
+        for object_id in (found := groups.transitive(group.id))[offset : offset + size]:
+            user = self.state.users.get(object_id)
+            if user is not None:
+                value.append(render_member(user.to_graph(), USER_TYPE, fields, readable=readable))
+            elif object_id in groups.groups:
+                value.append(render_member(groups.groups[object_id].to_graph(), GROUP_TYPE, fields, readable=True))
+        body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#directoryObjects", "value": value}
+        if offset + size < len(found):
+            query = {key: value for key, value in call.query.items() if key.lower().lstrip("$") != "skiptoken"}
+            query["$skiptoken"] = skip_token(offset + size)
+            path = call.path.partition("?")[0]
+            body["@odata.nextLink"] = f"{call.base_url}{path}?{urlencode(query, safe=_QUERY_SAFE, quote_via=quote)}"
+        return Reply(200, body)
 
     async def _create_event(self, call: Call, target: Target) -> Reply:
         event, _ = target.the_mailbox().create(call.body)
@@ -506,6 +542,8 @@ def _route_kind(segments: list[str]) -> str | None:
         return "subscriptions"
     if len(lowered) == 2 and lowered[0] == "subscriptions":
         return "subscription"
+    if len(lowered) == 3 and lowered[0] == "groups" and lowered[2] == "transitivemembers":
+        return "transitiveMembers"
     if len(lowered) < 2 or lowered[0] != "users":
         return None
     rest = lowered[2:]

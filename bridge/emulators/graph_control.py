@@ -94,6 +94,10 @@ def add_control_routes(app: web.Application, emulator: GraphEmulator) -> None:
         ("PUT", "/apps/{client_id}/accessPolicy", control.restrict_access),
         ("GET", "/users", control.list_users),
         ("POST", "/users", control.add_user),
+        ("GET", "/groups", control.list_groups),
+        ("POST", "/groups", control.add_group),
+        ("POST", "/groups/{group_id}/members", control.add_group_members),
+        ("DELETE", "/groups/{group_id}/members/{member}", control.remove_group_member),
         ("GET", "/users/{user}/events", control.list_events),
         ("POST", "/users/{user}/events", control.create_event),
         ("PATCH", "/users/{user}/events/{event_id}", control.update_event),
@@ -149,6 +153,10 @@ async def _json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("the request body must be a JSON object")
     return body
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 class _Control:
@@ -210,6 +218,29 @@ class _Control:
         )
         return web.json_response(user.to_json(), status=201)
 
+    async def list_groups(self, request: web.Request) -> web.Response:
+        groups = self.emulator.state.groups.groups.values()
+        return web.json_response({"value": [group.to_json() for group in groups]})
+
+    async def add_group(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        name, members = body.get("displayName"), body.get("members", [])
+        if not isinstance(name, str) or not _strings(members):
+            raise ValueError('expected {"displayName": "...", "members": ["adele@contoso.com", GROUP_ID, ...]}')
+        group = self.emulator.add_group(name, members, group_id=body.get("id"))
+        return web.json_response(group.to_json(), status=201)
+
+    async def add_group_members(self, request: web.Request) -> web.Response:
+        members = (await _json(request)).get("members")
+        if not isinstance(members, list) or not _strings(members):
+            raise ValueError('expected {"members": ["adele@contoso.com", GROUP_ID, ...]}')
+        group = self.emulator.add_group_members(request.match_info["group_id"], members)
+        return web.json_response(group.to_json())
+
+    async def remove_group_member(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return web.json_response(self.emulator.remove_group_members(info["group_id"], [info["member"]]).to_json())
+
     async def list_events(self, request: web.Request) -> web.Response:
         return web.json_response({"value": self.emulator.events(request.match_info["user"])})
 
@@ -258,6 +289,9 @@ class _Control:
         if "rateLimit" in body:
             rate = body["rateLimit"]
             faults.rate_limit = None if rate is None else (int(rate["requests"]), float(rate["seconds"]))
+        if "directoryPage" in body:
+            page = body["directoryPage"]
+            faults.directory_page = None if page is None else int(page)
         if "deltaExpiredStatus" in body:
             status = int(body["deltaExpiredStatus"])
             if status not in (400, 410):

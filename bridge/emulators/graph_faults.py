@@ -27,6 +27,7 @@ ROUTE_KINDS = (
     "event",
     "instances",
     "calendarView",
+    "transitiveMembers",
     "delta",
     "sendMail",
     "subscriptions",
@@ -90,6 +91,9 @@ class Faults:
     delta_expiry: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     # Answers of a mailbox (or anyone's: None) that are 200 but not the documented shape.
     malformed_answers: dict[str | None, int] = field(default_factory=dict)
+    # The most directory objects one page holds, whatever `$top` asks: Graph's server-side paging may return
+    # fewer than asked, and a client must follow `@odata.nextLink` until there is none.
+    directory_page: int | None = None
 
     def add_rule(self, rule: FaultRule) -> None:
         if rule.route is not None and rule.route not in ROUTE_KINDS:
@@ -161,6 +165,7 @@ class Faults:
         return {
             "latencyMs": self.latency_ms,
             "concurrencyLimit": self.concurrency_limit,
+            "directoryPage": self.directory_page,
             "rateLimit": None
             if self.rate_limit is None
             else {"requests": self.rate_limit[0], "seconds": self.rate_limit[1]},

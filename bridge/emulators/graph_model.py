@@ -36,6 +36,7 @@ from bridge.emulators.graph_common import (
 )
 from bridge.emulators.graph_delta import DeltaStates
 from bridge.emulators.graph_events import Change, Mailbox, Owner
+from bridge.emulators.graph_groups import DirectoryGroup, Groups
 
 TOKEN_LIFETIME_S = 3599
 MAX_SUBSCRIPTION_MINUTES = 10_080
@@ -43,7 +44,7 @@ MAX_CLIENT_STATE = 128
 CHANGE_TYPES = ("created", "updated", "deleted")
 GRAPH_EVENT_TYPE = "#Microsoft.Graph.Event"
 # The application roles an admin grants the bridge's app registration unless a test says otherwise.
-DEFAULT_ROLES = frozenset({"Calendars.ReadWrite", "Mail.Send", "User.Read.All"})
+DEFAULT_ROLES = frozenset({"Calendars.ReadWrite", "Mail.Send", "User.Read.All", "GroupMember.Read.All"})
 _READ_CALENDARS = frozenset({"Calendars.Read", "Calendars.ReadWrite"})
 _WRITE_CALENDARS = frozenset({"Calendars.ReadWrite"})
 # Any one of these application permissions allows the call (route, method).
@@ -58,7 +59,19 @@ _NEEDED_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("calendarView", "GET"): _READ_CALENDARS,
     ("delta", "GET"): _READ_CALENDARS,
     ("sendMail", "POST"): frozenset({"Mail.Send"}),
+    # Microsoft's "List group transitive members": any one of these application permissions.
+    ("transitiveMembers", "GET"): frozenset(
+        {
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            "GroupMember.ReadWrite.All",
+            "Group.ReadWrite.All",
+            "Directory.Read.All",
+        }
+    ),
 }
+# Routes of the directory (not of a mailbox): Graph refuses them in the directory's words.
+_DIRECTORY_ROUTES = frozenset({"user", "transitiveMembers"})
 _RESOURCE = re.compile(r"^/?users(?:/|\(')(?P<user>[^/']+)(?:'\))?(?:/calendar)?/events/?$", re.IGNORECASE)
 # Exchange change keys are base64 of a fixed header, a store id and a counter (compare the fixtures' keys).
 _CHANGE_KEY_HEADER = b"\x0f\x00\x00\x00\x16\x00\x00\x00"
@@ -96,6 +109,7 @@ class DirectoryUser:
     mail: str
     tenant_id: str
     has_mailbox: bool = True
+    employee_id: str | None = None
 
     def to_graph(self) -> dict[str, Any]:
         return {
@@ -103,6 +117,7 @@ class DirectoryUser:
             "userPrincipalName": self.user_principal_name,
             "displayName": self.display_name,
             "mail": self.mail,
+            "employeeId": self.employee_id,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -234,6 +249,7 @@ class GraphState:
         self.subscriptions: dict[str, Subscription] = {}
         self.sent_mail: list[SentMail] = []
         self.delta = DeltaStates(keep_per_user=delta_keep_per_user)
+        self.groups = Groups()
         self._by_name: dict[str, str] = {}
         self._tokens: dict[str, IssuedToken] = {}
         self._store_id = os.urandom(16)
@@ -268,6 +284,7 @@ class GraphState:
         mail: str | None = None,
         tenant_id: str | None = None,
         has_mailbox: bool = True,
+        employee_id: str | None = None,
     ) -> DirectoryUser:
         if "@" not in user_principal_name:
             raise ValueError(f"a userPrincipalName looks like name@domain, not {user_principal_name!r}")
@@ -280,6 +297,7 @@ class GraphState:
             mail=mail or user_principal_name,
             tenant_id=(tenant_id or self._only_tenant()).lower(),
             has_mailbox=has_mailbox,
+            employee_id=employee_id,
         )
         self.users[user.id] = user
         self._by_name[user.user_principal_name.lower()] = user.id
@@ -288,6 +306,9 @@ class GraphState:
             owner = Owner(user.id, user.user_principal_name, user.display_name, user.mail)
             self.mailboxes[user.id] = Mailbox(owner, new_change_key=self.new_change_key, on_change=self._changed)
         return user
+
+    def add_group(self, display_name: str, *, group_id: str | None = None) -> DirectoryGroup:
+        return self.groups.add(display_name, tenant_id=self._only_tenant(), group_id=group_id)
 
     def grant(self, client_id: str, roles: Iterable[str]) -> AppRegistration:
         """Set the app's application permissions (admin consent given); tokens issued before keep their roles."""
@@ -314,13 +335,13 @@ class GraphState:
         out of the mailbox (permissions: Microsoft's Graph permissions reference; the bodies: what Graph sends)."""
         needed = _NEEDED_ROLES.get((route, method))
         if needed is not None and not needed & app.roles:
-            if route == "user":
+            if route in _DIRECTORY_ROUTES:
                 message = "Insufficient privileges to complete the operation."
                 raise GraphError(403, "Authorization_RequestDenied", message)
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         # The policy is Exchange's, read when the call arrives (the current registration, not the token's copy).
         scope = self.apps[app.client_id].mailbox_scope if app.client_id in self.apps else None
-        if route != "user" and user is not None and scope is not None and user.id not in scope:
+        if route not in _DIRECTORY_ROUTES and user is not None and scope is not None and user.id not in scope:
             raise GraphError(
                 403,
                 "ErrorAccessDenied",
@@ -460,6 +481,7 @@ class GraphState:
             raise GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist.")
         del self.users[user.id]
         self.mailboxes.pop(user.id, None)
+        self.groups.forget(user.id)
         for name in (user.user_principal_name.lower(), user.mail.lower()):
             self._by_name.pop(name, None)
         watching = [subscription for subscription in self.subscriptions.values() if subscription.user_id == user.id]
@@ -633,6 +655,7 @@ class GraphState:
         self.users.clear()
         self._by_name.clear()
         if not keep_directory:
+            self.groups = Groups()
             self.apps.clear()
             self._tokens.clear()
             return
@@ -644,6 +667,7 @@ class GraphState:
                 mail=user.mail,
                 tenant_id=user.tenant_id,
                 has_mailbox=user.has_mailbox,
+                employee_id=user.employee_id,
             )
 
     def _changed(self, change: Change) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bridge.domain import (
     Appointment,
@@ -17,6 +17,7 @@ from bridge.domain import (
     AppointmentPatch,
     ConnectionReport,
     DeltaResult,
+    DirectoryMember,
     MailMessage,
     Subscription,
     SubscriptionRequest,
@@ -138,3 +139,15 @@ class CalendarSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class GroupDirectory(Protocol):
+    """A directory that lists a group's members (Entra ID through Graph): the roster of a source with a group."""
+
+    name: str
+
+    async def group_members(self, group_id: str) -> tuple[DirectoryMember, ...]:
+        """Every user the group holds, directly or through nested groups, each once; `SourceError` when the group
+        cannot be read (unknown, a missing permission, the directory unreachable)."""
+        ...

@@ -48,6 +48,7 @@ from bridge.domain import (
     AppointmentPatch,
     ConnectionReport,
     DeltaResult,
+    DirectoryMember,
     MailMessage,
     Recurrence,
     Subscription,
@@ -107,6 +108,10 @@ _MAILBOX_CODES = {
 # on a nextLink), 400 syncStateNotFound (directory resources), resyncRequired (Graph's error code list).
 _SYNC_STATE_CODES = {"SyncStateNotFound", "syncStateNotFound", "SyncStateInvalid", "resyncRequired"}
 _FULL_ROUND_ATTEMPTS = 3
+# What a group's member list is read with: the attributes a workforce id may come from (domain.MEMBER_ATTRIBUTES),
+# and Graph's largest page for directory objects (999; "Paging Microsoft Graph data").
+_MEMBER_FIELDS = ["id", "mail", "userPrincipalName", "employeeId"]
+_MEMBER_PAGE = 999
 
 
 def graph_source(config: GraphSourceConfig, *, on_request: RequestObserver = IGNORE_REQUESTS) -> GraphSource:
@@ -529,6 +534,38 @@ class GraphSource:
             await self._send(None, info, f"removing subscription {subscription_id}", subscription=True)
         except ItemNotFound:
             log.debug("subscription %s was already gone", subscription_id)
+
+    # -- directory -----------------------------------------------------------------------------------------
+
+    async def group_members(self, group_id: str) -> tuple[DirectoryMember, ...]:
+        """`GET /groups/{id}/transitiveMembers`, every page: the users only (nested groups are listed beside their
+        members, devices and contacts have no mailbox), each once, in the order Graph lists them."""
+        builder = self._client.groups.by_group_id(group_id).transitive_members
+        query = builder.TransitiveMembersRequestBuilderGetQueryParameters(select=_MEMBER_FIELDS, top=_MEMBER_PAGE)
+        request = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+        what = f"listing the members of group {group_id}"
+        found: dict[str, DirectoryMember] = {}
+        followed: set[str] = set()
+        while True:
+            try:
+                page = wire.decode_member_page(await self._send(None, request, what))
+            except ItemNotFound as exc:
+                raise SourceError(f"{what}: no such group in the tenant (sources.{self.name}.group.id)") from exc
+            except MailboxNotFound as exc:  # Graph's 403 on a directory route: a permission is missing
+                raise SourceError(f"{exc}; the app needs GroupMember.Read.All and User.Read.All") from exc
+            for item in page.value:
+                if item.odata_type != wire.USER_TYPE:
+                    continue
+                if item.user_principal_name is None:
+                    # Graph's "limited information": the app may list the group but not read its users.
+                    raise SourceError(f"{what}: Graph hides the users' properties; the app needs User.Read.All")
+                found.setdefault(item.id, wire.to_member(item))
+            if not page.next_link:
+                return tuple(found.values())
+            if page.next_link in followed:
+                raise SourceError(f"{what}: Graph sent a nextLink it had sent before (a loop)")
+            followed.add(page.next_link)
+            request = builder.with_url(page.next_link).to_get_request_information()
 
     # -- health --------------------------------------------------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from bridge.domain import Appointment, AppointmentKind, FreeBusy, Subscription
+from bridge.domain import Appointment, AppointmentKind, DirectoryMember, FreeBusy, Subscription
 
+T = TypeVar("T")
 # The named extended property that marks the items the bridge created (the GUID is the bridge's own
 # property-set id: it must never change, or existing items stop being recognised).
 BRIDGE_PROPERTY_ID = "String {5b9e3c1a-8f1d-4a57-9a63-2f0c6f1f8b27} Name PresenceBridgeRef"
@@ -90,6 +91,21 @@ class WireSubscriptionPage(msgspec.Struct, frozen=True):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
+class WireMember(msgspec.Struct, frozen=True, rename="camel"):
+    """A directoryObject of `GET /groups/{id}/transitiveMembers`: a user, a group, a device, a contact..."""
+
+    id: str
+    odata_type: str = msgspec.field(default="", name="@odata.type")
+    mail: str | None = None
+    user_principal_name: str | None = None
+    employee_id: str | None = None
+
+
+class WireMemberPage(msgspec.Struct, frozen=True):
+    value: list[WireMember] = []
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
 class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
     """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks)."""
 
@@ -111,7 +127,9 @@ _event_decoder = msgspec.json.Decoder(WireEvent)
 _error_decoder = msgspec.json.Decoder(WireError)
 _subscription_decoder = msgspec.json.Decoder(WireSubscription)
 _subscription_page_decoder = msgspec.json.Decoder(WireSubscriptionPage)
+_member_page_decoder = msgspec.json.Decoder(WireMemberPage)
 _encoder = msgspec.json.Encoder()
+USER_TYPE = "#microsoft.graph.user"
 
 
 class WireDecodeError(ValueError):
@@ -119,41 +137,46 @@ class WireDecodeError(ValueError):
 
 
 def decode_page(body: bytes) -> WireEventPage:
-    try:
-        return _page_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise WireDecodeError(f"malformed event page from Graph: {exc}") from exc
+    return _decoded(_page_decoder, body, "event page from Graph")
 
 
 def decode_event(body: bytes) -> WireEvent:
-    try:
-        return _event_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise WireDecodeError(f"malformed event from Graph: {exc}") from exc
+    return _decoded(_event_decoder, body, "event from Graph")
 
 
 def decode_notifications(body: bytes) -> list[WireNotification]:
-    try:
-        return _notifications_decoder.decode(body).value
-    except msgspec.DecodeError as exc:
-        raise WireDecodeError(f"malformed notification body: {exc}") from exc
+    return _decoded(_notifications_decoder, body, "notification body").value
 
 
 def decode_subscription(body: bytes, mailbox: str) -> Subscription:
-    try:
-        wire = _subscription_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise WireDecodeError(f"malformed subscription from Graph: {exc}") from exc
-    return _subscription(wire, mailbox)
+    return _subscription(_decoded(_subscription_decoder, body, "subscription from Graph"), mailbox)
 
 
 def decode_subscription_page(body: bytes) -> tuple[list[Subscription], str | None]:
     """A page of `GET /subscriptions`; each mailbox is read from the resource (`/users/{id}/events`)."""
-    try:
-        page = _subscription_page_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise WireDecodeError(f"malformed subscription list from Graph: {exc}") from exc
+    page = _decoded(_subscription_page_decoder, body, "subscription list from Graph")
     return [_subscription(item, _resource_user(item.resource)) for item in page.value], page.next_link
+
+
+def decode_member_page(body: bytes) -> WireMemberPage:
+    return _decoded(_member_page_decoder, body, "member list from Graph")
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(f"malformed {what}: {exc}") from exc
+
+
+def to_member(item: WireMember) -> DirectoryMember:
+    attributes = {
+        "employeeId": item.employee_id,
+        "mail": item.mail,
+        "userPrincipalName": item.user_principal_name,
+        "id": item.id,
+    }
+    return DirectoryMember(item.id, item.mail.lower() if item.mail else None, attributes)
 
 
 def _resource_user(resource: str) -> str:

@@ -179,6 +179,9 @@ class MailboxRow(SQLModel, table=True):
     # The instance delivering this mailbox's changes, so that they leave in order even with several instances.
     delivery_owner: str | None = None
     delivery_lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What enrolled it: None by hand (config, `mailboxes add`, a CSV roster), GROUP by its source's Entra ID group,
+    # which then also removes it when the person leaves the group.
+    enrolled_by: str | None = Field(default=None, max_length=16)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # SQLModel writes the Python value after SQLAlchemy's attribute events, so `validates` cannot do this.

@@ -1,5 +1,5 @@
-"""How the bridge stands, read from the database: what `presence-bridge status`, the admin status route and the
-scrape-time gauges of `/metrics` all show, so the three never disagree.
+"""How the bridge stands, read from the database: what `presence-bridge status`, the admin status route, the
+scrape-time gauges of `/metrics` and `/readyz` all show, so the four never disagree.
 
 Every query is bounded whatever the history: counts are grouped by a handful of values (sources, statuses),
 the backlog reads only undelivered changes (indexed), and the detail lists are capped at `details` rows.
@@ -14,7 +14,15 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.store.mapping_state import HeldMapping, held_mapping
-from bridge.store.models import MailboxRow, MailboxStatus, OutboxRow, SourceRow, SubscriptionRow, UTCDateTime
+from bridge.store.models import (
+    MailboxRow,
+    MailboxStatus,
+    OutboxRow,
+    SourceRow,
+    SourceStatus,
+    SubscriptionRow,
+    UTCDateTime,
+)
 from bridge.store.progress import SyncProgress, sync_progress
 
 
@@ -23,8 +31,16 @@ class SourceState:
     name: str
     kind: str
     status: str
+    # What Exchange or the network said: for administrators only (it may name hosts and accounts).
     reason: str | None
-    since: datetime
+    changed_at: datetime | None  # when the current status began; None until the first change of status
+    updated_at: datetime
+
+    @property
+    def since(self) -> datetime:
+        """Since when the source is in its state, as far as known: rows from before `changed_at` was kept (and
+        sources that never changed state) have only `updated_at`."""
+        return self.changed_at or self.updated_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,24 @@ class Summary:
     delivery_errors: tuple[DeliveryError, ...] = ()
     held_mapping: HeldMapping | None = None  # a template mapping change waiting for confirmation
 
+    @property
+    def working(self) -> bool:
+        """Whether the bridge can do its job at all: at least one source works."""
+        return any(source.status == SourceStatus.OK for source in self.sources)
+
+    @property
+    def degraded(self) -> bool:
+        counted = self.mailboxes_by_status()
+        failing = not all(source.status == SourceStatus.OK for source in self.sources)
+        return failing or bool(counted[MailboxStatus.DISABLED] or counted[MailboxStatus.PAUSED])
+
+    def mailboxes_by_status(self) -> dict[str, int]:
+        """Every status, with its mailboxes of all sources."""
+        counted = dict.fromkeys((status.value for status in MailboxStatus), 0)
+        for (_, status), count in self.mailboxes.items():
+            counted[status] += count
+        return counted
+
 
 SUBSCRIPTION_STATES = ("active", "reauthorize_requested", "expired")
 
@@ -85,8 +119,7 @@ SUBSCRIPTION_STATES = ("active", "reauthorize_requested", "expired")
 def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
     """The counts, and with `details` > 0 up to that many rows of each list an administrator reads."""
     sources = tuple(
-        # status_since is when the source entered its state; rows from before it was kept have only updated_at.
-        SourceState(row.name, row.kind.value, row.status.value, row.status_reason, row.status_since or row.updated_at)
+        SourceState(row.name, row.kind.value, row.status.value, row.status_reason, row.status_since, row.updated_at)
         for row in session.exec(select(SourceRow).order_by(col(SourceRow.name))).all()
     )
     mailboxes = {

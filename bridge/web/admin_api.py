@@ -27,8 +27,9 @@ from bridge.admin import MailboxView
 from bridge.config import Config
 from bridge.domain import MAIL_ADDRESS, iso_utc
 from bridge.errors import UserError
+from bridge.group_roster import GroupFollower, NoGroup
 from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
-from bridge.sources.base import CalendarSource
+from bridge.sources.base import CalendarSource, SourceError
 from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
@@ -63,8 +64,10 @@ class AdminRoutes:
         on_mapping_change: OnMappingChange | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sources: Mapping[str, CalendarSource] | None = None,
+        groups: GroupFollower | None = None,
     ) -> None:
         self._db = db
+        self._groups = groups
         self._sources = sources or {}
         self._config = config
         self._mapping = mapping
@@ -113,10 +116,7 @@ class AdminRoutes:
             return body
         invalid: Invalid = []
         unknown_fields(body, {"mailboxes", "dry_run", "check_exchange"}, invalid)
-        dry_run, check = body.get("dry_run", False), body.get("check_exchange", False)
-        for name, value in (("dry_run", dry_run), ("check_exchange", check)):
-            if not isinstance(value, bool):
-                invalid.append({"name": name, "reason": "true or false"})
+        dry_run, check = _flags(body, ["dry_run", "check_exchange"], invalid)
         rows = _roster_rows(body.get("mailboxes"), invalid)
         if invalid:
             return invalid_request(invalid)
@@ -143,13 +143,37 @@ class AdminRoutes:
             return invalid_request([_row_problem(text) for text in exc.problems])
         if not dry_run:
             log.info("roster imported through the admin API: %s", roster.describe(planned, dry_run=False)[-1])
+        return web.json_response(_roster_json(planned, dry_run))
+
+    async def sync_group(self, request: web.Request) -> web.StreamResponse:
+        """The source's group read and followed now, as at each refresh; with dry_run only reported."""
+        read = await _small_body(request, {"dry_run"})
+        if isinstance(read, web.Response):
+            return read
+        body, invalid = read
+        (dry_run,) = _flags(body, ["dry_run"], invalid)
+        if invalid:
+            return invalid_request(invalid)
+        source = request.match_info["source"]
+        if self._groups is None:
+            return problem(404, "Not Found", f"source {source} has no group (sources.{source}.group)")
+        try:
+            planned = await self._groups.sync(source, dry_run=dry_run)
+        except NoGroup:
+            return problem(404, "Not Found", f"source {source} has no group (sources.{source}.group)")
+        except SourceError as exc:
+            return problem(503, "Service Unavailable", f"the group of source {source} could not be read: {exc}")
+        if not dry_run:
+            log.info(
+                "group of source %s followed through the admin API: %s",
+                source,
+                roster.describe(planned, dry_run=False)[-1],
+            )
         return web.json_response(
-            {
-                "dry_run": dry_run,
-                "added": [e.address for e in planned.added],
-                "reenabled": [e.address for e in planned.reenabled],
-                "updated": [e.address for e in planned.updated],
-                "unchanged": planned.unchanged,
+            _roster_json(planned, dry_run)
+            | {
+                "removed": [e.address for e in planned.removed],
+                "skipped": [_row_problem(line) for line in planned.skipped],
             }
         )
 
@@ -159,11 +183,10 @@ class AdminRoutes:
         return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
 
     async def disable(self, request: web.Request) -> web.StreamResponse:
-        body = await read_json(request, MAX_BODY, optional=True)
-        if isinstance(body, web.Response):
-            return body
-        invalid: Invalid = []
-        unknown_fields(body, {"reason"}, invalid)
+        read = await _small_body(request, {"reason"})
+        if isinstance(read, web.Response):
+            return read
+        body, invalid = read
         reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
         if invalid:
             return invalid_request(invalid)
@@ -383,6 +406,37 @@ def _roster_rows(value: Any, invalid: Invalid) -> list[RosterRow]:
             continue
         rows.append(RosterRow(where, item.get("address", ""), item.get("workforce_id", ""), item.get("source")))
     return rows
+
+
+async def _small_body(request: web.Request, fields: set[str]) -> tuple[dict[str, Any], Invalid] | web.Response:
+    """An optional JSON object of a few `fields`, and what is wrong with it so far (unknown fields)."""
+    body = await read_json(request, MAX_BODY, optional=True)
+    if isinstance(body, web.Response):
+        return body
+    invalid: Invalid = []
+    unknown_fields(body, fields, invalid)
+    return body, invalid
+
+
+def _flags(body: dict[str, Any], names: list[str], invalid: Invalid) -> list[bool]:
+    """Optional booleans of a body, false when left out; anything else than true or false is invalid."""
+    values = []
+    for name in names:
+        value = body.get(name, False)
+        if not isinstance(value, bool):
+            invalid.append({"name": name, "reason": "true or false"})
+        values.append(value is True)
+    return values
+
+
+def _roster_json(planned: roster.RosterPlan, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dry_run": dry_run,
+        "added": [e.address for e in planned.added],
+        "reenabled": [e.address for e in planned.reenabled],
+        "updated": [e.address for e in planned.updated],
+        "unchanged": planned.unchanged,
+    }
 
 
 def _row_problem(text: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from functools import partial
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.group_roster import GroupFollower
 from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
@@ -38,9 +39,11 @@ def create_app(
     on_mapping_change: OnMappingChange | None = None,
     sources: Mapping[str, CalendarSource] | None = None,
     metrics: Metrics | None = None,
+    groups: GroupFollower | None = None,
 ) -> web.Application:
     """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
-    `sources` are what a roster import asks whether Exchange knows its mailboxes."""
+    `sources` are what a roster import asks whether Exchange knows its mailboxes, `groups` what follows each
+    source's Entra ID group."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[refuse_unknown_query])
     app.on_response_prepare.append(_nosniff)
     app[BODY_TIMEOUT] = config.listen.body_timeout.total_seconds()
@@ -50,7 +53,7 @@ def create_app(
     feed = ChangeFeed(db, config.workforce.retention)
     queries = AppointmentQueries(db, mapping)
     administration = AdminRoutes(
-        db, config, mapping, live=live, on_mapping_change=on_mapping_change, sources=sources or {}
+        db, config, mapping, live=live, on_mapping_change=on_mapping_change, sources=sources or {}, groups=groups
     )
     mailbox_admin = "/api/v1/admin/mailboxes/{mailbox}"
     commands = CommandRoutes(db, relay, mapping)
@@ -84,6 +87,7 @@ def create_app(
             web.get("/api/v1/admin/mailboxes", require(config, "admin", administration.mailboxes)),
             web.post("/api/v1/admin/mailboxes", require(config, "admin", administration.add)),
             web.post("/api/v1/admin/mailboxes/import", require(config, "admin", administration.import_roster)),
+            web.post("/api/v1/admin/sources/{source}/group/sync", require(config, "admin", administration.sync_group)),
             web.post(f"{mailbox_admin}/enable", require(config, "admin", administration.enable)),
             web.post(f"{mailbox_admin}/disable", require(config, "admin", administration.disable)),
             web.post(f"{mailbox_admin}/resync", require(config, "admin", administration.resync)),

@@ -20,7 +20,7 @@ from bridge.domain import iso_utc
 from bridge.outages import Outages
 from bridge.progress import progress_json
 from bridge.store import Database
-from bridge.store.health import HealthSummary, health_summary
+from bridge.store.summary import Summary, summarise
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Health:
     async def readyz(self, request: web.Request) -> web.StreamResponse:
         now = self._clock()
         try:
-            summary = await self._db.run(lambda session: health_summary(session, now))
+            summary = await self._db.run(lambda session: summarise(session, now))
         except Exception as exc:  # whatever keeps the database away, the answer is "cannot work"
             self._outages.failed("database", f"readiness: the database is unreachable: {type(exc).__name__}: {exc}")
             return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
@@ -46,25 +46,25 @@ class Health:
         return web.json_response(body, status=200 if summary.working else 503)
 
 
-def readiness(summary: HealthSummary) -> dict[str, Any]:
+def readiness(summary: Summary) -> dict[str, Any]:
     """What anyone may see of the bridge's state: states, times and counts."""
     status = "unavailable" if not summary.working else "degraded" if summary.degraded else "ready"
-    age = summary.backlog_age
+    backlog = summary.backlog
     return {
         "status": status,
         "database": "ok",
         "sources": {
             source.name: {
                 "kind": source.kind,
-                "state": source.status.value,
-                "since": None if source.since is None else iso_utc(source.since),
+                "state": source.status,
+                "since": None if source.changed_at is None else iso_utc(source.changed_at),
             }
             for source in summary.sources
         },
-        "mailboxes": {status.value: count for status, count in summary.mailboxes.items()},
+        "mailboxes": summary.mailboxes_by_status(),
         "backlog": {
-            "changes": summary.backlog,
-            "oldest_age_s": None if age is None else round(age.total_seconds(), 1),
+            "changes": backlog.undelivered,
+            "oldest_age_s": None if backlog.oldest is None else round(backlog.oldest_age_s(summary.at), 1),
         },
         "sync_progress": progress_json(summary.progress),
     }

@@ -556,6 +556,38 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
             "unchanged": {"type": "integer", "minimum": 0},
         },
     },
+    "GroupSync": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "dry_run": {"type": "boolean", "description": "read the group and report what would change; change nothing"}
+        },
+    },
+    "GroupOutcome": {
+        "type": "object",
+        "required": ["dry_run", "added", "reenabled", "updated", "unchanged", "removed", "skipped"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "added": {"type": "array", "items": {"type": "string"}},
+            "reenabled": {"type": "array", "items": {"type": "string"}, "description": "members the group had removed"},
+            "updated": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "workforce id, or now the group's",
+            },
+            "unchanged": {"type": "integer", "minimum": 0},
+            "removed": {"type": "array", "items": {"type": "string"}, "description": "no longer members"},
+            "skipped": {
+                "type": "array",
+                "description": "members left as they are, each with the reason (name: member ADDRESS)",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "reason"],
+                    "properties": {"name": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+    },
     "TemplateMappingFile": {
         "type": "object",
         "required": ["path", "editable", "yaml", "templates", "days_ahead", "ignore_prefix", "held"],
@@ -761,6 +793,30 @@ _ADMIN_PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json("what was (or, with dry_run, would be) changed", _ref("RosterOutcome")),
                 **_admin_problems(400, 401, 403, 413),
+            },
+        }
+    },
+    "/api/v1/admin/sources/{source}/group/sync": {
+        "post": {
+            "summary": "Follow the source's Entra ID group now: enrol new members, remove those who left",
+            "description": "What the periodic refresh (sources.NAME.group.refresh) does, at once. Members with a "
+            "problem (no mail address, no workforce id, a workforce id listed twice or held by another active "
+            "mailbox, a mailbox Exchange refuses, a mailbox disabled by hand) are skipped with the reason; the rest "
+            "is applied in one transaction.",
+            "security": [{"bearer": ["admin"]}],
+            "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("GroupSync")}}},
+            "responses": {
+                "200": _json("what was (or, with dry_run, would be) changed", _ref("GroupOutcome")),
+                **_admin_problems(400, 401, 403, 413),
+                "404": {
+                    "description": "the source has no group",
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                },
+                "503": {
+                    "description": "the group could not be read (unknown group, a missing permission, Graph down)",
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                },
             },
         }
     },
