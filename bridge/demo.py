@@ -346,6 +346,7 @@ def _entry_points(
         f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})",
         f"Workforce system {workforce_url}",
         f"Bridge           {bridge}  (its warnings and errors appear below; --log-level INFO shows more)",
+        f"  admin page     {bridge}/admin/  (sign in with the token {token})",
         f"  health         {bridge}/healthz   {bridge}/readyz",
         f"  metrics        {bridge}/metrics",
         f"  API            {bridge}/api/v1/openapi.json describes it; with the demo's token:",

@@ -1,0 +1,58 @@
+"""The Mailboxes page over HTTP: the list, its filters, and forms that are refused without changing anything."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from bridge.store import Database, MailboxRow, MailboxStatus
+from tests.web import Client
+from tests.web.admin.test_session import CSRF, sign_in
+
+
+def add_mailboxes(db: Database, *rows: tuple[str, str, MailboxStatus]) -> None:
+    with db.session() as session:
+        for address, workforce_id, status in rows:
+            session.add(MailboxRow(address=address, workforce_id=workforce_id, source="online", status=status))
+        session.commit()
+
+
+async def test_the_list_filters_by_text_and_status(admin_client: Client, db: Database) -> None:
+    add_mailboxes(
+        db,
+        ("adele@contoso.com", "E1001", MailboxStatus.ACTIVE),
+        ("grady@contoso.com", "E1002", MailboxStatus.DISABLED),
+        ("lee@contoso.com", "E1003", MailboxStatus.ACTIVE),
+    )
+    await sign_in(admin_client)
+    everyone = await (await admin_client.get("/admin/mailboxes")).text()
+    assert "3 mailboxes" in everyone
+    found = await (await admin_client.get("/admin/mailboxes?q=E100&status=active")).text()
+    assert "2 mailboxes" in found
+    assert "grady@contoso.com" not in found
+    literal = await (await admin_client.get("/admin/mailboxes?q=%25")).text()  # LIKE's wildcard, taken literally
+    assert "0 mailboxes" in literal
+
+
+async def test_an_unknown_status_filter_is_named_and_left_out(admin_client: Client, db: Database) -> None:
+    add_mailboxes(db, ("adele@contoso.com", "E1001", MailboxStatus.ACTIVE))
+    await sign_in(admin_client)
+    page = await (await admin_client.get("/admin/mailboxes?status=sleeping")).text()
+    assert "There is no status &#39;sleeping&#39;" in page
+    assert "1 mailbox," not in page
+    assert "adele@contoso.com" in page
+
+
+async def test_a_roster_with_a_bad_line_changes_nothing(admin_client: Client, db: Database) -> None:
+    await sign_in(admin_client)
+    csrf = CSRF.search(await (await admin_client.get("/admin/mailboxes")).text())
+    assert csrf is not None
+    lines = "new@contoso.com, E2001\nnot-an-address, E2002\n"
+    answer = await admin_client.post(
+        "/admin/mailboxes/add", data={"csrf_token": csrf[1], "lines": lines, "action": "add"}, allow_redirects=False
+    )
+    assert answer.status == 400
+    text = await answer.text()
+    assert "line 2: &#39;not-an-address&#39; is not a mail address" in text
+    assert "new@contoso.com, E2001" in text  # the text is kept to be fixed
+    with db.session() as session:
+        assert session.exec(select(MailboxRow)).all() == []
