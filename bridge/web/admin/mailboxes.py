@@ -9,6 +9,7 @@ with problems (shown beside the text, which is kept), a roster preview and a pur
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -101,7 +102,11 @@ class MailboxesPage:
         if outcome.problem:
             page["problem"] = body.get("detail", "the bridge's items could not be found")
         else:
-            page["items"] = body.get("items", [])
+            # The relay answers the workforce system in its JSON; the page shows the times as every page does.
+            page["items"] = [
+                {**item, "start": datetime.fromisoformat(item["start"]), "end": datetime.fromisoformat(item["end"])}
+                for item in body.get("items", [])
+            ]
         status = outcome.status if outcome.problem else 200
         return render(request, "mailbox_purge.html", page, status=status)
 
@@ -134,6 +139,8 @@ class MailboxesPage:
             "filters": filters,
             "statuses": [status.value for status in MailboxStatus],
             "sources": list(self._context.config.sources),
+            # EWS streaming subscriptions live only as long as their connection: they have no expiry to show.
+            "streaming": [name for name, source in self._context.config.sources.items() if source.kind == "ews"],
             "page_number": page_number,
             "pages": pages,
             "previous": _page_link(filters, page_number - 1) if page_number > 1 else None,

@@ -184,6 +184,7 @@ class AdminSessions:
             "error": error,
             "next": _next_page(wanted),
             "sign_in_field": hidden_csrf_field(token),
+            "idle": f"{max(1, round(self._idle.total_seconds() / 60))} minutes",
         }
         answer = render(request, "sign_in.html", page, status=status)
         answer.set_cookie(
