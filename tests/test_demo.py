@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -55,8 +56,8 @@ async def test_the_demo_prints_what_an_administrator_can_open() -> None:
     assert f"presence-bridge status --config {folder / 'config.yaml'}" in text
 
 
-async def test_the_demos_admin_page_opens_with_the_token_it_prints() -> None:
-    lines: list[str] = []
+async def started_demo(lines: list[str]) -> asyncio.Task[list[dict[str, Any]]]:
+    """The demo, running until cancelled, once it has printed what can be opened (into `lines`)."""
     running = asyncio.Event()
 
     def out(line: str) -> None:
@@ -65,9 +66,15 @@ async def test_the_demos_admin_page_opens_with_the_token_it_prints() -> None:
             running.set()
 
     demo = asyncio.create_task(run_demo(out=out))
+    async with asyncio.timeout(60):
+        await running.wait()
+    return demo
+
+
+async def test_the_demos_admin_page_opens_with_the_token_it_prints() -> None:
+    lines: list[str] = []
+    demo = await started_demo(lines)
     try:
-        async with asyncio.timeout(60):
-            await running.wait()
         [line] = [line for line in lines if line.lstrip().startswith("admin page ")]
         page, token = line.split()[2], line.split()[-1].rstrip(")")
         # unsafe: the jar keeps cookies from an IP address (the demo listens on 127.0.0.1), as browsers do.
@@ -93,16 +100,7 @@ async def test_the_demo_removes_its_folder_with_the_plain_secrets_when_it_ends()
 
 async def test_the_demo_removes_its_folder_when_cancelled() -> None:
     lines: list[str] = []
-    running = asyncio.Event()
-
-    def out(line: str) -> None:
-        lines.append(line)
-        if line.startswith("Changes as"):
-            running.set()
-
-    demo = asyncio.create_task(run_demo(out=out))
-    async with asyncio.timeout(60):
-        await running.wait()
+    demo = await started_demo(lines)
     folder = state_folder(lines)
     assert (folder / "config.yaml").is_file()
 

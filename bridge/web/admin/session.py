@@ -130,14 +130,7 @@ class AdminSessions:
         await self._db.run(lambda session: open_session(session, secret, token.name, now, idle))
         audit.info("admin page: signed in with token %r", token.name)
         answer = see_other(_next_page(wanted))
-        answer.set_cookie(
-            COOKIE,
-            secret,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="Strict",
-            secure=is_secure(request, self._config),
-        )
+        self._set_cookie(request, answer, COOKIE, secret)
         answer.del_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH)
         return answer
 
@@ -187,15 +180,13 @@ class AdminSessions:
             "idle": f"{max(1, round(self._idle.total_seconds() / 60))} minutes",
         }
         answer = render(request, "sign_in.html", page, status=status)
-        answer.set_cookie(
-            SIGN_IN_COOKIE,
-            token,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="Strict",
-            secure=is_secure(request, self._config),
-        )
+        self._set_cookie(request, answer, SIGN_IN_COOKIE, token)
         return answer
+
+    def _set_cookie(self, request: web.Request, answer: web.Response, name: str, value: str) -> None:
+        # No Max-Age: the cookie ends with the browser; the server ends the session before that when idle.
+        secure = is_secure(request, self._config)
+        answer.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=secure)
 
 
 def see_other(location: str) -> web.Response:

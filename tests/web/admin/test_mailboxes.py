@@ -16,38 +16,38 @@ def add_mailboxes(db: Database, *rows: tuple[str, str, MailboxStatus]) -> None:
         session.commit()
 
 
-async def test_the_list_filters_by_text_and_status(admin_client: Client, db: Database) -> None:
+async def test_the_list_filters_by_text_and_status(app_client: Client, db: Database) -> None:
     add_mailboxes(
         db,
         ("adele@contoso.com", "E1001", MailboxStatus.ACTIVE),
         ("grady@contoso.com", "E1002", MailboxStatus.DISABLED),
         ("lee@contoso.com", "E1003", MailboxStatus.ACTIVE),
     )
-    await sign_in(admin_client)
-    everyone = await (await admin_client.get("/admin/mailboxes")).text()
+    await sign_in(app_client)
+    everyone = await (await app_client.get("/admin/mailboxes")).text()
     assert "3 mailboxes" in everyone
-    found = await (await admin_client.get("/admin/mailboxes?q=E100&status=active")).text()
+    found = await (await app_client.get("/admin/mailboxes?q=E100&status=active")).text()
     assert "2 mailboxes" in found
     assert "grady@contoso.com" not in found
-    literal = await (await admin_client.get("/admin/mailboxes?q=%25")).text()  # LIKE's wildcard, taken literally
+    literal = await (await app_client.get("/admin/mailboxes?q=%25")).text()  # LIKE's wildcard, taken literally
     assert "0 mailboxes" in literal
 
 
-async def test_an_unknown_status_filter_is_named_and_left_out(admin_client: Client, db: Database) -> None:
+async def test_an_unknown_status_filter_is_named_and_left_out(app_client: Client, db: Database) -> None:
     add_mailboxes(db, ("adele@contoso.com", "E1001", MailboxStatus.ACTIVE))
-    await sign_in(admin_client)
-    page = await (await admin_client.get("/admin/mailboxes?status=sleeping")).text()
+    await sign_in(app_client)
+    page = await (await app_client.get("/admin/mailboxes?status=sleeping")).text()
     assert "There is no status &#39;sleeping&#39;" in page
     assert "1 mailbox," not in page
     assert "adele@contoso.com" in page
 
 
-async def test_a_roster_with_a_bad_line_changes_nothing(admin_client: Client, db: Database) -> None:
-    await sign_in(admin_client)
-    csrf = CSRF.search(await (await admin_client.get("/admin/mailboxes")).text())
+async def test_a_roster_with_a_bad_line_changes_nothing(app_client: Client, db: Database) -> None:
+    await sign_in(app_client)
+    csrf = CSRF.search(await (await app_client.get("/admin/mailboxes")).text())
     assert csrf is not None
     lines = "new@contoso.com, E2001\nnot-an-address, E2002\n"
-    answer = await admin_client.post(
+    answer = await app_client.post(
         "/admin/mailboxes/add", data={"csrf_token": csrf[1], "lines": lines, "action": "add"}, allow_redirects=False
     )
     assert answer.status == 400
