@@ -1,7 +1,7 @@
 """The admin page's sessions: who is signed in, since when, last seen (bridge/web/admin/session.py).
 
-Revision ID: 0006_admin_sessions
-Revises: 0005_observe
+Revision ID: 0007_admin_sessions
+Revises: 0006_lanes
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_admin_sessions"
-down_revision: str | None = "0005_observe"
+revision: str = "0007_admin_sessions"
+down_revision: str | None = "0006_lanes"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
