@@ -16,8 +16,9 @@ from sqlmodel import Session, col, select
 from bridge.config import Config
 from bridge.domain import ChangeType
 from bridge.errors import UserError
-from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, SourceKind, SourceRow
+from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, SourceKind, SourceRow, SubscriptionRow
 from bridge.store.mirror import load_mirror
+from bridge.store.models import UTCDateTime
 from bridge.store.outbox import add_changes
 from bridge.store.work import find_mailbox, mark_dirty
 from bridge.sync import shown_entries
@@ -63,18 +64,73 @@ def register(session: Session, config: Config, now: datetime) -> None:
 
 def list_mailboxes(session: Session) -> list[MailboxView]:
     rows = session.exec(select(MailboxRow).order_by(col(MailboxRow.address))).all()
-    return [
-        MailboxView(
-            row.address,
-            row.workforce_id,
-            row.source,
-            row.status.value,
-            row.status_reason,
-            row.last_synced_at,
-            row.dirty_generation > row.synced_generation,
+    return [_view(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSearch:
+    """Which mailboxes a list shows: `text` within the address or workforce id, a status, a source; one page."""
+
+    text: str = ""
+    status: str | None = None
+    source: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxListing:
+    mailbox: MailboxView
+    subscription_expires_at: datetime | None  # the earliest of its subscriptions; None without one
+
+
+def find_mailboxes(session: Session, search: MailboxSearch) -> tuple[list[MailboxListing], int]:
+    """One page of the mailboxes `search` matches, by address, and how many match in all."""
+    conditions = []
+    if search.text:
+        # LIKE's own wildcards in what was typed are taken literally.
+        pattern = "%" + search.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            sa.or_(
+                col(MailboxRow.address).like(pattern, escape="\\"),
+                sa.func.lower(col(MailboxRow.workforce_id)).like(pattern, escape="\\"),
+            )
         )
-        for row in rows
-    ]
+    if search.status is not None:
+        conditions.append(col(MailboxRow.status) == MailboxStatus(search.status))
+    if search.source is not None:
+        conditions.append(col(MailboxRow.source) == search.source)
+    total = session.execute(sa.select(sa.func.count()).select_from(MailboxRow).where(*conditions)).scalar_one()
+    expiry = (
+        sa.select(col(SubscriptionRow.mailbox_id), sa.func.min(col(SubscriptionRow.expires_at)).label("expires_at"))
+        .group_by(col(SubscriptionRow.mailbox_id))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(MailboxRow, expiry.c.expires_at)
+        .outerjoin(expiry, expiry.c.mailbox_id == col(MailboxRow.id))
+        .where(*conditions)
+        .order_by(col(MailboxRow.address))
+        .limit(search.limit)
+        .offset(search.offset)
+    ).all()
+    dialect = session.get_bind().dialect
+    # An aggregate bypasses the column type that makes a timestamp aware UTC.
+    return [
+        MailboxListing(_view(row), UTCDateTime().process_result_value(expires, dialect)) for row, expires in rows
+    ], total
+
+
+def _view(row: MailboxRow) -> MailboxView:
+    return MailboxView(
+        row.address,
+        row.workforce_id,
+        row.source,
+        row.status.value,
+        row.status_reason,
+        row.last_synced_at,
+        row.dirty_generation > row.synced_generation,
+    )
 
 
 def add_mailbox(session: Session, address: str, workforce_id: str, source: str, now: datetime) -> None:

@@ -186,6 +186,11 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminPageConfig:
+    session_idle_timeout: timedelta = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
 class ApiToken:
     name: str
     token: str = field(repr=False)
@@ -206,6 +211,7 @@ class Config:
     api_tokens: tuple[ApiToken, ...]
     mail: MailConfig | None = None  # None: the mail route answers 503
     notify: NotifyConfig | None = None  # None: problems are logged only
+    admin_page: AdminPageConfig = AdminPageConfig()
 
     @property
     def graph_notification_url(self) -> str | None:
@@ -636,6 +642,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
         ),
         mail=MailConfig(mail["sender"], mail.get("source", only_source)) if mail else None,
         notify=_notify(as_dict(data["notify"]), secrets) if "notify" in data else None,
+        admin_page=_admin_page(as_dict(data.get("admin_page"))),
     )
 
 
@@ -653,6 +660,12 @@ def _notify(spec: dict[str, Any], secrets: dict[tuple[str | int, ...], str]) -> 
     return NotifyConfig(
         mail_to=tuple(spec.get("mail_to", ())), webhook_url=secrets.get(("notify", "webhook_url")), **durations
     )
+
+
+def _admin_page(spec: dict[str, Any]) -> AdminPageConfig:
+    if "session_idle_timeout" not in spec:
+        return AdminPageConfig()
+    return AdminPageConfig(session_idle_timeout=parse_duration(spec["session_idle_timeout"]))
 
 
 def _listen(spec: dict[str, Any], file: Callable[[str | None], Path | None]) -> ListenConfig:

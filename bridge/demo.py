@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -291,10 +291,25 @@ async def run_demo(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _run_demo(
-    folder: Path, duration_s: float | None, change_every_s: float, out: Callable[[str], None]
-) -> list[dict[str, Any]]:
-    today = datetime.now(UTC).date()
+@dataclass(frozen=True)
+class DemoRun:
+    """The demo's parts while it runs: the emulators, the bridge, and a token for each kind of client."""
+
+    graph: GraphEmulator
+    ews: EwsEmulator
+    workforce: WorkforceReceiver
+    workforce_url: str
+    service: Service
+    config: Config
+    seeded: list[tuple[str, dict[str, Any]]]  # (address, event) made in Outlook before the bridge started
+    workforce_token: str
+    admin_token: str
+
+
+@contextlib.asynccontextmanager
+async def running_demo(folder: Path, today: date) -> AsyncIterator[DemoRun]:
+    """The emulators seeded with the demo's people and the bridge watching them, state in `folder`; all stopped
+    when the block ends. The admin page's browser tests run against this too."""
     async with contextlib.AsyncExitStack() as stack:
         graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
         await graph.start()
@@ -308,19 +323,33 @@ async def _run_demo(
         workforce_url = await workforce.start()
         stack.push_async_callback(workforce.stop)
         onprem = OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, mailboxes=[(ONPREM[0], ONPREM[2])])
-        token = secrets.token_urlsafe(24)
-        tokens = f"api_tokens:\n  - {{name: demo, token: {token}, scopes: [workforce, admin]}}\n"
+        # One token per kind of client, as a deployment would have: the workforce system's cannot administer.
+        workforce_token, admin_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        tokens = (
+            "api_tokens:\n"
+            f"  - {{name: workforce, token: {workforce_token}, scopes: [workforce]}}\n"
+            f"  - {{name: admin, token: {admin_token}, scopes: [admin]}}\n"
+        )
         config = local_config(folder, graph, workforce_url, PEOPLE, extra=tokens, onprem=onprem)
         seeded = seed(graph, today)
         seed_onprem(ews, today)
         service = Service(config, timing=DEMO_TIMING)
         stack.push_async_callback(service.stop)
         await service.start()
-        for line in _entry_points(graph, ews, workforce_url, service.url, config.path, token):
+        yield DemoRun(graph, ews, workforce, workforce_url, service, config, seeded, workforce_token, admin_token)
+
+
+async def _run_demo(
+    folder: Path, duration_s: float | None, change_every_s: float, out: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    async with running_demo(folder, today) as demo:
+        graph, ews, workforce, service = demo.graph, demo.ews, demo.workforce, demo.service
+        for line in _entry_points(demo):
             out(line)
         out("Changes as the workforce system receives them (times in UTC):")
         mapping = service.mapping.current
-        for line in filter(None, (describe_hidden(mapping, address, event) for address, event in seeded)):
+        for line in filter(None, (describe_hidden(mapping, address, event) for address, event in demo.seeded)):
             out("  " + line)
         outlook = _Outlook(graph, ews, today)
         printed = 0
@@ -341,19 +370,19 @@ async def _run_demo(
     raise AssertionError("unreachable")
 
 
-def _entry_points(
-    graph: GraphEmulator, ews: EwsEmulator, workforce_url: str, bridge: str, config: Path, token: str
-) -> list[str]:
+def _entry_points(demo: DemoRun) -> list[str]:
     """What an administrator can open or run while the demo runs."""
+    bridge, config = demo.service.url, demo.config.path
     return [
-        f"Graph emulator   {graph.base_url}  (control API {graph.control_url})",
-        f"EWS emulator     {ews.url}  (on-premises: {ONPREM[0]})",
-        f"Workforce system {workforce_url}",
+        f"Graph emulator   {demo.graph.base_url}  (control API {demo.graph.control_url})",
+        f"EWS emulator     {demo.ews.url}  (on-premises: {ONPREM[0]})",
+        f"Workforce system {demo.workforce_url}",
         f"Bridge           {bridge}  (its warnings and errors appear below; --log-level INFO shows more)",
+        f"  admin page     {bridge}/admin/  (sign in with the admin token {demo.admin_token})",
         f"  health         {bridge}/healthz   {bridge}/readyz",
         f"  metrics        {bridge}/metrics",
-        f"  API            {bridge}/api/v1/openapi.json describes it; with the demo's token:",
-        f"                 curl -H 'Authorization: Bearer {token}' '{bridge}/api/v1/changes?after=0'",
+        f"  API            {bridge}/api/v1/openapi.json describes it; with the workforce system's token:",
+        f"                 curl -H 'Authorization: Bearer {demo.workforce_token}' '{bridge}/api/v1/changes?after=0'",
         f"  status         presence-bridge status --config {config}",
         f"  state          {config.parent} (the config holds plain secrets: removed when the demo ends)",
     ]

@@ -87,10 +87,12 @@ def status_json(summary: Summary) -> dict[str, Any]:
 
 def status_text(summary: Summary, database: str) -> str:
     now = summary.at
-    lines = [f"presence-bridge status at {_when(now)} (database {database})", "", "sources"]
+    lines = [f"presence-bridge status at {moment_text(now)} (database {database})", "", "sources"]
     for source in summary.sources:
         reason = f": {source.reason}" if source.reason else ""
-        lines.append(f"  {source.name:<16} {source.kind:<6} {source.status:<12} since {_when(source.since)}{reason}")
+        lines.append(
+            f"  {source.name:<16} {source.kind:<6} {source.status:<12} since {moment_text(source.since)}{reason}"
+        )
     lines += ["", "mailboxes"]
     for source in summary.sources:
         counts = ", ".join(
@@ -98,23 +100,22 @@ def status_text(summary: Summary, database: str) -> str:
         )
         lines.append(f"  {source.name:<16} {counts}")
     for issue in summary.attention:
-        lines.append(f"  {issue.address}: {issue.status} since {_when(issue.since)}: {issue.reason or '-'}")
+        lines.append(f"  {issue.address}: {issue.status} since {moment_text(issue.since)}: {issue.reason or '-'}")
     lines += ["", "subscriptions expiring soonest"]
     for due in summary.expiring:
         note = "; reauthorization requested" if due.reauthorize_requested else ""
-        lines.append(
-            f"  {due.mailbox:<32} {due.source:<12} expires {_when(due.expires_at)} ({_in(due.expires_at - now)}){note}"
-        )
+        expires = f"{moment_text(due.expires_at)} ({span_text(due.expires_at - now)})"
+        lines.append(f"  {due.mailbox:<32} {due.source:<12} expires {expires}{note}")
     if not summary.expiring:
         lines.append("  (none)")
     lines += ["", "sync", f"  {'up to date' if summary.progress is None else progress_line(summary.progress)}"]
     backlog = summary.backlog
-    oldest = "" if backlog.oldest is None else f", oldest {_in(now - backlog.oldest)} old"
+    oldest = "" if backlog.oldest is None else f", oldest {span_text(now - backlog.oldest)} old"
     lines += ["", "delivery backlog", f"  {backlog.undelivered} undelivered{oldest}; {backlog.failing} failing"]
     lines += ["", "last delivery errors"]
     for error in summary.delivery_errors:
         lines.append(
-            f"  {error.mailbox}: {error.attempts} attempts, next {_when(error.next_attempt_at)}: {error.error}"
+            f"  {error.mailbox}: {error.attempts} attempts, next {moment_text(error.next_attempt_at)}: {error.error}"
         )
     if not summary.delivery_errors:
         lines.append("  (none)")
@@ -125,16 +126,16 @@ def status_text(summary: Summary, database: str) -> str:
         lines += [
             "",
             "template mapping",
-            f"  a change is held since {_when(held.since)}: it would withdraw {withdrawn} appointments; {state}",
+            f"  a change is held since {moment_text(held.since)}: it would withdraw {withdrawn} appointments; {state}",
         ]
     return "\n".join(lines)
 
 
-def _when(moment: datetime) -> str:
+def moment_text(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _in(span: timedelta) -> str:
+def span_text(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
     days, rest = divmod(seconds, 86400)

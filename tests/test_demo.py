@@ -7,6 +7,9 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from bridge.demo import run_demo
 
@@ -47,10 +50,44 @@ async def test_the_demo_prints_what_an_administrator_can_open() -> None:
 
     [bridge] = [line.split()[1] for line in lines if line.startswith("Bridge ")]
     text = "\n".join(lines)
-    for url in ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/changes?after=0"):
+    for url in ("/admin/", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/changes?after=0"):
         assert bridge + url in text
     folder = state_folder(lines)
     assert f"presence-bridge status --config {folder / 'config.yaml'}" in text
+
+
+async def started_demo(lines: list[str]) -> asyncio.Task[list[dict[str, Any]]]:
+    """The demo, running until cancelled, once it has printed what can be opened (into `lines`)."""
+    running = asyncio.Event()
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if line.startswith("Changes as"):
+            running.set()
+
+    demo = asyncio.create_task(run_demo(out=out))
+    async with asyncio.timeout(60):
+        await running.wait()
+    return demo
+
+
+async def test_the_demos_admin_page_opens_with_the_token_it_prints() -> None:
+    lines: list[str] = []
+    demo = await started_demo(lines)
+    try:
+        [line] = [line for line in lines if line.lstrip().startswith("admin page ")]
+        page, token = line.split()[2], line.split()[-1].rstrip(")")
+        # unsafe: the jar keeps cookies from an IP address (the demo listens on 127.0.0.1), as browsers do.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            form = await (await client.get(page)).text()  # the sign-in form
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert csrf is not None
+            answer = await client.post(f"{page}sign-in", data={"csrf_token": csrf[1], "token": token})
+            assert answer.status == 200
+            assert "<h1>Overview</h1>" in await answer.text()
+    finally:
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
 
 
 async def test_the_demo_removes_its_folder_with_the_plain_secrets_when_it_ends() -> None:
@@ -63,16 +100,7 @@ async def test_the_demo_removes_its_folder_with_the_plain_secrets_when_it_ends()
 
 async def test_the_demo_removes_its_folder_when_cancelled() -> None:
     lines: list[str] = []
-    running = asyncio.Event()
-
-    def out(line: str) -> None:
-        lines.append(line)
-        if line.startswith("Changes as"):
-            running.set()
-
-    demo = asyncio.create_task(run_demo(out=out))
-    async with asyncio.timeout(60):
-        await running.wait()
+    demo = await started_demo(lines)
     folder = state_folder(lines)
     assert (folder / "config.yaml").is_file()
 

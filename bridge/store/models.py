@@ -376,3 +376,21 @@ class MappingStateRow(SQLModel, table=True):
     approved_digest: str | None = Field(default=None, max_length=64)
     approved_by: str | None = Field(default=None, max_length=200)
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AdminSessionRow(SQLModel, table=True):
+    """A signed-in administrator on the admin page (bridge/web/admin/session.py).
+
+    Kept here rather than in a signed cookie so that every instance sharing the database knows it and signing out
+    ends it everywhere at once. The cookie's secret is not stored, only its SHA-256: a copy of the database does
+    not sign anyone in.
+    """
+
+    __tablename__ = "admin_session"
+
+    id: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of the cookie's secret
+    token_name: str = Field(max_length=200)  # the admin token signed in with: its name, never its value
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
+    seen_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, index=True)
+    # A line for the next page shown (what the last form did), shown once.
+    notice: str | None = Field(default=None, sa_type=sa.Text)

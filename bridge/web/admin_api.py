@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,29 +120,10 @@ class AdminRoutes:
         rows = _roster_rows(body.get("mailboxes"), invalid)
         if invalid:
             return invalid_request(invalid)
-        now, sources = self._clock(), list(self._config.sources)
-        if check:
-            # Exchange is asked outside any transaction (it may take a while); the roster is planned again after.
-            try:
-                first = await self._db.run(lambda session: roster.plan(session, rows, sources))
-            except RosterRefused as exc:
-                return invalid_request([_row_problem(text) for text in exc.problems])
-            refused = await roster.unknown_to_exchange(self._sources, first)
-            if refused:
-                return invalid_request([_row_problem(text) for text in refused])
-
-        def enrol(session: Session) -> roster.RosterPlan:
-            planned = roster.plan(session, rows, sources)
-            if not dry_run:
-                roster.apply(session, planned, now)
-            return planned
-
         try:
-            planned = await self._db.run(enrol)
+            planned = await self.enrol(rows, dry_run=dry_run, check=check)
         except RosterRefused as exc:
             return invalid_request([_row_problem(text) for text in exc.problems])
-        if not dry_run:
-            log.info("roster imported through the admin API: %s", roster.describe(planned, dry_run=False)[-1])
         return web.json_response(_roster_json(planned, dry_run))
 
     async def sync_group(self, request: web.Request) -> web.StreamResponse:
@@ -177,10 +158,30 @@ class AdminRoutes:
             }
         )
 
+    async def enrol(self, rows: Sequence[RosterRow], *, dry_run: bool, check: bool) -> roster.RosterPlan:
+        """What the roster does, done unless `dry_run`; `RosterRefused` lists every problem and nothing is written.
+        With `check`, Exchange is asked first whether it knows the mailboxes the roster would start syncing."""
+        now, sources = self._clock(), list(self._config.sources)
+        if check:
+            # Exchange is asked outside any transaction (it may take a while); the roster is planned again after.
+            first = await self._db.run(lambda session: roster.plan(session, rows, sources))
+            refused = await roster.unknown_to_exchange(self._sources, first)
+            if refused:
+                raise RosterRefused(f"Exchange refuses {len(refused)} mailbox(es); nothing was changed", refused)
+
+        def enrol(session: Session) -> roster.RosterPlan:
+            planned = roster.plan(session, rows, sources)
+            if not dry_run:
+                roster.apply(session, planned, now)
+            return planned
+
+        planned = await self._db.run(enrol)
+        if not dry_run:
+            log.info("roster imported through the admin API: %s", roster.describe(planned, dry_run=False)[-1])
+        return planned
+
     async def enable(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
-        done = await self._change(request, lambda session, address: admin.enable(session, address, now))
-        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+        return _mailbox_answer(request, await self.enable_mailbox(request.match_info["mailbox"]))
 
     async def disable(self, request: web.Request) -> web.StreamResponse:
         read = await _small_body(request, {"reason"})
@@ -190,22 +191,38 @@ class AdminRoutes:
         reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
         if invalid:
             return invalid_request(invalid)
-        done = await self._change(request, lambda session, address: admin.disable(session, address, reason))
-        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+        return _mailbox_answer(request, await self.disable_mailbox(request.match_info["mailbox"], reason))
 
     async def resync(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
-        done = await self._change(request, lambda session, address: admin.resync(session, address, now))
-        return done if isinstance(done, web.Response) else web.json_response(_view_json(done[1]))
+        return _mailbox_answer(request, await self.resync_mailbox(request.match_info["mailbox"]))
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
-        mapping, now = self._mapping(), self._clock()
-        done = await self._change(request, lambda session, address: admin.remove(session, address, mapping, now))
-        if isinstance(done, web.Response):
-            return done
+        done = await self.remove_mailbox(request.match_info["mailbox"])
+        if done is None:
+            return _unknown_mailbox(request)
         deleted, view = done
-        log.info("mailbox %s removed through the admin API: %d deletions emitted", view.address, deleted)
         return web.json_response({"mailbox": _view_json(view), "deleted_changes": deleted})
+
+    # What the routes above do, for the admin page too; None: the bridge knows no such mailbox.
+
+    async def enable_mailbox(self, address: str) -> MailboxView | None:
+        now = self._clock()
+        return _second(await self._change(address, lambda session, address: admin.enable(session, address, now)))
+
+    async def disable_mailbox(self, address: str, reason: str) -> MailboxView | None:
+        return _second(await self._change(address, lambda session, address: admin.disable(session, address, reason)))
+
+    async def resync_mailbox(self, address: str) -> MailboxView | None:
+        now = self._clock()
+        return _second(await self._change(address, lambda session, address: admin.resync(session, address, now)))
+
+    async def remove_mailbox(self, address: str) -> tuple[int, MailboxView] | None:
+        """Emit a deletion of every appointment shown and forget the calendar: how many deletions were emitted."""
+        mapping, now = self._mapping(), self._clock()
+        done = await self._change(address, lambda session, address: admin.remove(session, address, mapping, now))
+        if done is not None:
+            log.info("mailbox %s removed through the admin API: %d deletions emitted", done[1].address, done[0])
+        return done
 
     def _source(self, body: dict[str, Any], invalid: Invalid) -> str | None:
         known = list(self._config.sources)
@@ -217,21 +234,14 @@ class AdminRoutes:
             return None
         return source
 
-    async def _change(
-        self, request: web.Request, action: Callable[[Session, str], T]
-    ) -> tuple[T, MailboxView] | web.Response:
-        address = request.match_info["mailbox"]
-
+    async def _change(self, address: str, action: Callable[[Session, str], T]) -> tuple[T, MailboxView] | None:
         def change(session: Session) -> tuple[T, MailboxView] | None:
             if find_mailbox(session, address) is None:
                 return None
             outcome = action(session, address)
             return outcome, _view(session, address)
 
-        done = await self._db.run(change)
-        if done is None:
-            return problem(404, "Not Found", f"the bridge knows no mailbox {address}")
-        return done
+        return await self._db.run(change)
 
     # -- the template mapping ----------------------------------------------------------------------------------
 
@@ -442,6 +452,18 @@ def _roster_json(planned: roster.RosterPlan, dry_run: bool) -> dict[str, Any]:
 def _row_problem(text: str) -> dict[str, str]:
     where, _, reason = text.partition(": ")
     return {"name": where, "reason": reason}
+
+
+def _second(done: tuple[Any, MailboxView] | None) -> MailboxView | None:
+    return None if done is None else done[1]
+
+
+def _mailbox_answer(request: web.Request, view: MailboxView | None) -> web.Response:
+    return _unknown_mailbox(request) if view is None else web.json_response(_view_json(view))
+
+
+def _unknown_mailbox(request: web.Request) -> web.Response:
+    return problem(404, "Not Found", f"the bridge knows no mailbox {request.match_info['mailbox']}")
 
 
 def _view(session: Session, address: str) -> MailboxView:

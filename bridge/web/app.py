@@ -1,4 +1,5 @@
-"""The bridge's one aiohttp application: Graph hooks, health, and the REST API under /api/v1/."""
+"""The bridge's one aiohttp application: Graph hooks, health, the REST API under /api/v1/, the admin page under
+/admin/."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
 from bridge.store import Database
 from bridge.templates import LiveMapping, TemplateMapping
+from bridge.web.admin import admin_app
+from bridge.web.admin.context import AdminContext
 from bridge.web.admin_api import AdminRoutes, OnMappingChange
 from bridge.web.admin_status import AdminStatus
 from bridge.web.appointments import AppointmentQueries
@@ -96,13 +99,20 @@ def create_app(
             web.get("/api/v1/admin/templates", require(config, "admin", administration.templates)),
             web.put("/api/v1/admin/templates", require(config, "admin", administration.replace_templates)),
             web.post("/api/v1/admin/templates/apply", require(config, "admin", administration.apply_templates)),
+            web.get("/admin", _to_admin_page),
         ]
     )
+    page = AdminContext(config, db, administration, relay, mapping, live=live, on_mapping_change=on_mapping_change)
+    app.add_subapp("/admin/", admin_app(page))
     return app
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(document())
+
+
+async def _to_admin_page(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/admin/")
 
 
 async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
