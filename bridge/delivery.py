@@ -358,7 +358,7 @@ def claim_due(
         )
         .order_by(pending.c.oldest)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=MailboxRow)
+        .with_for_update(skip_locked=True, of=MailboxRow, key_share=True)
     )
     if exclude:
         # Mailboxes this instance is still working: its lease may have lapsed during a stalled request.

@@ -36,7 +36,7 @@ from bridge.store.commands import relay_writes
 from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
 from bridge.store.mirror import count_mirror, load_delta_state, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
-from bridge.store.work import Claim, claim_dirty, claim_mailbox, finish, mark_dirty
+from bridge.store.work import ROW_LOCK, Claim, claim_dirty, claim_mailbox, finish, mark_dirty
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
@@ -276,7 +276,7 @@ class MailboxSync:
         Planning happens here, under the mailbox's row lock, because the relay may have written to the mirror
         while the read was under way: its writes since `read_started` are left out of this plan.
         """
-        mailbox = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+        mailbox = session.get(MailboxRow, claim.mailbox_id, with_for_update=ROW_LOCK)
         if mailbox is None or mailbox.lease_owner != self._owner:
             raise LeaseLost(claim.address)
         now = self._clock()
@@ -347,7 +347,7 @@ class MailboxSync:
             return 0
 
         def commit(session: Session) -> list[str]:
-            mailbox = session.get(MailboxRow, mailbox_id, with_for_update=True)
+            mailbox = session.get(MailboxRow, mailbox_id, with_for_update=ROW_LOCK)
             assert mailbox is not None
             plan = plan_remap(load_mirror(session, mailbox_id), mapping)
             write_mirror(session, mailbox_id, plan.put, plan.drop)
@@ -429,7 +429,7 @@ def _token(session: Session, mailbox_id: int, window: Window) -> str | None:
 
 
 def _hold_lease(session: Session, claim: Claim, owner: str, until: datetime) -> None:
-    row = session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+    row = session.get(MailboxRow, claim.mailbox_id, with_for_update=ROW_LOCK)
     if row is not None and row.lease_owner == owner:
         row.lease_expires_at = until
 

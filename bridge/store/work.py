@@ -17,7 +17,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from bridge.store.models import MailboxRow, MailboxStatus, SubscriptionRow
+from bridge.store.models import CommandRow, CommandStatus, MailboxRow, MailboxStatus, SubscriptionRow
+
+# How a mailbox row is locked to lease or commit it: FOR NO KEY UPDATE, not FOR UPDATE. Inserting a row that
+# references the mailbox (a relay command, a mirror row) takes FOR KEY SHARE on it, which FOR UPDATE blocks and
+# FOR NO KEY UPDATE does not: with FOR UPDATE a workforce command waited for whole sync commits (docs/storage.md).
+ROW_LOCK = {"key_share": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,7 @@ def claim_dirty(
             col(MailboxRow.id),
         )
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     row = session.exec(query).first()
     if row is None or row.id is None:
@@ -162,7 +167,7 @@ def claim_mailbox(session: Session, mailbox_id: int, owner: str, now: datetime, 
                 col(MailboxRow.lease_owner) == owner,
             ),
         )
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     row = session.exec(query).first()
     return None if row is None else _lease(row, owner, now + lease)
@@ -192,7 +197,7 @@ def finish(
     Returns False when the lease was lost meanwhile (another instance took the mailbox over): the caller's
     transaction must then be rolled back, since its reading may be older than the new holder's.
     """
-    row = locked or session.get(MailboxRow, claim.mailbox_id, with_for_update=True)
+    row = locked or session.get(MailboxRow, claim.mailbox_id, with_for_update=ROW_LOCK)
     if row is None or row.lease_owner != owner:
         return False
     row.lease_owner = None
@@ -206,6 +211,41 @@ def finish(
             row.dirty_at = None
             row.notified_at = None
     return True
+
+
+def lease_holders(session: Session) -> set[str]:
+    """The instances holding a sync or delivery lease, or a command they were sending when last seen."""
+    held: sa.CompoundSelect[tuple[str]] = sa.union(
+        sa.select(col(MailboxRow.lease_owner).label("owner")).where(col(MailboxRow.lease_owner).is_not(None)),
+        sa.select(col(MailboxRow.delivery_owner)).where(col(MailboxRow.delivery_owner).is_not(None)),
+        sa.select(col(CommandRow.owner)).where(
+            col(CommandRow.status) == CommandStatus.SENDING, col(CommandRow.owner).is_not(None)
+        ),
+    )
+    return {str(owner) for owner in session.execute(held).scalars()}
+
+
+def release_gone(session: Session, gone: Collection[str], heir: str) -> None:
+    """The work of instances known to be gone is free at once, not when their leases expire: their mailboxes
+    may be claimed by any instance, and `heir` takes up the commands they were sending (`Relay.recover`)."""
+    if not gone:
+        return
+    names = sorted(gone)
+    session.execute(
+        sa.update(MailboxRow)
+        .where(col(MailboxRow.lease_owner).in_(names))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    session.execute(
+        sa.update(MailboxRow)
+        .where(col(MailboxRow.delivery_owner).in_(names))
+        .values(delivery_owner=None, delivery_lease_until=None)
+    )
+    session.execute(
+        sa.update(CommandRow)
+        .where(col(CommandRow.status) == CommandStatus.SENDING, col(CommandRow.owner).in_(names))
+        .values(owner=heir)
+    )
 
 
 class LifecycleEvent(enum.StrEnum):
