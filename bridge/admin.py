@@ -17,6 +17,7 @@ from bridge.config import Config
 from bridge.domain import ChangeType
 from bridge.errors import UserError
 from bridge.store import DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, SourceKind, SourceRow, SubscriptionRow
+from bridge.store.db import serialise
 from bridge.store.mirror import load_mirror
 from bridge.store.models import UTCDateTime
 from bridge.store.outbox import add_changes
@@ -44,6 +45,7 @@ def register(session: Session, config: Config, now: datetime) -> None:
     Mailboxes only in the database (added with `presence-bridge mailboxes add`) are left alone: the config seeds,
     it does not own the list.
     """
+    serialise(session, "register")  # instances started together would each insert the same new mailboxes
     for name, source in config.sources.items():
         if session.get(SourceRow, name) is None:
             session.add(SourceRow(name=name, kind=SourceKind(source.kind)))

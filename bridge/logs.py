@@ -90,6 +90,15 @@ def redact_secrets(secrets: Iterable[str]) -> None:
     _secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
 
+_instance = ""
+
+
+def name_instance(name: str) -> None:
+    """The instance (bridge/instances.py) each JSON line names: several may log to one place."""
+    global _instance
+    _instance = name
+
+
 class _Guard(logging.Filter):
     """Stamps each record with its source and mailbox, and holds it to its source's level."""
 
@@ -119,6 +128,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if _instance:
+            line["instance"] = _instance
         for key in ("source", "mailbox"):
             if getattr(record, key, None):
                 line[key] = getattr(record, key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
 PREFIX = "presence_bridge"
 # Seconds from a change in Exchange to the workforce system's 2xx: the goal is seconds, a backlog is minutes.
@@ -21,9 +21,14 @@ _SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, instance: str = "") -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        if instance:
+            # Which instance answers the scrape: several share one database (docs/running.md "Several instances").
+            Info(f"{PREFIX}_instance", "This bridge instance (host:pid:random)", registry=registry).info(
+                {"instance": instance}
+            )
         self.syncs = Counter(
             f"{PREFIX}_syncs", "Mailbox syncs (a delta read and its commit)", ["source"], registry=registry
         )

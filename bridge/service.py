@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +26,7 @@ from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
 from bridge.delivery import DeliveryWorker
 from bridge.errors import UserError
 from bridge.group_roster import GroupFollower
+from bridge.instances import instance_name
 from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
@@ -41,11 +42,13 @@ from bridge.sources.configured import build_sources
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
 from bridge.store import Database
+from bridge.store.db import connected_instances
 from bridge.store.health import source_works
 from bridge.store.summary import summarise
-from bridge.store.work import active_addresses, mailbox_ids, mark_active_dirty
+from bridge.store.work import active_addresses, lease_holders, mailbox_ids, mark_active_dirty, release_gone
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
+from bridge.waiting import first_of
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from bridge.web.listener import Listener, runner_options
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 # How often the listener's certificate files are looked at for a renewal (certbot, an ACME client, an admin).
 _CERTIFICATE_POLL_S = 5.0
 _TASKS_STOP_WITHIN_S = 4.0
+# How often an instance looks for instances that are gone, whose mailboxes it may then take over (PostgreSQL).
+_INSTANCES_POLL_S = 2.0
 
 
 class Service:
@@ -71,14 +76,15 @@ class Service:
         # Whichever way the service was started (command line, Windows service, a test), its secrets stay out of the
         # logs.
         logs.redact_secrets(config.secrets())
-        # Instances are told apart by host name: a restarted instance takes back its own leases at once instead
-        # of waiting for them to expire (run one instance per host, or pass distinct owners).
-        self.owner = owner or socket.gethostname()
+        # host:pid:random (bridge/instances.py): several instances on one host hold their leases apart.
+        self.owner = owner or instance_name()
+        logs.name_instance(self.owner)
         self._clock = clock
         self.db = database or Database(config.database_url)
+        self.db.name_instance(self.owner)
         # A changed mapping goes in force only through `mapping_changes`, which may hold it for confirmation.
         self.mapping = LiveMapping(config.templates or default_mapping_path(), apply_on_reload=False)
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.owner)
         self.sources = dict(sources) if sources is not None else build_sources(config, self.metrics.request)
         self._stop = asyncio.Event()
         self._sync_wake = asyncio.Event()
@@ -157,6 +163,7 @@ class Service:
         await asyncio.to_thread(self.db.upgrade)
         now = self._clock()
         await self.db.run(lambda session: register(session, self.config, now))
+        await self.db.run(partial(self._take_over_gone, starting=True))
         # Notifications sent while no instance listened are lost: every mailbox catches up once (one delta each).
         await self.db.run(lambda session: mark_active_dirty(session, now))
         await self.mapping_changes.start()
@@ -198,6 +205,8 @@ class Service:
         self._supervise("retention", lambda: self.retention.run(self._stop))
         self._supervise("progress", lambda: self.progress.run(self._stop))
         self._supervise("groups", lambda: self.groups.run(self._stop))
+        if self.db.backend == "postgresql":
+            self._supervise("instances", self._watch_instances)
         for name, watcher in self.watchers.items():
             self._supervise(f"watch {name}", self._watching(name, watcher))
         if self.notifier is not None:
@@ -218,6 +227,29 @@ class Service:
             self.db.backend,
             self.owner,
         )
+
+    def _take_over_gone(self, session: Session, *, starting: bool = False) -> bool:
+        """Free at once what instances that are gone (killed, crashed) held, rather than when their leases expire;
+        whether there was any. On PostgreSQL an instance is gone once it has no connection open (its connections
+        carry its name); SQLite serves one instance, so at the start whatever another name holds is a past one's.
+        """
+        holders = lease_holders(session) - {self.owner}
+        if self.db.backend == "sqlite":
+            gone = holders if starting else set()
+        else:
+            gone = holders - connected_instances(session, holders)
+        if gone:
+            log.info("taking over the work of instance(s) gone: %s", ", ".join(sorted(gone)))
+            release_gone(session, gone, self.owner)
+        return bool(gone)
+
+    async def _watch_instances(self) -> None:
+        while not self._stop.is_set():
+            await first_of(self._stop, within=_INSTANCES_POLL_S)
+            if not self._stop.is_set() and await self.db.run(self._take_over_gone):
+                self._sync_wake.set()
+                self.delivery.notify()
+                await self.relay.recover()  # the commands it was sending are this instance's now
 
     async def stop(self) -> None:
         """Stop every task, letting running work commit; stopping twice is harmless.

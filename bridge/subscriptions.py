@@ -89,13 +89,19 @@ class SubscriptionManager:
             await first_of(stop, wake, within=interval_s)
 
     async def reconcile(self) -> int:
-        """One pass: create, renew and remove what is due; returns the number of actions taken."""
-        now = self._clock()
-        tasks = await self._db.run(lambda session: self._due(session, now))
-        for task in tasks:
-            with about(source=task.source, mailbox=task.address):
-                await self._perform(task)
-        return len(tasks)
+        """One pass: create, renew and remove what is due; returns the number of actions taken.
+
+        One instance at a time: instances started together would each create a subscription per mailbox.
+        """
+        async with self._db.exclusive("subscriptions") as ours:
+            if not ours:
+                return 0  # another instance's pass is under way
+            now = self._clock()
+            tasks = await self._db.run(lambda session: self._due(session, now))
+            for task in tasks:
+                with about(source=task.source, mailbox=task.address):
+                    await self._perform(task)
+            return len(tasks)
 
     def _due(self, session: Session, now: datetime) -> list[_Task]:
         mailboxes = session.exec(select(MailboxRow).where(col(MailboxRow.source).in_(list(self._sources)))).all()

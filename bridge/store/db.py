@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +70,7 @@ class Database:
                 f"database schema {schema!r} is not usable", ["a schema needs PostgreSQL and a plain SQL name"]
             )
         self.schema = schema
+        self._instance: str | None = None
         # SQLite lets one transaction write at a time, and every transaction here takes the write lock up front:
         # several threads would only queue inside SQLite's busy handler, whose sleeps (up to 100 ms each) turned
         # contention into seconds of latency (docs/storage.md). One thread queues them in order instead.
@@ -95,13 +96,25 @@ class Database:
             connect_args["connect_timeout"] = 10
         if self.schema is not None:
             connect_args["options"] = f"-c search_path={self.schema}"
-        return sa.create_engine(
+        engine = sa.create_engine(
             self.url,
             pool_size=workers,
             max_overflow=workers,
             pool_pre_ping=True,
             connect_args=connect_args,
         )
+        sa.event.listen(engine, "do_connect", self._name_connection)
+        return engine
+
+    def name_instance(self, name: str) -> None:
+        """Open every connection from now on as instance `name` (PostgreSQL's application_name), so that the other
+        instances see it is alive (`connected_instances`) and a DBA sees whose connection is whose."""
+        self._instance = name
+        self.engine.dispose()  # connections opened before are reopened under the name
+
+    def _name_connection(self, _dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        if self._instance is not None:
+            params["application_name"] = _application_name(self._instance)
 
     def _unreachable(self, context: ExceptionContext) -> None:
         # Only a failure to connect is the user's to fix; a failing statement is the caller's business.
@@ -134,6 +147,24 @@ class Database:
     def _transaction(self, fn: Callable[[Session], T]) -> T:
         with self.session() as session:
             return fn(session)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this instance, of all sharing the database, is the one doing `name` for the block (PostgreSQL:
+        a session advisory lock, released when the block ends or the instance's connection drops, so a killed
+        instance frees it at once); SQLite has one instance, which always is.
+        """
+        if self.backend != "postgresql":
+            yield True
+            return
+        loop = asyncio.get_running_loop()
+        connection = await loop.run_in_executor(self._executor, self.engine.connect)
+        held = False
+        try:
+            held = await loop.run_in_executor(self._executor, _advisory, connection, "pg_try_advisory_lock", name)
+            yield held
+        finally:
+            await loop.run_in_executor(self._executor, _release, connection, name, held)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest revision (`presence-bridge db upgrade`); a no-op when it is already."""
@@ -184,6 +215,44 @@ class Database:
 
 def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def connected_instances(session: Session, names: Collection[str]) -> set[str]:
+    """Which of these instances have a connection open to the database (PostgreSQL): a killed instance's
+    connections close with its process, so its work can be taken over without waiting for its leases to expire.
+    SQLite has no such view: none is said to be connected.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or not names:
+        return set()
+    wanted = {_application_name(name): name for name in names}
+    found = connection.execute(
+        sa.text("SELECT DISTINCT application_name FROM pg_stat_activity WHERE application_name = ANY(:names)"),
+        {"names": sorted(wanted)},
+    ).scalars()
+    return {wanted[application] for application in found}
+
+
+def _application_name(instance: str) -> str:
+    # PostgreSQL keeps 63 bytes of it; an instance name (host:pid:random) longer than that would be cut and
+    # then never match, so a long host name is shortened here and the pid and random part are always kept.
+    host, _, rest = instance.partition(":")
+    return f"presence-bridge {host[: 62 - len('presence-bridge ') - len(rest)]}:{rest}"
+
+
+def _advisory(connection: Connection, function: str, name: str) -> bool:
+    statement = sa.text(f"SELECT {function}(hashtext(current_schema() || '.' || :name))")
+    result = connection.execute(statement, {"name": name}).scalar()
+    connection.commit()
+    return result is not False
+
+
+def _release(connection: Connection, name: str, held: bool) -> None:
+    try:
+        if held:
+            _advisory(connection, "pg_advisory_unlock", name)
+    finally:
+        connection.close()
 
 
 def lock_outbox(session: Session) -> None:
