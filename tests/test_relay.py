@@ -6,15 +6,17 @@ notification and a delta item, and the workforce receiver shows whether any of i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bridge.store import CommandKind, CommandRow, CommandStatus, MailboxRow, MailboxStatus
 from bridge.store.commands import accept
+from bridge.store.work import claim_mailbox
 from tests.world import API_TOKEN, World, at, ready
 
 APPOINTMENTS = "/api/v1/mailboxes/{}/appointments"
@@ -58,6 +60,26 @@ async def test_a_create_reaches_exchange_with_the_template_s_state_and_is_not_ec
     status, listed, _ = await world.api("GET", APPOINTMENTS.format(world.mailbox))
     [held] = listed["appointments"]
     assert (held["id"], held["origin"], held["template"]) == (event["id"], "bridge", "remote")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite has one writer at a time anyway
+async def test_a_command_does_not_wait_for_a_sync_commit_of_its_mailbox(world: World) -> None:
+    """A sync commit holds its mailbox's row locked while it writes; a command for that mailbox does not wait for it
+    (with FOR UPDATE it did: inserting the command row takes FOR KEY SHARE on the mailbox through the foreign key)."""
+    await ready(world)
+    mailbox = world.mailbox_row()
+    assert mailbox.id is not None
+    with Session(world.service.db.engine) as sync:
+        # What a sync commit holds until it ends: the mailbox's row, locked as claiming and committing lock it.
+        claim = claim_mailbox(sync, mailbox.id, "another instance", datetime.now(UTC), lease=timedelta(minutes=1))
+        assert claim is not None
+        sync.flush()
+        async with asyncio.timeout(10):
+            status, body, _ = await create(world, "remote")
+        sync.rollback()
+
+    assert status == 201, body
+    assert [event["id"] for event in stored(world)] == [body["exchange_id"]]
 
 
 async def test_a_person_s_later_change_to_a_bridge_appointment_is_emitted(world: World) -> None:
