@@ -73,6 +73,8 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
     await graph.start()
     app = graph.add_app()
     people = [f"user{n}@contoso.com" for n in range(mailboxes)]
+    for address in people:
+        graph.add_user(address)
     subjects = _seed(graph, people)
     graph.set_latency(LATENCY_MS)
     workforce = WorkforceReceiver(SECRET)
@@ -90,11 +92,12 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
             database_url=f"{database}?options=-csearch_path%3D{schema}",
             mailboxes=[],
         )
-        # One public URL (a load balancer's, in production): Graph notifies the first instance.
+        # One public URL (a load balancer's, in production): Graph notifies the first instance. No mailbox in the
+        # file: they are enrolled once every instance is up.
         text = path.read_text().replace(
             f"public_url: http://127.0.0.1:{port}", f"public_url: http://127.0.0.1:{ports[0]}"
         )
-        path.write_text(text)
+        path.write_text(text.replace("mailboxes:\n\n", "mailboxes: []\n"))
         bridges.append(Bridge(path, f"http://127.0.0.1:{port}", folder / f"instance{n}.log"))
     db = Database(database, schema=schema)
     arrived: dict[tuple[str, str], float] = {}

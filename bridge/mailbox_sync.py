@@ -297,9 +297,6 @@ class MailboxSync:
             self._pause(session, claim, reason)
             return None
         write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
-        add_changes(
-            session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
-        )
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
         mailbox.mass_delete_approved = False
         if not finish(
@@ -313,6 +310,12 @@ class MailboxSync:
         ):
             raise LeaseLost(claim.address)
         source_works(session, claim.source, now)
+        # The outbox is written last, everything else flushed before: adding changes serialises every writer of
+        # the outbox until commit (store.lock_outbox), and several instances' commits queue there.
+        session.flush()
+        add_changes(
+            session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
+        )
         return plan
 
     async def remap(self, mapping: TemplateMapping) -> int:

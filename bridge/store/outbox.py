@@ -30,7 +30,6 @@ def add_changes(
     if not changes:
         return []
     assert mailbox.id is not None
-    lock_outbox(session)
     rows = []
     for change_type, entry in changes:
         change_id = str(uuid.uuid4())
@@ -46,6 +45,7 @@ def add_changes(
             )
         )
         mailbox.next_sequence += 1
+    lock_outbox(session)  # only now: the rows are built, the lock is held from here until commit
     session.add_all(rows)
     return rows
 
