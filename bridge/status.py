@@ -75,6 +75,10 @@ def status_json(summary: Summary) -> dict[str, Any]:
             }
             for error in summary.delivery_errors
         ],
+        "instances": [
+            {"name": name, "syncing": syncing, "delivering": delivering}
+            for name, (syncing, delivering) in summary.instances.items()
+        ],
         "mapping_change_held": None
         if held is None
         else {
@@ -118,6 +122,11 @@ def status_text(summary: Summary, database: str) -> str:
             f"  {error.mailbox}: {error.attempts} attempts, next {moment_text(error.next_attempt_at)}: {error.error}"
         )
     if not summary.delivery_errors:
+        lines.append("  (none)")
+    lines += ["", "instances holding mailboxes now (syncing, delivering)"]
+    for name, (syncing, delivering) in summary.instances.items():
+        lines.append(f"  {name:<40} {syncing} syncing, {delivering} delivering")
+    if not summary.instances:
         lines.append("  (none)")
     held = summary.held_mapping
     if held is not None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import col, select
 
 from bridge.cli import main
 from bridge.store import Database, MailboxRow
@@ -22,6 +23,12 @@ def test_status_shows_sources_mailboxes_subscriptions_backlog_and_errors(
     try:
         with database.session() as session:
             add_troubles(session)
+            # Two instances at work: one syncs a mailbox, the other delivers its changes; an expired lease is nobody's.
+            rows = session.exec(select(MailboxRow).order_by(col(MailboxRow.address))).all()
+            later = datetime.now(UTC) + timedelta(hours=1)
+            rows[0].lease_owner, rows[0].lease_expires_at = "host-a:4711:0a1b2c", later
+            rows[0].delivery_owner, rows[0].delivery_lease_until = "host-b:815:3d4e5f", later
+            rows[1].lease_owner, rows[1].lease_expires_at = "host-c:99:6a7b8c", datetime.now(UTC) - timedelta(hours=1)
     finally:
         database.close()
     capsys.readouterr()
@@ -42,6 +49,12 @@ def test_status_shows_sources_mailboxes_subscriptions_backlog_and_errors(
     assert "; 1 failing" in screen
     assert "adele@contoso.com: 3 attempts, next 2026-11-30 12:00:30Z: answered 503 Service Unavailable" in screen
     assert "  a change is held since 2026-11-30 11:58:00Z: it would withdraw 7 appointments; see " in screen
+    instances = lines[lines.index("instances holding mailboxes now (syncing, delivering)") + 1 :][:3]
+    assert [line.split() for line in instances[:2]] == [
+        ["host-a:4711:0a1b2c", "1", "syncing,", "0", "delivering"],
+        ["host-b:815:3d4e5f", "0", "syncing,", "1", "delivering"],
+    ]
+    assert "host-c" not in screen
 
 
 def test_status_on_a_database_behind_the_code_says_how_to_upgrade(

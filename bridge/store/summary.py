@@ -7,7 +7,7 @@ the backlog reads only undelivered changes (indexed), and the detail lists are c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -93,6 +93,8 @@ class Summary:
     expiring: tuple[SubscriptionDue, ...] = ()
     delivery_errors: tuple[DeliveryError, ...] = ()
     held_mapping: HeldMapping | None = None  # a template mapping change waiting for confirmation
+    # Instance name → (mailboxes it holds a sync lease on, mailboxes it holds a delivery lease on), leases not expired.
+    instances: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def working(self) -> bool:
@@ -171,7 +173,25 @@ def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
         expiring=_expiring(session, details),
         delivery_errors=_delivery_errors(session, details),
         held_mapping=held_mapping(session),
+        instances=_instances(session, now),
     )
+
+
+def _instances(session: Session, now: datetime) -> dict[str, tuple[int, int]]:
+    """Which instances hold work now (docs/running.md "Several instances"), and how much."""
+    found: dict[str, tuple[int, int]] = {}
+    for owner, until, column in (
+        (MailboxRow.lease_owner, MailboxRow.lease_expires_at, 0),
+        (MailboxRow.delivery_owner, MailboxRow.delivery_lease_until, 1),
+    ):
+        rows = session.execute(
+            sa.select(col(owner), sa.func.count()).where(col(until) > now).group_by(col(owner))
+        ).all()
+        for name, count in rows:
+            held = list(found.get(name, (0, 0)))
+            held[column] = count
+            found[name] = (held[0], held[1])
+    return dict(sorted(found.items()))
 
 
 def _aware(session: Session, value: datetime | None) -> datetime | None:

@@ -32,7 +32,9 @@ def test_reads_one_after_another_are_not_concurrent_and_overlapping_ones_are() -
 async def test_the_emulator_s_own_log_shows_reads_at_once(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser, graph: GraphHttp
 ) -> None:
-    delta = f"/v1.0/users/{adele.id}/calendarView/delta?startDateTime=2026-11-30T00:00:00Z&endDateTime=2026-12-07T00:00:00Z"
+    delta = (
+        f"/v1.0/users/{adele.id}/calendarView/delta?startDateTime=2026-11-30T00:00:00Z&endDateTime=2026-12-07T00:00:00Z"
+    )
     graph_emulator.set_latency(100)
     for _ in range(2):
         assert (await graph.get(delta)).status == 200

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
-from bridge.store.work import claim_dirty, claim_mailbox, finish, mark_dirty, subscriptions
+import pytest
+import sqlalchemy as sa
+
+from bridge.store import CommandKind, CommandRow, Database, MailboxRow, MailboxStatus, SubscriptionRow
+from bridge.store.db import connected_instances
+from bridge.store.work import (
+    claim_dirty,
+    claim_mailbox,
+    finish,
+    lease_holders,
+    mark_dirty,
+    release_gone,
+    subscriptions,
+)
+from tests.conftest import DatabaseUrl
 from tests.store import add_mailbox
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -228,3 +241,45 @@ def test_mailboxes_synced_together_are_due_for_reconcile_spread_over_half_the_in
     for at in due:
         tenths[min(int((at - NOW - interval / 2) / (interval / 20)), 9)] += 1
     assert all(10 <= count <= 30 for count in tenths), tenths
+
+
+def test_the_work_of_an_instance_gone_is_free_at_once_and_its_commands_go_to_the_heir(db: Database) -> None:
+    with db.session() as session:
+        syncing, delivering = add_mailbox(session), add_mailbox(session, "bob@example.com")
+        mark_dirty(session, [syncing], NOW)
+        assert claim_dirty(session, "gone", NOW, lease=LEASE) is not None
+        row = session.get_one(MailboxRow, delivering)
+        row.delivery_owner, row.delivery_lease_until = "gone", NOW + LEASE
+        session.add(CommandRow(id="c1", scope="bob@example.com", kind=CommandKind.CREATE, payload={}, owner="gone"))
+        session.add(CommandRow(id="c2", scope="bob@example.com", kind=CommandKind.CREATE, payload={}, owner="alive"))
+    with db.session() as session:
+        assert lease_holders(session) == {"gone", "alive"}
+        release_gone(session, {"gone"}, "heir")
+    with db.session() as session:
+        assert lease_holders(session) == {"heir", "alive"}
+        assert session.get_one(MailboxRow, delivering).delivery_owner is None
+        assert session.get_one(CommandRow, "c1").owner == "heir"
+        claim = claim_dirty(session, "heir", NOW, lease=LEASE)  # long before the lease ends
+    assert claim is not None
+    assert claim.mailbox_id == syncing
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite serves one instance
+def test_an_instance_is_connected_while_it_has_a_connection_open(database_url: DatabaseUrl) -> None:
+    first = Database(database_url.url, schema=database_url.schema)
+    second = Database(database_url.url, schema=database_url.schema)
+    try:
+        first.upgrade()
+        first.name_instance("host:1:aaaaaa")
+        second.name_instance("host:2:bbbbbb")
+        with second.session() as session:
+            session.execute(sa.text("SELECT 1"))
+        with first.session() as session:
+            named = {"host:1:aaaaaa", "host:2:bbbbbb", "host:3:cccccc"}
+            assert connected_instances(session, named) == {"host:1:aaaaaa", "host:2:bbbbbb"}
+        second.close()  # its process ended: its connections are closed
+        with first.session() as session:
+            assert connected_instances(session, named) == {"host:1:aaaaaa"}
+    finally:
+        first.close()
+        second.close()
