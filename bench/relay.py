@@ -10,7 +10,10 @@ lateness too): the event is in Exchange before the answer leaves, so this bounds
 above (it also covers the bridge recording Exchange's answer). The writes' notifications and delta reads run
 meanwhile, as in production; the receiver must get no echo of them: echoes and failed creates are errors.
 
-Run: .venv/bin/python bench/relay.py [--creates 1000] [--rate 100]
+`--syncing N` adds N more mailboxes of 40 appointments each to the bridge's configuration: their first sync (and
+the delivery of its changes) runs while the creates are sent, as when the bridge starts on a large tenant.
+
+Run: .venv/bin/python bench/relay.py [--creates 1000] [--rate 100] [--database URL] [--syncing 1000]
 """
 
 from __future__ import annotations
@@ -42,16 +45,17 @@ LATENCY_MS = 20
 TOKEN = "bench-relay-token-0123456789"
 
 
-async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
+async def measure(creates: int, rate: float, database: str, syncing: int = 0) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="presence-bridge-bench-"))
     people = [f"user{n}@contoso.com" for n in range(MAILBOXES)]
+    bulk = [f"bulk{n}@contoso.com" for n in range(syncing)]
     emulator = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bridge.emulators.graph",
         "--port=0",
         f"--ca-file={folder / 'ca.pem'}",
-        *(f"--user={address}" for address in people),
+        *(f"--user={address}" for address in people + bulk),
         stdout=asyncio.subprocess.PIPE,
     )
     assert emulator.stdout is not None
@@ -59,6 +63,7 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
     while not line.startswith(b"{"):
         line = await emulator.stdout.readline()
     tenant = json.loads(line)
+    await _seed(tenant, bulk)
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     path = write_config(
@@ -71,7 +76,7 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
         workforce_url=workforce_url,
         secret=SECRET,
         database_url=f"sqlite:///{folder / 'bridge.db'}" if database == "sqlite" else database,
-        mailboxes=[(address, f"E{n:04d}") for n, address in enumerate(people)],
+        mailboxes=[(address, f"E{n:05d}") for n, address in enumerate(people + bulk)],
         extra=f"api_tokens:\n  - {{name: bench, token: {TOKEN}, scopes: [workforce]}}\n",
     )
     config = load_config(path)
@@ -106,7 +111,9 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
             answers = await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
         await asyncio.sleep(3.0)  # let the writes' notifications and delta reads come back
-        echoes = len(workforce.changes)
+        # The bulk mailboxes' own appointments are no echoes: only changes of the mailboxes written to are.
+        echoes = sum(1 for change in workforce.changes if change["mailbox"] in people)
+        synced_meanwhile = len({change["mailbox"] for change in workforce.changes} - set(people))
     finally:
         bridge.terminate()
         await bridge.wait()
@@ -126,9 +133,36 @@ async def measure(creates: int, rate: float, database: str) -> dict[str, Any]:
         "failed": sum(failed.values()),
         "failed_by_status": dict(failed),
         "echoes": echoes,
+        "syncing_mailboxes": syncing,
+        "synced_meanwhile": synced_meanwhile,
         "latency_p50_ms": _ms(statistics.median(latencies)) if latencies else None,
         "latency_p99_ms": _ms(statistics.quantiles(latencies, n=100)[98]) if len(latencies) > 1 else None,
     }
+
+
+async def _seed(tenant: dict[str, Any], bulk: list[str]) -> None:
+    """40 appointments in each bulk mailbox, through the emulator's control API."""
+    tomorrow = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+    trusting = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=tenant["caFile"]), limit=32)
+    async with aiohttp.ClientSession(connector=trusting) as session:
+
+        async def fill(address: str) -> None:
+            for k in range(40):
+                start = tomorrow + timedelta(days=k % 20, hours=8 + k // 20)
+                event = {
+                    "subject": f"{address} {k}",
+                    "showAs": "busy",
+                    "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                    "end": {
+                        "dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "timeZone": "UTC",
+                    },
+                }
+                async with session.post(f"{tenant['controlUrl']}/users/{address}/events", json=event) as response:
+                    response.raise_for_status()
+
+        for start in range(0, len(bulk), 32):
+            await asyncio.gather(*(fill(address) for address in bulk[start : start + 32]))
 
 
 def _create_schema(url: str, schema: str) -> None:
@@ -185,13 +219,15 @@ def main() -> None:
     parser.add_argument(
         "--database", default="sqlite", help="sqlite (a file in a temporary folder) or a postgresql:// URL"
     )
+    parser.add_argument("--syncing", type=int, default=0, help="more mailboxes whose first sync runs meanwhile")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.creates, args.rate, args.database))
+    result = asyncio.run(measure(args.creates, args.rate, args.database, args.syncing))
     print(
         f"{result['creates']} creates over {MAILBOXES} mailboxes ({args.database}), Graph latency {LATENCY_MS} ms: "
         f"offered {result['offered_creates_per_s']}/s, achieved {result['achieved_creates_per_s']}/s "
         f"(requests left p99 {result['send_lag_p99_ms']} ms behind schedule); {result['failed']} failed "
-        f"{result['failed_by_status']}; {result['echoes']} echoed to the workforce system"
+        f"{result['failed_by_status']}; {result['echoes']} echoed to the workforce system; meanwhile "
+        f"{result['synced_meanwhile']} of {args.syncing} more mailboxes had their first sync delivered"
     )
     print(
         f"scheduled request → 201 (the event is in Exchange by then): p50 {result['latency_p50_ms']} ms, "
