@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
 import sqlalchemy as sa
 from e2e import _at, _watch
@@ -59,6 +60,7 @@ class Run:
     exited: int
     refused: int
     log_short: bool
+    syncs: list[float]  # syncs each instance made (its /metrics)
 
     @property
     def errors(self) -> int:
@@ -116,6 +118,7 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
         stats = graph.stats()
         shown = [change["appointment"].get("subject") for change in workforce.changes]
         exited = sum(1 for bridge in bridges if bridge.process is not None and bridge.process.returncode is not None)
+        syncs = [await _syncs(bridge.url) for bridge in bridges]
     finally:
         watcher.cancel()
         for bridge in bridges:
@@ -134,7 +137,14 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
         exited=exited,
         refused=refused,
         log_short=stats["requests"] > len(stats["log"]),
+        syncs=syncs,
     )
+
+
+async def _syncs(url: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("presence_bridge_syncs_total{"))
 
 
 def _seed(graph: GraphEmulator, people: list[str]) -> list[str]:
@@ -192,7 +202,7 @@ def main() -> None:
         print(
             f"{result.instances} instance(s), {offered}: {result.seconds} s ({achieved}); lost {result.lost}, "
             f"read twice at once {result.concurrent}, delivered twice {result.duplicated}, exited {result.exited}, "
-            f"Graph 429/5xx {result.refused}"
+            f"Graph 429/5xx {result.refused}; syncs by instance {result.syncs}"
         )
     one, three = runs
     summary: dict[str, Any] = {
