@@ -40,7 +40,7 @@ from psycopg import sql
 from sqlmodel import col
 
 from bridge.admin import add_mailbox
-from bridge.demo import SECRET, free_port, write_config
+from bridge.demo import SECRET, write_instance_configs
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_log import concurrent_reads
 from bridge.emulators.workforce import WorkforceReceiver
@@ -81,26 +81,18 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
     graph.set_latency(LATENCY_MS)
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
-    ports = [free_port() for _ in range(instances)]
-    bridges = []
-    for n, port in enumerate(ports):
-        path = write_config(
-            folder / f"instance{n}.yaml",
-            graph=graph,
-            app=app,
-            port=port,
-            workforce_url=workforce_url,
-            secret=SECRET,
-            database_url=f"{database}?options=-csearch_path%3D{schema}",
-            mailboxes=[],
-        )
-        # One public URL (a load balancer's, in production): Graph notifies the first instance. No mailbox in the
-        # file: they are enrolled once every instance is up.
-        text = path.read_text().replace(
-            f"public_url: http://127.0.0.1:{port}", f"public_url: http://127.0.0.1:{ports[0]}"
-        )
-        path.write_text(text.replace("mailboxes:\n\n", "mailboxes: []\n"))
-        bridges.append(Bridge(path, f"http://127.0.0.1:{port}", folder / f"instance{n}.log"))
+    # No mailbox in the files: they are enrolled once every instance is up. Graph notifies the first instance.
+    configs = write_instance_configs(
+        folder,
+        instances,
+        graph=graph,
+        app=app,
+        workforce_url=workforce_url,
+        secret=SECRET,
+        database_url=f"{database}?options=-csearch_path%3D{schema}",
+        mailboxes=[],
+    )
+    bridges = [Bridge(path, url, path.with_suffix(".log")) for path, url in configs]
     db = Database(database, schema=schema)
     arrived: dict[tuple[str, str], float] = {}
     watcher = asyncio.create_task(_watch(workforce, arrived))

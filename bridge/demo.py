@@ -135,9 +135,12 @@ def write_config(
             f"    password: {onprem.password}\n"
             f"    auth_type: basic\n    {trust}"
         )
-    listed = "\n".join(
-        f'  - {{address: {address}, workforce_id: "{workforce_id}", source: {source}}}'
-        for address, workforce_id, source in entries
+    listed = (
+        "\n".join(
+            f'  - {{address: {address}, workforce_id: "{workforce_id}", source: {source}}}'
+            for address, workforce_id, source in entries
+        )
+        or "  []"
     )
     text = f"""
     database_url: {database_url}
@@ -163,6 +166,38 @@ def write_config(
     text = text.replace("{graph_extra}", graph_lines)
     path.write_text(text + textwrap.dedent(extra), encoding="utf-8")
     return path
+
+
+def write_instance_configs(
+    folder: Path,
+    count: int,
+    *,
+    graph: GraphEmulator,
+    app: Any,
+    workforce_url: str,
+    secret: str,
+    database_url: str,
+    mailboxes: Sequence[tuple[str, str]],
+) -> list[tuple[Path, str]]:
+    """Config files for `count` instances sharing one (PostgreSQL) database, each listening on its own port, all
+    with the first one's public URL (in production a load balancer's): its path and URL for each instance."""
+    ports = [free_port() for _ in range(count)]
+    written = []
+    for n, port in enumerate(ports):
+        path = write_config(
+            folder / f"instance{n}.yaml",
+            graph=graph,
+            app=app,
+            port=port,
+            workforce_url=workforce_url,
+            secret=secret,
+            database_url=database_url,
+            mailboxes=mailboxes,
+        )
+        public = f"public_url: http://127.0.0.1:{ports[0]}"
+        path.write_text(path.read_text().replace(f"public_url: http://127.0.0.1:{port}", public))
+        written.append((path, f"http://127.0.0.1:{port}"))
+    return written
 
 
 def local_config(

@@ -22,14 +22,14 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from bridge.demo import write_config
+from bridge.demo import write_instance_configs
 from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.graph_log import concurrent_reads, users_read
 from bridge.emulators.graph_model import AppRegistration
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.instances import instance_name
 from bridge.store import Database, MailboxRow
-from tests.conftest import POSTGRES_URL, WORKFORCE_SECRET, DatabaseUrl, free_port
+from tests.conftest import POSTGRES_URL, WORKFORCE_SECRET, DatabaseUrl
 from tests.world import at, wait_until
 
 # PostgreSQL only: SQLite serves one instance. The fixture skips, saying so, when PostgreSQL does not answer.
@@ -97,33 +97,27 @@ async def cluster(
     people = [f"person{n}@contoso.com" for n in range(MAILBOXES)]
     for address in people:
         graph_emulator.add_user(address)
-    ports = [free_port() for _ in range(3)]
     database = f"{POSTGRES_URL}?options=-csearch_path%3D{database_url.schema}"
+    # Graph notifies the first instance only (one public URL): the others sync what it marks.
+    configs = write_instance_configs(
+        tmp_path,
+        3,
+        graph=graph_emulator,
+        app=tenant_app,
+        workforce_url=workforce.url,
+        secret=WORKFORCE_SECRET,
+        database_url=database,
+        mailboxes=[(address, f"E{n:03d}") for n, address in enumerate(people)],
+    )
     instances = []
     try:
-        for n, port in enumerate(ports):
-            path = write_config(
-                tmp_path / f"instance{n}.yaml",
-                graph=graph_emulator,
-                app=tenant_app,
-                port=port,
-                workforce_url=workforce.url,
-                secret=WORKFORCE_SECRET,
-                database_url=database,
-                mailboxes=[(address, f"E{n:03d}") for n, address in enumerate(people)],
-            )
-            # Graph notifies the second instance only (one public URL): the others sync what it marks.
-            path.write_text(
-                path.read_text().replace(
-                    f"public_url: http://127.0.0.1:{port}", f"public_url: http://127.0.0.1:{ports[1]}"
-                )
-            )
-            log = tmp_path / f"instance{n}.log"
+        for path, url in configs:
+            log = path.with_suffix(".log")
             with log.open("wb") as out:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "bridge", "run", "--config", str(path), stdout=out, stderr=out
                 )
-            instances.append(Instance(process, f"http://127.0.0.1:{port}", log))
+            instances.append(Instance(process, url, log))
         db = Database(POSTGRES_URL, schema=database_url.schema)
         cluster = Cluster(graph_emulator, workforce, instances, people, db)
         await wait_until(lambda: len(graph_emulator.subscriptions()) >= MAILBOXES, within=90)
@@ -197,7 +191,7 @@ async def test_a_killed_instance_s_mailboxes_are_taken_over_within_the_lease(clu
 
     # An instance syncing mailboxes of this round is killed mid-sync; not the one Graph notifies (a load balancer
     # would send notifications elsewhere; here nothing would).
-    pids = {str(cluster.instances[n].process.pid): cluster.instances[n] for n in (0, 2)}
+    pids = {str(cluster.instances[n].process.pid): cluster.instances[n] for n in (1, 2)}
     await wait_until(lambda: any(owner.split(":")[1] in pids for owner in leased()), within=30)
     holder = next(owner for owner in sorted(leased()) if owner.split(":")[1] in pids)
     victim = pids[holder.split(":")[1]]
