@@ -39,7 +39,6 @@ from bridge.domain import (
     Pattern,
     Recurrence,
     Weekday,
-    Window,
     iso_utc,
 )
 from bridge.logs import about
@@ -266,7 +265,7 @@ class Relay:
             return
         # The mailbox row lock orders this write against a sync commit planning the same mailbox.
         session.execute(sa.select(col(MailboxRow.id)).where(col(MailboxRow.id) == command.mailbox_id).with_for_update())
-        window = Window.days_ahead(now.date(), mapping.days_ahead)
+        window = mapping.window(now)
         drop = list(result.drop)
         for series_id in result.drop_series:
             drop += series_members(session, command.mailbox_id, series_id)
