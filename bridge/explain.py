@@ -70,9 +70,11 @@ def _window_reason(appointment: Appointment, window: Window, days_ahead: int) ->
 def _decision_reason(decision: Decision, appointment: Appointment, ignore_prefix: str) -> str:
     state = decision.free_busy.value
     if decision.rule is Rule.IGNORE_PREFIX:
+        # A private appointment's subject is not quoted: the admin page keeps it as private as the workforce does.
+        subject = "its subject" if appointment.private else f"its subject {appointment.subject!r}"
         return (
-            f"hidden: its subject {appointment.subject!r} starts with the ignore character {ignore_prefix!r} "
-            "(leading spaces skipped); this rule comes first, so it holds for private appointments too"
+            f"hidden: {subject} starts with the ignore character {ignore_prefix!r} (leading spaces skipped); this "
+            "rule comes first, so it holds for private appointments too"
         )
     if decision.rule is Rule.FREE:
         return "hidden: its free/busy state is free, which is never shown"

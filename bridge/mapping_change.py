@@ -167,6 +167,10 @@ def _previewed(kind: str, change: PlannedChange, shown_as: str | None) -> Previe
     return PreviewedChange(kind, entry.item_id, entry.start, entry.end, entry.subject, before, after)
 
 
+class EditedMeanwhile(UserError):
+    """The mapping file changed after an administrator's edit began: the edit was not written."""
+
+
 class MappingChanges:
     """Puts a changed mapping in force, or holds it: the running bridge's side of a change of mapping.
 
@@ -236,14 +240,14 @@ class MappingChanges:
 
         For an administrator who saw what it would change (the admin page's preview): that counts as the
         confirmation a change withdrawing too much would otherwise wait for. `based_on` is the digest of the file
-        the edit started from: if the file changed since, nothing is written (UserError), so that an edit made
-        meanwhile is neither lost nor applied unseen. An invalid `text` raises UserError with every problem.
+        the edit started from: if the file changed since, nothing is written (EditedMeanwhile), so that an edit
+        made meanwhile is neither lost nor applied unseen. An invalid `text` raises UserError with every problem.
         """
         async with self._deciding:
             path = self._live.path.resolve()
             now_on_disk = await asyncio.to_thread(path.read_bytes)
             if mapping_digest(now_on_disk) != based_on:
-                raise UserError(f"{path} changed since this edit began", ["look at the mapping again, then redo it"])
+                raise EditedMeanwhile(f"{path} changed since this edit began", ["look at it again, then redo the edit"])
             await asyncio.to_thread(write_mapping_file, path, text.encode())
             self._live.reload()
             log.warning("template mapping %s replaced by %s", path, by)

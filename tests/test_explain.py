@@ -27,6 +27,7 @@ CALENDAR = (
     Appointment("meeting", "ck", at(33), at(34), FreeBusy.BUSY, "Customer call"),
     Appointment("doctor", "ck", at(35), at(36), FreeBusy.BUSY, "Doctor", private=True),
     Appointment("errand", "ck", at(37), at(38), FreeBusy.BUSY, " *Errand", private=True),
+    Appointment("dentist", "ck", at(38), at(39), FreeBusy.OOF, "*Dentist"),
     Appointment("focus", "ck", at(39), at(40), FreeBusy.FREE, "Focus"),
     Appointment("nodata", "ck", at(41), at(42), FreeBusy.UNKNOWN, "Room"),
     Appointment("yesterday", "ck", at(-20), at(-19), FreeBusy.BUSY, "Late night"),
@@ -78,11 +79,20 @@ def test_a_private_appointment_is_shown_without_its_subject_and_was_sent_without
 
 
 @pytest.mark.usefixtures("calendar")
-def test_a_hidden_appointment_names_the_ignore_character_even_when_private(db: Database) -> None:
+def test_a_hidden_appointment_names_the_ignore_character_and_was_sent_nothing(db: Database) -> None:
+    found = explained(db, "dentist")
+
+    assert found.verdict == "hidden"
+    assert found.reasons[1].startswith("hidden: its subject '*Dentist' starts with the ignore character '*'")
+    assert (found.shown_as, found.sent) == (None, ())
+
+
+@pytest.mark.usefixtures("calendar")
+def test_a_private_appointment_with_the_ignore_character_is_hidden_without_quoting_its_subject(db: Database) -> None:
     found = explained(db, "errand")
 
     assert found.verdict == "hidden"
-    assert found.reasons[1].startswith("hidden: its subject ' *Errand' starts with the ignore character '*'")
+    assert found.reasons[1].startswith("hidden: its subject starts with the ignore character '*'")
     assert found.sent == ()
 
 
@@ -134,6 +144,7 @@ def test_the_mailboxs_appointments_are_listed_by_start_with_their_verdicts(db: D
         ("meeting", "shown"),
         ("doctor", "shown without subject"),
         ("errand", "hidden"),
+        ("dentist", "hidden"),
         ("focus", "hidden"),
         ("nodata", "hidden"),
     ]

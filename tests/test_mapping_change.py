@@ -13,7 +13,7 @@ from bridge.cli import main
 from bridge.config import SyncConfig
 from bridge.domain import FreeBusy
 from bridge.errors import UserError
-from bridge.mapping_change import MailboxPreview, MappingPreview, preview_remap
+from bridge.mapping_change import EditedMeanwhile, MailboxPreview, MappingPreview, preview_remap
 from bridge.store.mapping_state import HeldMapping, held_mapping, mapping_history
 from bridge.templates import load_mapping_text, mapping_digest
 from tests.world import ADMIN_TOKEN, World, three_meetings, wait_until
@@ -177,7 +177,7 @@ async def test_an_edit_of_a_file_that_changed_meanwhile_writes_nothing(world: Wo
     await three_meetings(world)
     before = mapping_file(world).read_text()
 
-    with pytest.raises(UserError, match="changed since this edit began"):
+    with pytest.raises(EditedMeanwhile, match="changed since this edit began"):
         await world.service.mapping_changes.install(without_busy(world), "alice", based_on="0" * 64)
 
     assert mapping_file(world).read_text() == before
