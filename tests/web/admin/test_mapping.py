@@ -115,3 +115,21 @@ async def test_the_history_shows_who_applied_what_with_its_diff(admin_client: Cl
     assert "ops (admin page)" in page
     assert "-days_ahead: 90\n+days_ahead: 30\n" in page
     assert "the first mapping recorded" in page
+
+
+async def test_a_rollback_to_anything_but_the_mapping_before_the_newest_changes_nothing(
+    admin_client: Client, db: Database
+) -> None:
+    with db.session() as session:
+        record_applied(session, "a" * 64, SHIPPED, NOON, "the bridge's first start")
+        record_applied(session, "b" * 64, SHIPPED.replace("90", "30"), NOON + timedelta(minutes=1), "ops", 0)
+        oldest = mapping_history(session, 2)[1].id
+    form = {"csrf_token": await csrf_of(admin_client), "to": str(oldest + 7), "based_on": DIGEST}
+
+    answer = await admin_client.post("/admin/mapping/rollback", data=form, allow_redirects=False)
+
+    assert (answer.status, answer.headers["Location"]) == (303, "/admin/mapping")
+    page = await (await admin_client.get("/admin/mapping")).text()
+    assert "That is not the mapping before the newest any more; nothing was changed." in page
+    with db.session() as session:
+        assert len(mapping_history(session, 5)) == 2
