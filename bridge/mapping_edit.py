@@ -120,7 +120,7 @@ def with_fields(text: str, fields: MappingFields) -> str:
     if not isinstance(data, CommentedMap):
         raise UserError("the mapping's text is not a YAML mapping: fix it in the text editor")
     _put(data, "ignore_prefix", fields.ignore_prefix)
-    _put(data, "days_ahead", int(fields.days_ahead) if fields.days_ahead.strip().isdigit() else fields.days_ahead)
+    _put(data, "days_ahead", _number_or_text(fields.days_ahead))
     show = _section(data, "show")
     for state in STATES:
         template = fields.show.get(state, "").strip()
@@ -137,6 +137,12 @@ def with_fields(text: str, fields: MappingFields) -> str:
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
+
+
+def _number_or_text(typed: str) -> int | str:
+    # A number is written as one, so that the schema can say "less than the minimum"; text stays text for the
+    # schema to call "not of type integer", at its line.
+    return int(typed) if re.fullmatch(r"\s*-?\d{1,9}\s*", typed) else typed
 
 
 def _write_templates(section: CommentedMap, templates: Iterable[TemplateFields]) -> None:

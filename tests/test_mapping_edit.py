@@ -78,6 +78,11 @@ def test_a_days_ahead_that_is_not_a_number_is_written_as_typed_and_reported_at_i
     assert checked.problems == (Problem(11, "days_ahead: 'ninety' is not of type 'integer'"),)
 
 
+def test_a_negative_days_ahead_is_written_as_a_number_and_reported_as_one() -> None:
+    checked = check(edited(days_ahead="-5"), "mapping.yaml")
+    assert checked.problems == (Problem(11, "days_ahead: -5 is less than the minimum of 1"),)
+
+
 def test_check_reports_every_problem_with_its_line() -> None:
     text = SHIPPED.replace("busy: meeting", "busy: meting").replace("[oof, busy,", "[oof, oof,")
 
