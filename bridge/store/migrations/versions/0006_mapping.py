@@ -1,8 +1,8 @@
 """The history of applied template mappings (who applied which text, when), for the admin page's diff and rollback.
 
 Revision ID: 0006_mapping
-Revises: 0006_admin_sessions (chained after the admin page's sessions while both wait to land; the integrator
-re-chains it)
+Revises: 0006_admin_sessions, 0006_lanes (both start from 0005_observe on this branch; this revision joins them
+until the integrator re-chains the three)
 Create Date: 2026-11-30
 
 The mapping applied before this revision becomes the history's first entry, so that the first change made after
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_mapping"
-down_revision: str | None = "0006_admin_sessions"
+down_revision: str | tuple[str, ...] | None = ("0006_admin_sessions", "0006_lanes")
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
