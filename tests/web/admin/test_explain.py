@@ -18,9 +18,9 @@ async def page(client: Client, query: str) -> tuple[int, str]:
 
 @pytest.mark.usefixtures("calendar")
 async def test_a_mailboxs_appointments_are_listed_with_their_verdicts_private_subjects_left_out(
-    admin_client: Client,
+    app_client: Client,
 ) -> None:
-    status, text = await page(admin_client, "mailbox=adele@contoso.com")
+    status, text = await page(app_client, "mailbox=adele@contoso.com")
 
     assert status == 200
     assert '<option value="adele@contoso.com" selected>' in text
@@ -30,8 +30,8 @@ async def test_a_mailboxs_appointments_are_listed_with_their_verdicts_private_su
 
 
 @pytest.mark.usefixtures("calendar")
-async def test_a_hidden_appointment_is_explained_by_the_ignore_character(admin_client: Client) -> None:
-    status, text = await page(admin_client, "mailbox=adele@contoso.com&item=hidden")
+async def test_a_hidden_appointment_is_explained_by_the_ignore_character(app_client: Client) -> None:
+    status, text = await page(app_client, "mailbox=adele@contoso.com&item=hidden")
 
     assert status == 200
     assert "hidden: its subject '*Errand' starts with the ignore character '*'" in text
@@ -39,9 +39,9 @@ async def test_a_hidden_appointment_is_explained_by_the_ignore_character(admin_c
 
 
 @pytest.mark.usefixtures("calendar")
-async def test_an_unknown_appointment_or_mailbox_is_said_so(admin_client: Client) -> None:
-    status, text = await page(admin_client, "mailbox=adele@contoso.com&item=cancelled")
+async def test_an_unknown_appointment_or_mailbox_is_said_so(app_client: Client) -> None:
+    status, text = await page(app_client, "mailbox=adele@contoso.com&item=cancelled")
     assert status == 404
     assert "Cancelled and declined meetings" in text
-    status, text = await page(admin_client, "mailbox=nobody@contoso.com")
+    status, text = await page(app_client, "mailbox=nobody@contoso.com")
     assert (status, "The bridge knows no mailbox nobody@contoso.com." in text) == (404, True)

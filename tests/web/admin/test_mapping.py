@@ -33,9 +33,9 @@ async def check(client: Client, yaml: str, action: str = "validate") -> tuple[in
     return answer.status, html.unescape(await answer.text())
 
 
-async def test_the_page_shows_the_file_in_both_editors_and_says_why_it_is_read_only(admin_client: Client) -> None:
-    await sign_in(admin_client)
-    page = html.unescape(await (await admin_client.get("/admin/mapping")).text())
+async def test_the_page_shows_the_file_in_both_editors_and_says_why_it_is_read_only(app_client: Client) -> None:
+    await sign_in(app_client)
+    page = html.unescape(await (await app_client.get("/admin/mapping")).text())
 
     assert "Read-only: the shipped default mapping is in force" in page
     assert 'id="show_busy" name="show_busy" value="meeting"' in page
@@ -43,10 +43,10 @@ async def test_the_page_shows_the_file_in_both_editors_and_says_why_it_is_read_o
     assert "Apply this mapping" not in page
 
 
-async def test_validate_lists_every_problem_at_its_line_and_changes_nothing(admin_client: Client) -> None:
+async def test_validate_lists_every_problem_at_its_line_and_changes_nothing(app_client: Client) -> None:
     broken = SHIPPED.replace("days_ahead: 90", "days_ahead: 0").replace("busy: meeting", "busy: meting")
 
-    status, page = await check(admin_client, broken)
+    status, page = await check(app_client, broken)
 
     assert status == 400
     assert "2 problem(s); nothing was changed" in page
@@ -56,9 +56,9 @@ async def test_validate_lists_every_problem_at_its_line_and_changes_nothing(admi
     assert default_mapping_path().read_text(encoding="utf-8") == SHIPPED
 
 
-async def test_a_form_edit_is_checked_as_the_text_it_makes(admin_client: Client) -> None:
+async def test_a_form_edit_is_checked_as_the_text_it_makes(app_client: Client) -> None:
     form = {
-        "csrf_token": await csrf_of(admin_client),
+        "csrf_token": await csrf_of(app_client),
         "editor": "form",
         "based_on": DIGEST,
         "action": "validate",
@@ -74,7 +74,7 @@ async def test_a_form_edit_is_checked_as_the_text_it_makes(admin_client: Client)
         "t1_show_as": "oof",
         "t1_all_day": "on",
     }
-    answer = await admin_client.post("/admin/mapping/check", data=form)
+    answer = await app_client.post("/admin/mapping/check", data=form)
     page = html.unescape(await answer.text())
 
     assert answer.status == 200
@@ -84,8 +84,8 @@ async def test_a_form_edit_is_checked_as_the_text_it_makes(admin_client: Client)
 
 
 @pytest.mark.usefixtures("calendar")
-async def test_preview_lists_the_appointments_a_candidate_would_change(admin_client: Client) -> None:
-    status, page = await check(admin_client, SHIPPED.replace("  busy: meeting\n", ""), action="preview")
+async def test_preview_lists_the_appointments_a_candidate_would_change(app_client: Client) -> None:
+    status, page = await check(app_client, SHIPPED.replace("  busy: meeting\n", ""), action="preview")
 
     assert status == 200
     assert "0 created, 0 updated, 2 withdrawn" in page  # the customer call and the private doctor's appointment
@@ -94,23 +94,23 @@ async def test_preview_lists_the_appointments_a_candidate_would_change(admin_cli
     assert "Apply this mapping" not in page  # read-only here
 
 
-async def test_apply_is_refused_where_the_mapping_is_read_only(admin_client: Client) -> None:
-    form = {"csrf_token": await csrf_of(admin_client), "yaml": SHIPPED.replace("90", "30"), "based_on": DIGEST}
-    answer = await admin_client.post("/admin/mapping/apply", data=form)
+async def test_apply_is_refused_where_the_mapping_is_read_only(app_client: Client) -> None:
+    form = {"csrf_token": await csrf_of(app_client), "yaml": SHIPPED.replace("90", "30"), "based_on": DIGEST}
+    answer = await app_client.post("/admin/mapping/apply", data=form)
 
     assert answer.status == 409
     assert default_mapping_path().read_text(encoding="utf-8") == SHIPPED
 
 
-async def test_the_history_shows_who_applied_what_with_its_diff(admin_client: Client, db: Database) -> None:
+async def test_the_history_shows_who_applied_what_with_its_diff(app_client: Client, db: Database) -> None:
     with db.session() as session:
         record_applied(session, "a" * 64, SHIPPED, NOON, "the bridge's first start")
         edited = SHIPPED.replace("days_ahead: 90", "days_ahead: 30")
         record_applied(session, "b" * 64, edited, NOON + timedelta(minutes=1), "ops (admin page)", 4)
         assert len(mapping_history(session, 5)) == 2
-    await sign_in(admin_client)
+    await sign_in(app_client)
 
-    page = html.unescape(await (await admin_client.get("/admin/mapping")).text())
+    page = html.unescape(await (await app_client.get("/admin/mapping")).text())
 
     assert "ops (admin page)" in page
     assert "-days_ahead: 90\n+days_ahead: 30\n" in page
@@ -118,18 +118,18 @@ async def test_the_history_shows_who_applied_what_with_its_diff(admin_client: Cl
 
 
 async def test_a_rollback_to_anything_but_the_mapping_before_the_newest_changes_nothing(
-    admin_client: Client, db: Database
+    app_client: Client, db: Database
 ) -> None:
     with db.session() as session:
         record_applied(session, "a" * 64, SHIPPED, NOON, "the bridge's first start")
         record_applied(session, "b" * 64, SHIPPED.replace("90", "30"), NOON + timedelta(minutes=1), "ops", 0)
         oldest = mapping_history(session, 2)[1].id
-    form = {"csrf_token": await csrf_of(admin_client), "to": str(oldest + 7), "based_on": DIGEST}
+    form = {"csrf_token": await csrf_of(app_client), "to": str(oldest + 7), "based_on": DIGEST}
 
-    answer = await admin_client.post("/admin/mapping/rollback", data=form, allow_redirects=False)
+    answer = await app_client.post("/admin/mapping/rollback", data=form, allow_redirects=False)
 
     assert (answer.status, answer.headers["Location"]) == (303, "/admin/mapping")
-    page = await (await admin_client.get("/admin/mapping")).text()
+    page = await (await app_client.get("/admin/mapping")).text()
     assert "That is not the mapping before the newest any more; nothing was changed." in page
     with db.session() as session:
         assert len(mapping_history(session, 5)) == 2
