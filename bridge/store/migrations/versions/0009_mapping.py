@@ -1,8 +1,7 @@
 """The history of applied template mappings (who applied which text, when), for the admin page's diff and rollback.
 
-Revision ID: 0006_mapping
-Revises: 0006_admin_sessions, 0006_lanes (both start from 0005_observe on this branch; this revision joins them
-until the integrator re-chains the three)
+Revision ID: 0009_mapping
+Revises: 0008_admin_sessions
 Create Date: 2026-11-30
 
 The mapping applied before this revision becomes the history's first entry, so that the first change made after
@@ -14,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_mapping"
-down_revision: str | tuple[str, ...] | None = ("0006_admin_sessions", "0006_lanes")
+revision: str = "0009_mapping"
+down_revision: str | None = "0008_admin_sessions"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
