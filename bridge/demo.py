@@ -30,7 +30,7 @@ from bridge.emulators.graph import GraphEmulator
 from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
-from bridge.templates import TemplateMapping
+from bridge.templates import TemplateMapping, default_mapping_path
 
 SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
 PEOPLE = [("AdeleV@contoso.com", "Adele Vance", "E1001"), ("GradyA@contoso.com", "Grady Archie", "E1002")]
@@ -365,7 +365,10 @@ async def running_demo(folder: Path, today: date) -> AsyncIterator[DemoRun]:
             f"  - {{name: workforce, token: {workforce_token}, scopes: [workforce]}}\n"
             f"  - {{name: admin, token: {admin_token}, scopes: [admin]}}\n"
         )
-        config = local_config(folder, graph, workforce_url, PEOPLE, extra=tokens, onprem=onprem)
+        # A copy of the shipped mapping, so that the admin page's Mapping page can edit it while the demo runs.
+        shutil.copyfile(default_mapping_path(), folder / "mapping.yaml")
+        extra = f"{tokens}templates: mapping.yaml\n"
+        config = local_config(folder, graph, workforce_url, PEOPLE, extra=extra, onprem=onprem)
         seeded = seed(graph, today)
         seed_onprem(ews, today)
         service = Service(config, timing=DEMO_TIMING)

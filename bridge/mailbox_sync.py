@@ -217,7 +217,7 @@ class MailboxSync:
     async def sync_claimed(self, claim: Claim) -> None:
         mapping = self._mapping()
         now = self._clock()
-        window = Window.days_ahead(now.date(), mapping.days_ahead)
+        window = mapping.window(now)
         source = self._sources[claim.source]
         token = await self._db.run(lambda session: _token(session, claim.mailbox_id, window))
         try:

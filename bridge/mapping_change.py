@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -22,15 +24,40 @@ from bridge.config import SyncConfig
 from bridge.domain import ChangeType, MirrorItem
 from bridge.errors import UserError
 from bridge.store import Database, MailboxRow, MailboxStatus
-from bridge.store.mapping_state import applied_mapping, held_mapping, hold_mapping, record_applied
+from bridge.store.mapping_state import FILE_EDIT, applied_mapping, held_mapping, hold_mapping, record_applied
 from bridge.store.mirror import load_mirror
 from bridge.sync import PlannedChange, plan_remap
-from bridge.templates import LiveMapping, TemplateMapping, load_mapping_text
+from bridge.templates import LiveMapping, TemplateMapping, load_mapping_text, mapping_digest, write_mapping_file
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 3  # per kind of change and mailbox
+FIRST_START = "the bridge's first start"
 _KINDS = {ChangeType.CREATED: "created", ChangeType.UPDATED: "updated", ChangeType.DELETED: "withdrawn"}
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewedChange:
+    """One change the workforce system would be told of: which appointment, shown as what before and after."""
+
+    kind: str  # "created", "updated" or "withdrawn"
+    item_id: str
+    start: datetime
+    end: datetime
+    subject: str | None  # as the workforce system sees it: None for a private appointment
+    before: str | None  # the template it is shown as now (None: not shown)
+    after: str | None  # the template it would be shown as (None: withdrawn)
+
+    def line(self) -> str:
+        when = f"{self.start:%Y-%m-%d %H:%M}-{self.end:%H:%M}Z"
+        subject = repr(self.subject) if self.subject is not None else "(subject not shown)"
+        if self.kind == "created":
+            return f"{when} {subject} shown as {self.after}"
+        if self.kind == "withdrawn":
+            return f"{when} {subject} no longer shown (was {self.before})"
+        if self.before != self.after:
+            return f"{when} {subject} {self.before} -> {self.after}"
+        return f"{when} {subject} {self.after}, shown differently"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +67,17 @@ class MailboxPreview:
     created: int
     updated: int
     withdrawn: int
-    examples: dict[str, tuple[str, ...]]  # "created" / "updated" / "withdrawn" → up to EXAMPLES lines
+    listed: tuple[PreviewedChange, ...] = ()  # the first changes, in the order they would be emitted
+
+    @property
+    def examples(self) -> dict[str, tuple[str, ...]]:
+        """Up to EXAMPLES lines per kind of change ("created" / "updated" / "withdrawn")."""
+        found: dict[str, list[str]] = {}
+        for change in self.listed:
+            lines = found.setdefault(change.kind, [])
+            if len(lines) < EXAMPLES:
+                lines.append(change.line())
+        return {kind: tuple(lines) for kind, lines in found.items()}
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,8 +120,11 @@ class MappingPreview:
         }
 
 
-def preview_remap(session: Session, mapping: TemplateMapping) -> MappingPreview:
-    """What re-mapping every active mailbox with `mapping` would tell the workforce system; nothing is written."""
+def preview_remap(session: Session, mapping: TemplateMapping, *, listed: int = 3 * EXAMPLES) -> MappingPreview:
+    """What re-mapping every active mailbox with `mapping` would tell the workforce system; nothing is written.
+
+    Each mailbox lists its first `listed` changes, and the first EXAMPLES of each kind (for the examples).
+    """
     query = (
         select(MailboxRow.id, MailboxRow.address)
         .where(MailboxRow.status == MailboxStatus.ACTIVE)
@@ -96,39 +136,39 @@ def preview_remap(session: Session, mapping: TemplateMapping) -> MappingPreview:
         mirror = load_mirror(session, mailbox_id)
         plan = plan_remap(mirror, mapping)
         if plan.changes:
-            previews.append(_mailbox_preview(address, mirror, plan.changes))
+            previews.append(_mailbox_preview(address, mirror, plan.changes, listed))
     return MappingPreview(tuple(previews))
 
 
-def _mailbox_preview(address: str, mirror: dict[str, MirrorItem], changes: tuple[PlannedChange, ...]) -> MailboxPreview:
+def _mailbox_preview(
+    address: str, mirror: dict[str, MirrorItem], changes: tuple[PlannedChange, ...], listed: int
+) -> MailboxPreview:
     counts = dict.fromkeys(_KINDS.values(), 0)
-    examples: dict[str, list[str]] = {kind: [] for kind in _KINDS.values()}
+    kept: list[PreviewedChange] = []
     for change in changes:
         kind = _KINDS[change.change_type]
         counts[kind] += 1
-        if len(examples[kind]) < EXAMPLES:
-            examples[kind].append(_example(change, mirror[change.entry.item_id].template))
+        if len(kept) < listed or counts[kind] <= EXAMPLES:
+            kept.append(_previewed(kind, change, mirror[change.entry.item_id].template))
     return MailboxPreview(
         address,
         shown=sum(1 for item in mirror.values() if item.template is not None),
         created=counts["created"],
         updated=counts["updated"],
         withdrawn=counts["withdrawn"],
-        examples={kind: tuple(lines) for kind, lines in examples.items() if lines},
+        listed=tuple(kept),
     )
 
 
-def _example(change: PlannedChange, shown_as: str | None) -> str:
+def _previewed(kind: str, change: PlannedChange, shown_as: str | None) -> PreviewedChange:
     entry = change.entry
-    when = f"{entry.start:%Y-%m-%d %H:%M}-{entry.end:%H:%M}Z"
-    subject = repr(entry.subject) if entry.subject is not None else "(subject not shown)"
-    if change.change_type is ChangeType.CREATED:
-        return f"{when} {subject} shown as {entry.template}"
-    if change.change_type is ChangeType.DELETED:
-        return f"{when} {subject} no longer shown (was {entry.template})"
-    if shown_as != entry.template:
-        return f"{when} {subject} {shown_as} -> {entry.template}"
-    return f"{when} {subject} {entry.template}, shown differently"
+    after = None if change.change_type is ChangeType.DELETED else entry.template
+    before = entry.template if change.change_type is ChangeType.DELETED else shown_as
+    return PreviewedChange(kind, entry.item_id, entry.start, entry.end, entry.subject, before, after)
+
+
+class EditedMeanwhile(UserError):
+    """The mapping file changed after an administrator's edit began: the edit was not written."""
 
 
 class MappingChanges:
@@ -161,7 +201,7 @@ class MappingChanges:
         applied = await self._db.run(applied_mapping)
         digest, text = self._live.latest_file
         if applied is None:
-            await self._db.run(lambda session: record_applied(session, digest, text, self._clock()))
+            await self._db.run(lambda session: record_applied(session, digest, text, self._clock(), FIRST_START))
             return
         if applied[0] == digest:
             return
@@ -180,21 +220,46 @@ class MappingChanges:
         async with self._deciding:
             if new is not self._live.latest:
                 return  # an older call; the file changed again since
-            digest, text = self._live.latest_file
+            digest = self._live.latest_file[0]
             held = await self._db.run(held_mapping)
+            by = FILE_EDIT
             if held is not None and held.digest == digest:
                 if not held.approved:
                     return
                 log.warning("applying the held template mapping change %s: it was confirmed", digest[:12])
+                by = f"{FILE_EDIT}, confirmed by {held.approved_by}"
             else:
                 preview = await self._db.run(lambda session: preview_remap(session, new))
                 if preview.is_mass_withdrawal(self._sync):
                     await self._hold(digest, preview)
                     return
-            self._live.put_in_force(new)
-            emitted = await self._remap(new)
-            await self._db.run(lambda session: record_applied(session, digest, text, self._clock()))
-            log.info("template mapping changed: %d changes emitted", emitted)
+            await self._put_in_force(new, by)
+
+    async def install(self, text: str, by: str, *, based_on: str) -> int:
+        """Make `text` the mapping file (atomically) and put it in force at once; returns the changes emitted.
+
+        For an administrator who saw what it would change (the admin page's preview): that counts as the
+        confirmation a change withdrawing too much would otherwise wait for. `based_on` is the digest of the file
+        the edit started from: if the file changed since, nothing is written (EditedMeanwhile), so that an edit
+        made meanwhile is neither lost nor applied unseen. An invalid `text` raises UserError with every problem.
+        """
+        async with self._deciding:
+            path = self._live.path.resolve()
+            now_on_disk = await asyncio.to_thread(path.read_bytes)
+            if mapping_digest(now_on_disk) != based_on:
+                raise EditedMeanwhile(f"{path} changed since this edit began", ["look at it again, then redo the edit"])
+            await asyncio.to_thread(write_mapping_file, path, text.encode())
+            self._live.reload()
+            log.warning("template mapping %s replaced by %s", path, by)
+            return await self._put_in_force(self._live.latest, by)
+
+    async def _put_in_force(self, new: TemplateMapping, by: str) -> int:
+        digest, text = self._live.latest_file
+        self._live.put_in_force(new)
+        emitted = await self._remap(new)
+        await self._db.run(lambda session: record_applied(session, digest, text, self._clock(), by, emitted))
+        log.info("template mapping changed: %d changes emitted", emitted)
+        return emitted
 
     async def _hold(self, digest: str, preview: MappingPreview) -> None:
         now = self._clock()
@@ -206,3 +271,21 @@ class MappingChanges:
                 preview.withdrawn,
                 preview.shown,
             )
+
+
+def not_editable(templates: Path | None, live: LiveMapping | None) -> str | None:
+    """Why the mapping in force cannot be edited while the bridge runs (the admin API, the admin page), if so.
+
+    `templates` is the configuration's `templates:` setting; `live` the file the running bridge watches.
+    """
+    if templates is None:
+        return (
+            "the shipped default mapping is in force: point `templates:` in the configuration at a copy of "
+            "templates_map/default.yaml and restart the bridge, then edit that file"
+        )
+    if live is None:
+        return "this bridge was started without a mapping file it watches"
+    target = live.path.resolve()
+    if not (os.access(target, os.W_OK) and os.access(target.parent, os.W_OK)):
+        return f"the bridge may not write {target} or its directory"
+    return None

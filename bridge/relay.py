@@ -38,7 +38,6 @@ from bridge.domain import (
     Pattern,
     Recurrence,
     Weekday,
-    Window,
     iso_utc,
 )
 from bridge.logs import about
@@ -267,7 +266,7 @@ class Relay:
         # as slow as that commit (a second on PostgreSQL under load). None is needed: a sync commit planning now
         # reads this command as `sending` and leaves the items it touches alone (a create it brings is an echo,
         # written as the same appointment), and the mirror rows themselves are locked row by row.
-        window = Window.days_ahead(now.date(), mapping.days_ahead)
+        window = mapping.window(now)
         drop = list(result.drop)
         for series_id in result.drop_series:
             drop += series_members(session, command.mailbox_id, series_id)

@@ -176,6 +176,7 @@ class Service:
                 self.relay,
                 live=self.mapping,
                 on_mapping_change=self.mapping_changes.changed,
+                mapping_changes=self.mapping_changes,
                 sources=self.sources,
                 metrics=self.metrics,
                 groups=self.groups,

@@ -13,6 +13,8 @@ import hashlib
 import heapq
 import itertools
 import logging
+import os
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -59,6 +61,38 @@ class UnknownTemplate(LookupError):
         super().__init__(f"unknown template {template!r} (the mapping defines: {', '.join(self.known)})")
 
 
+class Outcome(enum.StrEnum):
+    """What the workforce system sees of an appointment."""
+
+    SHOWN = "shown"
+    SHOWN_WITHOUT_SUBJECT = "shown without subject"
+    HIDDEN = "hidden"
+
+
+class Rule(enum.StrEnum):
+    """The rule of docs/templates.md ("What is shown") that decided, in the few words the demo prints."""
+
+    IGNORE_PREFIX = "ignore character"
+    FREE = "free: never shown"
+    NO_TEMPLATE = "no template"
+    PRIVATE = "private"
+    SHOW = "show"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The mapping's decision for one appointment: the outcome, the rule that made it and the template shown."""
+
+    outcome: Outcome
+    rule: Rule
+    free_busy: FreeBusy
+    template: str | None = None
+
+    @property
+    def short(self) -> str:
+        return f"{self.free_busy.value}: no template" if self.rule is Rule.NO_TEMPLATE else self.rule.value
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateRule:
     """How the bridge writes one workforce template into Exchange."""
@@ -81,30 +115,46 @@ class TemplateMapping:
     templates: Mapping[str, TemplateRule]
     precedence: tuple[FreeBusy, ...]
 
-    def why_hidden(self, subject: str, free_busy: FreeBusy) -> str | None:
-        """Why an appointment with this subject and state is not shown (a few words), or None when it is."""
+    def decide(self, subject: str, free_busy: FreeBusy, *, private: bool = False) -> Decision:
+        """Whether an appointment is shown, as which template, with or without its subject, and by which rule.
+
+        The one decision `map` applies and the admin page's Explain reports (DESIGN §3.6), so the two cannot drift.
+        """
         # Outlook users type " *private" as often as "*private", and both mean "don't show this".
         if subject.lstrip().startswith(self.ignore_prefix):
-            return "ignore character"
+            return Decision(Outcome.HIDDEN, Rule.IGNORE_PREFIX, free_busy)
         if free_busy is FreeBusy.FREE:
-            return "free: never shown"
-        if free_busy not in self.show:
-            return f"{free_busy.value}: no template"
-        return None
+            return Decision(Outcome.HIDDEN, Rule.FREE, free_busy)
+        template = self.show.get(free_busy)
+        if template is None:
+            return Decision(Outcome.HIDDEN, Rule.NO_TEMPLATE, free_busy)
+        if private:
+            return Decision(Outcome.SHOWN_WITHOUT_SUBJECT, Rule.PRIVATE, free_busy, template)
+        return Decision(Outcome.SHOWN, Rule.SHOW, free_busy, template)
+
+    def why_hidden(self, subject: str, free_busy: FreeBusy) -> str | None:
+        """Why an appointment with this subject and state is not shown (a few words), or None when it is."""
+        decision = self.decide(subject, free_busy)
+        return None if decision.template is not None else decision.short
 
     def map(self, appointment: Appointment) -> PresenceEntry | None:
         """The appointment as the workforce system sees it, or None when it is not shown."""
-        if self.why_hidden(appointment.subject, appointment.free_busy) is not None:
+        decision = self.decide(appointment.subject, appointment.free_busy, private=appointment.private)
+        if decision.template is None:
             return None
         return PresenceEntry(
             item_id=appointment.item_id,
-            template=self.show[appointment.free_busy],
+            template=decision.template,
             free_busy=appointment.free_busy,
             start=appointment.start,
             end=appointment.end,
             all_day=appointment.all_day,
-            subject=None if appointment.private else appointment.subject,
+            subject=None if decision.outcome is Outcome.SHOWN_WITHOUT_SUBJECT else appointment.subject,
         )
+
+    def window(self, now: datetime) -> Window:
+        """The window mirrored on `now`'s UTC day: [today 00:00 UTC, today + days_ahead 00:00 UTC)."""
+        return Window.days_ahead(utc(now).date(), self.days_ahead)
 
     def mirror_item(self, appointment: Appointment) -> tuple[MirrorItem, PresenceEntry | None]:
         """The appointment as the mirror keeps it: with what it is shown as and that entry's digest."""
@@ -367,3 +417,31 @@ def load_mapping_text(text: str, name: str = "mapping.yaml") -> TemplateMapping:
         path = Path(folder) / name
         path.write_text(text, encoding="utf-8")
         return load_mapping(path)
+
+
+def write_mapping_file(target: Path, raw: bytes) -> None:
+    """Put `raw` in `target`'s place if it loads as a valid mapping; UserError with every problem if not.
+
+    It is checked as the file it will become, beside the target, so the rename that follows is atomic: the
+    watcher and a restart see the old file or the new one, never half of one. Problems name `target`.
+    """
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
+    candidate = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(raw)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            load_mapping(candidate)
+        except UserError as exc:
+
+            def named(text: str) -> str:
+                return text.replace(candidate.name, target.name)
+
+            raise UserError(named(exc.summary), [named(problem) for problem in exc.problems]) from None
+        # mkstemp makes the file private; the mapping keeps the permissions it had.
+        os.chmod(candidate, stat.S_IMODE(target.stat().st_mode))
+        os.replace(candidate, target)
+    finally:
+        candidate.unlink(missing_ok=True)

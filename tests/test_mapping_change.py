@@ -12,8 +12,10 @@ import pytest
 from bridge.cli import main
 from bridge.config import SyncConfig
 from bridge.domain import FreeBusy
-from bridge.mapping_change import MailboxPreview, MappingPreview
-from bridge.store.mapping_state import HeldMapping, held_mapping
+from bridge.errors import UserError
+from bridge.mapping_change import EditedMeanwhile, MailboxPreview, MappingPreview, preview_remap
+from bridge.store.mapping_state import HeldMapping, held_mapping, mapping_history
+from bridge.templates import load_mapping_text, mapping_digest
 from tests.world import ADMIN_TOKEN, World, three_meetings, wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -134,6 +136,68 @@ async def test_a_restart_neither_applies_nor_forgets_a_held_change(world: World)
     assert again.mapping.current.show.get(FreeBusy.BUSY) == "meeting"
 
 
+# -- an administrator's edit on the admin page (MappingChanges.install) --------------------------------------
+
+
+def file_digest(world: World) -> str:
+    return mapping_digest(mapping_file(world).read_bytes())
+
+
+async def test_an_installed_edit_sends_exactly_what_its_preview_listed_and_records_who(world: World) -> None:
+    await three_meetings(world)
+    world.outlook("Maybe", start=12, end=13, show_as="tentative")
+    await world.changes(4)
+    await world.settled()
+    candidate = without_busy(world).replace("  tentative: tentative\n", "  tentative: meeting\n")
+    with world.service.db.session() as session:
+        [preview] = preview_remap(session, load_mapping_text(candidate), listed=100).mailboxes
+
+    emitted = await world.service.mapping_changes.install(candidate, "alice (admin page)", based_on=file_digest(world))
+
+    changes = (await world.changes(8, within=20))[4:]
+    assert [(c["type"], c["appointment"]["id"]) for c in changes] == [
+        (
+            {"created": "appointment.created", "updated": "appointment.updated", "withdrawn": "appointment.deleted"}[
+                listed.kind
+            ],
+            listed.item_id,
+        )
+        for listed in preview.listed
+    ]
+    assert (preview.withdrawn, preview.updated, emitted) == (3, 1, 4)  # a mass withdrawal, applied: it was seen
+    assert changes[-1]["appointment"]["template"] == "meeting"
+    assert len(await world.settled()) == 8
+    assert mapping_file(world).read_text() == candidate
+    with world.service.db.session() as session:
+        newest = mapping_history(session, 1)[0]
+    assert (newest.applied_by, newest.emitted, newest.text) == ("alice (admin page)", 4, candidate)
+
+
+async def test_an_edit_of_a_file_that_changed_meanwhile_writes_nothing(world: World) -> None:
+    await three_meetings(world)
+    before = mapping_file(world).read_text()
+
+    with pytest.raises(EditedMeanwhile, match="changed since this edit began"):
+        await world.service.mapping_changes.install(without_busy(world), "alice", based_on="0" * 64)
+
+    assert mapping_file(world).read_text() == before
+    assert len(await world.settled()) == 3
+
+
+async def test_an_invalid_edit_writes_nothing_and_names_its_line(world: World) -> None:
+    await three_meetings(world)
+    before = mapping_file(world).read_text()
+    broken = before.replace("days_ahead: 90", "days_ahead: 0")
+
+    with pytest.raises(UserError) as caught:
+        await world.service.mapping_changes.install(broken, "alice", based_on=file_digest(world))
+
+    assert caught.value.problems == ("mapping.yaml:11: days_ahead: 0 is less than the minimum of 1",)
+    assert mapping_file(world).read_text() == before
+    assert sorted(path.name for path in mapping_file(world).parent.glob("*mapping.yaml*")) == ["mapping.yaml"]
+    assert len(await world.settled()) == 3
+
+
 # -- when a change is held (MappingPreview.is_mass_withdrawal) ------------------------------------------------
 
 
@@ -141,7 +205,7 @@ def preview(*mailboxes: tuple[int, int]) -> MappingPreview:
     """A preview of mailboxes given as (withdrawn, shown)."""
     return MappingPreview(
         tuple(
-            MailboxPreview(f"m{i}@contoso.com", shown, 0, 0, withdrawn, {})
+            MailboxPreview(f"m{i}@contoso.com", shown, 0, 0, withdrawn)
             for i, (withdrawn, shown) in enumerate(mailboxes)
         )
     )

@@ -22,11 +22,14 @@ from bridge.errors import UserError
 from bridge.templates import (
     END_OF_DAY,
     LiveMapping,
+    Outcome,
+    Rule,
     TemplateMapping,
     TemplateRule,
     UnknownTemplate,
     default_mapping_path,
     load_mapping,
+    write_mapping_file,
 )
 from tests.fuzzing import YAML_TEXT, fuzz_settings, loaded_or_refused, mutations
 
@@ -148,6 +151,53 @@ def test_all_day_is_carried_over() -> None:
     )
     assert found is not None
     assert (found.template, found.all_day) == ("absence", True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "outcome", "rule", "template"),
+    [
+        ({}, Outcome.SHOWN, Rule.SHOW, "meeting"),
+        ({"private": True}, Outcome.SHOWN_WITHOUT_SUBJECT, Rule.PRIVATE, "meeting"),
+        ({"subject": " *Doctor", "private": True}, Outcome.HIDDEN, Rule.IGNORE_PREFIX, None),
+        ({"free_busy": FreeBusy.FREE}, Outcome.HIDDEN, Rule.FREE, None),
+        ({"free_busy": FreeBusy.UNKNOWN}, Outcome.HIDDEN, Rule.NO_TEMPLATE, None),
+    ],
+)
+def test_decide_names_the_rule_that_map_applies(
+    changes: dict[str, Any], outcome: Outcome, rule: Rule, template: str | None
+) -> None:
+    shown = appointment(**changes)
+    decision = DEFAULT.decide(shown.subject, shown.free_busy, private=shown.private)
+    assert (decision.outcome, decision.rule, decision.template) == (outcome, rule, template)
+    entry = DEFAULT.map(shown)
+    assert (entry.template if entry else None) == template
+    assert (entry is not None and entry.subject is None) == (outcome is Outcome.SHOWN_WITHOUT_SUBJECT)
+
+
+def test_why_hidden_keeps_its_few_words() -> None:
+    assert DEFAULT.why_hidden("*x", FreeBusy.BUSY) == "ignore character"
+    assert DEFAULT.why_hidden("x", FreeBusy.UNKNOWN) == "unknown: no template"
+    assert DEFAULT.why_hidden("x", FreeBusy.BUSY) is None
+
+
+def test_the_window_is_the_mirrored_days_from_todays_utc_midnight() -> None:
+    local_evening = datetime(2026, 3, 2, 23, 30, tzinfo=ZoneInfo("America/New_York"))  # 3 March in UTC
+    assert DEFAULT.window(local_evening) == Window(T0 + timedelta(days=1), T0 + timedelta(days=91))
+
+
+def test_a_mapping_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = write(tmp_path, MAPPING)
+    path.chmod(0o640)
+    broken = MAPPING.replace("days_ahead: 30", "days_ahead: 0")
+
+    with pytest.raises(UserError) as caught:
+        write_mapping_file(path, broken.encode())
+
+    assert caught.value.problems == ("mapping.yaml:3: days_ahead: 0 is less than the minimum of 1",)
+    assert path.read_text() == textwrap.dedent(MAPPING).lstrip("\n")
+    write_mapping_file(path, MAPPING.replace("days_ahead: 30", "days_ahead: 7").encode())
+    assert load_mapping(path).days_ahead == 7
+    assert (path.stat().st_mode & 0o777, sorted(p.name for p in tmp_path.iterdir())) == (0o640, ["mapping.yaml"])
 
 
 # --- rule and state_end: workforce -> Exchange ---------------------------------------------------------------

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from bridge.store.models import MappingStateRow
+from bridge.store.models import MappingHistoryRow, MappingStateRow
 
 _ROW = 1
+# Who applied a mapping when nobody is known: the watched file was edited (or replaced through the REST API).
+FILE_EDIT = "the mapping file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class HeldMapping:
     since: datetime
     preview: dict[str, Any]
     approved: bool
+    approved_by: str | None = None
 
 
 def applied_mapping(session: Session) -> tuple[str, str] | None:
@@ -33,9 +36,17 @@ def applied_mapping(session: Session) -> tuple[str, str] | None:
     return None if row is None else (row.applied_digest, row.applied_text)
 
 
-def record_applied(session: Session, digest: str, text: str, now: datetime) -> None:
-    """The mirror now reflects this mapping; a hold is over (it was applied, or replaced by another edit)."""
+def record_applied(
+    session: Session, digest: str, text: str, now: datetime, by: str = FILE_EDIT, emitted: int | None = None
+) -> None:
+    """The mirror now reflects this mapping; a hold is over (it was applied, or replaced by another edit).
+
+    A mapping other than the one applied before joins the history, with `by` (who applied it) and `emitted`
+    (the changes its re-map sent).
+    """
     row = session.get(MappingStateRow, _ROW, with_for_update=True)
+    if row is None or row.applied_digest != digest:
+        session.add(MappingHistoryRow(digest=digest, text=text, applied_at=now, applied_by=by[:200], emitted=emitted))
     if row is None:
         row = MappingStateRow(id=_ROW, applied_digest=digest, applied_text=text, applied_at=now)
         session.add(row)
@@ -59,7 +70,10 @@ def held_mapping(session: Session) -> HeldMapping | None:
     row = session.get(MappingStateRow, _ROW)
     if row is None or row.held_digest is None or row.held_at is None:
         return None
-    return HeldMapping(row.held_digest, row.held_at, row.held_preview or {}, row.approved_digest == row.held_digest)
+    approved = row.approved_digest == row.held_digest
+    return HeldMapping(
+        row.held_digest, row.held_at, row.held_preview or {}, approved, row.approved_by if approved else None
+    )
 
 
 def approve_held(session: Session, digest: str, by: str, now: datetime) -> HeldMapping | None:
@@ -69,3 +83,24 @@ def approve_held(session: Session, digest: str, by: str, now: datetime) -> HeldM
         return None
     row.approved_digest, row.approved_by, row.approved_at = digest, by, now
     return held_mapping(session)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMapping:
+    """One entry of the history of applied mappings."""
+
+    id: int
+    digest: str
+    text: str
+    applied_at: datetime
+    applied_by: str
+    emitted: int | None
+
+
+def mapping_history(session: Session, limit: int) -> list[AppliedMapping]:
+    """The `limit` most recently applied mappings, newest first."""
+    query = select(MappingHistoryRow).order_by(col(MappingHistoryRow.id).desc()).limit(limit)
+    return [
+        AppliedMapping(row.id or 0, row.digest, row.text, row.applied_at, row.applied_by, row.emitted)
+        for row in session.exec(query)
+    ]

@@ -394,3 +394,21 @@ class AdminSessionRow(SQLModel, table=True):
     seen_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, index=True)
     # A line for the next page shown (what the last form did), shown once.
     notice: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class MappingHistoryRow(SQLModel, table=True):
+    """One template mapping the mirror was made to reflect: its text, when and by whom it was applied.
+
+    Appended whenever the applied mapping changes (`mapping_state.record_applied`); the admin page shows the diff
+    between consecutive rows and rolls back to the row before the newest.
+    """
+
+    __tablename__ = "mapping_history"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    digest: str = Field(max_length=64)
+    text: str = Field(sa_type=sa.Text)
+    applied_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    applied_by: str = Field(max_length=200)
+    # Changes the re-map emitted to the workforce system; None when it was not counted (the first record).
+    emitted: int | None = None

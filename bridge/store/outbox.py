@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -91,3 +92,42 @@ def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[s
     ).all()
     cursor = rows[-1].id if rows and rows[-1].id is not None else after
     return [row.payload for row in rows], cursor
+
+
+@dataclass(frozen=True, slots=True)
+class SentChange:
+    """A change the workforce system was sent (or is still to be sent) for one appointment."""
+
+    sequence: int
+    change_type: ChangeType
+    created_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    last_error: str | None
+    appointment: dict[str, Any]  # as the webhook and the feed carry it
+
+
+def changes_for_item(session: Session, mailbox_id: int, item_id: str, limit: int) -> list[SentChange]:
+    """The newest `limit` changes emitted for one appointment of a mailbox, oldest first."""
+    table = OutboxRow.__table__  # type: ignore[attr-defined]
+    # The item id lives only in the payload; a mailbox's changes are few enough to filter by it (JSON on both
+    # backends: json_extract on SQLite, ->> on PostgreSQL).
+    query = (
+        select(OutboxRow)
+        .where(col(OutboxRow.mailbox_id) == mailbox_id, table.c.payload["appointment"]["id"].as_string() == item_id)
+        .order_by(col(OutboxRow.sequence).desc())
+        .limit(limit)
+    )
+    rows = session.exec(query).all()
+    return [
+        SentChange(
+            row.sequence,
+            row.change_type,
+            row.created_at,
+            row.delivered_at,
+            row.attempts,
+            row.last_error,
+            dict(row.payload.get("appointment", {})),
+        )
+        for row in reversed(rows)
+    ]

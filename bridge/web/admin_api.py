@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +25,13 @@ from bridge.config import Config
 from bridge.domain import MAIL_ADDRESS, iso_utc
 from bridge.errors import UserError
 from bridge.group_roster import GroupFollower, NoGroup
+from bridge.mapping_change import not_editable
 from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
 from bridge.sources.base import CalendarSource, SourceError
 from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
-from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, load_mapping
+from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, write_mapping_file
 from bridge.web.bodies import Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
 from bridge.web.problems import problem
 
@@ -315,17 +313,7 @@ class AdminRoutes:
             log.exception("re-mapping after a change of the template mapping failed")
 
     def _not_editable(self) -> str | None:
-        if self._config.templates is None:
-            return (
-                "the shipped default mapping is in force: point `templates:` in the configuration at a copy of "
-                "templates_map/default.yaml and restart the bridge, then edit that file"
-            )
-        if self._live is None:
-            return "this bridge was started without a mapping file it watches"
-        target = self._live.path.resolve()
-        if not (os.access(target, os.W_OK) and os.access(target.parent, os.W_OK)):
-            return f"the bridge may not write {target} or its directory"
-        return None
+        return not_editable(self._config.templates, self._live)
 
     async def _templates_json(self) -> dict[str, Any]:
         body = await asyncio.to_thread(self._mapping_json)
@@ -349,28 +337,12 @@ class AdminRoutes:
 
 
 def _install(target: Path, raw: bytes) -> Invalid:
-    """Put `raw` in `target`'s place if it loads as a valid mapping; what is wrong with it otherwise.
-
-    It is checked as the file it will become, beside the target, so the rename that follows is atomic: the
-    watcher and a restart see the old file or the new one, never half of one.
-    """
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new")
-    candidate = Path(name)
+    """Put `raw` in `target`'s place if it loads as a valid mapping; what is wrong with it otherwise."""
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(raw)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            load_mapping(candidate)
-        except UserError as exc:
-            return _mapping_problems(exc, candidate.name)
-        # mkstemp makes the file private; the mapping keeps the permissions it had.
-        os.chmod(candidate, stat.S_IMODE(target.stat().st_mode))
-        os.replace(candidate, target)
-        return []
-    finally:
-        candidate.unlink(missing_ok=True)
+        write_mapping_file(target, raw)
+    except UserError as exc:
+        return _mapping_problems(exc, target.name)
+    return []
 
 
 def _mapping_problems(error: UserError, file_name: str) -> Invalid:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bridge.config import Config
 from bridge.group_roster import GroupFollower
+from bridge.mapping_change import MappingChanges
 from bridge.metrics import Metrics
 from bridge.relay import Relay
 from bridge.sources.base import CalendarSource
@@ -40,11 +41,13 @@ def create_app(
     *,
     live: LiveMapping | None = None,
     on_mapping_change: OnMappingChange | None = None,
+    mapping_changes: MappingChanges | None = None,
     sources: Mapping[str, CalendarSource] | None = None,
     metrics: Metrics | None = None,
     groups: GroupFollower | None = None,
 ) -> web.Application:
-    """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping);
+    """The app; `live` is the mapping file the admin routes edit (without it they only show the mapping), and
+    `mapping_changes` what the admin page's Mapping page applies an edit with (without it the page is read-only);
     `sources` are what a roster import asks whether Exchange knows its mailboxes, `groups` what follows each
     source's Entra ID group."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[refuse_unknown_query])
@@ -102,7 +105,16 @@ def create_app(
             web.get("/admin", _to_admin_page),
         ]
     )
-    page = AdminContext(config, db, administration, relay, mapping, live=live, on_mapping_change=on_mapping_change)
+    page = AdminContext(
+        config,
+        db,
+        administration,
+        relay,
+        mapping,
+        live=live,
+        on_mapping_change=on_mapping_change,
+        mapping_changes=mapping_changes,
+    )
     app.add_subapp("/admin/", admin_app(page))
     return app
 

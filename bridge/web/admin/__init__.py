@@ -18,7 +18,9 @@ from aiohttp import web
 
 from bridge.status import moment_text, span_text
 from bridge.web.admin.context import AdminContext
+from bridge.web.admin.explain import ExplainPage
 from bridge.web.admin.mailboxes import MailboxesPage
+from bridge.web.admin.mapping import MappingPage
 from bridge.web.admin.overview import OverviewPage
 from bridge.web.admin.session import AdminSessions
 
@@ -40,7 +42,7 @@ class AdminPage(Protocol):
 
 
 # The pages, each built with the AdminContext; a new page adds its class here.
-PAGES: tuple[Callable[[AdminContext], AdminPage], ...] = (OverviewPage, MailboxesPage)
+PAGES: tuple[Callable[[AdminContext], AdminPage], ...] = (OverviewPage, MailboxesPage, MappingPage, ExplainPage)
 
 
 def admin_app(context: AdminContext) -> web.Application:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge.config import Config
+from bridge.mapping_change import MappingChanges
 from bridge.relay import Relay
 from bridge.store import Database
 from bridge.templates import LiveMapping, TemplateMapping
@@ -24,4 +25,5 @@ class AdminContext:
     mapping: Callable[[], TemplateMapping]
     live: LiveMapping | None = None
     on_mapping_change: OnMappingChange | None = None
+    mapping_changes: MappingChanges | None = None  # how the Mapping page applies an edit (None: read-only)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
