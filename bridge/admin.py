@@ -37,6 +37,7 @@ class MailboxView:
     reason: str | None
     last_synced_at: datetime | None
     dirty: bool
+    time_zone: str | None = None  # None: not read from Exchange yet (the source's default applies meanwhile)
 
 
 def register(session: Session, config: Config, now: datetime) -> None:
@@ -132,6 +133,7 @@ def _view(row: MailboxRow) -> MailboxView:
         row.status_reason,
         row.last_synced_at,
         row.dirty_generation > row.synced_generation,
+        row.time_zone,
     )
 
 

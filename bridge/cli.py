@@ -502,11 +502,12 @@ def _mailboxes_list(args: argparse.Namespace) -> int:
     from bridge.admin import list_mailboxes
 
     def show(session: Session, config: Config) -> str:
-        rows = [("address", "workforce id", "source", "status", "last synced", "note")]
+        rows = [("address", "workforce id", "source", "status", "time zone", "last synced", "note")]
         for view in list_mailboxes(session):
             synced = view.last_synced_at.strftime("%Y-%m-%d %H:%M:%SZ") if view.last_synced_at else "never"
             note = view.reason or ("sync pending" if view.dirty else "")
-            rows.append((view.address, view.workforce_id or "-", view.source, view.status, synced, note))
+            zone = view.time_zone or "not read yet"
+            rows.append((view.address, view.workforce_id or "-", view.source, view.status, zone, synced, note))
         return _table(rows)
 
     return _admin(args, show)

@@ -34,6 +34,7 @@ from bridge.yamlfile import (
     parse_duration,
     schema_problems,
 )
+from bridge.zones import iana_zone
 
 SCHEMA = Path(__file__).with_name("config.schema.json")
 DEFAULT_DATABASE_URL = "sqlite:///presence-bridge.db"  # beside the config file, or in systemd's StateDirectory=
@@ -99,6 +100,8 @@ class GraphSourceConfig:
     max_concurrency: int = 4
     log_level: str | None = None  # None: the bridge's own level
     group: GroupConfig | None = None
+    # IANA zone for mailboxes whose settings name none (or cannot be read); a Windows id in the file is mapped.
+    time_zone: str = "UTC"
     kind: Literal["graph"] = "graph"
 
 
@@ -123,6 +126,8 @@ class EwsSourceConfig:
     # With delegate access: the server's HangingConnectionLimit for the service account (3 by default on-premises).
     streams: int = 3
     log_level: str | None = None  # None: the bridge's own level
+    # IANA zone of the server's mailboxes (EWS exposes no documented per-mailbox zone; docs/ews-source.md).
+    time_zone: str = "UTC"
     kind: Literal["ews"] = "ews"
 
 
@@ -229,6 +234,10 @@ class Config:
     @property
     def source_log_levels(self) -> dict[str, str]:
         return {name: source.log_level for name, source in self.sources.items() if source.log_level is not None}
+
+    @property
+    def source_time_zones(self) -> dict[str, str]:
+        return {name: source.time_zone for name, source in self.sources.items()}
 
     def secrets(self) -> list[str]:
         """Every secret value the file gave, for the logs to redact wherever one would appear."""
@@ -433,8 +442,17 @@ def _at_least(doc: YamlDocument, at: list[str | int], value: Any, minimum: timed
     return []
 
 
+def _time_zone(spec: dict[str, Any]) -> str:
+    """The source's default zone as an IANA name (the file may give a Windows id; a bad one is reported)."""
+    given = spec.get("time_zone")
+    return (iana_zone(given) if isinstance(given, str) else None) or "UTC"
+
+
 def _source_problems(doc: YamlDocument, at: list[str | int], spec: dict[str, Any], base: Path) -> list[str]:
     problems: list[str] = []
+    zone = spec.get("time_zone")
+    if isinstance(zone, str) and iana_zone(zone) is None:
+        problems.append(doc.problem([*at, "time_zone"], f"{zone!r} is neither an IANA zone nor a Windows zone id"))
     for key in ("ca_file", "certificate_path"):
         path = _checked_path(doc, [*at, key], spec.get(key), base, problems)
         if path is not None and not path.is_file():
@@ -592,6 +610,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 **_urls(spec, "authority_host", "graph_url"),
                 group=_group(spec["group"]) if "group" in spec else None,
                 **_plain(spec, "tenant_id", "client_id", "max_concurrency", "log_level"),
+                time_zone=_time_zone(spec),
             )
         else:
             sources[name] = EwsSourceConfig(
@@ -599,6 +618,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                 password=secrets[("sources", name, "password")],
                 ca_file=file(spec.get("ca_file")),
                 **_urls(spec, "service_endpoint"),
+                time_zone=_time_zone(spec),
                 **_plain(
                     spec,
                     *(

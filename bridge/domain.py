@@ -1,7 +1,8 @@
 """Plain typed values shared by every layer of the bridge. No I/O, no SDK types.
 
 Times are always timezone-aware UTC `datetime`s: sources convert on the way in, so nothing above them has to
-think about Exchange's time-zone names.
+think about Exchange's time-zone names. Where a person's local time matters (writes: recurrence, all-day days),
+a value carries the IANA name of the zone beside its UTC instants.
 """
 
 from __future__ import annotations
@@ -145,8 +146,9 @@ class Weekday(enum.StrEnum):
 class Recurrence:
     """A bounded repetition of an appointment the bridge writes: every `interval` days or weeks until `until`.
 
-    Dates are UTC dates, as the appointment's start and end are UTC instants; the bridge writes only series that
-    end (the workforce system knows every day it books), so there is no open-ended or counted form.
+    Dates and weekdays are those of the draft's time zone, and the series repeats at the same wall-clock time
+    there (across DST changes); the bridge writes only series that end (the workforce system knows every day it
+    books), so there is no open-ended or counted form.
     """
 
     pattern: Pattern
@@ -157,7 +159,11 @@ class Recurrence:
 
 @dataclass(frozen=True, slots=True)
 class AppointmentDraft:
-    """An appointment the bridge writes to Exchange on the workforce system's behalf."""
+    """An appointment the bridge writes to Exchange on the workforce system's behalf.
+
+    `time_zone` (IANA) is the zone it is written in: Exchange keeps it with the item, a series repeats at the
+    same wall-clock time there, and an all-day appointment's start and end are midnights there.
+    """
 
     subject: str
     start: datetime
@@ -168,11 +174,15 @@ class AppointmentDraft:
     categories: tuple[str, ...] = ()
     bridge_ref: str | None = None
     recurrence: Recurrence | None = None
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
 class AppointmentPatch:
-    """The fields of an existing appointment to change; None leaves a field as it is."""
+    """The fields of an existing appointment to change; None leaves a field as it is.
+
+    A new start or end is written in `time_zone` (IANA), as a draft's are.
+    """
 
     subject: str | None = None
     start: datetime | None = None
@@ -181,6 +191,7 @@ class AppointmentPatch:
     all_day: bool | None = None
     body: str | None = None
     categories: tuple[str, ...] | None = None
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from bridge.domain import (
     iso_utc,
 )
 from bridge.logs import about
+from bridge.mailbox_zones import zone_of
 from bridge.outages import Outages
 from bridge.sources.base import (
     AuthFailed,
@@ -65,6 +66,7 @@ from bridge.store.mirror import load_item, series_members, write_mirror
 from bridge.store.work import find_mailbox
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
+from bridge.zones import UTC_ZONE, local_instant
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +125,10 @@ class Relay:
         owner: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stale: timedelta = timedelta(minutes=5),
+        time_zones: Mapping[str, str] | None = None,
     ) -> None:
         self._owner = owner
+        self._time_zones = time_zones or {}  # source → zone of mailboxes whose own zone is not known yet
         self._db = db
         self._sources = sources
         self._mapping = mapping
@@ -211,7 +215,9 @@ class Relay:
         now = self._clock()
         mapping = self._mapping()
         try:
-            accepted = await self._db.run(lambda session: _accept(session, draft, target, mapping, self._owner, now))
+            accepted = await self._db.run(
+                lambda session: _accept(session, draft, target, mapping, self._owner, now, self._time_zones)
+            )
         except KeyReused:
             detail = "this Idempotency-Key was used before for a different request; use a new key"
             return problem(
@@ -309,6 +315,7 @@ class Relay:
             categories=(rule.category,) if rule.category else (),
             bridge_ref=command.id,
             recurrence=recurrence,
+            time_zone=request.get("time_zone", UTC_ZONE),
         )
         written = await source.create(command.address, draft, command.transaction_id)
         created = Appointment(
@@ -458,7 +465,13 @@ class Relay:
 
 
 def _accept(
-    session: Session, draft: CommandRow, target: str | None, mapping: TemplateMapping, owner: str, now: datetime
+    session: Session,
+    draft: CommandRow,
+    target: str | None,
+    mapping: TemplateMapping,
+    owner: str,
+    now: datetime,
+    time_zones: Mapping[str, str],
 ) -> _Command | Outcome:
     if draft.kind != CommandKind.MAIL:
         found = find_mailbox(session, draft.scope)
@@ -468,19 +481,24 @@ def _accept(
             reason = f": {found.status_reason}" if found.status_reason else ""
             return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
         draft.mailbox_id = found.id
+        if draft.kind in (CommandKind.CREATE, CommandKind.UPDATE, CommandKind.STATE):
+            request = _in_zone(draft.payload["request"], zone_of(found, time_zones))
+            if isinstance(request, Outcome):
+                return request
+            draft.payload = {**draft.payload, "request": request}
     if draft.kind == CommandKind.STATE and draft.mailbox_id is not None:
         request = draft.payload["request"]
+        zone = request["time_zone"]
         start = now.replace(second=0, microsecond=0)
-        end = _instant(request["until"]) if request.get("until") else mapping.state_end(request["template"], start)
+        end = (
+            _instant(request["until"]) if request.get("until") else mapping.state_end(request["template"], start, zone)
+        )
         if end <= start:
             reason = "must be in the future"
             return problem(400, "Bad Request", f"until {reason}", invalid_params=[{"name": "until", "reason": reason}])
         previous = current_state_item(session, draft.mailbox_id)
-        draft.payload = {
-            **draft.payload,
-            "plan": {"template": request["template"], "start": iso_utc(start), "end": iso_utc(end)},
-            "touches": [previous] if previous else [],
-        }
+        plan = {"template": request["template"], "start": iso_utc(start), "end": iso_utc(end), "time_zone": zone}
+        draft.payload = {**draft.payload, "plan": plan, "touches": [previous] if previous else []}
     if target is not None and draft.mailbox_id is not None:
         draft.item_id = created_item(session, draft.mailbox_id, target) or target
     accepted = accept(session, draft, owner, now)
@@ -548,6 +566,24 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _in_zone(request: dict[str, Any], mailbox_zone: str) -> dict[str, Any] | Outcome:
+    """The request with its local times (no offset: the API layer keeps them naive) placed in the request's
+    `time_zone` or else the mailbox's, as UTC instants, and the zone it was read in named, so that Exchange
+    keeps it with the appointment."""
+    zone = request.get("time_zone") or mailbox_zone
+    resolved = {**request, "time_zone": zone}
+    for name in ("start", "end", "until"):
+        text = request.get(name)
+        if isinstance(text, str):
+            parsed = datetime.fromisoformat(text)
+            instant = local_instant(parsed, zone) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            resolved[name] = iso_utc(instant)
+    if "start" in resolved and "end" in resolved and resolved["end"] <= resolved["start"]:
+        reason = f"must be after start (both read in {zone})"
+        return problem(400, "Bad Request", "invalid: end", invalid_params=[{"name": "end", "reason": reason}])
+    return resolved
+
+
 def _recurrence(value: dict[str, Any] | None) -> Recurrence | None:
     if value is None:
         return None
@@ -569,6 +605,7 @@ def _patch(request: dict[str, Any], mapping: TemplateMapping) -> AppointmentPatc
         all_day=request.get("all_day"),
         body=request.get("body"),
         categories=((rule.category,) if rule.category else ()) if rule else None,
+        time_zone=request.get("time_zone", UTC_ZONE),
     )
 
 

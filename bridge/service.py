@@ -30,6 +30,7 @@ from bridge.instances import instance_name
 from bridge.logs import about
 from bridge.mailbox_set import MailboxSetWatch
 from bridge.mailbox_sync import DEFAULT_TIMING, MailboxSync, SyncTiming
+from bridge.mailbox_zones import MailboxZones
 from bridge.mapping_change import MappingChanges
 from bridge.marks import DirtyMarks
 from bridge.metrics import Metrics
@@ -118,8 +119,15 @@ class Service:
             if isinstance(source, GraphSourceConfig) and name in self.sources
         }
         self.relay = Relay(
-            self.db, self.sources, lambda: self.mapping.current, config.mail, owner=self.owner, clock=clock
+            self.db,
+            self.sources,
+            lambda: self.mapping.current,
+            config.mail,
+            owner=self.owner,
+            clock=clock,
+            time_zones=config.source_time_zones,
         )
+        self.zones = MailboxZones(self.db, self.sources, config.source_time_zones, clock=clock)
         self.subscriptions = (
             SubscriptionManager(
                 self.db,
@@ -202,6 +210,7 @@ class Service:
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
         self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
         self._supervise("relay", lambda: self.relay.run(self._stop))
+        self._supervise("time zones", lambda: self.zones.run(self._stop))
         self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
         self._supervise("retention", lambda: self.retention.run(self._stop))
         self._supervise("progress", lambda: self.progress.run(self._stop))

@@ -18,6 +18,9 @@ from bridge.store.summary import Summary
 DETAILS = 10
 
 
+NOT_READ = "not read yet"
+
+
 def status_json(summary: Summary) -> dict[str, Any]:
     backlog, held = summary.backlog, summary.held_mapping
     return {
@@ -49,6 +52,17 @@ def status_json(summary: Summary) -> dict[str, Any]:
                 }
                 for issue in summary.attention
             ],
+            # Per source, how many mailboxes are in each zone ("not read yet": the source's default applies).
+            "time_zones": {
+                source.name: {
+                    zone or NOT_READ: count
+                    for (name, zone), count in sorted(
+                        summary.time_zones.items(), key=lambda item: (item[0][0], item[0][1] or "")
+                    )
+                    if name == source.name
+                }
+                for source in summary.sources
+            },
         },
         "subscriptions": [
             {
@@ -103,6 +117,13 @@ def status_text(summary: Summary, database: str) -> str:
             f"{summary.mailboxes.get((source.name, status.value), 0)} {status.value}" for status in MailboxStatus
         )
         lines.append(f"  {source.name:<16} {counts}")
+        zones = ", ".join(
+            f"{count} {zone or NOT_READ}"
+            for (name, zone), count in sorted(summary.time_zones.items(), key=lambda item: item[0][1] or "")
+            if name == source.name
+        )
+        if zones:
+            lines.append(f"  {'':<16} time zones: {zones}")
     for issue in summary.attention:
         lines.append(f"  {issue.address}: {issue.status} since {moment_text(issue.since)}: {issue.reason or '-'}")
     lines += ["", "subscriptions expiring soonest"]

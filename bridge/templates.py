@@ -18,7 +18,7 @@ import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -34,6 +34,7 @@ from bridge.yamlfile import (
     parse_duration,
     schema_problems,
 )
+from bridge.zones import UTC_ZONE, local_date, local_midnight
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ _DAY = timedelta(days=1)
 
 
 class EndOfDay(enum.Enum):
-    """`state_until: end_of_day`: the state lasts until the next midnight UTC."""
+    """`state_until: end_of_day`: the state lasts until the next midnight in the person's time zone."""
 
     END_OF_DAY = "end_of_day"
 
@@ -167,17 +168,19 @@ class TemplateMapping:
         except KeyError:
             raise UnknownTemplate(template, self.templates) from None
 
-    def state_end(self, template: str, now: datetime) -> datetime:
+    def state_end(self, template: str, now: datetime, zone: str = UTC_ZONE) -> datetime:
         """When a current-state appointment for `template` starting `now` ends, unless the caller says otherwise.
 
-        Days are UTC days: the bridge knows no person's time zone, so a workforce system that does should send
-        an explicit end. An all-day template's duration counts whole days from today's midnight.
+        Days are the person's days (`zone`, IANA): `end_of_day` is their next midnight, and an all-day template's
+        duration counts whole days from their today's midnight, on the calendar (a DST day has 23 or 25 hours).
         """
         rule, now = self.rule(template), utc(now)
-        midnight = datetime.combine(now.date(), time(), tzinfo=UTC)
+        today = local_date(now, zone)
         if rule.state_until is END_OF_DAY:
-            return midnight + _DAY
-        return (midnight if rule.all_day else now) + rule.state_until
+            return local_midnight(today + _DAY, zone)
+        if rule.all_day:
+            return local_midnight(today + rule.state_until, zone)
+        return now + rule.state_until
 
     def timeline(self, entries: Iterable[PresenceEntry], window: Window) -> list[Segment]:
         """Non-overlapping segments inside `window`; where entries overlap, the highest-precedence state wins.

@@ -177,6 +177,7 @@ class GraphApi:
             "delta": {"GET": self._delta},
             "sendMail": {"POST": self._send_mail},
             "transitiveMembers": {"GET": self._transitive_members},
+            "mailboxSettings": {"GET": self._mailbox_settings, "PATCH": self._update_mailbox_settings},
         }
 
     async def serve(self, call: Call, *, app: AppRegistration | None = None) -> Reply:
@@ -352,6 +353,32 @@ class GraphApi:
     async def _send_mail(self, call: Call, target: Target) -> Reply:
         self.state.record_mail(target.the_mailbox(), call.body)
         return Reply(202)
+
+    async def _mailbox_settings(self, call: Call, target: Target) -> Reply:
+        mailbox = target.the_mailbox()
+        context = f"{call.base_url}/v1.0/$metadata#users('{quote(target.user_key or '', safe='@')}')/mailboxSettings"
+        # The shape of Graph's answer (mailboxSettings resource): the zone the user chose, as they chose it.
+        settings = {
+            "timeZone": mailbox.time_zone,
+            "dateFormat": "dd.MM.yyyy",
+            "timeFormat": "HH:mm",
+            "language": {"locale": "en-US", "displayName": "English (United States)"},
+            "workingHours": {"timeZone": {"name": mailbox.time_zone}},
+            "userPurpose": "user",
+        }
+        fields = call.option("select")
+        if fields:
+            settings = {name: value for name, value in settings.items() if name in fields.split(",")}
+        return Reply(200, {"@odata.context": context, **settings})
+
+    async def _update_mailbox_settings(self, call: Call, target: Target) -> Reply:
+        body = call.body if isinstance(call.body, dict) else {}
+        zone_name = body.get("timeZone")
+        if zone_name is not None:
+            if not isinstance(zone_name, str) or not known_zone(zone_name):
+                raise bad_request(f"The specified time zone '{zone_name}' is invalid.", code="ErrorInvalidTimeZone")
+            target.the_mailbox().time_zone = zone_name
+        return await self._mailbox_settings(call, target)
 
     def _entity(self, call: Call, target: Target, instance: Instance) -> dict[str, Any]:
         zone_name = _zone(call)
@@ -530,6 +557,7 @@ _USER_ROUTES = {
     ("calendarview", "delta"): "delta",
     ("calendarview", "delta()"): "delta",
     ("sendmail",): "sendMail",
+    ("mailboxsettings",): "mailboxSettings",
 }
 
 

@@ -224,6 +224,8 @@ class Mailbox:
         max_deletions: int = 10_000,
     ) -> None:
         self.owner = owner
+        # mailboxSettings.timeZone: what the user chose in Outlook, a Windows id or an IANA name as given.
+        self.time_zone = "UTC"
         self._new_change_key = new_change_key
         self._on_change = on_change
         self.events: dict[str, StoredEvent] = {}
@@ -635,14 +637,14 @@ def _recurrence(value: Any, start: When, *, keep_start: bool = True) -> Recurren
 
 
 def _check_times(start: When, end: When, is_all_day: bool) -> None:
+    # An all-day event's start and end are midnights in their own zones, the end a day or more later; Graph refuses
+    # anything else with this generic answer, before it looks at the order (microsoft-graph-docs issue 7919: an
+    # all-day event in Europe/Berlin ending before it starts got exactly this).
+    if is_all_day and (start.local.time() != time(0) or end.local.time() != time(0) or end.local <= start.local):
+        raise bad_request("At least one property failed validation.", code="ErrorPropertyValidationFailure")
     if end.utc < start.utc:
         raise GraphError(
             400, "ErrorCalendarEndDateIsEarlierThanStartDate", "The end date occurs before the start date."
-        )
-    if is_all_day and (start.local.time() != time(0) or end.local.time() != time(0) or end.local <= start.local):
-        raise bad_request(
-            "An all-day event's start and end must be midnight, and the end at least one day after the start.",
-            code="ErrorPropertyValidationFailure",
         )
 
 

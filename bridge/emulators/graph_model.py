@@ -44,7 +44,9 @@ MAX_CLIENT_STATE = 128
 CHANGE_TYPES = ("created", "updated", "deleted")
 GRAPH_EVENT_TYPE = "#Microsoft.Graph.Event"
 # The application roles an admin grants the bridge's app registration unless a test says otherwise.
-DEFAULT_ROLES = frozenset({"Calendars.ReadWrite", "Mail.Send", "User.Read.All", "GroupMember.Read.All"})
+DEFAULT_ROLES = frozenset(
+    {"Calendars.ReadWrite", "Mail.Send", "User.Read.All", "GroupMember.Read.All", "MailboxSettings.Read"}
+)
 _READ_CALENDARS = frozenset({"Calendars.Read", "Calendars.ReadWrite"})
 _WRITE_CALENDARS = frozenset({"Calendars.ReadWrite"})
 # Any one of these application permissions allows the call (route, method).
@@ -69,6 +71,9 @@ _NEEDED_ROLES: dict[tuple[str, str], frozenset[str]] = {
             "Directory.Read.All",
         }
     ),
+    # Graph permissions reference: mailboxSettings needs MailboxSettings.Read (GET) or .ReadWrite (PATCH).
+    ("mailboxSettings", "GET"): frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"}),
+    ("mailboxSettings", "PATCH"): frozenset({"MailboxSettings.ReadWrite"}),
 }
 # Routes of the directory (not of a mailbox): Graph refuses them in the directory's words.
 _DIRECTORY_ROUTES = frozenset({"user", "transitiveMembers"})

@@ -115,6 +115,11 @@ class CalendarSource(Protocol):
         """
         ...
 
+    async def read_time_zone(self, mailbox: str) -> str | None:
+        """The owner's time zone as an IANA name, or None when Exchange keeps none for the mailbox (the caller
+        falls back on the source's default, `sources.NAME.time_zone`)."""
+        ...
+
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         """Every single appointment and series master in the calendar carrying the bridge's marker, at any date."""
         ...

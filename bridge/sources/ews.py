@@ -42,7 +42,7 @@ from exchangelib import (
 )
 from exchangelib.errors import ErrorExceededFindCountLimit, ErrorInvalidSyncStateData
 from exchangelib.ewsdatetime import UTC as EWS_UTC
-from exchangelib.ewsdatetime import EWSDate, EWSDateTime
+from exchangelib.ewsdatetime import EWSDate, EWSDateTime, EWSTimeZone
 from exchangelib.fields import FieldPath
 from exchangelib.items import (
     ALWAYS_OVERWRITE,
@@ -77,6 +77,7 @@ from bridge.sources import ews_wire as wire
 from bridge.sources.base import IGNORE_REQUESTS, Conflict, ItemNotFound, RequestObserver, SourceError, Unavailable
 from bridge.sources.ews_errors import connection_problem, translate
 from bridge.sources.unreachable import why_unreachable
+from bridge.zones import UTC_ZONE, local_date
 
 log = logging.getLogger(__name__)
 
@@ -477,15 +478,15 @@ class EwsSource:
             folder=account.calendar,
             subject=draft.subject,
             body=draft.body or None,
-            start=_ews_time(draft.start),
-            end=_ews_time(draft.end),
+            start=_ews_time(draft.start, draft.time_zone),
+            end=_ews_time(draft.end, draft.time_zone),
             is_all_day=draft.all_day,
             legacy_free_busy_status=wire.LEGACY_FREE_BUSY[draft.free_busy],
             categories=list(draft.categories) or None,
             reminder_is_set=False,
             bridge_ref=draft.bridge_ref,
             bridge_transaction=transaction_id,
-            recurrence=_recurrence(draft.recurrence, draft.start) if draft.recurrence else None,
+            recurrence=_recurrence(draft.recurrence, draft.start, draft.time_zone) if draft.recurrence else None,
         )
         item.save(send_meeting_invitations=SEND_TO_NONE)
         return WriteResult(str(item.id), str(item.changekey))
@@ -522,8 +523,8 @@ class EwsSource:
         for name, value in (
             ("subject", patch.subject),
             ("body", patch.body),
-            ("start", _ews_time(patch.start) if patch.start else None),
-            ("end", _ews_time(patch.end) if patch.end else None),
+            ("start", _ews_time(patch.start, patch.time_zone) if patch.start else None),
+            ("end", _ews_time(patch.end, patch.time_zone) if patch.end else None),
             ("is_all_day", patch.all_day),
             ("legacy_free_busy_status", wire.LEGACY_FREE_BUSY[patch.free_busy] if patch.free_busy else None),
             ("categories", list(patch.categories) if patch.categories is not None else None),
@@ -566,6 +567,11 @@ class EwsSource:
             suppress_read_receipts=True,
         )
         list(_raising(results))
+
+    async def read_time_zone(self, mailbox: str) -> str | None:
+        # EWS has no documented operation that answers a mailbox's own zone (OWA keeps it in the OWA.UserOptions
+        # configuration object, an undocumented dictionary); the source's `time_zone` setting applies.
+        return None
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         return await self._run(f"listing the items of {mailbox}", lambda: self._find_bridge_items(mailbox))
@@ -735,19 +741,23 @@ def _chunks(start: datetime, end: datetime, span: timedelta) -> Iterator[tuple[d
         low = high
 
 
-def _ews_time(value: datetime) -> Any:
-    return EWSDateTime.from_datetime(value.astimezone(UTC)).astimezone(EWS_UTC)
+def _ews_time(value: datetime, zone: str = "UTC") -> Any:
+    """An instant as exchangelib writes it: in `zone`, which it sends as the item's StartTimeZone / EndTimeZone
+    (Exchange keeps the zone with the item: a series repeats at the same wall-clock time there, and an all-day
+    item's midnights are that zone's)."""
+    tz = EWS_UTC if zone == UTC_ZONE else EWSTimeZone(zone)
+    return EWSDateTime.from_datetime(value.astimezone(UTC)).astimezone(tz)
 
 
-def _recurrence(recurrence: Recurrence, start: datetime) -> Any:
+def _recurrence(recurrence: Recurrence, start: datetime, zone: str) -> Any:
     pattern: Any
     if recurrence.pattern is Pattern.DAILY:
         pattern = DailyPattern(interval=recurrence.interval)
     else:
         days = recurrence.days_of_week or ()
-        weekdays = [_WEEKDAYS[day.value] for day in days] or [start.astimezone(UTC).strftime("%A")]
+        weekdays = [_WEEKDAYS[day.value] for day in days] or [local_date(start, zone).strftime("%A")]
         pattern = WeeklyPattern(interval=recurrence.interval, weekdays=weekdays, first_day_of_week="Monday")
-    first = start.astimezone(UTC).date()
+    first = local_date(start, zone)
     return EwsRecurrence(
         pattern=pattern,
         start=EWSDate(first.year, first.month, first.day),

@@ -73,6 +73,7 @@ from bridge.sources.base import (
     Unreachable,
 )
 from bridge.sources.unreachable import why_unreachable
+from bridge.zones import iana_zone, local_date, wall_clock
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +409,8 @@ class GraphSource:
         payload: dict[str, Any] = {
             "subject": draft.subject,
             "body": {"contentType": "text", "content": draft.body},
-            "start": _wire_time(draft.start),
-            "end": _wire_time(draft.end),
+            "start": _wire_time(draft.start, draft.time_zone),
+            "end": _wire_time(draft.end, draft.time_zone),
             "showAs": draft.free_busy.value,
             "isAllDay": draft.all_day,
             "categories": list(draft.categories),
@@ -420,7 +421,7 @@ class GraphSource:
         if draft.bridge_ref is not None:
             payload["singleValueExtendedProperties"] = [{"id": wire.BRIDGE_PROPERTY_ID, "value": draft.bridge_ref}]
         if draft.recurrence is not None:
-            payload["recurrence"] = _recurrence(draft.recurrence, draft.start)
+            payload["recurrence"] = _recurrence(draft.recurrence, draft.start, draft.time_zone)
         request = _with_body(self._events(mailbox), Method.POST, payload)
         body = await self._send(mailbox, request, f"creating an event in {mailbox}")
         return _write_result(body)
@@ -432,9 +433,9 @@ class GraphSource:
         if patch.body is not None:
             payload["body"] = {"contentType": "text", "content": patch.body}
         if patch.start is not None:
-            payload["start"] = _wire_time(patch.start)
+            payload["start"] = _wire_time(patch.start, patch.time_zone)
         if patch.end is not None:
-            payload["end"] = _wire_time(patch.end)
+            payload["end"] = _wire_time(patch.end, patch.time_zone)
         if patch.free_busy is not None:
             payload["showAs"] = patch.free_busy.value
         if patch.all_day is not None:
@@ -455,6 +456,22 @@ class GraphSource:
             await self._send(mailbox, request, f"deleting event {item_id} of {mailbox}")
         except ItemNotFound:
             log.debug("event %s of %s was already gone", item_id, mailbox)
+
+    async def read_time_zone(self, mailbox: str) -> str | None:
+        # GET /users/{id}/mailboxSettings (application permission MailboxSettings.Read): `timeZone` is the zone
+        # the user chose in Outlook, a Windows id or an IANA name (Graph docs: mailboxSettings resource).
+        request = self._client.users.by_user_id(mailbox).mailbox_settings.to_get_request_information()
+        body = await self._send(mailbox, request, f"reading the mailbox settings of {mailbox}", missing=MailboxNotFound)
+        try:
+            name = wire.decode_time_zone(body)
+        except wire.WireDecodeError as exc:
+            raise SourceError(f"reading the mailbox settings of {mailbox}: {exc}") from exc
+        if name is None:
+            return None
+        zone = iana_zone(name)
+        if zone is None:
+            log.warning("mailbox %s has a time zone the bridge does not know: %r", mailbox, name)
+        return zone
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         # Graph filters extended properties only by an exact value, and every item's value differs: list the
@@ -786,7 +803,7 @@ def _write_result(body: bytes) -> WriteResult:
     return WriteResult(event.id, wire.change_key_of(event))
 
 
-def _recurrence(recurrence: Recurrence, start: datetime) -> dict[str, Any]:
+def _recurrence(recurrence: Recurrence, start: datetime, zone: str) -> dict[str, Any]:
     pattern: dict[str, Any] = {"type": recurrence.pattern.value, "interval": recurrence.interval}
     if recurrence.days_of_week:
         pattern["daysOfWeek"] = [day.value for day in recurrence.days_of_week]
@@ -794,12 +811,15 @@ def _recurrence(recurrence: Recurrence, start: datetime) -> dict[str, Any]:
         "pattern": pattern,
         "range": {
             "type": "endDate",
-            "startDate": start.astimezone(UTC).date().isoformat(),
+            "startDate": local_date(start, zone).isoformat(),
             "endDate": recurrence.until.isoformat(),
-            "recurrenceTimeZone": "UTC",
+            # The series repeats at the same wall-clock time in this zone, across DST changes.
+            "recurrenceTimeZone": zone,
         },
     }
 
 
-def _wire_time(value: datetime) -> dict[str, str]:
-    return {"dateTime": value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+def _wire_time(value: datetime, zone: str) -> dict[str, str]:
+    """Graph's dateTimeTimeZone: wall-clock time in `zone`, which Exchange keeps with the event (an all-day
+    event's start and end must be midnight there). Graph takes IANA names as well as Windows ids."""
+    return {"dateTime": wall_clock(value, zone).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": zone}

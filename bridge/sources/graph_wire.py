@@ -132,6 +132,10 @@ _encoder = msgspec.json.Encoder()
 USER_TYPE = "#microsoft.graph.user"
 
 
+class WireMailboxSettings(msgspec.Struct, frozen=True, rename="camel"):
+    time_zone: str | None = None
+
+
 class WireDecodeError(ValueError):
     """Graph answered with something that is not the documented shape."""
 
@@ -142,6 +146,14 @@ def decode_page(body: bytes) -> WireEventPage:
 
 def decode_event(body: bytes) -> WireEvent:
     return _decoded(_event_decoder, body, "event from Graph")
+
+
+def decode_time_zone(body: bytes) -> str | None:
+    """The Windows or IANA zone name in a mailboxSettings answer (None or empty: the user never set one)."""
+    try:
+        return msgspec.json.decode(body, type=WireMailboxSettings).time_zone or None
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(f"malformed mailboxSettings from Graph: {exc}") from exc
 
 
 def decode_notifications(body: bytes) -> list[WireNotification]:

@@ -182,6 +182,10 @@ class MailboxRow(SQLModel, table=True):
     # What enrolled it: None by hand (config, `mailboxes add`, a CSV roster), GROUP by its source's Entra ID group,
     # which then also removes it when the person leaves the group.
     enrolled_by: str | None = Field(default=None, max_length=16)
+    # The owner's time zone (IANA), as Exchange said it or the source's default; refreshed daily (bridge/zones.py,
+    # bridge/mailbox_zones.py). None until first read: the source's default applies.
+    time_zone: str | None = Field(default=None, max_length=64)
+    time_zone_read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # SQLModel writes the Python value after SQLAlchemy's attribute events, so `validates` cannot do this.

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from bridge.domain import ChangeType, PresenceEntry, iso_utc
 from bridge.store.db import lock_outbox
 from bridge.store.models import MailboxRow, OutboxRow
+from bridge.zones import UTC_ZONE, all_day_date
 
 
 def add_changes(
@@ -66,12 +67,17 @@ def change_payload(
         "occurred_at": iso_utc(occurred_at),
         "mailbox": mailbox.address,
         "workforce_id": mailbox.workforce_id,
-        "appointment": appointment_json(entry),
+        # The person's zone (null until the bridge has read it, within a minute of adding the mailbox).
+        "time_zone": mailbox.time_zone,
+        "appointment": appointment_json(entry, mailbox.time_zone or UTC_ZONE),
     }
 
 
-def appointment_json(entry: PresenceEntry) -> dict[str, Any]:
-    """An appointment as the workforce system sees it, in the webhook, the feed and the REST API alike."""
+def appointment_json(entry: PresenceEntry, zone: str) -> dict[str, Any]:
+    """An appointment as the workforce system sees it, in the webhook, the feed and the REST API alike.
+
+    Instants stay UTC; an all-day appointment also carries the person's days it covers (`zone`), end exclusive.
+    """
     shown: dict[str, Any] = {
         "id": entry.item_id,
         "template": entry.template,
@@ -80,6 +86,9 @@ def appointment_json(entry: PresenceEntry) -> dict[str, Any]:
         "end": iso_utc(entry.end),
         "all_day": entry.all_day,
     }
+    if entry.all_day:
+        shown["start_date"] = all_day_date(entry.start, zone).isoformat()
+        shown["end_date"] = all_day_date(entry.end, zone).isoformat()
     if entry.subject is not None:
         shown["subject"] = entry.subject
     return shown

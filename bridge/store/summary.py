@@ -95,6 +95,8 @@ class Summary:
     held_mapping: HeldMapping | None = None  # a template mapping change waiting for confirmation
     # Instance name → (mailboxes it holds a sync lease on, mailboxes it holds a delivery lease on), leases not expired.
     instances: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # (source, IANA zone or None: not read yet) → mailboxes; as many keys as zones people are in.
+    time_zones: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
     @property
     def working(self) -> bool:
@@ -174,6 +176,7 @@ def summarise(session: Session, now: datetime, *, details: int = 0) -> Summary:
         delivery_errors=_delivery_errors(session, details),
         held_mapping=held_mapping(session),
         instances=_instances(session, now),
+        time_zones=_time_zones(session),
     )
 
 
@@ -192,6 +195,14 @@ def _instances(session: Session, now: datetime) -> dict[str, tuple[int, int]]:
             held[column] = count
             found[name] = (held[0], held[1])
     return dict(sorted(found.items()))
+
+
+def _time_zones(session: Session) -> dict[tuple[str, str | None], int]:
+    columns = (col(MailboxRow.source), col(MailboxRow.time_zone))
+    return {
+        (source, zone): count
+        for source, zone, count in session.execute(sa.select(*columns, sa.func.count()).group_by(*columns)).all()
+    }
 
 
 def _aware(session: Session, value: datetime | None) -> datetime | None:

@@ -23,6 +23,7 @@ from bridge.sync import last_shown
 from bridge.templates import TemplateMapping
 from bridge.web.bodies import parse_instant
 from bridge.web.problems import problem
+from bridge.zones import UTC_ZONE
 
 # A year and a bit: enough for any presence board, small enough that one answer stays small.
 MAX_SPAN = timedelta(days=400)
@@ -45,7 +46,8 @@ class AppointmentQueries:
         if isinstance(found, web.Response):
             return found
         mailbox, window, shown = found
-        listed = [_appointment(item, entry) for item, entry in shown if window.overlaps(entry.start, entry.end)]
+        zone = mailbox.time_zone or UTC_ZONE
+        listed = [_appointment(item, entry, zone) for item, entry in shown if window.overlaps(entry.start, entry.end)]
         return web.json_response({**_header(mailbox, window), "appointments": listed})
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
@@ -119,11 +121,12 @@ def _header(mailbox: MailboxRow, window: Window) -> dict[str, Any]:
     return {
         "mailbox": mailbox.address,
         "workforce_id": mailbox.workforce_id,
+        "time_zone": mailbox.time_zone,
         "from": iso_utc(window.start),
         "to": iso_utc(window.end),
     }
 
 
-def _appointment(item: MirrorItem, entry: PresenceEntry) -> dict[str, Any]:
+def _appointment(item: MirrorItem, entry: PresenceEntry, zone: str) -> dict[str, Any]:
     origin = "bridge" if item.appointment.bridge_ref else "exchange"
-    return {**appointment_json(entry), "origin": origin, "version": item.appointment.change_key}
+    return {**appointment_json(entry, zone), "origin": origin, "version": item.appointment.change_key}

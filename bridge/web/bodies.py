@@ -106,7 +106,16 @@ def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *,
 
 
 def parse_instant(text: str) -> datetime | None:
-    """An ISO 8601 date-time (UTC when it has no offset) or a date (its 00:00 UTC); None if not one.
+    """An ISO 8601 date-time (UTC when it has no offset) or a date (its 00:00 UTC); None if not one."""
+    parsed = parse_time(text)
+    if parsed is None:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_time(text: str) -> datetime | None:
+    """An ISO 8601 date-time as written (aware with its offset, naive without one), or a date (its 00:00, naive);
+    None if not one. A naive value is wall-clock time in some zone the caller decides.
 
     Years outside 1901 to 8999 are refused: nothing in a calendar is there, and date arithmetic near Python's
     limits (year 1 or 9999, an offset away) overflows.
@@ -118,7 +127,7 @@ def parse_instant(text: str) -> datetime | None:
             day = date.fromisoformat(text)
         except ValueError:
             return None
-        parsed = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        parsed = datetime(day.year, day.month, day.day)
     if not 1900 < parsed.year < 9000:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed

@@ -3,6 +3,10 @@
 Every body and parameter is checked before anything is stored or sent: a bad request gets a 4xx problem
 document naming each wrong field (`invalid_params`) and changes nothing. What passes is normalised (UTC
 instants, explicit fields) so that a retry with the same `Idempotency-Key` compares equal to the first request.
+
+A time without an offset (or a date) is the person's wall-clock time: it stays naive here, written
+`YYYY-MM-DDTHH:MM:SS`, and the relay reads it in the request's `time_zone` or the mailbox's (docs/api.md, "Local
+time"). An all-day appointment's start and end are dates: midnight as written, the offset dropped.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from bridge.relay import MAIL_SCOPE, Outcome, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
-from bridge.web.bodies import Invalid, invalid_request, parse_instant, read_json, unknown_fields
+from bridge.web.bodies import Invalid, invalid_request, parse_time, read_json, unknown_fields
 from bridge.web.problems import PROBLEM_TYPE, problem
+from bridge.zones import iana_zone
 
 MAX_BODY = 64 * 1024
 MAX_MAIL_BODY = 1024 * 1024
@@ -95,14 +100,15 @@ class CommandRoutes:
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
-        unknown_fields(body, {"template", "until"}, invalid)
+        unknown_fields(body, {"template", "until", "time_zone"}, invalid)
         template = _template(body.get("template"), self._mapping(), invalid, required=True)
         normalised: dict[str, Any] = {"template": template}
+        _time_zone(body, normalised, invalid)
         if body.get("until") is not None:
             until = _instant(body["until"], "until", invalid)
-            if until is not None and until <= self._clock():
+            if until is not None and until.tzinfo is not None and until <= self._clock():
                 invalid.append({"name": "until", "reason": "must be in the future"})
-            normalised["until"] = iso_utc(until) if until else None
+            normalised["until"] = _written(until) if until else None
         if invalid:
             return invalid_request(invalid)
         return _respond(await self._relay.set_state(request.match_info["mailbox"], normalised, key))
@@ -202,7 +208,7 @@ def _if_match(request: web.Request) -> str | None:
 
 # -- fields ----------------------------------------------------------------------------------------------------
 
-_APPOINTMENT_FIELDS = {"template", "start", "end", "all_day", "subject", "body", "recurrence"}
+_APPOINTMENT_FIELDS = {"template", "start", "end", "all_day", "subject", "body", "recurrence", "time_zone"}
 
 
 def _appointment(
@@ -222,6 +228,7 @@ def _appointment(
         all_day = mapping.rule(template).all_day
     if all_day is not None:
         normalised["all_day"] = all_day
+    _time_zone(body, normalised, invalid)
     times: dict[str, datetime] = {}
     for name in ("start", "end"):
         if body.get(name) is None:
@@ -231,11 +238,16 @@ def _appointment(
         value = _instant(body[name], name, invalid)
         if value is None:
             continue
-        if all_day and value.time() != datetime.min.time():
-            invalid.append({"name": name, "reason": "an all-day appointment starts and ends at 00:00 UTC"})
+        if all_day:
+            if value.time() != datetime.min.time():
+                invalid.append({"name": name, "reason": "an all-day appointment starts and ends on a date (00:00)"})
+            # The day as written: its midnight in the person's zone, whatever offset came with it.
+            value = value.replace(tzinfo=None)
         times[name] = value
-        normalised[name] = iso_utc(value)
-    if "start" in times and "end" in times and times["end"] <= times["start"]:
+        normalised[name] = _written(value)
+    start, end = times.get("start"), times.get("end")
+    # Two times of one kind compare here; a local time against an instant only once the zone is known (relay).
+    if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end <= start:
         invalid.append({"name": "end", "reason": "must be after start"})
     for name, limit in (("subject", MAX_SUBJECT), ("body", MAX_TEXT)):
         text = _text(body.get(name), name, limit, invalid, required=False)
@@ -282,9 +294,10 @@ def _recurrence(
         invalid.append({"name": "recurrence.until", "reason": reason})
     elif "start" in times and until < times["start"].date():
         invalid.append({"name": "recurrence.until", "reason": "must not be before start"})
-    if "start" in times and "end" in times and isinstance(interval, int):
+    start, end = times.get("start"), times.get("end")
+    if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None):
         period = timedelta(days=interval * (7 if pattern == Pattern.WEEKLY else 1))
-        if times["end"] - times["start"] > period:
+        if end - start > period:
             invalid.append({"name": "end", "reason": "each occurrence must be shorter than the recurrence's period"})
     if len(invalid) > before or until is None:
         return None
@@ -309,10 +322,28 @@ def _template(value: Any, mapping: TemplateMapping, invalid: Invalid, *, require
 
 
 def _instant(value: Any, name: str, invalid: Invalid) -> datetime | None:
-    parsed = parse_instant(value) if isinstance(value, str) else None
+    """A date-time as written (aware with an offset, naive without: local time) or a date (naive midnight)."""
+    parsed = parse_time(value) if isinstance(value, str) else None
     if parsed is None:
-        invalid.append({"name": name, "reason": "an ISO 8601 date-time, e.g. 2026-11-24T09:00:00Z"})
+        reason = "an ISO 8601 date-time or date, e.g. 2026-11-24T09:00:00Z or 2026-11-24T09:00:00 (local time)"
+        invalid.append({"name": name, "reason": reason})
     return parsed
+
+
+def _written(value: datetime) -> str:
+    """An instant in UTC (`...Z`); a local time as `YYYY-MM-DDTHH:MM:SS` for the relay to place in a zone."""
+    return iso_utc(value) if value.tzinfo is not None else value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _time_zone(body: dict[str, Any], normalised: dict[str, Any], invalid: Invalid) -> None:
+    value = body.get("time_zone")
+    if value is None:
+        return
+    zone = iana_zone(value) if isinstance(value, str) and len(value) <= 64 else None
+    if zone is None:
+        invalid.append({"name": "time_zone", "reason": "an IANA zone (Europe/Berlin) or a Windows zone id"})
+        return
+    normalised["time_zone"] = zone
 
 
 def _date(value: Any) -> date | None:

@@ -11,6 +11,21 @@ from typing import Any
 from bridge import __version__
 
 _INSTANT = {"type": "string", "format": "date-time", "examples": ["2026-11-24T09:00:00Z"]}
+# What a write accepts: an instant with an offset, or the person's wall-clock time or date (docs/api.md).
+_WRITTEN_TIME = {
+    "type": "string",
+    "description": "an ISO 8601 date-time with an offset (an instant), or without one or a date: local time in "
+    "time_zone, else in the mailbox's zone",
+    "examples": ["2026-11-24T09:00:00Z", "2026-11-24T09:00:00", "2026-11-24"],
+}
+_TIME_ZONE = {
+    "type": "string",
+    "maxLength": 64,
+    "description": "IANA zone (Europe/Berlin) or Windows zone id (W. Europe Standard Time); default: the mailbox's",
+    "examples": ["Europe/Berlin"],
+}
+_ZONE_SHOWN = {"type": ["string", "null"], "description": "the person's IANA zone; null until the bridge read it"}
+_DATE = {"type": "string", "format": "date"}
 _SPAN = [
     {
         "name": "from",
@@ -31,6 +46,7 @@ _MAILBOX = {"name": "mailbox", "in": "path", "required": True, "schema": {"type"
 _HEADER = {
     "mailbox": {"type": "string"},
     "workforce_id": {"type": ["string", "null"]},
+    "time_zone": _ZONE_SHOWN,
     "from": _INSTANT,
     "to": _INSTANT,
 }
@@ -69,6 +85,8 @@ _SCHEMAS: dict[str, Any] = {
             "start": _INSTANT,
             "end": _INSTANT,
             "all_day": {"type": "boolean"},
+            "start_date": {**_DATE, "description": "all-day only: the first day, in the person's zone"},
+            "end_date": {**_DATE, "description": "all-day only: the day after the last, in the person's zone"},
             "subject": {"type": "string", "description": "absent when the appointment is private"},
         },
     },
@@ -95,6 +113,7 @@ _SCHEMAS: dict[str, Any] = {
             "occurred_at": _INSTANT,
             "mailbox": {"type": "string"},
             "workforce_id": {"type": ["string", "null"]},
+            "time_zone": _ZONE_SHOWN,
             "appointment": _ref("Appointment"),
         },
     },
@@ -271,8 +290,9 @@ _WRITE_SCHEMAS: dict[str, Any] = {
         "required": ["template", "start", "end"],
         "properties": {
             "template": {"type": "string", "description": "a template the mapping defines"},
-            "start": _INSTANT,
-            "end": _INSTANT,
+            "start": _WRITTEN_TIME,
+            "end": _WRITTEN_TIME,
+            "time_zone": _TIME_ZONE,
             "all_day": {"type": "boolean", "description": "default: the template's all_day"},
             "subject": {"type": "string", "maxLength": 255, "description": "default: the template's subject or name"},
             "body": {"type": "string", "maxLength": 32768},
@@ -285,8 +305,9 @@ _WRITE_SCHEMAS: dict[str, Any] = {
         "minProperties": 1,
         "properties": {
             "template": {"type": "string"},
-            "start": _INSTANT,
-            "end": _INSTANT,
+            "start": _WRITTEN_TIME,
+            "end": _WRITTEN_TIME,
+            "time_zone": _TIME_ZONE,
             "all_day": {"type": "boolean"},
             "subject": {"type": "string", "maxLength": 255},
             "body": {"type": "string", "maxLength": 32768},
@@ -321,7 +342,8 @@ _WRITE_SCHEMAS: dict[str, Any] = {
         "required": ["template"],
         "properties": {
             "template": {"type": "string"},
-            "until": {**_INSTANT, "description": "default: the template's state_until"},
+            "until": {**_WRITTEN_TIME, "description": "default: the template's state_until, in the person's days"},
+            "time_zone": _TIME_ZONE,
         },
     },
     "Mail": {
@@ -508,6 +530,7 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
             "reason": {"type": ["string", "null"], "description": "why it is disabled or paused"},
             "last_synced_at": {"anyOf": [_INSTANT, {"type": "null"}]},
             "dirty": {"type": "boolean", "description": "a sync is pending"},
+            "time_zone": _ZONE_SHOWN,
         },
     },
     "NewMailbox": {
@@ -680,6 +703,11 @@ _STATUS_SCHEMAS: dict[str, Any] = {
                     reason=_NULLABLE_TEXT,
                     since=_INSTANT,
                 ),
+                time_zones={
+                    "type": "object",
+                    "description": "per source, the number of mailboxes in each zone ('not read yet': the default)",
+                    "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
             ),
             subscriptions=_listed(
                 "Graph subscriptions expiring soonest",
