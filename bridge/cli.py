@@ -506,7 +506,7 @@ def _mailboxes_list(args: argparse.Namespace) -> int:
         for view in list_mailboxes(session):
             synced = view.last_synced_at.strftime("%Y-%m-%d %H:%M:%SZ") if view.last_synced_at else "never"
             note = view.reason or ("sync pending" if view.dirty else "")
-            zone = view.time_zone or "not read yet"
+            zone = view.time_zone or "-"  # not read yet
             rows.append((view.address, view.workforce_id or "-", view.source, view.status, zone, synced, note))
         return _table(rows)
 

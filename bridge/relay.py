@@ -289,7 +289,7 @@ class Relay:
             return _Result(problem(503, "Service Unavailable", f"source {command.source!r} is not configured"))
         match command.kind:
             case CommandKind.CREATE:
-                return await self._create(source, command, command.payload["request"])
+                return await self._create(source, command, _resolved(command.payload))
             case CommandKind.STATE:
                 return await self._state(source, command)
             case CommandKind.UPDATE:
@@ -346,7 +346,7 @@ class Relay:
         return result
 
     async def _update(self, source: CalendarSource, command: _Command) -> _Result:
-        request = command.payload["request"]
+        request = _resolved(command.payload)
         found = await self._target(source, command)
         if isinstance(found, Outcome):
             return _Result(found)
@@ -482,12 +482,12 @@ def _accept(
             return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
         draft.mailbox_id = found.id
         if draft.kind in (CommandKind.CREATE, CommandKind.UPDATE, CommandKind.STATE):
-            request = _in_zone(draft.payload["request"], zone_of(found, time_zones))
-            if isinstance(request, Outcome):
-                return request
-            draft.payload = {**draft.payload, "request": request}
+            resolved = _in_zone(draft.payload["request"], zone_of(found, time_zones))
+            if isinstance(resolved, Outcome):
+                return resolved
+            draft.payload = {**draft.payload, "resolved": resolved}
     if draft.kind == CommandKind.STATE and draft.mailbox_id is not None:
-        request = draft.payload["request"]
+        request = _resolved(draft.payload)
         zone = request["time_zone"]
         start = now.replace(second=0, microsecond=0)
         end = (
@@ -564,6 +564,13 @@ def _source_failure(exc: SourceError) -> Outcome:
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as carried out: its times as UTC instants and the zone named (a command stored before the
+    bridge knew zones has only the request, its times all UTC)."""
+    resolved: dict[str, Any] = payload.get("resolved", payload["request"])
+    return resolved
 
 
 def _in_zone(request: dict[str, Any], mailbox_zone: str) -> dict[str, Any] | Outcome:

@@ -250,7 +250,7 @@ def test_mailboxes_add_then_list_shows_it_pending_a_sync(tmp_path: Path, capsys:
     assert mailboxes(tmp_path, capsys, "add", "Grady@contoso.com", "--workforce-id", "E2002")[0] == 0
     code, out, _ = mailboxes(tmp_path, capsys, "list")
     assert code == 0
-    assert ["grady@contoso.com", "E2002", "online", "active", "never", "sync", "pending"] in [
+    assert ["grady@contoso.com", "E2002", "online", "active", "-", "never", "sync", "pending"] in [
         line.split() for line in out.splitlines()
     ]
 

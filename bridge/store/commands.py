@@ -50,7 +50,9 @@ def accept(session: Session, draft: CommandRow, owner: str, now: datetime) -> Ac
             .with_for_update()
         ).first()
         if earlier is not None:
-            if earlier.kind != draft.kind or earlier.payload != draft.payload:
+            # The request as asked decides, not what the bridge derived from it (the zone then in force, the
+            # state's planned times): a retry of the same request is the same command.
+            if earlier.kind != draft.kind or _asked(earlier.payload) != _asked(draft.payload):
                 raise KeyReused(draft.idempotency_key)
             if earlier.status == CommandStatus.FAILED and earlier.http_status == 503:
                 _restart(earlier, owner, now)
@@ -63,6 +65,10 @@ def accept(session: Session, draft: CommandRow, owner: str, now: datetime) -> Ac
     # A Core INSERT with the row as parameters: one cached statement, no ORM object (this runs per command).
     session.connection().execute(_INSERT, draft.model_dump())
     return Accepted(draft, new=True)
+
+
+def _asked(payload: dict[str, Any]) -> Any:
+    return payload.get("request", payload)
 
 
 def finish(

@@ -6,7 +6,7 @@ instants, explicit fields) so that a retry with the same `Idempotency-Key` compa
 
 A time without an offset (or a date) is the person's wall-clock time: it stays naive here, written
 `YYYY-MM-DDTHH:MM:SS`, and the relay reads it in the request's `time_zone` or the mailbox's (docs/api.md, "Local
-time"). An all-day appointment's start and end are dates: midnight as written, the offset dropped.
+time"). An all-day appointment's start and end are dates (`YYYY-MM-DD`): midnight as written, the offset dropped.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def _appointment(
             # The day as written: its midnight in the person's zone, whatever offset came with it.
             value = value.replace(tzinfo=None)
         times[name] = value
-        normalised[name] = _written(value)
+        normalised[name] = value.date().isoformat() if all_day else _written(value)
     start, end = times.get("start"), times.get("end")
     # Two times of one kind compare here; a local time against an instant only once the zone is known (relay).
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end <= start:

@@ -164,7 +164,9 @@ async def test_no_token_and_no_body_reaches_a_log_line(
 async def test_the_mailbox_list_shows_every_mailbox_by_address(app_client: Client, db: Database) -> None:
     synced = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     add_row(db, "zoe@contoso.com", status=MailboxStatus.PAUSED, status_reason="mass delete")
-    add_row(db, "adele@contoso.com", last_synced_at=synced, dirty_generation=2, synced_generation=2)
+    add_row(
+        db, "adele@contoso.com", last_synced_at=synced, dirty_generation=2, synced_generation=2, time_zone="Europe/Berlin"
+    )
 
     response = await app_client.get("/api/v1/admin/mailboxes", headers=ADMIN)
 
@@ -179,6 +181,7 @@ async def test_the_mailbox_list_shows_every_mailbox_by_address(app_client: Clien
             "reason": None,
             "last_synced_at": "2026-11-24T09:30:00Z",
             "dirty": False,
+            "time_zone": "Europe/Berlin",
         },
         {
             "address": "zoe@contoso.com",
@@ -188,6 +191,7 @@ async def test_the_mailbox_list_shows_every_mailbox_by_address(app_client: Clien
             "reason": "mass delete",
             "last_synced_at": None,
             "dirty": False,
+            "time_zone": None,
         },
     ]
 
@@ -207,6 +211,7 @@ async def test_adding_a_mailbox_mirrors_it_with_a_sync_pending(app_client: Clien
         "reason": None,
         "last_synced_at": None,
         "dirty": True,
+        "time_zone": None,
     }
     listed = await (await app_client.get("/api/v1/admin/mailboxes", headers=ADMIN)).json()
     assert listed["mailboxes"] == [view]
