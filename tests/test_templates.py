@@ -225,9 +225,20 @@ def test_end_of_day_at_midnight_is_the_following_midnight() -> None:
     assert DEFAULT.state_end("remote", T0) == T0 + timedelta(days=1)
 
 
-def test_end_of_day_is_reckoned_in_utc_whatever_zone_now_is_in() -> None:
+def test_end_of_day_is_reckoned_in_the_person_s_zone_not_in_the_zone_now_is_written_in() -> None:
     now = datetime(2026, 3, 3, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # 2026-03-02 23:30 UTC
     assert DEFAULT.state_end("remote", now) == datetime(2026, 3, 3, tzinfo=UTC)
+    assert DEFAULT.state_end("remote", now, "Europe/Berlin") == datetime(2026, 3, 3, 23, tzinfo=UTC)
+
+
+def test_end_of_day_in_los_angeles_is_their_midnight_the_same_utc_evening() -> None:
+    now = datetime(2027, 3, 13, 20, tzinfo=UTC)  # 12:00 PST
+    assert DEFAULT.state_end("remote", now, "America/Los_Angeles") == datetime(2027, 3, 14, 8, tzinfo=UTC)
+
+
+def test_end_of_day_on_the_night_the_clocks_go_forward_comes_an_hour_earlier_in_utc() -> None:
+    now = datetime(2027, 3, 28, 0, 30, tzinfo=UTC)  # 01:30 CET, the day Berlin moves to CEST
+    assert DEFAULT.state_end("remote", now, "Europe/Berlin") == datetime(2027, 3, 28, 22, tzinfo=UTC)
 
 
 def test_a_duration_runs_from_now() -> None:
@@ -243,6 +254,9 @@ def test_an_all_day_duration_counts_days_from_todays_midnight(tmp_path: Path) ->
         )
     )
     assert mapping.state_end("absence", datetime(2026, 3, 2, 14, 30, tzinfo=UTC)) == datetime(2026, 3, 4, tzinfo=UTC)
+    # Two calendar days in Berlin across the change to summer time: 47 hours, ending at local midnight.
+    berlin = mapping.state_end("absence", datetime(2027, 3, 27, 12, tzinfo=UTC), "Europe/Berlin")
+    assert berlin == datetime(2027, 3, 28, 22, tzinfo=UTC)
 
 
 # --- timeline ------------------------------------------------------------------------------------------------

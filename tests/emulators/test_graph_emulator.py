@@ -567,6 +567,90 @@ async def test_all_day_event_must_start_at_midnight(graph: GraphHttp) -> None:
     answer = await graph.post(EVENTS, event_payload(isAllDay=True))
 
     assert answer.status == 400
+    # Graph's answer (microsoft-graph-docs issue 7919).
+    assert answer.body["error"]["code"] == "ErrorPropertyValidationFailure"
+    assert answer.body["error"]["message"] == "At least one property failed validation."
+
+
+async def test_all_day_event_at_utc_midnight_is_refused_when_its_zone_is_berlin(graph: GraphHttp) -> None:
+    # 00:00 UTC is 01:00 in Berlin: not midnight in the event's own zone.
+    payload = event_payload(start="2026-11-30T01:00:00", end="2026-12-01T01:00:00", zone="Europe/Berlin")
+    answer = await graph.post(EVENTS, {**payload, "isAllDay": True})
+
+    assert (answer.status, answer.body["error"]["code"]) == (400, "ErrorPropertyValidationFailure")
+
+
+async def test_an_event_keeps_its_zone_and_a_series_its_wall_clock_time_across_dst(graph: GraphHttp) -> None:
+    payload = event_payload(start="2027-03-22T09:00:00", end="2027-03-22T10:00:00", zone="Europe/Berlin")
+    recurrence = {
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+        "range": {"type": "endDate", "startDate": "2027-03-22", "endDate": "2027-03-29"},
+    }
+    created = (await graph.post(EVENTS, {**payload, "recurrence": recurrence})).body
+
+    assert created["originalStartTimeZone"] == "Europe/Berlin"
+    view = await graph.get(
+        f"{EVENTS}/{created['id']}/instances?startDateTime=2027-03-21T00:00:00Z&endDateTime=2027-03-31T00:00:00Z"
+    )
+    starts = [item["start"]["dateTime"] for item in view.body["value"]]
+    assert starts == ["2027-03-22T08:00:00.0000000", "2027-03-29T07:00:00.0000000"]  # 09:00 CET, 09:00 CEST
+
+
+# -- mailboxSettings ---------------------------------------------------------------------------------------------
+
+
+SETTINGS = "/v1.0/users/AdeleV@contoso.com/mailboxSettings"
+
+
+async def test_mailbox_settings_answer_the_zone_the_user_chose(
+    graph_emulator: GraphEmulator, adele: DirectoryUser, graph: GraphHttp
+) -> None:
+    assert (await graph.get(SETTINGS)).body["timeZone"] == "UTC"
+    graph_emulator.state.mailbox_for(adele.id, None).time_zone = "Pacific Standard Time"  # chosen in Outlook
+
+    answer = await graph.get(SETTINGS)
+
+    assert answer.body["timeZone"] == "Pacific Standard Time"
+    assert answer.body["workingHours"]["timeZone"]["name"] == "Pacific Standard Time"
+    assert answer.body["@odata.context"].endswith("/mailboxSettings")
+
+
+async def writer(
+    graph_emulator: GraphEmulator, app: AppRegistration, session: aiohttp.ClientSession, base: str
+) -> GraphHttp:
+    graph_emulator.grant(app.client_id, ["MailboxSettings.ReadWrite"])
+    return GraphHttp(session, base, await fetch_token(session, base, app))
+
+
+async def test_mailbox_settings_take_a_new_zone_and_refuse_one_nobody_knows(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+) -> None:
+    settings = await writer(graph_emulator, tenant_app, http_session, graph_base_url)
+
+    assert (await settings.request("PATCH", SETTINGS, json_body={"timeZone": "Europe/Berlin"})).status == 200
+    refused = await settings.request("PATCH", SETTINGS, json_body={"timeZone": "Mars/Olympus_Mons"})
+
+    assert refused.status == 400
+    assert (await settings.get(SETTINGS)).body["timeZone"] == "Europe/Berlin"
+
+
+async def test_mailbox_settings_need_their_permission(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    graph: GraphHttp,
+    http_session: aiohttp.ClientSession,
+    graph_base_url: str,
+) -> None:
+    graph_emulator.grant(tenant_app.client_id, ["Calendars.ReadWrite"])
+    limited = GraphHttp(http_session, graph_base_url, await fetch_token(http_session, graph_base_url, tenant_app))
+
+    answer = await limited.get("/v1.0/users/AdeleV@contoso.com/mailboxSettings")
+
+    assert (answer.status, answer.body["error"]["code"]) == (403, "ErrorAccessDenied")
 
 
 # -- $batch ----------------------------------------------------------------------------------------------------

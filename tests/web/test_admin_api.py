@@ -165,7 +165,12 @@ async def test_the_mailbox_list_shows_every_mailbox_by_address(app_client: Clien
     synced = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     add_row(db, "zoe@contoso.com", status=MailboxStatus.PAUSED, status_reason="mass delete")
     add_row(
-        db, "adele@contoso.com", last_synced_at=synced, dirty_generation=2, synced_generation=2, time_zone="Europe/Berlin"
+        db,
+        "adele@contoso.com",
+        last_synced_at=synced,
+        dirty_generation=2,
+        synced_generation=2,
+        time_zone="Europe/Berlin",
     )
 
     response = await app_client.get("/api/v1/admin/mailboxes", headers=ADMIN)
