@@ -729,6 +729,20 @@ def test_a_source_log_level_must_be_a_level(tmp_path: Path) -> None:
     )
 
 
+def test_a_source_s_time_zone_may_be_a_windows_id_and_is_kept_as_its_iana_name(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    time_zone: W. Europe Standard Time\n    password: ews")
+    config = load_config(write(tmp_path, text))
+    assert config.source_time_zones["onprem"] == "Europe/Berlin"
+    assert set(config.source_time_zones.values()) == {"Europe/Berlin", "UTC"}  # the Graph source: the default
+
+
+def test_a_source_s_time_zone_must_name_a_zone(tmp_path: Path) -> None:
+    text = with_ews().replace("    password: ews", "    time_zone: Mars/Olympus_Mons\n    password: ews")
+    assert "sources.onprem.time_zone: 'Mars/Olympus_Mons' is neither an IANA zone nor a Windows zone id" in problems(
+        tmp_path, text
+    )
+
+
 def test_the_configured_secrets_are_listed_for_the_logs_to_redact(tmp_path: Path) -> None:
     text = with_ews() + f"api_tokens:\n  - {{name: wf, token: {API_TOKEN}, scopes: [workforce]}}\n"
     config = load_config(write(tmp_path, text))

@@ -120,7 +120,7 @@ async def test_an_all_day_absence_in_los_angeles_is_at_their_midnights_and_the_w
     assert instance.end.utc - instance.start.utc == timedelta(hours=23)
     assert await world.settled() == []  # read back (Graph: at 00:00 UTC, all-day) it is still the relay's write
 
-    status, listed, _ = await world.api(
+    _, listed, _ = await world.api(
         "GET", APPOINTMENTS.format(world.mailbox) + f"?from={change}&to={change + timedelta(days=2)}"
     )
     assert listed["time_zone"] == "America/Los_Angeles"
@@ -147,6 +147,7 @@ async def test_a_feed_change_carries_the_zone_and_an_all_day_item_s_local_days(w
         (change + timedelta(days=1)).isoformat(),
     )
     status, feed, _ = await world.api("GET", "/api/v1/changes?after=0")
+    assert status == 200
     assert feed["changes"][0]["time_zone"] == "America/Los_Angeles"
     assert feed["changes"][0]["appointment"]["start_date"] == change.isoformat()
 

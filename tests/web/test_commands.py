@@ -49,3 +49,25 @@ async def test_a_recurrence_of_the_wrong_shape_is_a_400(app_client: Client, recu
 
     assert response.status == 400
     assert name in [item["name"] for item in (await response.json())["invalid_params"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        ({"start": "2030-01-01T09:00:00", "end": "2030-01-02T00:00:00", "all_day": True}, "start"),
+        ({"start": "2030-01-01", "end": "2030-01-02", "time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"start": "2030-01-01", "end": "2030-01-02", "time_zone": 7}, "time_zone"),
+        ({"start": "2030-01-01T10:00:00", "end": "2030-01-01T09:00:00"}, "end"),
+    ],
+)
+async def test_local_times_that_cannot_be_placed_are_a_400_naming_the_field(
+    app_client: Client, body: dict[str, object], name: str
+) -> None:
+    response = await app_client.post(
+        "/api/v1/mailboxes/adele@contoso.com/appointments",
+        json={"template": "meeting", **body},
+        headers=bearer(WORKFORCE_TOKEN),
+    )
+
+    assert response.status == 400
+    assert [item["name"] for item in (await response.json())["invalid_params"]] == [name]
