@@ -53,16 +53,7 @@ def status_json(summary: Summary) -> dict[str, Any]:
                 for issue in summary.attention
             ],
             # Per source, how many mailboxes are in each zone ("not read yet": the source's default applies).
-            "time_zones": {
-                source.name: {
-                    zone or NOT_READ: count
-                    for (name, zone), count in sorted(
-                        summary.time_zones.items(), key=lambda item: (item[0][0], item[0][1] or "")
-                    )
-                    if name == source.name
-                }
-                for source in summary.sources
-            },
+            "time_zones": {source.name: dict(_zones(summary, source.name)) for source in summary.sources},
         },
         "subscriptions": [
             {
@@ -103,6 +94,14 @@ def status_json(summary: Summary) -> dict[str, Any]:
     }
 
 
+def _zones(summary: Summary, source: str) -> list[tuple[str, int]]:
+    """A source's mailboxes by zone, named zones first, then those not read yet."""
+    counts = [(zone, count) for (name, zone), count in summary.time_zones.items() if name == source]
+    return [
+        (zone or NOT_READ, count) for zone, count in sorted(counts, key=lambda item: (item[0] is None, item[0] or ""))
+    ]
+
+
 def status_text(summary: Summary, database: str) -> str:
     now = summary.at
     lines = [f"presence-bridge status at {moment_text(now)} (database {database})", "", "sources"]
@@ -117,11 +116,7 @@ def status_text(summary: Summary, database: str) -> str:
             f"{summary.mailboxes.get((source.name, status.value), 0)} {status.value}" for status in MailboxStatus
         )
         lines.append(f"  {source.name:<16} {counts}")
-        zones = ", ".join(
-            f"{count} {zone or NOT_READ}"
-            for (name, zone), count in sorted(summary.time_zones.items(), key=lambda item: item[0][1] or "")
-            if name == source.name
-        )
+        zones = ", ".join(f"{count} {zone}" for zone, count in _zones(summary, source.name))
         if zones:
             lines.append(f"  {'':<16} time zones: {zones}")
     for issue in summary.attention:

@@ -38,6 +38,7 @@ def test_status_shows_sources_mailboxes_subscriptions_backlog_and_errors(
     screen = capsys.readouterr().out
     assert "onprem           ews    unreachable  since 2026-11-30 11:55:00Z: ConnectionRefusedError" in screen
     assert "online           1 active, 0 disabled, 1 paused" in screen
+    assert "                   time zones: 1 Europe/Berlin, 1 not read yet" in screen
     assert "grady@contoso.com: paused since" in screen
     assert "paused: one read would delete 9 of 9" in screen
     assert "nestor@contoso.com: disabled since" in screen

@@ -64,6 +64,7 @@ def add_troubles(session: Session) -> None:
             ("nestor@contoso.com", "onprem", MailboxStatus.DISABLED, "Exchange refused the mailbox"),
         )
     }
+    rows["adele@contoso.com"].time_zone = "Europe/Berlin"  # grady's and nestor's not read yet
     session.add_all(rows.values())
     session.flush()
     adele, grady = rows["adele@contoso.com"].id, rows["grady@contoso.com"].id

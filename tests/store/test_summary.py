@@ -47,6 +47,7 @@ def test_details_list_what_needs_attention_soonest_first(db: Database) -> None:
         ("grady@contoso.com", False),
     ]
     [error] = summary.delivery_errors
+    assert summary.time_zones == {("online", "Europe/Berlin"): 1, ("online", None): 1, ("onprem", None): 1}
     assert summary.held_mapping is not None
     assert (summary.held_mapping.since, summary.held_mapping.approved) == (NOW - timedelta(minutes=2), False)
     assert (error.mailbox, error.attempts, error.error) == ("adele@contoso.com", 3, "answered 503 Service Unavailable")

@@ -28,6 +28,10 @@ async def test_the_admin_route_answers_the_same_as_documented(app_client: Client
         "since": "2026-11-30T11:55:00Z",
     }
     assert body["mailboxes"]["by_source"]["online"] == {"active": 1, "disabled": 0, "paused": 1}
+    assert body["mailboxes"]["time_zones"] == {
+        "online": {"Europe/Berlin": 1, "not read yet": 1},
+        "onprem": {"not read yet": 1},
+    }
     assert [s["mailbox"] for s in body["subscriptions"]] == ["adele@contoso.com", "grady@contoso.com"]
     assert body["backlog"]["undelivered"] == 2
     assert body["backlog"]["oldest"] == "2026-11-30T11:50:00Z"
