@@ -16,11 +16,19 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from bridge.emulators.ews_xml import EwsError, format_instant, local_name, parse_date, parse_instant, sub, t, text_of
-from bridge.emulators.graph_common import GraphError, format_local, known_zone, to_local, to_utc, zone
+from bridge.emulators.graph_common import (
+    GraphError,
+    format_local,
+    known_zone,
+    parse_datetime,
+    to_local,
+    to_utc,
+    zone,
+)
 from bridge.emulators.graph_events import Instance, StoredEvent
 from bridge.emulators.graph_events import Mailbox as Calendar
 from bridge.emulators.graph_recurrence import DAYS, Recurrence
@@ -186,7 +194,21 @@ def item_payload(item: ET.Element, default_zone: str) -> dict[str, Any]:
         _apply_field(payload, child, start_zone, end_zone)
     if "start" not in payload or "end" not in payload:
         raise EwsError("ErrorMissingArgument", "A calendar item needs both Start and End.")
+    if payload.get("isAllDay"):
+        _to_midnights(payload, start_zone, end_zone)
     return payload
+
+
+def _to_midnights(payload: dict[str, Any], start_zone: str, end_zone: str) -> None:
+    """EWS does not refuse an all-day item whose times are not midnight (Graph does): it moves the start back and
+    the end forward to midnights in the item's own zones (Microsoft, "How to: Create all-day events by using EWS
+    in Exchange"; exchangelib's CalendarItem.to_xml relies on it)."""
+    for name, zone_id, forward in (("start", start_zone, False), ("end", end_zone, True)):
+        local, _ = parse_datetime(payload[name]["dateTime"])
+        midnight = datetime.combine(local.date(), time())
+        if forward and local != midnight:
+            midnight += timedelta(days=1)
+        payload[name] = {"dateTime": format_local(midnight), "timeZone": zone_id}
 
 
 def update_payload(updates: ET.Element, current_start_zone: str, default_zone: str) -> Update:

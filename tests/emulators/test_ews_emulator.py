@@ -289,3 +289,27 @@ async def test_cancelling_a_meeting_mails_its_attendees(ews: EwsEmulator, alice:
     await asyncio.to_thread(scenario)
 
     assert [(mail["kind"], mail["to"]) for mail in ews.sent_mail()] == [("MeetingCancellation", ["bob@corp.example"])]
+
+
+async def test_an_all_day_item_keeps_its_zone_and_is_moved_to_the_midnights_around_its_times(
+    ews: EwsEmulator, alice: Account
+) -> None:
+    def create() -> None:
+        item = CalendarItem(
+            account=alice,
+            folder=alice.calendar,
+            subject="Trade fair",
+            start=at(30, 9),  # Berlin, the day after the clocks went forward
+            end=at(30, 17),
+            is_all_day=True,
+        )
+        item.save(send_meeting_invitations="SendToNone")
+
+    await asyncio.to_thread(create)
+
+    [stored] = ews.items(ALICE)
+    # exchangelib sent the zone as StartTimeZone/EndTimeZone (a TimeZoneDefinition with its Windows id); EWS moved
+    # the times to the enclosing midnights there instead of refusing them, as Exchange does.
+    assert stored["isAllDay"] is True
+    assert stored["start"] == {"dateTime": "2026-03-30T00:00:00.0000000", "timeZone": "W. Europe Standard Time"}
+    assert stored["end"] == {"dateTime": "2026-03-31T00:00:00.0000000", "timeZone": "W. Europe Standard Time"}
