@@ -177,6 +177,16 @@ def graph_source_for(emulator: GraphEmulator, app: AppRegistration, secret: str 
     )
 
 
+@pytest.fixture
+async def online_source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
+    """The bridge's Graph source for the emulated tenant, closed after the test."""
+    made = graph_source_for(graph_emulator, tenant_app)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
 CLI_CONFIG = """
 database_url: {url}
 public_url: https://bridge.example.com

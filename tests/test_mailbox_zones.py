@@ -3,10 +3,8 @@ again a day later, with the real msgraph-sdk against the Graph emulator and exch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlmodel import select
 
 from bridge.emulators.graph import GraphEmulator
@@ -14,19 +12,9 @@ from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.mailbox_zones import MailboxZones
 from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus
-from tests.conftest import graph_source_for
 from tests.world import ONPREM_MAILBOX, World
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-async def online(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
-    source = graph_source_for(graph_emulator, tenant_app)
-    try:
-        yield source
-    finally:
-        await source.close()
 
 
 def enrol(db: Database, address: str, status: MailboxStatus = MailboxStatus.ACTIVE) -> None:
@@ -46,23 +34,23 @@ def choose_zone(graph_emulator: GraphEmulator, user: DirectoryUser, zone: str) -
 
 
 async def test_a_graph_mailbox_takes_the_zone_its_owner_chose_as_an_iana_name(
-    db: Database, online: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
 ) -> None:
     enrol(db, adele.user_principal_name)
     choose_zone(graph_emulator, adele, "Pacific Standard Time")
 
-    assert await MailboxZones(db, {"online": online}, {}, clock=lambda: NOW).refresh() == 1
+    assert await MailboxZones(db, {"online": online_source}, {}, clock=lambda: NOW).refresh() == 1
 
     assert zone_of(db, adele.user_principal_name) == ("America/Los_Angeles", NOW)
 
 
 async def test_the_zone_is_read_again_a_day_later_and_not_before(
-    db: Database, online: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
 ) -> None:
     enrol(db, adele.user_principal_name)
     choose_zone(graph_emulator, adele, "Pacific Standard Time")
     now = NOW
-    zones = MailboxZones(db, {"online": online}, {}, clock=lambda: now)
+    zones = MailboxZones(db, {"online": online_source}, {}, clock=lambda: now)
     await zones.refresh()
     choose_zone(graph_emulator, adele, "Europe/Berlin")  # moved to the Berlin office
 
@@ -75,23 +63,27 @@ async def test_the_zone_is_read_again_a_day_later_and_not_before(
 
 
 async def test_without_the_mailbox_settings_permission_the_source_default_applies(
-    db: Database, online: GraphSource, graph_emulator: GraphEmulator, tenant_app: AppRegistration, adele: DirectoryUser
+    db: Database,
+    online_source: GraphSource,
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
 ) -> None:
     graph_emulator.grant(tenant_app.client_id, ["Calendars.ReadWrite", "Mail.Send", "User.Read.All"])
     enrol(db, adele.user_principal_name)
     choose_zone(graph_emulator, adele, "Pacific Standard Time")
 
-    await MailboxZones(db, {"online": online}, {"online": "Europe/Berlin"}, clock=lambda: NOW).refresh()
+    await MailboxZones(db, {"online": online_source}, {"online": "Europe/Berlin"}, clock=lambda: NOW).refresh()
 
     assert zone_of(db, adele.user_principal_name) == ("Europe/Berlin", NOW)
 
 
 async def test_a_disabled_mailbox_is_not_asked(
-    db: Database, online: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
 ) -> None:
     enrol(db, adele.user_principal_name, MailboxStatus.DISABLED)
 
-    assert await MailboxZones(db, {"online": online}, {}, clock=lambda: NOW).refresh() == 0
+    assert await MailboxZones(db, {"online": online_source}, {}, clock=lambda: NOW).refresh() == 0
     assert zone_of(db, adele.user_principal_name) == (None, None)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,12 +26,8 @@ class Clock:
 
 
 @pytest.fixture
-async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
-    made = graph_source_for(graph_emulator, tenant_app)
-    try:
-        yield made
-    finally:
-        await made.close()
+def source(online_source: GraphSource) -> GraphSource:
+    return online_source
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -87,12 +86,8 @@ class GraphOutlook:
 
 
 @pytest.fixture
-async def source(graph_emulator: GraphEmulator, tenant_app: AppRegistration) -> AsyncIterator[GraphSource]:
-    made = graph_source_for(graph_emulator, tenant_app)
-    try:
-        yield made
-    finally:
-        await made.close()
+def source(online_source: GraphSource) -> GraphSource:
+    return online_source
 
 
 @pytest.fixture
