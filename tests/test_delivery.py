@@ -186,7 +186,9 @@ def test_a_timeout_as_long_as_the_lease_is_refused() -> None:
 
 def test_add_changes_writes_the_documented_change_object(db: Database) -> None:
     with db.session() as session:
-        mailbox = MailboxRow(address="Adele@Contoso.com", workforce_id="E1001", source="online")
+        mailbox = MailboxRow(
+            address="Adele@Contoso.com", workforce_id="E1001", source="online", time_zone="Europe/Berlin"
+        )
         session.add(mailbox)
         session.flush()
         first, second = add_changes(
@@ -200,6 +202,7 @@ def test_add_changes_writes_the_documented_change_object(db: Database) -> None:
         "occurred_at": "2026-11-23T06:00:00Z",
         "mailbox": "adele@contoso.com",
         "workforce_id": "E1001",
+        "time_zone": "Europe/Berlin",
         "appointment": {
             "id": "AAMkAGI1AAAoZDP0=",
             "template": "meeting",
