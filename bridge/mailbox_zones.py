@@ -45,6 +45,8 @@ class _Due:
 
 
 class MailboxZones:
+    """Reads each active mailbox's zone from its source when it has none or it is a day old, in batches."""
+
     def __init__(
         self,
         db: Database,
