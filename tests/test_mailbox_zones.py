@@ -12,7 +12,7 @@ from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.mailbox_zones import MailboxZones
 from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus
-from tests.world import ONPREM_MAILBOX, World
+from tests.world import ONPREM_MAILBOX, World, wait_until
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -90,6 +90,9 @@ async def test_a_disabled_mailbox_is_not_asked(
 async def test_an_on_premises_mailbox_is_in_its_source_s_zone(hybrid: World) -> None:
     onprem = next(name for name, source in hybrid.service.config.sources.items() if source.kind == "ews")
     zones = MailboxZones(hybrid.service.db, hybrid.service.sources, {onprem: "America/Los_Angeles"})
+    # The service's own first pass (without that default) finishes first, so that it cannot overwrite this one's.
+    await wait_until(lambda: zone_of(hybrid.service.db, ONPREM_MAILBOX)[1] is not None)
+    await wait_until(lambda: zone_of(hybrid.service.db, hybrid.mailbox)[1] is not None)
     with hybrid.service.db.session() as session:
         for row in session.exec(select(MailboxRow)).all():
             row.time_zone_read_at = None
