@@ -169,6 +169,8 @@ class SyncConfig:
     reconcile_interval: timedelta = timedelta(hours=6)
     mass_delete_share: float = 1.0
     mass_delete_min: int = 5
+    # Mailboxes synced at once, all sources together (docs/sync.md, "How many at once", has the measurement).
+    concurrency: int = 32
 
     def is_mass_delete(self, deleted: int, mirrored: int) -> bool:
         """Whether one delta deleting `deleted` of a mailbox's `mirrored` appointments should pause the mailbox.
@@ -655,7 +657,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
             signing_secret=secrets.get(("workforce", "signing_secret")),
             **({"retention": parse_duration(workforce["retention"])} if "retention" in workforce else {}),
         ),
-        sync=SyncConfig(**_plain(sync, "reconcile_interval", "mass_delete_share", "mass_delete_min")),
+        sync=SyncConfig(**_plain(sync, "reconcile_interval", "mass_delete_share", "mass_delete_min", "concurrency")),
         api_tokens=tuple(
             ApiToken(name=t["name"], token=secrets[("api_tokens", index, "token")], scopes=frozenset(t["scopes"]))
             for index, t in enumerate(data.get("api_tokens", []))

@@ -229,20 +229,18 @@ class DeliveryWorker:
         """Send a claimed mailbox's due changes batch by batch, until none is left, one fails or `stop` is set."""
         delivered = 0
         try:
-            while stop is None or not stop.is_set():
-                now = self._clock()
-                batch = await self._db.run(
-                    partial(
-                        _next_batch,
-                        mailbox_id=mailbox_id,
-                        owner=self._owner,
-                        now=now,
-                        until=now + self._timing.lease,
-                        limit=self._batch_size,
-                    )
+            now = self._clock()
+            batch = await self._db.run(
+                partial(
+                    _next_batch,
+                    mailbox_id=mailbox_id,
+                    owner=self._owner,
+                    now=now,
+                    until=now + self._timing.lease,
+                    limit=self._batch_size,
                 )
-                if batch is None:
-                    return delivered
+            )
+            while batch is not None and (stop is None or not stop.is_set()):
                 failure = await self._post(batch.changes)
                 if failure is not None:
                     self._metrics.delivery_failed(failure.status, len(batch.row_ids))
@@ -254,21 +252,23 @@ class DeliveryWorker:
                     await self._db.run(partial(_resume, now=self._clock()))
                     self._wake.set()
                 now = self._clock()
-                kept = await self._db.run(
+                sent = batch
+                # Recording a batch delivered and reading the next one share a transaction: one commit per batch.
+                batch = await self._db.run(
                     partial(
                         _delivered,
                         mailbox_id=mailbox_id,
-                        row_ids=batch.row_ids,
+                        row_ids=sent.row_ids,
                         owner=self._owner,
                         now=now,
                         until=now + self._timing.lease,
+                        limit=self._batch_size,
                     )
                 )
-                delivered += len(batch.row_ids)
-                self._metrics.delivered(batch.modified_at, now)
-                if not kept:
-                    return delivered
-            await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
+                delivered += len(sent.row_ids)
+                self._metrics.delivered(sent.modified_at, now)
+            if batch is not None:  # stopping: the next batch waits for the next start
+                await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -396,17 +396,28 @@ def _next_batch(
     """The mailbox's oldest undelivered changes, with the lease renewed; None (lease released) when none is due."""
     if not _renew(session, mailbox_id, owner, until):
         return None
-    rows = session.exec(
-        select(OutboxRow)
-        .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
-        .order_by(col(OutboxRow.sequence))
-        .limit(limit)
-    ).all()
+    # Plain rows of the columns sent, not ORM objects: this runs for every batch.
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(
+                col(OutboxRow.id),
+                col(OutboxRow.payload),
+                col(OutboxRow.attempts),
+                col(OutboxRow.next_attempt_at),
+                col(OutboxRow.source_modified_at),
+            )
+            .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
+            .order_by(col(OutboxRow.sequence))
+            .limit(limit)
+        )
+        .all()
+    )
     if not rows or any(row.next_attempt_at > now for row in rows):
         release(session, mailbox_id=mailbox_id, owner=owner)
         return None
     return _Batch(
-        row_ids=tuple(row.id for row in rows if row.id is not None),
+        row_ids=tuple(row.id for row in rows),
         changes=tuple(row.payload for row in rows),
         attempts=max(row.attempts for row in rows),
         modified_at=tuple(row.source_modified_at for row in rows),
@@ -414,15 +425,22 @@ def _next_batch(
 
 
 def _delivered(
-    session: Session, *, mailbox_id: int, row_ids: Sequence[int], owner: str, now: datetime, until: datetime
-) -> bool:
-    """Mark the batch delivered; whether the lease is still held (false: another instance took the mailbox)."""
+    session: Session,
+    *,
+    mailbox_id: int,
+    row_ids: Sequence[int],
+    owner: str,
+    now: datetime,
+    until: datetime,
+    limit: int,
+) -> _Batch | None:
+    """Mark the batch delivered; the next batch, or None when none is due or another instance took the mailbox."""
     session.execute(
         sa.update(OutboxRow)
         .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
         .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
     )
-    return _renew(session, mailbox_id, owner, until)
+    return _next_batch(session, mailbox_id=mailbox_id, owner=owner, now=now, until=until, limit=limit)
 
 
 def _resume(session: Session, *, now: datetime) -> None:

@@ -36,7 +36,7 @@ from bridge.store.commands import relay_writes
 from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
 from bridge.store.mirror import count_mirror, load_delta_state, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
-from bridge.store.work import ROW_LOCK, Claim, claim_dirty, claim_mailbox, finish, mark_dirty
+from bridge.store.work import ROW_LOCK, Claim, claim_dirty_many, claim_mailbox, finish, mark_dirty
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
@@ -60,8 +60,6 @@ class SyncTiming:
     # Refused credentials: slow enough that no Active Directory lockout policy counts them up (docs/running.md).
     auth_first: timedelta = timedelta(minutes=5)
     auth_max: timedelta = timedelta(hours=1)
-    # Mailboxes of one source synced at once.
-    per_source: int = 4
 
 
 DEFAULT_TIMING = SyncTiming()
@@ -105,10 +103,11 @@ class MailboxSync:
         self._source_failures: dict[str, SourceStatus] = {}
         self._proven: set[str] = set()  # sources read successfully since the start
         self._freed = asyncio.Event()
+        self._lanes: dict[str, asyncio.Event] = {}
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work dirty mailboxes until `stop`, one lane per source; `wake` (a commit of dirty marks) wakes them."""
-        lanes = {name: asyncio.Event() for name in self._sources}
+        lanes = self._lanes = {name: asyncio.Event() for name in self._sources}
         tasks = [
             asyncio.create_task(self._lane(name, stop, event), name=f"sync {name}") for name, event in lanes.items()
         ]
@@ -130,40 +129,54 @@ class MailboxSync:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lane(self, source: str, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Sync the source's dirty mailboxes, up to `per_source` at once, while the source is not held."""
+        """Sync the source's dirty mailboxes, as many at once as the global bound leaves room for, while the
+        source is not held."""
         working: dict[int, asyncio.Task[None]] = {}
         while not stop.is_set():
             wake.clear()
-            await self._guarded(f"claiming mailboxes of {source}", lambda: self._fill(source, working, wake))
+            await self._guarded(f"claiming mailboxes of {source}", lambda: self._fill(source, working))
             await first_of(stop, wake, within=self._timing.poll.total_seconds())
         await asyncio.gather(*working.values(), return_exceptions=True)
 
-    async def _fill(self, source: str, working: dict[int, asyncio.Task[None]], wake: asyncio.Event) -> None:
+    async def _fill(self, source: str, working: dict[int, asyncio.Task[None]]) -> None:
         now = self._clock()
-        hold = await self._db.run(lambda session: source_hold(session, source))
-        if hold is not None and hold.held_until is not None and hold.held_until > now:
-            return
-        # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per mailbox;
-        # so is a source not yet read since the start (its credentials are not known to work yet).
-        working_source = (hold is None or hold.status is SourceStatus.OK) and source in self._proven
-        width = self._timing.per_source if working_source else 1
-        while len(working) < width:
-            claim = await self._db.run(
-                partial(
-                    claim_dirty,
-                    owner=self._owner,
-                    now=now,
-                    lease=self._timing.lease,
-                    settle=self._timing.settle,
-                    source=source,
-                    exclude=self._not_now(now),
-                    # The last free slot is kept for notified mailboxes: a change waits for no maintenance read.
-                    notified_only=width > 1 and len(working) == width - 1,
-                )
+        # Mailboxes in work in every lane (re-maps included) count against the one bound (sync.concurrency):
+        # Graph's limit of 4 requests at once is per mailbox (`GraphSource` holds every mailbox to 4), so the
+        # bound is about the bridge's own CPU and database.
+        free = self._config.concurrency - len(self._busy)
+        exclude = self._not_now(now)
+
+        def claim_batch(session: Session) -> list[Claim]:
+            hold = source_hold(session, source)
+            if hold is not None and hold.held_until is not None and hold.held_until > now:
+                return []
+            # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per
+            # mailbox; so is a source not yet read since the start (its credentials are not known to work yet).
+            working_source = (hold is None or hold.status is SourceStatus.OK) and source in self._proven
+            width = free if working_source else 1 - len(working)
+            if width <= 0:
+                return []
+            # The last free place is kept for notified mailboxes: a change waits for no maintenance read.
+            keep = working_source and self._config.concurrency > 1
+            claim = partial(
+                claim_dirty_many,
+                session,
+                owner=self._owner,
+                now=now,
+                lease=self._timing.lease,
+                settle=self._timing.settle,
+                source=source,
             )
-            if claim is None or claim.mailbox_id in self._busy:
-                return  # nothing due (or a re-map took the mailbox meanwhile: it stays dirty)
+            if not keep:
+                return claim(exclude=exclude, limit=width)
+            claims = claim(exclude=exclude, limit=width - 1) if width > 1 else []
+            taken = set(exclude) | {claimed.mailbox_id for claimed in claims}
+            return claims + claim(exclude=taken, limit=1, notified_only=True)
+
+        for claim in await self._db.run(claim_batch):
             mailbox_id = claim.mailbox_id
+            if mailbox_id in self._busy:
+                continue  # a re-map took the mailbox meanwhile: it stays dirty
             self._busy.add(mailbox_id)
             task = asyncio.create_task(self._sync_guarded(claim), name=f"sync {claim.address}")
             working[mailbox_id] = task
@@ -172,7 +185,8 @@ class MailboxSync:
                 working.pop(mailbox_id, None)
                 self._busy.discard(mailbox_id)
                 self._freed.set()
-                wake.set()  # a slot is free
+                for lane in self._lanes.values():
+                    lane.set()  # a slot is free, for whichever source has work
 
             task.add_done_callback(done)
 

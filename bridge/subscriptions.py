@@ -1,7 +1,9 @@
 """Keeps one change-notification subscription per active mailbox of a Graph source, for as long as it is active.
 
-Graph subscriptions to Outlook events last at most 10,080 minutes, so each is renewed a day before it expires,
-or at once when Graph asks (`reauthorizationRequired`), but not twice within 10 minutes. One that is gone
+Graph subscriptions to Outlook events last at most 10,080 minutes, so each is renewed one to two days before it
+expires (at a point of its own in that day, so that subscriptions made together are not renewed together), or at
+once when Graph asks (`reauthorizationRequired`), but not twice within 10 minutes. Creations and renewals run
+side by side, up to `concurrency` at once. One that is gone
 (404 on renewal, `subscriptionRemoved`, expired) is created again, and its mailbox resynced, since notifications
 were lost meanwhile. Everything is in the database: a restart recreates nothing that still exists.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +53,12 @@ class SubscriptionSettings:
     # Graph asks not to reauthorize and PATCH the same subscription within 10 minutes.
     reauthorize_gap: timedelta = timedelta(minutes=10)
     retry_after: timedelta = timedelta(minutes=5)
+    # Renewals are due between `renew_before` and `renew_before + renew_spread` before expiry, each subscription
+    # at its own point (from its id): subscriptions created together are then not all renewed together, and
+    # once renewed apart they stay apart.
+    renew_spread: timedelta = timedelta(days=1)
+    # Graph calls under way at once (creations, renewals, removals); each mailbox still gets at most Graph's 4.
+    concurrency: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +98,8 @@ class SubscriptionManager:
             await first_of(stop, wake, within=interval_s)
 
     async def reconcile(self) -> int:
-        """One pass: create, renew and remove what is due; returns the number of actions taken.
+        """One pass: create, renew and remove what is due, up to `concurrency` at once; returns the number of
+        actions taken.
 
         One instance at a time: instances started together would each create a subscription per mailbox.
         """
@@ -98,9 +108,16 @@ class SubscriptionManager:
                 return 0  # another instance's pass is under way
             now = self._clock()
             tasks = await self._db.run(lambda session: self._due(session, now))
-            for task in tasks:
-                with about(source=task.source, mailbox=task.address):
-                    await self._perform(task)
+            slots = asyncio.Semaphore(self._settings.concurrency)
+
+            async def perform(task: _Task) -> None:
+                async with slots:
+                    with about(source=task.source, mailbox=task.address):
+                        await self._perform(task)
+
+            for outcome in await asyncio.gather(*(perform(task) for task in tasks), return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    raise outcome  # a bug or the database away: `run` logs it, once every task has ended
             return len(tasks)
 
     def _due(self, session: Session, now: datetime) -> list[_Task]:
@@ -129,7 +146,8 @@ class SubscriptionManager:
         return [task for task in tasks if not self._waiting(task, now)]
 
     def _renewal_due(self, row: SubscriptionRow, now: datetime) -> bool:
-        if row.expires_at - now <= self._settings.renew_before:
+        spread = self._settings.renew_spread * (zlib.crc32(row.id.encode()) / 2**32)
+        if row.expires_at - now <= self._settings.renew_before + spread:
             return True
         if row.reauthorize_requested_at is None:
             return False

@@ -1,16 +1,18 @@
-"""The sync's two lanes, end to end: a person's change is synced before the maintenance (window roll, first
-syncs) that was waiting longer (bridge/store/work.py, `claim_dirty`; the slot kept in bridge/mailbox_sync.py)."""
+"""The sync engine end to end: many mailboxes at once, within Graph's limits; and its two lanes, a person's change
+synced before the maintenance (window roll, first syncs) that was waiting longer (bridge/store/work.py,
+`claim_dirty_many`; the place kept in bridge/mailbox_sync.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col
 
 from bridge.store import MailboxRow, MailboxStatus
 from bridge.store.work import reconcile_due
-from tests.world import ADMIN_TOKEN, World, at, ready, wait_until
+from tests.world import ADMIN_TOKEN, CROWD, World, at, ready, wait_until
 
 ROLLING = 60
 
@@ -64,3 +66,32 @@ async def test_a_mailbox_is_reconciled_at_its_own_due_time(world: World) -> None
     assert await world.service.sync.mark_due() == 0
     world.clock.offset = due - datetime.now(UTC) + timedelta(minutes=1)
     assert await world.service.sync.mark_due() == 1
+
+
+# Per mailbox of the crowd: 6 single appointments and 6 daily series of 3 occurrences.
+CROWD_CHANGES = len(CROWD) * (6 + 6 * 3)
+
+
+def most_in_flight(log: list[dict[str, Any]]) -> int:
+    """The most requests the emulator's log shows under way at one moment, whatever their mailbox."""
+    edges = []
+    for entry in log:
+        ended = datetime.fromisoformat(entry["time"][:26])
+        edges += [(ended - timedelta(milliseconds=entry["ms"]), 1), (ended, -1)]
+    under_way = most = 0
+    for _, step in sorted(edges):
+        under_way += step
+        most = max(most, under_way)
+    return most
+
+
+async def test_a_first_start_reads_many_mailboxes_at_once_within_graphs_limits(crowd: World) -> None:
+    await crowd.workforce.wait_for(CROWD_CHANGES, within=60)
+    await wait_until(lambda: len(crowd.graph.subscriptions()) == len(CROWD) + 1, within=30)
+
+    stats = crowd.graph.stats()
+    assert len(crowd.workforce.changes) == CROWD_CHANGES
+    assert max(stats["peakConcurrency"].values()) <= 4  # Graph's MailboxConcurrency limit, never reached past
+    assert stats["byStatus"].get("429", 0) == 0
+    assert stats["requestsBeforeRetryAfter"] == 0
+    assert most_in_flight([entry for entry in stats["log"] if entry["user"]]) > 4  # several mailboxes side by side

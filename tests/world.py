@@ -193,6 +193,37 @@ async def hybrid(
         yield running
 
 
+CROWD = [(f"colleague{n}@contoso.com", f"E3{n:03d}") for n in range(30)]
+
+
+@pytest.fixture
+async def crowd(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The world with 30 more online mailboxes whose calendars are full before the bridge first starts (each with
+    single appointments and recurring series, whose masters are read beside the delta), and 20 ms per Graph
+    answer: the bridge's first start syncs them all at once."""
+    for address, _ in CROWD:
+        graph_emulator.add_user(address)
+        for n in range(6):
+            graph_emulator.create_event_as_outlook(
+                address, {"subject": f"single {n}", "start": at(n + 1, 9), "end": at(n + 1, 10), "showAs": "busy"}
+            )
+            daily = {
+                "pattern": {"type": "daily", "interval": 1},
+                "range": {"type": "numbered", "startDate": at(1, 0)["dateTime"][:10], "numberOfOccurrences": 3},
+            }
+            series = {"subject": f"series {n}", "start": at(1, 11 + n), "end": at(1, 11.5 + n), "showAs": "busy"}
+            graph_emulator.create_event_as_outlook(address, series | {"recurrence": daily})
+    graph_emulator.set_latency(20)
+    async with _running(graph_emulator, tenant_app, adele, database_url, tmp_path, None, also=CROWD) as running:
+        yield running
+
+
 class ChatReceiver:
     """A chat system's incoming webhook on loopback: records each JSON body; can be told to fail for a while."""
 

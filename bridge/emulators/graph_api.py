@@ -218,6 +218,7 @@ class GraphApi:
             app = app or self.state.authenticate(call.headers.get("Authorization"))
             seen.route, target, handler = self._route(call, app)
             self.state.authorize(app, seen.route, call.method, target.user)
+            self.limits.check_app_rate(app.client_id)
         except GraphError:
             await _sleep(delay)
             raise

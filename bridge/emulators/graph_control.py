@@ -49,6 +49,7 @@ unknown user, event or subscription).
     DELETE /_control/faults                           204 (latency back to 0 too)
     PUT    /_control/latency       {"ms": 50}         {"latencyMs": 50}
     PUT    /_control/limits        {concurrency?, concurrencyRetryAfter?, rateLimit?: {requests, seconds} | null,
+                                    appRateLimit?: {requests, seconds} | null,
                                     deltaExpiredStatus?: 410|400}           200 faults state
     GET    /_control/subscriptions                    {"value": [subscription as Graph returns it + userId]}
     POST   /_control/subscriptions/{id}/lifecycle  {"lifecycleEvent": "missed"|"reauthorizationRequired"|
@@ -292,6 +293,9 @@ class _Control:
         if "directoryPage" in body:
             page = body["directoryPage"]
             faults.directory_page = None if page is None else int(page)
+        if "appRateLimit" in body:
+            rate = body["appRateLimit"]
+            faults.app_rate_limit = None if rate is None else (int(rate["requests"]), float(rate["seconds"]))
         if "deltaExpiredStatus" in body:
             status = int(body["deltaExpiredStatus"])
             if status not in (400, 410):

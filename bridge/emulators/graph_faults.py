@@ -78,6 +78,8 @@ class Faults:
     concurrency_limit: int = 4
     concurrency_retry_after: int = 1
     rate_limit: tuple[int, float] | None = (10_000, 600.0)
+    # Graph's global limit, per app across all tenants (throttling-limits, "global limits").
+    app_rate_limit: tuple[int, float] | None = (130_000, 10.0)
     rules: list[FaultRule] = field(default_factory=list)
     drop_notifications: int = 0
     # A share of notifications dropped at random (beside the count above).
@@ -169,6 +171,9 @@ class Faults:
             "rateLimit": None
             if self.rate_limit is None
             else {"requests": self.rate_limit[0], "seconds": self.rate_limit[1]},
+            "appRateLimit": None
+            if self.app_rate_limit is None
+            else {"requests": self.app_rate_limit[0], "seconds": self.app_rate_limit[1]},
             "rules": [
                 {
                     "status": rule.status,
@@ -195,7 +200,8 @@ class Faults:
 
 
 class MailboxLimits:
-    """Graph's per app-and-mailbox limits: concurrent requests, and requests per sliding window."""
+    """Graph's per app-and-mailbox limits (concurrent requests, requests per sliding window) and its global limit
+    per app (requests per sliding window, whatever the mailbox or tenant)."""
 
     def __init__(self, faults: Faults) -> None:
         self._faults = faults
@@ -221,7 +227,12 @@ class MailboxLimits:
         )
 
     def check_rate(self, key: tuple[str, str]) -> None:
-        limit = self._faults.rate_limit
+        self._check(key, self._faults.rate_limit, "Application is over its MailboxRequestRate limit.")
+
+    def check_app_rate(self, client_id: str) -> None:
+        self._check((client_id, "*"), self._faults.app_rate_limit, "Application is over its global request limit.")
+
+    def _check(self, key: tuple[str, str], limit: tuple[int, float] | None, message: str) -> None:
         if limit is None:
             return
         count, window = limit
@@ -234,7 +245,7 @@ class MailboxLimits:
             raise GraphError(
                 429,
                 "ApplicationThrottled",
-                "Application is over its MailboxRequestRate limit.",
+                message,
                 headers={"Retry-After": str(wait)},
             )
         recent.append(moment)

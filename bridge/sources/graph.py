@@ -523,13 +523,13 @@ class GraphSource:
         info = _with_body(self._client.subscriptions, Method.POST, payload)
         # Creating one, a 404 (ExtensionError "the requested user is invalid") means the mailbox is unknown.
         what = f"subscribing to {request.mailbox}"
-        body = await self._send(None, info, what, subscription=True, missing=MailboxNotFound)
+        body = await self._send(request.mailbox, info, what, subscription=True, missing=MailboxNotFound)
         return wire.decode_subscription(body, request.mailbox)
 
     async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
         builder = self._client.subscriptions.by_subscription_id(subscription_id)
         info = _with_body(builder, Method.PATCH, {"expirationDateTime": iso_utc(expires_at)})
-        body = await self._send(None, info, f"renewing subscription {subscription_id}", subscription=True)
+        body = await self._send(mailbox, info, f"renewing subscription {subscription_id}", subscription=True)
         return wire.decode_subscription(body, mailbox)
 
     async def list_subscriptions(self) -> tuple[Subscription, ...]:

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
-from bridge.store.models import MailboxRow, MailboxStatus, SourceRow, SourceStatus, now
+from bridge.store.models import MailboxRow, MailboxStatus, SourceRow, SourceStatus, UTCDateTime, now
 
 
 def set_source_status(session: Session, name: str, status: SourceStatus, reason: str | None) -> None:
@@ -54,16 +55,25 @@ def source_failed(
 
 def source_works(session: Session, name: str, at: datetime) -> bool:
     """Clear a failing source's status and hold after a success; True when it was failing."""
-    row = session.get(SourceRow, name)
-    if row is None or (row.status is SourceStatus.OK and row.held_until is None and not row.failures):
-        return False
-    if row.status is not SourceStatus.OK:
-        row.status_since = at
-    row.status = SourceStatus.OK
-    row.status_reason = None
-    row.held_until = None
-    row.failures = 0
-    return True
+    # One UPDATE that matches nothing while the source is well (every sync commit calls this), not an ORM load.
+    failing = sa.or_(
+        col(SourceRow.status) != SourceStatus.OK, col(SourceRow.held_until).is_not(None), col(SourceRow.failures) != 0
+    )
+    result = session.connection().execute(
+        sa.update(SourceRow.__table__)  # type: ignore[attr-defined]
+        .where(col(SourceRow.name) == name, failing)
+        .values(
+            status=SourceStatus.OK,
+            status_reason=None,
+            held_until=None,
+            failures=0,
+            status_since=sa.case(
+                (col(SourceRow.status) != SourceStatus.OK, sa.literal(at, UTCDateTime())),
+                else_=col(SourceRow.status_since),
+            ),
+        )
+    )
+    return bool(result.rowcount)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,10 @@ def _upsert(dialect: str) -> sa.Executable:
 
 
 def load_delta_state(session: Session, mailbox_id: int) -> tuple[Window, str | None] | None:
-    row = session.get(DeltaStateRow, mailbox_id)
+    query = sa.select(col(DeltaStateRow.window_start), col(DeltaStateRow.window_end), col(DeltaStateRow.token)).where(
+        col(DeltaStateRow.mailbox_id) == mailbox_id
+    )
+    row = session.connection().execute(query).first()
     if row is None:
         return None
     return Window(row.window_start, row.window_end), row.token
@@ -73,17 +76,28 @@ def load_delta_state(session: Session, mailbox_id: int) -> tuple[Window, str | N
 def save_delta_state(
     session: Session, mailbox_id: int, window: Window, token: str | None, *, new_round: bool, now: datetime
 ) -> None:
-    row = session.get(DeltaStateRow, mailbox_id)
-    if row is None:
-        row = DeltaStateRow(
-            mailbox_id=mailbox_id, window_start=window.start, window_end=window.end, round_started_at=now
-        )
-        session.add(row)
-    row.window_start = window.start
-    row.window_end = window.end
-    row.token = token
-    if new_round:
-        row.round_started_at = now
+    # One upsert, not an ORM object: it runs in every sync commit.
+    values = {
+        "mailbox_id": mailbox_id,
+        "window_start": window.start,
+        "window_end": window.end,
+        "token": token,
+        "round_started_at": now,
+        "updated_at": now,
+    }
+    session.connection().execute(_delta_upsert(session.get_bind().dialect.name, new_round=new_round), values)
+
+
+@functools.cache
+def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Executable:
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(DeltaStateRow)
+    kept = {"mailbox_id"} if new_round else {"mailbox_id", "round_started_at"}
+    changed = {name: statement.excluded[name] for name in _DELTA_COLUMNS if name not in kept}
+    return statement.on_conflict_do_update(index_elements=["mailbox_id"], set_=changed)
+
+
+_DELTA_COLUMNS = [column.name for column in DeltaStateRow.__table__.columns]  # type: ignore[attr-defined]
 
 
 def _item(row: Any) -> MirrorItem:

@@ -114,7 +114,34 @@ def claim_dirty(
     exclude: Collection[int] = (),
     notified_only: bool = False,
 ) -> Claim | None:
-    """Lease the dirty mailbox to work next, or None when there is nothing to do.
+    """Lease the dirty mailbox to work next, or None when there is nothing to do (`claim_dirty_many`)."""
+    claims = claim_dirty_many(
+        session,
+        owner,
+        now,
+        lease=lease,
+        settle=settle,
+        source=source,
+        exclude=exclude,
+        notified_only=notified_only,
+        limit=1,
+    )
+    return claims[0] if claims else None
+
+
+def claim_dirty_many(
+    session: Session,
+    owner: str,
+    now: datetime,
+    *,
+    lease: timedelta,
+    limit: int,
+    settle: timedelta = timedelta(0),
+    source: str | None = None,
+    exclude: Collection[int] = (),
+    notified_only: bool = False,
+) -> list[Claim]:
+    """Lease up to `limit` dirty mailboxes, those to work next first.
 
     Two lanes: mailboxes Exchange notified about come first, longest-notified first; then maintenance (window
     rolls, reconciles, first syncs, catching up after a start), longest-waiting first. With `notified_only` only
@@ -123,6 +150,7 @@ def claim_dirty(
     `settle` debounces bursts: a mailbox first marked less than `settle` ago is left alone for now, so a burst of
     notifications costs one read. `source` limits the claim to that source's mailboxes (each source is worked
     apart, so a failing one cannot hold up the others); `exclude` names mailboxes this instance is working on.
+    One transaction claims them all: a claim each would cost a commit each on the sync's busiest path.
     """
     query = (
         select(MailboxRow)
@@ -145,13 +173,10 @@ def claim_dirty(
             col(MailboxRow.dirty_at).asc().nulls_first(),
             col(MailboxRow.id),
         )
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     )
-    row = session.exec(query).first()
-    if row is None or row.id is None:
-        return None
-    return _lease(row, owner, now + lease)
+    return [_lease(row, owner, now + lease) for row in session.exec(query).all()]
 
 
 def claim_mailbox(session: Session, mailbox_id: int, owner: str, now: datetime, *, lease: timedelta) -> Claim | None:

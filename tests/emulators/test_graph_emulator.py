@@ -863,6 +863,19 @@ async def test_rate_limit_throttles_past_its_budget(graph: GraphHttp, graph_emul
     assert int(answers[-1].headers["Retry-After"]) > 500
 
 
+async def test_the_global_limit_counts_an_apps_requests_whatever_the_mailbox(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.add_user("megan@contoso.com")
+    graph_emulator.faults.app_rate_limit = (3, 10.0)
+
+    answers = [await graph.get(EVENTS), await graph.get("/v1.0/users/megan@contoso.com/events")]
+    answers += [await graph.get("/v1.0/subscriptions"), await graph.get("/v1.0/users/megan@contoso.com/events")]
+
+    assert [answer.status for answer in answers] == [200, 200, 200, 429]
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 10
+
+
 # -- control API -----------------------------------------------------------------------------------------------
 
 
