@@ -18,12 +18,21 @@ from bridge.store.models import MailboxRow, MailboxStatus, SourceRow, SourceStat
 
 
 def set_source_status(session: Session, name: str, status: SourceStatus, reason: str | None) -> None:
-    row = session.get(SourceRow, name)
-    if row is not None and (row.status, row.status_reason) != (status, reason):
-        if row.status != status:
-            row.status_since = now()
-        row.status = status
-        row.status_reason = reason
+    # One UPDATE that matches nothing when the status stands (every subscription made calls this), no ORM load.
+    session.connection().execute(
+        sa.update(SourceRow.__table__)  # type: ignore[attr-defined]
+        .where(
+            col(SourceRow.name) == name,
+            sa.or_(col(SourceRow.status) != status, col(SourceRow.status_reason).is_distinct_from(reason)),
+        )
+        .values(
+            status=status,
+            status_reason=reason,
+            status_since=sa.case(
+                (col(SourceRow.status) != status, sa.literal(now(), UTCDateTime())), else_=col(SourceRow.status_since)
+            ),
+        )
+    )
 
 
 def source_failed(
@@ -96,6 +105,12 @@ def set_mailbox_status(session: Session, mailbox_id: int, status: MailboxStatus,
 
 def note_mailbox(session: Session, mailbox_id: int, reason: str | None) -> None:
     """A reason shown beside an active mailbox (it still syncs, something is degraded), or None to clear it."""
-    row = session.get(MailboxRow, mailbox_id)
-    if row is not None and row.status is MailboxStatus.ACTIVE and row.status_reason != reason:
-        row.status_reason = reason
+    session.connection().execute(
+        sa.update(MailboxRow.__table__)  # type: ignore[attr-defined]
+        .where(
+            col(MailboxRow.id) == mailbox_id,
+            col(MailboxRow.status) == MailboxStatus.ACTIVE,
+            col(MailboxRow.status_reason).is_distinct_from(reason),
+        )
+        .values(status_reason=reason)
+    )
