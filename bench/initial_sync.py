@@ -275,13 +275,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         secret=SECRET,
         database_url=database_url,
         mailboxes=[(address, f"E{n:05d}") for n, address in enumerate(addresses)],
+        extra="" if args.concurrency is None else f"sync: {{concurrency: {args.concurrency}}}\n",
     )
     bridge = Bridge(config, f"http://127.0.0.1:{port}", folder / "bridge.log")
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         figures = await initial_sync(bridge, graph, workforce, engine, args.mailboxes, args.within)
         first = graph.stats(log_limit=0)
-        latencies, lost, roll_s = await roll(graph, workforce, engine, ids, args.roll_rate, args.within)
+        latencies: list[float] = []
+        lost, roll_s = 0, 0.0
+        if args.roll_rate > 0:
+            latencies, lost, roll_s = await roll(graph, workforce, engine, ids, args.roll_rate, args.within)
         stats = graph.stats(log_limit=0)
     finally:
         await bridge.stop()
@@ -319,6 +323,7 @@ def figures_json(
         "events_per_mailbox": EVENTS,
         "graph_latency_ms": args.latency_ms,
         "database": "postgresql" if args.database else "sqlite",
+        "sync_concurrency": args.concurrency,
         "startup_s": round(figures.listening - figures.started, 2),
         "initial_sync_s": initial,
         "subscriptions_s": _since(figures, figures.subscribed),
@@ -353,7 +358,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="added to every Graph answer")
     parser.add_argument("--database", help="postgresql://… (a new schema, dropped afterwards); default SQLite")
     parser.add_argument("--naive-sample", type=int, default=50, help="mailboxes the naive loop reads")
-    parser.add_argument("--roll-rate", type=float, default=5.0, help="calendar changes per second during the roll")
+    parser.add_argument(
+        "--roll-rate", type=float, default=5.0, help="calendar changes per second during the roll (0: no roll)"
+    )
+    parser.add_argument("--concurrency", type=int, help="the bridge's sync.concurrency (default: its own)")
     parser.add_argument("--within", type=float, default=900.0, help="give up on a phase after this many seconds")
     args = parser.parse_args()
     result = asyncio.run(run(args))

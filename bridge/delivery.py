@@ -329,6 +329,11 @@ class DeliveryWorker:
 
 # -- units of work (each runs in one transaction) ------------------------------------------------------------
 
+# Updates go to the tables, not through the ORM: they run for every batch, and no ORM object is loaded to keep
+# in step with them.
+_MAILBOX = MailboxRow.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+
 
 def claim_due(
     session: Session, *, owner: str, now: datetime, until: datetime, limit: int, exclude: set[int]
@@ -374,20 +379,20 @@ def claim_due(
 
 def release(session: Session, *, mailbox_id: int, owner: str) -> None:
     """Give the mailbox's delivery lease back, if `owner` still holds it."""
-    session.execute(
-        sa.update(MailboxRow)
+    session.connection().execute(
+        sa.update(_MAILBOX)
         .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
         .values(delivery_owner=None, delivery_lease_until=None)
     )
 
 
 def _renew(session: Session, mailbox_id: int, owner: str, until: datetime) -> bool:
-    result = session.execute(
-        sa.update(MailboxRow)
+    result = session.connection().execute(
+        sa.update(_MAILBOX)
         .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
         .values(delivery_lease_until=until)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 def _next_batch(
@@ -435,8 +440,8 @@ def _delivered(
     limit: int,
 ) -> _Batch | None:
     """Mark the batch delivered; the next batch, or None when none is due or another instance took the mailbox."""
-    session.execute(
-        sa.update(OutboxRow)
+    session.connection().execute(
+        sa.update(_OUTBOX)
         .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
         .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
     )
@@ -445,8 +450,8 @@ def _delivered(
 
 def _resume(session: Session, *, now: datetime) -> None:
     """Every undelivered change backing off is due now."""
-    session.execute(
-        sa.update(OutboxRow)
+    session.connection().execute(
+        sa.update(_OUTBOX)
         .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.next_attempt_at) > now)
         .values(next_attempt_at=now)
     )
@@ -454,8 +459,8 @@ def _resume(session: Session, *, now: datetime) -> None:
 
 def _back_off(session: Session, *, mailbox_id: int, owner: str, until: datetime) -> None:
     """Hold all of the mailbox's undelivered changes until `until` and give its lease back."""
-    session.execute(
-        sa.update(OutboxRow)
+    session.connection().execute(
+        sa.update(_OUTBOX)
         .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
         .values(next_attempt_at=until)
     )
@@ -471,8 +476,8 @@ def _failed(
     error: str,
     next_attempt_at: datetime,
 ) -> None:
-    session.execute(
-        sa.update(OutboxRow)
+    session.connection().execute(
+        sa.update(_OUTBOX)
         .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
         .values(attempts=OutboxRow.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
     )
