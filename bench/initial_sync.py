@@ -348,6 +348,12 @@ def figures_json(
         "notified_p99_s_during_roll": round(statistics.quantiles(latencies, n=100)[98], 3)
         if len(latencies) > 1
         else None,
+        "error_kinds": {
+            "changes_undelivered": undelivered,
+            "roll_changes_not_arrived_within_30_s": lost,
+            "graph_429": throttled,
+            "not_all_synced": unsynced,
+        },
         "errors": undelivered + lost + throttled + unsynced,
     }
 
