@@ -63,6 +63,7 @@ class SyncTiming:
 
 
 DEFAULT_TIMING = SyncTiming()
+_CLAIM_BATCH = 4
 
 
 class LeaseLost(Exception):
@@ -153,7 +154,9 @@ class MailboxSync:
             # A failing source is probed with one mailbox: refused credentials are tried once per hold, not per
             # mailbox; so is a source not yet read since the start (its credentials are not known to work yet).
             working_source = (hold is None or hold.status is SourceStatus.OK) and source in self._proven
-            width = free if working_source else 1 - len(working)
+            # A few per claim, more as each sync ends (every lane is woken then): instances sharing a database
+            # each get their part of a burst instead of the first claimer taking it all.
+            width = min(free, _CLAIM_BATCH) if working_source else 1 - len(working)
             if width <= 0:
                 return []
             # The last free place is kept for notified mailboxes: a change waits for no maintenance read.
