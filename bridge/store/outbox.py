@@ -25,6 +25,7 @@ class OutboxMailbox(Protocol):
     id: int | None
     address: str
     workforce_id: str | None
+    time_zone: str | None
     next_sequence: int
 
 
