@@ -178,9 +178,11 @@ def write_instance_configs(
     secret: str,
     database_url: str,
     mailboxes: Sequence[tuple[str, str]],
+    extra: str = "",
 ) -> list[tuple[Path, str]]:
     """Config files for `count` instances sharing one (PostgreSQL) database, each listening on its own port, all
-    with the first one's public URL (in production a load balancer's): its path and URL for each instance."""
+    with the first one's public URL (in production a load balancer's): its path and URL for each instance; `extra`
+    is more top-level YAML for each."""
     ports = [free_port() for _ in range(count)]
     written = []
     for n, port in enumerate(ports):
@@ -193,6 +195,7 @@ def write_instance_configs(
             secret=secret,
             database_url=database_url,
             mailboxes=mailboxes,
+            extra=extra,
         )
         public = f"public_url: http://127.0.0.1:{ports[0]}"
         path.write_text(path.read_text().replace(f"public_url: http://127.0.0.1:{port}", public))
