@@ -49,7 +49,27 @@ class Instance:
     url: str
     log: Path
 
+    def running(self) -> None:
+        """Fails with the instance's log when its process has ended: a crash must not read as a refused port."""
+        if self.process.returncode is not None:
+            tail = self.log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the instance at {self.url} exited with {self.process.returncode}:\n{tail}")
+
+    async def listening(self, within: float) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        async with aiohttp.ClientSession() as session:
+            while True:
+                self.running()
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"the instance at {self.url} did not answer in {within} s")
+                await asyncio.sleep(0.2)
+
     async def scrape(self) -> str:
+        self.running()
         async with aiohttp.ClientSession() as session, session.get(f"{self.url}/metrics") as response:
             return await response.text()
 
@@ -124,6 +144,8 @@ async def cluster(
         cluster = Cluster(graph_emulator, workforce, instances, people, db)
         await wait_until(lambda: len(graph_emulator.subscriptions()) >= MAILBOXES, within=90)
         await wait_until(cluster.idle, within=60)
+        for instance in instances:
+            await instance.listening(within=60)
         try:
             yield cluster
         finally:
