@@ -240,15 +240,19 @@ class SubscriptionManager:
         now = self._clock()
 
         def store(session: Session) -> None:
-            session.add(
-                SubscriptionRow(
-                    id=created.subscription_id,
-                    mailbox_id=task.mailbox_id,
-                    source=task.source,
-                    resource=f"/users/{task.address}/events",
-                    client_state=client_state,
-                    expires_at=created.expires_at,
-                )
+            # A Core INSERT, not an ORM object: one is made per mailbox, and the object's flush (which
+            # `mark_dirty`'s statement triggers) cost as much as the three other statements together.
+            session.connection().execute(
+                _INSERT,
+                {
+                    "id": created.subscription_id,
+                    "mailbox_id": task.mailbox_id,
+                    "source": task.source,
+                    "resource": f"/users/{task.address}/events",
+                    "client_state": client_state,
+                    "expires_at": created.expires_at,
+                    "created_at": datetime.now(UTC),  # when the row was written, as the model's default
+                },
             )
             set_source_status(session, task.source, SourceStatus.OK, None)
             note_mailbox(session, task.mailbox_id, None)
@@ -301,6 +305,9 @@ class SubscriptionManager:
         await self._db.run(lambda session: _delete(session, subscription_id))
         self._forget(subscription_id)
         log.info("unsubscribed from %s: the mailbox is not active", task.address)
+
+
+_INSERT = sa.insert(SubscriptionRow.__table__)  # type: ignore[attr-defined]
 
 
 def _delete(session: Session, subscription_id: str) -> None:
