@@ -32,13 +32,21 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_http.middleware import (
+    BaseMiddleware,
+    ParametersNameDecodingHandler,
+    RedirectHandler,
+    RetryHandler,
+    UserAgentHandler,
+)
 from kiota_http.middleware.options.response_handler_option import ResponseHandlerOption
 from msgraph.generated.users.item.calendar_view.delta.delta_request_builder import DeltaRequestBuilder
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
-from msgraph_core import GraphClientFactory
+from msgraph_core import GraphClientFactory, NationalClouds
+from msgraph_core.middleware import GraphTelemetryHandler
 
 from bridge.config import GraphSourceConfig
 from bridge.domain import (
@@ -142,6 +150,33 @@ def graph_source(config: GraphSourceConfig, *, on_request: RequestObserver = IGN
         max_concurrency=config.max_concurrency,
         on_request=on_request,
     )
+
+
+def _middleware() -> list[BaseMiddleware]:
+    """msgraph-sdk's default chain without the handlers that do nothing for the bridge.
+
+    The default adds kiota's URL replacement (`/users/TokenToReplace` → `/me`, never in the bridge's URLs) and
+    header and body inspection (off unless a request asks): each still opens a tracing span per request. Redirects,
+    retries on 429/503/504 with Retry-After, `$` parameter names, the User-Agent and Graph's telemetry headers are
+    kept, in the default's order.
+    """
+    return [
+        RedirectHandler(),
+        RetryHandler(),
+        ParametersNameDecodingHandler(),
+        UserAgentHandler(),
+        _GraphTelemetry(),
+    ]
+
+
+_GRAPH_ENDPOINTS = frozenset(cloud.value for cloud in NationalClouds)
+
+
+class _GraphTelemetry(GraphTelemetryHandler):  # type: ignore[misc]
+    """Graph's telemetry handler, with its set of Graph endpoints built once instead of on every request."""
+
+    def is_graph_url(self, url: httpx.URL) -> bool:
+        return f"{url.scheme}://{url.netloc.decode()}" in _GRAPH_ENDPOINTS
 
 
 class _ObservedTransport(httpx.AsyncBaseTransport):
@@ -261,8 +296,8 @@ class GraphSource:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         # Observed below the SDK's middleware, so each retry it makes on a 429 or 503 counts as a request.
         transport = _ObservedTransport(httpx.AsyncHTTPTransport(verify=verify, limits=limits), on_request)
-        http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(transport=transport, timeout=timeout_s)
+        http = GraphClientFactory.create_with_custom_middleware(
+            _middleware(), client=httpx.AsyncClient(transport=transport, timeout=timeout_s)
         )
         self._http = http
         self._adapter = GraphRequestAdapter(auth, http)
