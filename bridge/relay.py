@@ -12,7 +12,9 @@ deletes, state and purges are safe to repeat) or reports it (mail: Exchange cann
 it is not sent twice). The command rows are also what the sync engine reads to recognise the relay's writes when
 they come back as changes (`store.commands.relay_writes`).
 
-Payloads arrive validated (bridge/web/commands.py); the relay trusts their shape.
+Payloads arrive validated (bridge/web/commands.py); the relay trusts their shape. It answers in the bridge's own
+words (bridge/outcomes.py); the web layer turns those into status codes and problem documents, and gives the relay
+the `record` function that says what of an outcome the command row keeps.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from bridge.domain import (
     AppointmentDraft,
     AppointmentKind,
     AppointmentPatch,
-    FreeBusy,
     MailMessage,
     Pattern,
     Recurrence,
@@ -43,19 +44,31 @@ from bridge.domain import (
 from bridge.logs import about
 from bridge.mailbox_zones import zone_of
 from bridge.outages import Outages
-from bridge.sources.base import (
-    AuthFailed,
-    CalendarSource,
+from bridge.outcomes import (
+    AppointmentView,
     Conflict,
-    ItemNotFound,
-    MailboxNotFound,
-    SourceError,
-    Throttled,
-    Unavailable,
-)
-from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
-from bridge.store.commands import (
+    Created,
+    Deleted,
+    Done,
+    ExchangeFailed,
+    Invalid,
     KeyReused,
+    MailAccepted,
+    NotFound,
+    Outcome,
+    Purged,
+    Recorded,
+    Replayed,
+    Stale,
+    StateSet,
+    Unavailable,
+    Updated,
+)
+from bridge.sources import base as sources
+from bridge.sources.base import CalendarSource, ItemNotFound, MailboxNotFound, SourceError, Throttled
+from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
+from bridge.store import commands as stored
+from bridge.store.commands import (
     accept,
     created_item,
     current_state_item,
@@ -71,21 +84,6 @@ from bridge.zones import UTC_ZONE, local_instant
 log = logging.getLogger(__name__)
 
 MAIL_SCOPE = "mail"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """An answer for the workforce system: a status and a JSON body (a problem document when `problem`)."""
-
-    status: int
-    body: dict[str, Any] | None = None
-    problem: bool = False
-    retry_after: int | None = None
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> Outcome:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return Outcome(status, body, problem=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +120,14 @@ class Relay:
         mapping: Callable[[], TemplateMapping],
         mail: MailConfig | None,
         *,
+        record: Callable[[Outcome], Recorded],
         owner: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stale: timedelta = timedelta(minutes=5),
         time_zones: Mapping[str, str] | None = None,
     ) -> None:
         self._owner = owner
+        self._record = record
         self._time_zones = time_zones or {}  # source → zone of mailboxes whose own zone is not known yet
         self._db = db
         self._sources = sources
@@ -158,19 +158,19 @@ class Relay:
     async def purge(self, mailbox: str, *, dry_run: bool, key: str | None) -> Outcome:
         if dry_run:
             found = await self._mailbox_and_source(mailbox)
-            if isinstance(found, Outcome):
+            if not isinstance(found, tuple):
                 return found
             row, source = found
             try:
                 items = await source.find_bridge_items(row.address)
             except SourceError as exc:
                 return _source_failure(exc)
-            return Outcome(200, {"dry_run": True, "items": [_purged(item) for item in items], "deleted": 0})
+            return Purged(tuple(items), dry_run=True)
         return await self._submit(mailbox, CommandKind.PURGE, {"request": {"purge": True}}, key)
 
     async def send_mail(self, request: dict[str, Any], key: str | None) -> Outcome:
         if self._mail is None:
-            return problem(503, "Service Unavailable", "mail is not configured: add a `mail:` section with a sender")
+            return Unavailable("mail is not configured: add a `mail:` section with a sender")
         draft = CommandRow(
             id=str(uuid.uuid4()), scope=MAIL_SCOPE, kind=CommandKind.MAIL, idempotency_key=key, payload=request
         )
@@ -218,12 +218,9 @@ class Relay:
             accepted = await self._db.run(
                 lambda session: _accept(session, draft, target, mapping, self._owner, now, self._time_zones)
             )
-        except KeyReused:
-            detail = "this Idempotency-Key was used before for a different request; use a new key"
-            return problem(
-                422, "Unprocessable Content", detail, invalid_params=[{"name": "Idempotency-Key", "reason": detail}]
-            )
-        if isinstance(accepted, Outcome):
+        except stored.KeyReused:
+            return KeyReused("this Idempotency-Key was used before for a different request; use a new key")
+        if not isinstance(accepted, _Command):
             return accepted
         return await self._execute_and_finish(accepted)
 
@@ -234,10 +231,8 @@ class Relay:
             self._outages.recovered(
                 command.address or MAIL_SCOPE, f"{command.address or MAIL_SCOPE}: commands work again"
             )
-        except (Throttled, Unavailable, AuthFailed) as exc:
-            result = _Result(_source_failure(exc))
         except MailboxNotFound as exc:
-            result = _Result(problem(404, "Not Found", f"Exchange does not know the mailbox: {exc}"))
+            result = _Result(NotFound(f"Exchange does not know the mailbox: {exc}"))
         except SourceError as exc:
             result = _Result(_source_failure(exc))
         except Exception as exc:
@@ -246,25 +241,24 @@ class Relay:
             where = command.address or MAIL_SCOPE
             self._outages.unexpected(where, f"{where}: a {command.kind.value} command failed unexpectedly: {exc}", exc)
             detail = "the bridge failed unexpectedly while carrying out this command; try again later"
-            result = _Result(replace(problem(503, "Service Unavailable", detail), retry_after=30))
+            result = _Result(Unavailable(detail, retry_after=30))
         mapping = self._mapping()
         await self._db.run(lambda session: self._finish(session, command, result, mapping))
         return result.outcome
 
     def _finish(self, session: Session, command: _Command, result: _Result, mapping: TemplateMapping) -> None:
         now = self._clock()
-        outcome = result.outcome
-        status = CommandStatus.DONE if outcome.status < 400 else CommandStatus.FAILED
+        answer = self._record(result.outcome)
         finish(
             session,
             command.id,
             now,
-            status=status,
-            http_status=outcome.status,
-            result=outcome.body,
+            status=CommandStatus.DONE if isinstance(result.outcome, Done) else CommandStatus.FAILED,
+            http_status=answer.status,
+            result=answer.body,
             item_id=result.item_id,
             change_key=result.change_key,
-            error=(outcome.body or {}).get("detail") if outcome.problem else None,
+            error=answer.error,
         )
         if command.mailbox_id is None or not (result.put or result.drop or result.drop_series):
             return
@@ -286,7 +280,7 @@ class Relay:
             return await self._send_mail(command)
         source = self._sources.get(command.source)
         if source is None:
-            return _Result(problem(503, "Service Unavailable", f"source {command.source!r} is not configured"))
+            return _Result(Unavailable(f"source {command.source!r} is not configured"))
         match command.kind:
             case CommandKind.CREATE:
                 return await self._create(source, command, _resolved(command.payload))
@@ -329,11 +323,9 @@ class Relay:
             kind=AppointmentKind.SERIES_MASTER if recurrence else AppointmentKind.SINGLE,
             bridge_ref=command.id,
         )
-        body = _view(created, command.id, request["template"])
-        if recurrence is not None:
-            body["recurrence"] = request["recurrence"]
+        outcome = Created(AppointmentView(created, command.id, request["template"]), request.get("recurrence"))
         # A series enters the mirror as its occurrences, which the next read brings (recognised by the key).
-        return _Result(Outcome(201, body), written.item_id, written.change_key, put=[] if recurrence else [created])
+        return _Result(outcome, written.item_id, written.change_key, put=[] if recurrence else [created])
 
     async def _state(self, source: CalendarSource, command: _Command) -> _Result:
         payload = command.payload
@@ -341,14 +333,14 @@ class Relay:
             await source.delete(command.address, previous)
         result = await self._create(source, command, payload["plan"])
         result.drop += payload.get("touches", ())
-        if result.outcome.body is not None:
-            result.outcome = Outcome(200, {**result.outcome.body, "replaced": (payload.get("touches") or [None])[0]})
+        if isinstance(result.outcome, Created):
+            result.outcome = StateSet(result.outcome.view, (payload.get("touches") or [None])[0])
         return result
 
     async def _update(self, source: CalendarSource, command: _Command) -> _Result:
         request = _resolved(command.payload)
         found = await self._target(source, command)
-        if isinstance(found, Outcome):
+        if not isinstance(found, Appointment):
             return _Result(found)
         current = found
         mapping = self._mapping()
@@ -356,13 +348,13 @@ class Relay:
         start, end = patch.start or current.start, patch.end or current.end
         if end <= start:
             reason = "the appointment would end before it starts"
-            return _Result(problem(400, "Bad Request", reason, invalid_params=[{"name": "end", "reason": reason}]))
+            return _Result(Invalid(reason, ({"name": "end", "reason": reason},)))
         try:
             written = await source.update(command.address, current.item_id, patch, request["if_match"])
-        except Conflict:
+        except sources.Conflict:
             return await self._conflict(source, command, patch)
         except ItemNotFound:
-            return _Result(problem(404, "Not Found", f"appointment {request['target']} is no longer in the calendar"))
+            return _Result(NotFound(f"appointment {request['target']} is no longer in the calendar"))
         updated = replace(
             current,
             change_key=written.change_key,
@@ -373,20 +365,20 @@ class Relay:
             all_day=current.all_day if patch.all_day is None else patch.all_day,
         )
         template = request.get("template") or _template_of(updated, mapping)
-        body = _view(updated, request["target"], template)
-        return _Result(Outcome(200, body), updated.item_id, written.change_key, put=[updated])
+        outcome = Updated(AppointmentView(updated, request["target"], template))
+        return _Result(outcome, updated.item_id, written.change_key, put=[updated])
 
     async def _delete(self, source: CalendarSource, command: _Command) -> _Result:
         request = command.payload["request"]
         found = await self._target(source, command)
-        if isinstance(found, Outcome):
+        if not isinstance(found, Appointment):
             # Deleting what is already gone is what the caller wanted; a retry after a crash lands here too.
-            return _Result(Outcome(204) if found.status == 404 and command.attempts > 1 else found)
+            return _Result(Deleted() if isinstance(found, NotFound) and command.attempts > 1 else found)
         try:
             await source.delete(command.address, found.item_id, request["if_match"])
-        except Conflict:
+        except sources.Conflict:
             return await self._conflict(source, command, None)
-        return _Result(Outcome(204), found.item_id, drop=[found.item_id], drop_series=[found.item_id])
+        return _Result(Deleted(), found.item_id, drop=[found.item_id], drop_series=[found.item_id])
 
     async def _purge(self, source: CalendarSource, command: _Command) -> _Result:
         items = await source.find_bridge_items(command.address)
@@ -395,8 +387,7 @@ class Relay:
         await self._db.run(lambda session: _touches(session, command.id, ids))
         for item in items:
             await source.delete(command.address, item.item_id)
-        body = {"dry_run": False, "items": [_purged(item) for item in items], "deleted": len(items)}
-        return _Result(Outcome(200, body), drop=ids, drop_series=ids)
+        return _Result(Purged(tuple(items), dry_run=False), drop=ids, drop_series=ids)
 
     async def _send_mail(self, command: _Command) -> _Result:
         assert self._mail is not None
@@ -405,10 +396,10 @@ class Relay:
                 "the bridge stopped while sending this mail; Exchange cannot say whether it went out, "
                 "so it was not sent again"
             )
-            return _Result(problem(502, "Bad Gateway", detail))
+            return _Result(ExchangeFailed(detail))
         source = self._sources.get(self._mail.source)
         if source is None:
-            return _Result(problem(503, "Service Unavailable", f"source {self._mail.source!r} is not configured"))
+            return _Result(Unavailable(f"source {self._mail.source!r} is not configured"))
         request = command.payload
         message = MailMessage(
             subject=request["subject"],
@@ -419,21 +410,21 @@ class Relay:
             html=request.get("content_type") == "html",
         )
         await source.send_mail(self._mail.sender, message)
-        return _Result(Outcome(202, {"id": command.id, "sender": self._mail.sender}))
+        return _Result(MailAccepted(command.id, self._mail.sender))
 
-    async def _target(self, source: CalendarSource, command: _Command) -> Appointment | Outcome:
+    async def _target(self, source: CalendarSource, command: _Command) -> Appointment | NotFound | Conflict:
         """The appointment an update or delete names, refused when the mailbox owner did not organise it."""
         target = command.payload["request"]["target"]
         assert command.item_id is not None
         current = command.current or await source.read_item(command.address, command.item_id)
         if current is None:
-            return problem(404, "Not Found", f"mailbox {command.address} has no appointment {target}")
+            return NotFound(f"mailbox {command.address} has no appointment {target}")
         if not current.is_organizer:
             detail = (
                 f"appointment {target} is an invitation from someone else: only its organiser can change it, "
                 "and the bridge changes only what the mailbox owner organised"
             )
-            return problem(409, "Conflict", detail)
+            return Conflict(detail)
         return current
 
     async def _conflict(self, source: CalendarSource, command: _Command, patch: AppointmentPatch | None) -> _Result:
@@ -445,19 +436,19 @@ class Relay:
         if current is not None and patch is not None and command.attempts > 1 and _applied(current, patch):
             # A retry after a crash: the first attempt went through, and that is why the version moved on.
             template = request.get("template") or _template_of(current, mapping)
-            view = _view(current, request["target"], template)
-            return _Result(Outcome(200, view), current.item_id, current.change_key, put=[current])
-        shown = None if current is None else _view(current, request["target"], _template_of(current, mapping))
+            view = AppointmentView(current, request["target"], template)
+            return _Result(Updated(view), current.item_id, current.change_key, put=[current])
+        shown = None if current is None else AppointmentView(current, request["target"], _template_of(current, mapping))
         detail = f"appointment {request['target']} changed in Exchange since version {request['if_match']}"
-        return _Result(problem(412, "Precondition Failed", detail, current=shown))
+        return _Result(Stale(detail, shown))
 
-    async def _mailbox_and_source(self, address: str) -> tuple[MailboxRow, CalendarSource] | Outcome:
+    async def _mailbox_and_source(self, address: str) -> tuple[MailboxRow, CalendarSource] | NotFound | Unavailable:
         row = await self._db.run(lambda session: find_mailbox(session, address))
         if row is None:
-            return problem(404, "Not Found", f"the bridge mirrors no mailbox {address}")
+            return NotFound(f"the bridge mirrors no mailbox {address}")
         source = self._sources.get(row.source)
         if source is None:
-            return problem(503, "Service Unavailable", f"source {row.source!r} is not configured")
+            return Unavailable(f"source {row.source!r} is not configured")
         return row, source
 
 
@@ -472,18 +463,18 @@ def _accept(
     owner: str,
     now: datetime,
     time_zones: Mapping[str, str],
-) -> _Command | Outcome:
+) -> _Command | NotFound | Conflict | Invalid | Replayed:
     if draft.kind != CommandKind.MAIL:
         found = find_mailbox(session, draft.scope)
         if found is None or found.id is None:
-            return problem(404, "Not Found", f"the bridge mirrors no mailbox {draft.scope}")
+            return NotFound(f"the bridge mirrors no mailbox {draft.scope}")
         if found.status != MailboxStatus.ACTIVE:
             reason = f": {found.status_reason}" if found.status_reason else ""
-            return problem(409, "Conflict", f"mailbox {found.address} is {found.status.value}{reason}")
+            return Conflict(f"mailbox {found.address} is {found.status.value}{reason}")
         draft.mailbox_id = found.id
         if draft.kind in (CommandKind.CREATE, CommandKind.UPDATE, CommandKind.STATE):
             resolved = _in_zone(draft.payload["request"], zone_of(found, time_zones))
-            if isinstance(resolved, Outcome):
+            if isinstance(resolved, Invalid):
                 return resolved
             draft.payload = {**draft.payload, "resolved": resolved}
     if draft.kind == CommandKind.STATE and draft.mailbox_id is not None:
@@ -495,7 +486,7 @@ def _accept(
         )
         if end <= start:
             reason = "must be in the future"
-            return problem(400, "Bad Request", f"until {reason}", invalid_params=[{"name": "until", "reason": reason}])
+            return Invalid(f"until {reason}", ({"name": "until", "reason": reason},))
         previous = current_state_item(session, draft.mailbox_id)
         plan = {"template": request["template"], "start": iso_utc(start), "end": iso_utc(end), "time_zone": zone}
         draft.payload = {**draft.payload, "plan": plan, "touches": [previous] if previous else []}
@@ -541,25 +532,23 @@ def _touches(session: Session, command_id: str, ids: list[str]) -> None:
     row.payload = {**row.payload, "touches": ids}
 
 
-def _replay(row: CommandRow) -> Outcome:
+def _replay(row: CommandRow) -> Conflict | Replayed:
     """The answer an earlier request with the same idempotency key got (or will get)."""
     if row.status == CommandStatus.SENDING:
-        outcome = problem(409, "Conflict", f"command {row.id} with this Idempotency-Key is still being carried out")
-        return replace(outcome, retry_after=1)
+        return Conflict(f"command {row.id} with this Idempotency-Key is still being carried out", retry_after=1)
     assert row.http_status is not None
-    return Outcome(row.http_status, row.result, problem=row.http_status >= 400)
+    return Replayed(Recorded(row.http_status, row.result, row.error))
 
 
 # -- values ------------------------------------------------------------------------------------------------------
 
 
-def _source_failure(exc: SourceError) -> Outcome:
+def _source_failure(exc: SourceError) -> Unavailable | ExchangeFailed:
     if isinstance(exc, Throttled):
-        outcome = problem(503, "Service Unavailable", f"Exchange is throttling the bridge: {exc}")
-        return replace(outcome, retry_after=max(1, round(exc.retry_after)))
-    if isinstance(exc, (Unavailable, AuthFailed)):
-        return replace(problem(503, "Service Unavailable", f"Exchange cannot be reached now: {exc}"), retry_after=30)
-    return problem(502, "Bad Gateway", f"Exchange refused the request: {exc}")
+        return Unavailable(f"Exchange is throttling the bridge: {exc}", retry_after=max(1, round(exc.retry_after)))
+    if isinstance(exc, (sources.Unavailable, sources.AuthFailed)):
+        return Unavailable(f"Exchange cannot be reached now: {exc}", retry_after=30)
+    return ExchangeFailed(f"Exchange refused the request: {exc}")
 
 
 def _instant(text: str) -> datetime:
@@ -573,7 +562,7 @@ def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _in_zone(request: dict[str, Any], mailbox_zone: str) -> dict[str, Any] | Outcome:
+def _in_zone(request: dict[str, Any], mailbox_zone: str) -> dict[str, Any] | Invalid:
     """The request with its local times (no offset: the API layer keeps them naive) placed in the request's
     `time_zone` or else the mailbox's, as UTC instants, and the zone it was read in named, so that Exchange
     keeps it with the appointment."""
@@ -587,7 +576,7 @@ def _in_zone(request: dict[str, Any], mailbox_zone: str) -> dict[str, Any] | Out
             resolved[name] = iso_utc(instant)
     if "start" in resolved and "end" in resolved and resolved["end"] <= resolved["start"]:
         reason = f"must be after start (both read in {zone})"
-        return problem(400, "Bad Request", "invalid: end", invalid_params=[{"name": "end", "reason": reason}])
+        return Invalid("invalid: end", ({"name": "end", "reason": reason},))
     return resolved
 
 
@@ -630,29 +619,3 @@ def _applied(current: Appointment, patch: AppointmentPatch) -> bool:
 def _template_of(appointment: Appointment, mapping: TemplateMapping) -> str | None:
     entry = mapping.map(appointment)
     return None if entry is None else entry.template
-
-
-def _view(appointment: Appointment, bridge_id: str, template: str | None) -> dict[str, Any]:
-    return {
-        "id": bridge_id,
-        "exchange_id": appointment.item_id,
-        "version": appointment.change_key,
-        "template": template,
-        "free_busy": appointment.free_busy.value,
-        "start": iso_utc(appointment.start),
-        "end": iso_utc(appointment.end),
-        "all_day": appointment.all_day,
-        "subject": appointment.subject,
-    }
-
-
-def _purged(item: Appointment) -> dict[str, Any]:
-    return {
-        "exchange_id": item.item_id,
-        "bridge_id": item.bridge_ref,
-        "kind": item.kind.value,
-        "subject": item.subject,
-        "start": iso_utc(item.start),
-        "end": iso_utc(item.end),
-        "free_busy": item.free_busy.value if item.free_busy != FreeBusy.UNKNOWN else None,
-    }

@@ -50,6 +50,7 @@ from bridge.store.work import active_addresses, lease_holders, mailbox_ids, mark
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
 from bridge.templates import LiveMapping, default_mapping_path
 from bridge.waiting import first_of
+from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from bridge.web.listener import Listener, runner_options
@@ -123,6 +124,7 @@ class Service:
             self.sources,
             lambda: self.mapping.current,
             config.mail,
+            record=record,
             owner=self.owner,
             clock=clock,
             time_zones=config.source_time_zones,

@@ -19,12 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from bridge.domain import MAIL_ADDRESS, Pattern, Weekday, iso_utc
-from bridge.relay import MAIL_SCOPE, Outcome, Relay
+from bridge.relay import MAIL_SCOPE, Relay
 from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
+from bridge.web.answers import answer, respond
 from bridge.web.bodies import Invalid, invalid_request, parse_time, read_json, unknown_fields
-from bridge.web.problems import PROBLEM_TYPE, problem
+from bridge.web.problems import problem
 from bridge.zones import iana_zone
 
 MAX_BODY = 64 * 1024
@@ -60,10 +61,10 @@ class CommandRoutes:
         if invalid:
             return invalid_request(invalid)
         mailbox = request.match_info["mailbox"]
-        outcome = await self._relay.create(mailbox, normalised, key)
-        response = _respond(outcome)
-        if outcome.status == 201 and outcome.body is not None:
-            response.headers["Location"] = f"/api/v1/mailboxes/{mailbox}/appointments/{outcome.body['id']}"
+        given = answer(await self._relay.create(mailbox, normalised, key))
+        response = respond(given)
+        if given.status == 201 and given.body is not None:
+            response.headers["Location"] = f"/api/v1/mailboxes/{mailbox}/appointments/{given.body['id']}"
         return response
 
     async def update(self, request: web.Request) -> web.StreamResponse:
@@ -81,7 +82,7 @@ class CommandRoutes:
         if version is None:
             return _precondition_required()
         mailbox, target = request.match_info["mailbox"], request.match_info["id"]
-        return _respond(await self._relay.update(mailbox, target, normalised, version, key))
+        return respond(answer(await self._relay.update(mailbox, target, normalised, version, key)))
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         invalid: Invalid = []
@@ -92,7 +93,7 @@ class CommandRoutes:
         if version is None:
             return _precondition_required()
         mailbox, target = request.match_info["mailbox"], request.match_info["id"]
-        return _respond(await self._relay.delete(mailbox, target, version, key))
+        return respond(answer(await self._relay.delete(mailbox, target, version, key)))
 
     async def state(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request, MAX_BODY)
@@ -111,7 +112,7 @@ class CommandRoutes:
             normalised["until"] = _written(until) if until else None
         if invalid:
             return invalid_request(invalid)
-        return _respond(await self._relay.set_state(request.match_info["mailbox"], normalised, key))
+        return respond(answer(await self._relay.set_state(request.match_info["mailbox"], normalised, key)))
 
     async def mail(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request, MAX_MAIL_BODY)
@@ -133,7 +134,7 @@ class CommandRoutes:
         if invalid:
             return invalid_request(invalid)
         normalised = {**lists, "subject": subject, "body": text, "content_type": content_type}
-        return _respond(await self._relay.send_mail(normalised, key))
+        return respond(answer(await self._relay.send_mail(normalised, key)))
 
     async def purge(self, request: web.Request) -> web.StreamResponse:
         invalid: Invalid = []
@@ -143,7 +144,9 @@ class CommandRoutes:
         dry_run = request.query.get("dry_run", "false").lower()
         if dry_run not in ("true", "false"):
             return invalid_request([{"name": "dry_run", "reason": "true or false"}])
-        return _respond(await self._relay.purge(request.match_info["mailbox"], dry_run=dry_run == "true", key=key))
+        return respond(
+            answer(await self._relay.purge(request.match_info["mailbox"], dry_run=dry_run == "true", key=key))
+        )
 
     async def command(self, request: web.Request) -> web.StreamResponse:
         command_id = request.match_info["id"]
@@ -169,18 +172,6 @@ def _command_view(row: CommandRow) -> dict[str, Any]:
 
 
 # -- reading and answering -----------------------------------------------------------------------------------
-
-
-def _respond(outcome: Outcome) -> web.Response:
-    if outcome.body is None:
-        response = web.Response(status=outcome.status)
-    elif outcome.problem:
-        response = web.json_response(outcome.body, status=outcome.status, content_type=PROBLEM_TYPE)
-    else:
-        response = web.json_response(outcome.body, status=outcome.status)
-    if outcome.retry_after is not None:
-        response.headers["Retry-After"] = str(outcome.retry_after)
-    return response
 
 
 def _precondition_required() -> web.Response:

@@ -16,8 +16,13 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> web.Resp
 
 def problem_text(status: int, title: str, detail: str = "", **extra: Any) -> str:
     """The document alone, for the answers aiohttp builds itself (an `HTTPException` raised mid-handler)."""
+    return json.dumps(problem_document(status, title, detail, **extra))
+
+
+def problem_document(status: int, title: str, detail: str = "", **extra: Any) -> dict[str, Any]:
+    """The document as a value, for the relay's answers (bridge/web/answers.py), which the store also keeps."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return json.dumps(body)
+    return body

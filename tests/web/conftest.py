@@ -16,6 +16,7 @@ from bridge.marks import DirtyMarks
 from bridge.relay import Relay
 from bridge.store import Database, MailboxRow
 from bridge.store.mirror import write_mirror
+from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from tests.web import ADMIN_TOKEN, DAY, MAPPING, WORKFORCE_TOKEN, Client, at
@@ -48,7 +49,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def app_client(config: Config, db: Database) -> AsyncIterator[Client]:
-    relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test")
+    relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test", record=record)
     app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING, relay)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client

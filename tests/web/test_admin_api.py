@@ -24,6 +24,7 @@ from bridge.marks import DirtyMarks
 from bridge.relay import Relay
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, OutboxRow
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
+from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from bridge.web.openapi import document
@@ -108,7 +109,7 @@ def remaps() -> Remaps:
 async def editable_client(config: Config, db: Database, live: LiveMapping, remaps: Remaps) -> AsyncIterator[Client]:
     """The app as the service builds it: with the mapping file it watches, named by `templates:`."""
     config = dataclasses.replace(config, templates=live.path)
-    relay = Relay(db, {}, lambda: live.current, config.mail, owner="test")
+    relay = Relay(db, {}, lambda: live.current, config.mail, owner="test", record=record)
     hooks = GraphHooks(db, DirtyMarks(db))
     app = create_app(config, db, hooks, lambda: live.current, relay, live=live, on_mapping_change=remaps)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:

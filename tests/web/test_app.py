@@ -12,6 +12,7 @@ from bridge.config import Config
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
 from bridge.store import Database, MailboxRow, SourceKind, SourceRow, SourceStatus
+from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.bodies import MAX_DEPTH
 from bridge.web.graph_hooks import GraphHooks
@@ -160,7 +161,7 @@ async def test_readyz_counts_mailboxes_and_the_delivery_backlog(app_client: Clie
 
 async def test_readyz_is_503_without_the_database_and_names_nothing_of_it(config: Config) -> None:
     closed = Database(f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/bridge")
-    relay = Relay(closed, {}, lambda: MAPPING, config.mail, owner="test")
+    relay = Relay(closed, {}, lambda: MAPPING, config.mail, owner="test", record=record)
     app = create_app(config, closed, GraphHooks(closed, DirtyMarks(closed)), lambda: MAPPING, relay)
     try:
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:

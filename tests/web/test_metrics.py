@@ -17,6 +17,7 @@ from bridge.config import ApiToken, Config
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
 from bridge.store import Database, MailboxRow
+from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
 from tests.web import ADMIN_TOKEN, MAPPING, WORKFORCE_TOKEN, Client
@@ -176,6 +177,6 @@ async def test_metrics_need_the_metrics_scope_once_a_token_has_it(
 
 
 def served(config: Config, db: Database) -> Client:
-    relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test")
+    relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test", record=record)
     app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING, relay)
     return TestClient(TestServer(app, host="127.0.0.1"))

@@ -22,6 +22,7 @@ from bridge.store.models import MailboxStatus
 from bridge.web.admin.context import AdminContext
 from bridge.web.admin.layout import render
 from bridge.web.admin.session import see_other, tell
+from bridge.web.answers import answer
 
 PAGE_SIZE = 50
 MAX_REASON = 500
@@ -96,7 +97,7 @@ class MailboxesPage:
 
     async def purge_dry_run(self, request: web.Request) -> web.StreamResponse:
         address = request.match_info["mailbox"]
-        outcome = await self._context.relay.purge(address, dry_run=True, key=None)
+        outcome = answer(await self._context.relay.purge(address, dry_run=True, key=None))
         body = outcome.body or {}
         page: dict[str, Any] = {"address": address, "back": _back(request.query.get("back", ""))}
         if outcome.problem:
@@ -112,7 +113,7 @@ class MailboxesPage:
 
     async def purge(self, request: web.Request) -> web.StreamResponse:
         address = request.match_info["mailbox"]
-        outcome = await self._context.relay.purge(address, dry_run=False, key=None)
+        outcome = answer(await self._context.relay.purge(address, dry_run=False, key=None))
         body = outcome.body or {}
         if outcome.problem:
             text = f"{address}: the bridge's items were not purged: {body.get('detail', outcome.status)}"
