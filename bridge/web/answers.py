@@ -12,26 +12,9 @@ from typing import Any, assert_never
 
 from aiohttp import web
 
+from bridge import outcomes
 from bridge.domain import Appointment, FreeBusy, iso_utc
-from bridge.outcomes import (
-    AppointmentView,
-    Conflict,
-    Created,
-    Deleted,
-    ExchangeFailed,
-    Invalid,
-    KeyReused,
-    MailAccepted,
-    NotFound,
-    Outcome,
-    Purged,
-    Recorded,
-    Replayed,
-    Stale,
-    StateSet,
-    Unavailable,
-    Updated,
-)
+from bridge.outcomes import AppointmentView, Outcome, Recorded
 from bridge.web.problems import PROBLEM_TYPE, problem_document
 
 
@@ -47,39 +30,39 @@ class Answer:
 
 def answer(outcome: Outcome) -> Answer:
     match outcome:
-        case Created(view, recurrence):
+        case outcomes.Created(view, recurrence):
             body = appointment_view(view)
             if recurrence is not None:
                 body["recurrence"] = recurrence
             return Answer(201, body)
-        case StateSet(view, replaced):
+        case outcomes.StateSet(view, replaced):
             return Answer(200, {**appointment_view(view), "replaced": replaced})
-        case Updated(view):
+        case outcomes.Updated(view):
             return Answer(200, appointment_view(view))
-        case Deleted():
+        case outcomes.Deleted():
             return Answer(204)
-        case Purged(items, dry_run):
+        case outcomes.Purged(items, dry_run):
             listed = [_purged(item) for item in items]
             return Answer(200, {"dry_run": dry_run, "items": listed, "deleted": 0 if dry_run else len(items)})
-        case MailAccepted(command_id, sender):
+        case outcomes.MailAccepted(command_id, sender):
             return Answer(202, {"id": command_id, "sender": sender})
-        case NotFound(detail):
+        case outcomes.NotFound(detail):
             return _problem(404, "Not Found", detail)
-        case Conflict(detail, retry_after):
+        case outcomes.Conflict(detail, retry_after):
             return _problem(409, "Conflict", detail, retry_after)
-        case Stale(detail, current):
+        case outcomes.Stale(detail, current):
             shown = None if current is None else appointment_view(current)
             return _problem(412, "Precondition Failed", detail, current=shown)
-        case Invalid(detail, problems):
+        case outcomes.Invalid(detail, problems):
             return _problem(400, "Bad Request", detail, invalid_params=list(problems))
-        case KeyReused(detail):
+        case outcomes.KeyReused(detail):
             invalid = [{"name": "Idempotency-Key", "reason": detail}]
             return _problem(422, "Unprocessable Content", detail, invalid_params=invalid)
-        case Unavailable(detail, retry_after):
+        case outcomes.Unavailable(detail, retry_after):
             return _problem(503, "Service Unavailable", detail, retry_after)
-        case ExchangeFailed(detail):
+        case outcomes.ExchangeFailed(detail):
             return _problem(502, "Bad Gateway", detail)
-        case Replayed(recorded):
+        case outcomes.Replayed(recorded):
             return Answer(recorded.status, recorded.body, problem=recorded.status >= 400)
         case _:
             assert_never(outcome)
