@@ -140,6 +140,10 @@ async def cluster(
                     sys.executable, "-m", "bridge", "run", "--config", str(path), stdout=out, stderr=out
                 )
             instances.append(Instance(process, url, log))
+            if len(instances) == 1:
+                # The public URL is the first instance's: Graph's validation of a subscription any instance creates
+                # goes there, and a failed creation waits five minutes (as behind a load balancer with no target).
+                await instances[0].listening(within=60)
         db = Database(POSTGRES_URL, schema=database_url.schema)
         cluster = Cluster(graph_emulator, workforce, instances, people, db)
         await wait_until(lambda: len(graph_emulator.subscriptions()) >= MAILBOXES, within=90)
