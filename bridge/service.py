@@ -48,6 +48,7 @@ from bridge.store.health import source_works
 from bridge.store.summary import summarise
 from bridge.store.work import active_addresses, lease_holders, mailbox_ids, mark_active_dirty, release_gone
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
+from bridge.supervisor import Stops, SupervisedTask, Supervisor
 from bridge.templates import LiveMapping, default_mapping_path
 from bridge.waiting import first_of
 from bridge.web.answers import record
@@ -166,7 +167,7 @@ class Service:
         self._listener: Listener | None = None
         self._stopped = False
         self._started: float | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor = Supervisor(self._stop)
         self.url = ""
 
     async def start(self) -> None:
@@ -207,10 +208,10 @@ class Service:
                 f"cannot listen on {listen.host}:{listen.port}: {why} (listen in {self.config.path})"
             ) from None
         listener = self._listener
-        self._supervise("certificate", lambda: listener.watch_certificate(_CERTIFICATE_POLL_S))
+        self._supervise("certificate", lambda: listener.watch_certificate(_CERTIFICATE_POLL_S), Stops.BY_CANCEL)
         self._supervise("sync", lambda: self.sync.run(self._stop, self._sync_wake))
         self._supervise("delivery", lambda: self.delivery.run(self._stop))
-        self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed))
+        self._supervise("mapping", lambda: self.mapping.watch(2.0, self.mapping_changes.changed), Stops.BY_CANCEL)
         self._supervise("relay", lambda: self.relay.run(self._stop))
         self._supervise("time zones", lambda: self.zones.run(self._stop))
         self._supervise("mailboxes", lambda: self.mailbox_set.run(self._stop))
@@ -267,23 +268,15 @@ class Service:
         """Stop every task, letting running work commit; stopping twice is harmless.
 
         Bounded, so that SIGTERM ends the process within 10 s (systemd's and a container runtime's patience is
-        finite): the tasks get `_TASKS_STOP_WITHIN_S`, requests in flight 3 s more.
+        finite): each task gets `_TASKS_STOP_WITHIN_S` (bridge/supervisor.py), requests in flight 3 s more.
         """
         if self._stopped:
             return
         self._stopped = True
         self._stop.set()
-        for task in self._tasks:
-            if task.get_name() in ("mapping", "certificate"):
-                task.cancel()  # these watchers only sleep between polls
         if self._listener is not None:
             self._listener.close()
-        _, late = await asyncio.wait(self._tasks, timeout=_TASKS_STOP_WITHIN_S) if self._tasks else (set(), set())
-        for task in late:
-            # Its work is in the database and is picked up again at the next start (DESIGN §3.4).
-            log.warning("task %s did not stop within %.0f s: cancelled", task.get_name(), _TASKS_STOP_WITHIN_S)
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._supervisor.stop()
         if self._runner is not None:
             await self._runner.cleanup()  # requests in flight get `runner_options`' shutdown_timeout
         for source in self.sources.values():
@@ -339,20 +332,7 @@ class Service:
         self._subscriptions_wake.set()
         self._sync_wake.set()
 
-    def _supervise(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `work` until stop; if it ever ends early with an error, log it and start it again."""
-
-        async def keep_running() -> None:
-            delay = 1.0
-            while not self._stop.is_set():
-                try:
-                    await work()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("task %s failed; restarting in %.0f s", name, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 60.0)
-
-        self._tasks.append(asyncio.create_task(keep_running(), name=name))
+    def _supervise(
+        self, name: str, work: Callable[[], Coroutine[Any, Any, None]], stops: Stops = Stops.ON_EVENT
+    ) -> None:
+        self._supervisor.start(SupervisedTask(name, work, stops, within_s=_TASKS_STOP_WITHIN_S))

@@ -331,7 +331,7 @@ class LiveMapping:
     def __init__(self, path: Path | str, *, apply_on_reload: bool = True) -> None:
         self.path = Path(path)
         self._apply_on_reload = apply_on_reload
-        raw = self._read()
+        raw = _read(self.path)
         self._digest = _digest(raw)
         self._current = load_mapping(self.path)  # an invalid file at start-up stops the start (UserError)
         self._latest = self._current
@@ -358,30 +358,7 @@ class LiveMapping:
     def reload(self) -> bool:
         """Read the file again; True when a valid mapping different from `latest` was read (and, unless
         `apply_on_reload` is off, put in force)."""
-        # The whole file is hashed on every call: it is a few hundred bytes, and mtime granularity can hide an
-        # edit made within the same tick.
-        raw = self._read()
-        digest = _digest(raw)
-        if digest == self._digest:
-            return False
-        try:
-            mapping = load_mapping(self.path)
-        except UserError as exc:
-            failure = exc.render()
-            if failure != self._failure:
-                log.error("%s; keeping the mapping in force", failure)
-            self._failure, self._digest = failure, digest
-            return False
-        if self._failure is not None:
-            log.info("template mapping %s is valid again", self.path)
-        self._failure, self._digest = None, digest
-        self._latest_text = (raw or b"").decode("utf-8", errors="replace")
-        changed, self._latest = mapping != self._latest, mapping
-        if self._apply_on_reload:
-            self._current = mapping
-        if changed:
-            log.info("template mapping %s reloaded", self.path)
-        return changed
+        return self._take(_read_mapping(self.path, self._digest))
 
     async def watch(
         self, interval_s: float, on_change: Callable[[TemplateMapping, TemplateMapping], Awaitable[None]]
@@ -389,20 +366,68 @@ class LiveMapping:
         """Poll the file every `interval_s` seconds; await `on_change(current, latest)` after each change, and at
         every poll while `latest` is not in force (a held change may have been confirmed meanwhile), forever.
 
+        The file is read, hashed and parsed in a worker thread: a slow disk or share must not stall the event
+        loop, which serves the webhooks. Only what was read is taken in on the loop, so no state is shared.
         An exception from `on_change` ends the watch with the new mapping already read: re-mapping is the
         caller's to retry (the reconcile does it anyway), not a reason to go back to the old mapping.
         """
         while True:
             await asyncio.sleep(interval_s)
             old = self._current
-            if self.reload() or self._latest != self._current:
+            reading = await asyncio.to_thread(_read_mapping, self.path, self._digest)
+            if self._take(reading) or self._latest != self._current:
                 await on_change(old, self._latest)
 
-    def _read(self) -> bytes | None:
-        try:
-            return self.path.read_bytes()
-        except OSError:
-            return None  # gone for a moment (an editor saving by rename): load_mapping will report it if it stays
+    def _take(self, reading: _MappingRead | None) -> bool:
+        if reading is None or reading.digest == self._digest:  # the loop may have reloaded it meanwhile
+            return False
+        if isinstance(reading.loaded, UserError):
+            failure = reading.loaded.render()
+            if failure != self._failure:
+                log.error("%s; keeping the mapping in force", failure)
+            self._failure, self._digest = failure, reading.digest
+            return False
+        if self._failure is not None:
+            log.info("template mapping %s is valid again", self.path)
+        self._failure, self._digest = None, reading.digest
+        self._latest_text = reading.text
+        changed, self._latest = reading.loaded != self._latest, reading.loaded
+        if self._apply_on_reload:
+            self._current = reading.loaded
+        if changed:
+            log.info("template mapping %s reloaded", self.path)
+        return changed
+
+
+@dataclass(frozen=True)
+class _MappingRead:
+    """A mapping file read anew: its digest, its mapping (or its problems) and its text."""
+
+    digest: str | None
+    loaded: TemplateMapping | UserError
+    text: str
+
+
+def _read_mapping(path: Path, known_digest: str | None) -> _MappingRead | None:
+    """The file as it is now, or None when its digest is still `known_digest`."""
+    # The whole file is hashed on every call: it is a few hundred bytes, and mtime granularity can hide an
+    # edit made within the same tick.
+    raw = _read(path)
+    digest = _digest(raw)
+    if digest == known_digest:
+        return None
+    try:
+        loaded: TemplateMapping | UserError = load_mapping(path)
+    except UserError as exc:
+        loaded = exc
+    return _MappingRead(digest, loaded, (raw or b"").decode("utf-8", errors="replace"))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None  # gone for a moment (an editor saving by rename): load_mapping will report it if it stays
 
 
 def _digest(raw: bytes | None) -> str | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
+import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -565,6 +568,43 @@ async def test_watch_calls_back_with_the_old_and_the_new_mapping(tmp_path: Path)
     finally:
         watcher.cancel()
     assert (old.days_ahead, new.days_ahead) == (30, 45)
+
+
+# Which threads open a file: an audit hook (PEP 578) sees every real open. A hook cannot be removed, so it is added
+# once and records only the paths a test names.
+_OPENED_BY: dict[str, list[int]] = {}
+
+
+def _note_open(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and isinstance(args[0], str | Path) and str(args[0]) in _OPENED_BY:
+        _OPENED_BY[str(args[0])].append(threading.get_ident())
+
+
+@functools.cache
+def _watch_opens() -> None:
+    sys.addaudithook(_note_open)
+
+
+async def test_watch_reads_and_parses_the_file_off_the_event_loop(tmp_path: Path) -> None:
+    path = write(tmp_path, MAPPING)
+    live = LiveMapping(path)
+    edit(path, MAPPING.replace("days_ahead: 30", "days_ahead: 45"))
+    changed = asyncio.Event()
+
+    async def on_change(old: TemplateMapping, new: TemplateMapping) -> None:
+        changed.set()
+
+    _watch_opens()
+    opened = _OPENED_BY.setdefault(str(path), [])
+    watcher = asyncio.create_task(live.watch(0.01, on_change))
+    try:
+        await asyncio.wait_for(changed.wait(), timeout=5)
+    finally:
+        watcher.cancel()
+        del _OPENED_BY[str(path)]
+    assert live.latest.days_ahead == 45
+    assert opened  # the read that hashes it, the load that parses it
+    assert threading.get_ident() not in opened
 
 
 # --- fuzzing: any mapping is loaded or refused with problems, never an exception of another kind ----------------
