@@ -15,7 +15,7 @@ times compare.
 Reading: the emulator (in this process) holds 800 appointments in one mailbox; the source reads the window once
 through exchangelib, and the FindItem answer's bytes are kept. Then, on those same bytes, the source's path
 (lxml, then the bridge's decoder, bridge/sources/ews_wire.py) against exchangelib's (`CalendarItem.from_xml` per
-element, the cost the source avoids).
+element, with the bridge's properties: `BridgeCalendarItem`; the cost the source avoids).
 
 Run: .venv/bin/python bench/ews.py [--mailboxes 2000] [--rate 50] [--access impersonation|delegate] [--streams 3]
      [--hanging-connection-limit 3] [--max-subscriptions 5000] [--items 800]
@@ -36,7 +36,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from exchangelib import CalendarItem
 from exchangelib.util import to_xml
 
 from bridge.domain import Window
@@ -44,6 +43,7 @@ from bridge.emulators.ews import EwsEmulator
 from bridge.emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS
 from bridge.sources import ews_wire as wire
 from bridge.sources.ews import EwsSource
+from bridge.sources.ews_adapter import BridgeCalendarItem
 from bridge.sources.ews_watch import EwsWatcher
 
 MAILBOX = "alice@corp.example"
@@ -287,7 +287,7 @@ def _bridge(body: bytes) -> int:
 
 
 def _exchangelib(body: bytes, account: Any) -> int:
-    return len([CalendarItem.from_xml(elem=elem, account=account) for elem in _calendar_items(body)])
+    return len([BridgeCalendarItem.from_xml(elem=elem, account=account) for elem in _calendar_items(body)])
 
 
 def _per_item(run: Any, items: int, rounds: int = 10) -> float:

@@ -12,7 +12,6 @@ each EWS error becomes: docs/ews-source.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import logging
@@ -32,10 +31,7 @@ from exchangelib import (
     NTLM,
     Account,
     Build,
-    CalendarItem,
     Configuration,
-    Credentials,
-    ExtendedProperty,
     HTMLBody,
     Message,
     Version,
@@ -44,19 +40,10 @@ from exchangelib.errors import ErrorExceededFindCountLimit, ErrorInvalidSyncStat
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.ewsdatetime import EWSDate, EWSDateTime, EWSTimeZone
 from exchangelib.fields import FieldPath
-from exchangelib.items import (
-    ALWAYS_OVERWRITE,
-    ID_ONLY,
-    MOVE_TO_DELETED_ITEMS,
-    NEVER_OVERWRITE,
-    SEND_TO_NONE,
-    SHALLOW,
-)
+from exchangelib.items import ALWAYS_OVERWRITE, MOVE_TO_DELETED_ITEMS, NEVER_OVERWRITE, SEND_TO_NONE
 from exchangelib.properties import CalendarView, ItemId, RecurringMasterItemId
-from exchangelib.protocol import Protocol
 from exchangelib.recurrence import DailyPattern, WeeklyPattern
 from exchangelib.recurrence import Recurrence as EwsRecurrence
-from exchangelib.services import FindItem, GetItem, SyncFolderItems
 
 from bridge.config import EwsSourceConfig
 from bridge.domain import (
@@ -75,6 +62,15 @@ from bridge.domain import (
 )
 from bridge.sources import ews_wire as wire
 from bridge.sources.base import IGNORE_REQUESTS, Conflict, ItemNotFound, RequestObserver, SourceError, Unavailable
+from bridge.sources.ews_adapter import (
+    BridgeCalendarItem,
+    SourceCredentials,
+    find_elements,
+    forget_protocol,
+    get_elements,
+    mount_on_sessions,
+    sync_page,
+)
 from bridge.sources.ews_errors import connection_problem, translate
 from bridge.sources.unreachable import why_unreachable
 from bridge.zones import UTC_ZONE, local_date
@@ -124,61 +120,6 @@ _WEEKDAYS = {
     "saturday": "Saturday",
     "sunday": "Sunday",
 }
-
-
-class _BridgeRef(ExtendedProperty):  # type: ignore[misc]
-    property_set_id = wire.BRIDGE_PROPERTY_SET
-    property_name = wire.BRIDGE_REF_NAME
-    property_type = "String"
-
-
-class _BridgeTransaction(ExtendedProperty):  # type: ignore[misc]
-    property_set_id = wire.BRIDGE_PROPERTY_SET
-    property_name = wire.TRANSACTION_NAME
-    property_type = "String"
-
-
-def _register(name: str, prop: type[Any]) -> None:
-    # exchangelib keeps extended properties on the item class (process-wide); registering twice is an error.
-    if name not in {field.name for field in CalendarItem.FIELDS}:
-        CalendarItem.register(name, prop)
-
-
-_register("bridge_ref", _BridgeRef)
-_register("bridge_transaction", _BridgeTransaction)
-
-
-class _RawFindItem(FindItem):  # type: ignore[misc]
-    """FindItem that hands back exchangelib's parsed XML elements instead of building item models from them."""
-
-    def _elem_to_obj(self, elem: Any) -> Any:
-        return elem
-
-
-class _RawGetItem(GetItem):  # type: ignore[misc]
-    def _elem_to_obj(self, elem: Any) -> Any:
-        return elem
-
-
-class _SyncChanges(SyncFolderItems):  # type: ignore[misc]
-    """SyncFolderItems that only counts changes: the bridge re-reads the window rather than the changed items."""
-
-    def _elem_to_obj(self, elem: Any) -> Any:
-        return elem.tag
-
-
-class _SourceCredentials(Credentials):  # type: ignore[misc]
-    """Credentials equal only to themselves.
-
-    exchangelib shares one Protocol (connection pool, timeout, TLS adapter) per (endpoint, credentials) across the
-    process; two sources with the same account but different TLS settings must not share one.
-    """
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
 
 
 def _observed_adapter(verify: str | bool, observe: RequestObserver) -> type[requests.adapters.HTTPAdapter]:
@@ -269,7 +210,7 @@ class EwsSource:
         self._access = IMPERSONATION if impersonation else DELEGATE
         self._config = Configuration(
             service_endpoint=service_endpoint,
-            credentials=_SourceCredentials(username, password),
+            credentials=SourceCredentials(username, password),
             auth_type=NTLM if auth_type == "ntlm" else BASIC,
             version=Version(build=BUILDS[version or DEFAULT_VERSION]),
             max_connections=pool_size,
@@ -286,8 +227,8 @@ class EwsSource:
         self._master_cache_size = master_cache_size
         self._cache_lock = threading.Lock()
         self._spans: dict[str, timedelta] = {}
-        self._view_fields = [FieldPath(field=CalendarItem.get_field_by_fieldname(name)) for name in _VIEW_FIELDS]
-        self._uid_field = [FieldPath(field=CalendarItem.get_field_by_fieldname("uid"))]
+        self._view_fields = [FieldPath(field=BridgeCalendarItem.get_field_by_fieldname(name)) for name in _VIEW_FIELDS]
+        self._uid_field = [FieldPath(field=BridgeCalendarItem.get_field_by_fieldname("uid"))]
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -342,24 +283,12 @@ class EwsSource:
 
     def _sync(self, account: Any, state: str | None) -> tuple[str, int]:
         """The folder's sync state after `state` (None: from nothing), and how many changes lay between."""
-        service = _SyncChanges(account=account)
         changes = 0
         while True:
-            for change in service.call(
-                folder=account.calendar,
-                shape=ID_ONLY,
-                additional_fields=None,
-                sync_state=state,
-                ignore=None,
-                max_changes_returned=_SYNC_PAGE,
-                sync_scope=None,
-            ):
-                if isinstance(change, Exception):
-                    raise change
-                changes += 1
-            new_state = str(service.sync_state)
+            new_state, count, last = sync_page(account, state, _SYNC_PAGE)
+            changes += count
             # exchangelib's own loop stops on an unchanged state too: a server may repeat it with more to come.
-            if service.includes_last_item_in_range or new_state == state:
+            if last or new_state == state:
                 return new_state, changes
             state = new_state
 
@@ -394,27 +323,11 @@ class EwsSource:
         return self._appointments(account, mailbox, [item for item in found.values() if not item.withdrawn])
 
     def _view(self, account: Any, low: datetime, high: datetime) -> list[wire.WireItem]:
-        return self._find(_RawFindItem(account=account), CalendarView(start=_ews_time(low), end=_ews_time(high)))
-
-    def _find(self, service: Any, calendar_view: Any) -> list[wire.WireItem]:
-        """One FindItem on the calendar with the simple fields; with `calendar_view`, the instances in its span."""
-        elements = service.call(
-            folders=[service.account.calendar],
-            additional_fields=self._view_fields,
-            restriction=None,
-            order_fields=None,
-            shape=ID_ONLY,
-            query_string=None,
-            depth=SHALLOW,
-            calendar_view=calendar_view,
-            max_items=None,
-            offset=0,
-        )
-        return wire.decode_items(_raising(elements))
+        calendar_view = CalendarView(start=_ews_time(low), end=_ews_time(high))
+        return wire.decode_items(_raising(find_elements(account, self._view_fields, calendar_view)))
 
     def _get_items(self, account: Any, ids: list[Any], fields: list[Any]) -> list[wire.WireItem]:
-        elements = _RawGetItem(account=account).call(items=ids, additional_fields=fields, shape=ID_ONLY)
-        return wire.decode_items(_raising(elements))
+        return wire.decode_items(_raising(get_elements(account, ids, fields)))
 
     def _appointments(self, account: Any, mailbox: str, items: list[wire.WireItem]) -> list[Appointment]:
         masters = self._series_masters(account, mailbox, [item for item in items if item.in_series])
@@ -444,7 +357,7 @@ class EwsSource:
         if not asking:
             return found
         ids = [RecurringMasterItemId(id=occurrence) for occurrence in asking.values()]
-        elements = _RawGetItem(account=account).call(items=ids, additional_fields=None, shape=ID_ONLY)
+        elements = get_elements(account, ids, None)
         with self._cache_lock:
             for series, element in zip(asking, elements, strict=True):
                 if isinstance(element, Exception):
@@ -473,7 +386,7 @@ class EwsSource:
         existing = self._created_before(account, mailbox, draft, transaction_id)
         if existing is not None:
             return existing
-        item = CalendarItem(
+        item = BridgeCalendarItem(
             account=account,
             folder=account.calendar,
             subject=draft.subject,
@@ -518,7 +431,7 @@ class EwsSource:
 
     def _update(self, mailbox: str, item_id: str, patch: AppointmentPatch, change_key: str | None) -> WriteResult:
         account = self._account(mailbox)
-        item = CalendarItem(account=account, folder=account.calendar, id=item_id, changekey=change_key)
+        item = BridgeCalendarItem(account=account, folder=account.calendar, id=item_id, changekey=change_key)
         fields: list[str] = []
         for name, value in (
             ("subject", patch.subject),
@@ -579,7 +492,8 @@ class EwsSource:
     def _find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         # Without a CalendarView FindItem lists stored items (singles and series masters, never occurrences) at any
         # date, paged by exchangelib; the marker is read from each, as EWS restrictions on it would need an index.
-        items = self._find(_RawFindItem(account=self._account(mailbox), page_size=_FIND_PAGE), None)
+        elements = find_elements(self._account(mailbox), self._view_fields, None, page_size=_FIND_PAGE)
+        items = wire.decode_items(_raising(elements))
         return tuple(wire.to_appointment(item) for item in items if item.bridge_ref and not item.in_series)
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
@@ -661,8 +575,7 @@ class EwsSource:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for protocol in self._protocols:
             protocol.close()
-        with contextlib.suppress(KeyError):
-            del Protocol[self._config]  # exchangelib's process-wide protocol cache would keep it forever
+        forget_protocol(self._config)
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -697,25 +610,8 @@ class EwsSource:
 
     def _prepare(self, protocol: Any) -> None:
         """Set this source's timeout and TLS trust on its protocol object only (docs/ews-source.md, TLS)."""
-        if getattr(protocol, "_bridge_prepared", False):
-            return
-        protocol.TIMEOUT = self._timeout_s
-        adapter_cls = _observed_adapter(self._verify, self._on_request)
-        create_session = protocol.create_session
-        pool = protocol.CONNECTIONS_PER_SESSION
-
-        def create_observed_session() -> Any:
-            session = create_session()
-            adapter = adapter_cls(pool_block=True, pool_connections=pool, pool_maxsize=pool, max_retries=0)
-            # exchangelib mounts its adapter on the endpoint URL itself, and requests picks the longest prefix.
-            session.mount(protocol.service_endpoint, adapter)
-            return session
-
-        # An instance attribute shadows the method for this protocol alone; BaseProtocol.HTTP_ADAPTER_CLS would
-        # change every exchangelib client in the process.
-        protocol.create_session = create_observed_session
-        protocol._bridge_prepared = True
-        self._protocols.append(protocol)
+        if mount_on_sessions(protocol, _observed_adapter(self._verify, self._on_request), self._timeout_s):
+            self._protocols.append(protocol)
 
 
 def _not_webhooks() -> SourceError:

@@ -73,14 +73,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from exchangelib.errors import ErrorExceededConnectionCount
 from exchangelib.properties import StatusEvent
-from exchangelib.services import GetStreamingEvents
 
 from bridge.backoff import backoff
 from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled, Unavailable
 from bridge.sources.ews import EwsSource
+from bridge.sources.ews_adapter import ConnectionsExceeded, StreamingEvents
 from bridge.sources.ews_errors import translate
 from bridge.waiting import first_of
 
@@ -107,40 +106,12 @@ class _Group:
     reconnect: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _ConnectionsExceeded(Exception):
-    """Exchange refused a streaming connection: its budget's HangingConnectionLimit is used up."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Subscription:
     address: str
     account: Any
     subscription_id: str
     watermark: str | None  # pull subscriptions only
-
-
-class _StreamingEvents(GetStreamingEvents):  # type: ignore[misc]
-    """GetStreamingEvents that reports each good frame (notifications or keep-alive): the connection is up."""
-
-    def __init__(self, *, account: Any, on_frame: Callable[[], None]) -> None:
-        super().__init__(account=account)
-        self._on_frame = on_frame
-
-    def _get_element_container(self, message: Any, name: Any = None) -> Any:
-        try:
-            found = super()._get_element_container(message=message, name=name)  # raises for an error frame
-        except ErrorExceededConnectionCount as exc:
-            # exchangelib answers this code by shrinking its pool and retrying at once until one session is left;
-            # the other streams hold theirs, so it would retry for ever. Raised as another type, it ends the call.
-            raise _ConnectionsExceeded(str(exc)) from exc
-        self._on_frame()
-        return found
-
-    def interrupt(self) -> None:
-        response = self._streaming_response
-        if response is not None:
-            with contextlib.suppress(Exception):  # already ended or released: nothing to interrupt
-                response.raw.shutdown()
 
 
 class _Stream:
@@ -162,7 +133,7 @@ class _Stream:
         self._on_changed = on_changed
         self._on_open = on_open
         self._loop = asyncio.get_running_loop()
-        self._service: _StreamingEvents | None = None
+        self._service: StreamingEvents | None = None
         self._stopping = threading.Event()
         self._opened = False
         self.ended = asyncio.Event()
@@ -179,7 +150,7 @@ class _Stream:
 
     def _listen(self) -> None:
         try:
-            self._service = _StreamingEvents(account=self._anchor, on_frame=self._frame)
+            self._service = StreamingEvents(account=self._anchor, on_frame=self._frame)
             if self._stopping.is_set():
                 return
             for notification in self._service.call(
@@ -626,7 +597,7 @@ class EwsWatcher:
 def _source_error(exc: Exception, what: str) -> SourceError:
     if isinstance(exc, SourceError):
         return exc
-    if isinstance(exc, _ConnectionsExceeded):
+    if isinstance(exc, ConnectionsExceeded):
         return SourceError(f"{what}: {_CONNECTIONS_EXCEEDED}: {exc}", code=_CONNECTIONS_EXCEEDED)
     try:
         return translate(exc, what)
