@@ -170,7 +170,7 @@ class SyncConfig:
     mass_delete_share: float = 1.0
     mass_delete_min: int = 5
     # Mailboxes synced at once, all sources together (docs/sync.md, "How many at once", has the measurement).
-    concurrency: int = 32
+    concurrency: int = 8
 
     def is_mass_delete(self, deleted: int, mirrored: int) -> bool:
         """Whether one delta deleting `deleted` of a mailbox's `mirrored` appointments should pause the mailbox.

@@ -143,8 +143,11 @@ class MailboxSync:
         now = self._clock()
         # Mailboxes in work in every lane (re-maps included) count against the one bound (sync.concurrency):
         # Graph's limit of 4 requests at once is per mailbox (`GraphSource` holds every mailbox to 4), so the
-        # bound is about the bridge's own CPU and database.
-        free = self._config.concurrency - len(self._busy)
+        # bound is about the bridge's own CPU and database. A lane leaves one place for each other source, so a
+        # slow source (answers that take their timeout) cannot take every place from the others.
+        others = len(self._lanes) - 1
+        own = max(1, self._config.concurrency - others)
+        free = min(self._config.concurrency - len(self._busy), own - len(working))
         exclude = self._not_now(now)
 
         def claim_batch(session: Session) -> list[Claim]:
