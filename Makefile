@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/presence-bridge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge emulators tests bench
+	$(BIN)/ruff format --check bridge emulators tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

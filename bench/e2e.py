@@ -27,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.demo import SECRET, local_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.workforce import WorkforceReceiver
+from bridge.config import load_config
 from bridge.service import Service
+from emulators.graph import GraphEmulator
+from emulators.harness import SECRET, local_config_file
+from emulators.workforce import WorkforceReceiver
 
 MAILBOXES = 20
 LATENCY_MS = 20
@@ -61,7 +62,7 @@ async def measure(changes: int, rate: float) -> dict[str, Any]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     people = [(f"user{n}@contoso.com", f"User {n}", f"E{n:04d}") for n in range(MAILBOXES)]
-    service = Service(local_config(folder, graph, workforce_url, people))
+    service = Service(load_config(local_config_file(folder, graph, workforce_url, people)))
     await service.start()
     try:
         while len(graph.subscriptions()) < MAILBOXES:

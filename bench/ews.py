@@ -2,7 +2,7 @@
 
 Watching (the headline): the EWS emulator runs in a process of its own (plain HTTP on loopback) with N mailboxes
 and Exchange's documented notification limits per throttling budget (HangingConnectionLimit 3,
-EWSMaxSubscriptions 5,000: bridge/emulators/ews_throttling.py; change them with --hanging-connection-limit and
+EWSMaxSubscriptions 5,000: emulators/ews_throttling.py; change them with --hanging-connection-limit and
 --max-subscriptions). This process is the bridge's side: one `EwsSource` for one service account and its
 `EwsWatcher`, as `presence-bridge run` wires them (`streams: 3`, which binds with delegate access only; set it
 with --streams). Once every mailbox is subscribed and caught up, the emulator's process changes every mailbox's
@@ -39,12 +39,12 @@ import requests
 from exchangelib.util import to_xml
 
 from bridge.domain import Window
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS
 from bridge.sources import ews_wire as wire
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_adapter import BridgeCalendarItem
 from bridge.sources.ews_watch import EwsWatcher
+from emulators.ews import EwsEmulator
+from emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS
 
 MAILBOX = "alice@corp.example"
 USER, PASSWORD = "CORP\\svc-bench", "bench-password"

@@ -49,10 +49,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bridge.demo import SECRET, OnPrem, free_port, write_config
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.workforce import WorkforceReceiver
+from emulators.ews import EwsEmulator
+from emulators.graph import GraphEmulator
+from emulators.harness import SECRET, OnPrem, free_port, write_config
+from emulators.workforce import WorkforceReceiver
 
 GRAPH_MAILBOXES = 20
 EWS_MAILBOXES = 5

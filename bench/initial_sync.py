@@ -55,9 +55,9 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 from psycopg import sql
 
-from bridge.demo import SECRET, free_port, write_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.workforce import WorkforceReceiver
+from emulators.graph import GraphEmulator
+from emulators.harness import SECRET, free_port, write_config
+from emulators.workforce import WorkforceReceiver
 
 EVENTS = 40
 DAYS = 80  # inside the shipped mapping's 90 days ahead

@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from emulators.harness import free_port
+
 MAILBOXES = 1000
 
 
@@ -177,12 +179,6 @@ def wait_for(port: int) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError("the receiver did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def dirty_mailboxes(db_path: Path) -> int:

@@ -37,8 +37,8 @@ import aiohttp
 import sqlalchemy as sa
 
 from bridge.config import load_config
-from bridge.demo import SECRET, free_port, write_config
-from bridge.emulators.workforce import WorkforceReceiver
+from emulators.harness import SECRET, free_port, write_config
+from emulators.workforce import WorkforceReceiver
 
 MAILBOXES = 20
 LATENCY_MS = 20
@@ -52,7 +52,7 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
     emulator = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.emulators.graph",
+        "emulators.graph",
         "--port=0",
         f"--ca-file={folder / 'ca.pem'}",
         *(f"--user={address}" for address in people + bulk),

@@ -29,11 +29,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.demo import SECRET, local_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.workforce import WorkforceReceiver
+from bridge.config import load_config
 from bridge.retention import Retention
 from bridge.service import Service
+from emulators.graph import GraphEmulator
+from emulators.harness import SECRET, local_config_file
+from emulators.workforce import WorkforceReceiver
 
 LATENCY_MS = 20
 READ_ROUTES = {"delta", "event", "events", "calendarView"}
@@ -88,7 +89,7 @@ async def measure(mailboxes: int, events: int, rate: float) -> dict[str, Any]:
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     people = [(f"user{n}@contoso.com", f"User {n}", f"E{n:05d}") for n in range(mailboxes)]
-    config = local_config(folder, graph, workforce_url, people)
+    config = load_config(local_config_file(folder, graph, workforce_url, people))
     tomorrow = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
     for address, _, _ in people:
         for index in range(events):

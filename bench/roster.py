@@ -31,12 +31,12 @@ from sqlmodel import func, select
 
 from bridge import roster
 from bridge.config import GraphSourceConfig, GroupConfig
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration
 from bridge.group_roster import sync_group
 from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database, MailboxRow
 from bridge.templates import default_mapping_path, load_mapping
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

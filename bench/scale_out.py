@@ -10,7 +10,7 @@ workload, in a fresh tenant and database, runs once with one instance and once w
 
 Offered: N mailboxes × 40 appointments; achieved: mailboxes per second in each run. `lost`: appointments that
 never reached the workforce system (either run); `double_synced`: mailboxes that the emulator saw read by two
-delta reads at once (two instances syncing one mailbox: bridge/emulators/graph_log.py), plus appointments the
+delta reads at once (two instances syncing one mailbox: emulators/graph_log.py), plus appointments the
 workforce system got more than once; `errors`: `lost` + `double_synced` + instances that exited + Graph
 answers 429 or 5xx + a request log too short to check. `speedup` is one_instance_s / three_instances_s.
 
@@ -40,11 +40,11 @@ from psycopg import sql
 from sqlmodel import col
 
 from bridge.admin import add_mailbox
-from bridge.demo import SECRET, write_instance_configs
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_log import concurrent_reads
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.store import Database, MailboxRow
+from emulators.graph import GraphEmulator
+from emulators.graph_log import concurrent_reads
+from emulators.harness import SECRET, write_instance_configs
+from emulators.workforce import WorkforceReceiver
 
 EVENTS = 40
 LATENCY_MS = 100

@@ -14,10 +14,8 @@ import contextlib
 import random
 import secrets
 import shutil
-import socket
 import tempfile
-import textwrap
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -25,14 +23,14 @@ from typing import Any
 
 from bridge.config import Config, load_config
 from bridge.domain import FreeBusy
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
 from bridge.templates import TemplateMapping, default_mapping_path
+from emulators.ews import EwsEmulator
+from emulators.graph import GraphEmulator
+from emulators.harness import SECRET, OnPrem, local_config_file
+from emulators.workforce import WorkforceReceiver
 
-SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
 PEOPLE = [("AdeleV@contoso.com", "Adele Vance", "E1001"), ("GradyA@contoso.com", "Grady Archie", "E1002")]
 PEOPLE.append(("LeeG@contoso.com", "Lee Gu", "E1003"))
 # Still on the company's own Exchange server, reached through EWS.
@@ -81,17 +79,6 @@ def seed(graph: GraphEmulator, today: date) -> list[tuple[str, dict[str, Any]]]:
     return made
 
 
-@dataclass(frozen=True)
-class OnPrem:
-    """An on-premises Exchange (the EWS emulator) beside the online tenant, and who has a mailbox there."""
-
-    endpoint: str
-    ca_file: Path | None
-    username: str
-    password: str
-    mailboxes: Sequence[tuple[str, str]]  # (address, workforce id)
-
-
 def seed_onprem(ews: EwsEmulator, today: date) -> None:
     day = datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC)
     nestor = ONPREM[0]
@@ -102,134 +89,6 @@ def seed_onprem(ews: EwsEmulator, today: date) -> None:
         nestor, subject="Trade fair", start=day + timedelta(days=2), end=day + timedelta(days=3), is_all_day=True,
         free_busy="WorkingElsewhere",
     )  # fmt: skip
-
-
-def write_config(
-    path: Path,
-    *,
-    graph: GraphEmulator,
-    app: Any,
-    port: int,
-    workforce_url: str,
-    secret: str,
-    database_url: str,
-    mailboxes: Sequence[tuple[str, str]],
-    extra: str = "",
-    onprem: OnPrem | None = None,
-    graph_extra: str = "",
-) -> Path:
-    """A config file for a bridge on `port` watching `mailboxes` ((address, workforce id)) in the Graph emulator
-    (and `onprem`'s in the EWS emulator) and delivering to `workforce_url`; `extra` is more top-level YAML,
-    `graph_extra` more keys of the Graph source (one line of YAML flow style each). The
-    demo, the tests and the benchmarks all configure the bridge this way, through the same loader an operator's
-    file goes through."""
-    entries = [(address, workforce_id, "online") for address, workforce_id in mailboxes]
-    ews_source = ""
-    if onprem is not None:
-        entries += [(address, workforce_id, "onprem") for address, workforce_id in onprem.mailboxes]
-        trust = f"ca_file: {onprem.ca_file}" if onprem.ca_file else "verify_tls: false"
-        ews_source = (
-            "\n  onprem:\n    kind: ews\n"
-            f"    service_endpoint: {onprem.endpoint}\n"
-            f"    username: '{onprem.username}'\n"
-            f"    password: {onprem.password}\n"
-            f"    auth_type: basic\n    {trust}"
-        )
-    listed = (
-        "\n".join(
-            f'  - {{address: {address}, workforce_id: "{workforce_id}", source: {source}}}'
-            for address, workforce_id, source in entries
-        )
-        or "  []"
-    )
-    text = f"""
-    database_url: {database_url}
-    listen: {{host: 127.0.0.1, port: {port}}}
-    public_url: http://127.0.0.1:{port}
-    sources:
-      online:
-        kind: graph
-        tenant_id: {app.tenant_id}
-        client_id: {app.client_id}
-        client_secret: {app.client_secret}
-        authority_host: {graph.authority}
-        graph_url: {graph.graph_url}
-        ca_file: {graph.ca_file}{{graph_extra}}{{ews_source}}
-    mailboxes:
-    {{mailboxes}}
-    workforce:
-      url: {workforce_url}
-      signing_secret: {secret}
-    """
-    graph_lines = "".join(f"\n    {line}" for line in graph_extra.splitlines() if line.strip())
-    text = textwrap.dedent(text).replace("{mailboxes}", listed).replace("{ews_source}", ews_source)
-    text = text.replace("{graph_extra}", graph_lines)
-    path.write_text(text + textwrap.dedent(extra), encoding="utf-8")
-    return path
-
-
-def write_instance_configs(
-    folder: Path,
-    count: int,
-    *,
-    graph: GraphEmulator,
-    app: Any,
-    workforce_url: str,
-    secret: str,
-    database_url: str,
-    mailboxes: Sequence[tuple[str, str]],
-    extra: str = "",
-) -> list[tuple[Path, str]]:
-    """Config files for `count` instances sharing one (PostgreSQL) database, each listening on its own port, all
-    with the first one's public URL (in production a load balancer's): its path and URL for each instance; `extra`
-    is more top-level YAML for each."""
-    ports = [free_port() for _ in range(count)]
-    written = []
-    for n, port in enumerate(ports):
-        path = write_config(
-            folder / f"instance{n}.yaml",
-            graph=graph,
-            app=app,
-            port=port,
-            workforce_url=workforce_url,
-            secret=secret,
-            database_url=database_url,
-            mailboxes=mailboxes,
-            extra=extra,
-        )
-        public = f"public_url: http://127.0.0.1:{ports[0]}"
-        path.write_text(path.read_text().replace(f"public_url: http://127.0.0.1:{port}", public))
-        written.append((path, f"http://127.0.0.1:{port}"))
-    return written
-
-
-def local_config(
-    folder: Path,
-    graph: GraphEmulator,
-    workforce_url: str,
-    people: Sequence[tuple[str, str, str]],
-    extra: str = "",
-    onprem: OnPrem | None = None,
-) -> Config:
-    """Register an app and `people` ((address, name, workforce id)) in the emulated tenant; the config of a bridge
-    on SQLite in `folder` that watches them (and `onprem`'s mailboxes) and delivers to `workforce_url` (`extra`:
-    more top-level YAML)."""
-    app = graph.add_app()
-    for address, name, _ in people:
-        graph.add_user(address, name)
-    path = write_config(
-        folder / "config.yaml",
-        graph=graph,
-        app=app,
-        port=free_port(),
-        workforce_url=workforce_url,
-        secret=SECRET,
-        database_url=f"sqlite:///{folder / 'bridge.db'}",
-        mailboxes=[(address, workforce_id) for address, _, workforce_id in people],
-        extra=extra,
-        onprem=onprem,
-    )
-    return load_config(path)
 
 
 def _when(start: datetime, end: datetime, all_day: bool) -> str:
@@ -308,12 +167,6 @@ class _Outlook:
         return f"{address} creates '{subject}' ({show_as})"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def run_demo(
     *, duration_s: float | None = None, change_every_s: float = 4.0, out: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
@@ -371,7 +224,7 @@ async def running_demo(folder: Path, today: date) -> AsyncIterator[DemoRun]:
         # A copy of the shipped mapping, so that the admin page's Mapping page can edit it while the demo runs.
         shutil.copyfile(default_mapping_path(), folder / "mapping.yaml")
         extra = f"{tokens}templates: mapping.yaml\n"
-        config = local_config(folder, graph, workforce_url, PEOPLE, extra=extra, onprem=onprem)
+        config = load_config(local_config_file(folder, graph, workforce_url, PEOPLE, extra=extra, onprem=onprem))
         seeded = seed(graph, today)
         seed_onprem(ews, today)
         service = Service(config, timing=DEMO_TIMING)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,12 +15,12 @@ import pytest
 from psycopg import sql
 
 from bridge.config import GraphSourceConfig
-from bridge.demo import OnPrem, write_config
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.sources.graph import GraphSource, graph_source
 from bridge.store import Database
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.harness import OnPrem, free_port, write_config
+from emulators.workforce import WorkforceReceiver
 
 # The Graph and EWS emulators' fixtures (graph_emulator, tenant_app, adele, receiver, ews, ...) and the whole bridge on
 # loopback (world) serve every test package.
@@ -85,13 +84,6 @@ async def workforce() -> AsyncIterator[WorkforceReceiver]:
         yield receiver
     finally:
         await receiver.stop()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (for a process that must know its URL before it starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_bridge_config(

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.templates import default_mapping_path
+from emulators.ews import EwsEmulator
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.workforce import WorkforceReceiver
 from tests.conftest import BILLION_LAUGHS, CLI_CONFIG, OTHER_SECRET, WORKFORCE_SECRET, free_port
 from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 

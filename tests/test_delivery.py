@@ -23,10 +23,10 @@ from bridge.delivery import (
     sign,
 )
 from bridge.domain import ChangeType, FreeBusy, PresenceEntry
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.errors import UserError
 from bridge.store import Database, MailboxRow, OutboxRow
 from bridge.store.outbox import add_changes, changes_after
+from emulators.workforce import WorkforceReceiver
 from tests.conftest import OTHER_SECRET, WORKFORCE_SECRET, DatabaseUrl
 
 FAST = DeliveryTiming(

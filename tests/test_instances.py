@@ -22,13 +22,13 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-from bridge.demo import write_instance_configs
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_log import concurrent_reads, users_read
-from bridge.emulators.graph_model import AppRegistration
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.instances import instance_name
 from bridge.store import Database, MailboxRow
+from emulators.graph import GraphEmulator
+from emulators.graph_log import concurrent_reads, users_read
+from emulators.graph_model import AppRegistration
+from emulators.harness import write_instance_configs
+from emulators.workforce import WorkforceReceiver
 from tests.conftest import POSTGRES_URL, WORKFORCE_SECRET, DatabaseUrl
 from tests.world import at, wait_until
 

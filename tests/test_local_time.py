@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from bridge.emulators.graph_events import Instance
 from bridge.store import MailboxRow
 from bridge.templates import default_mapping_path, load_mapping_text
 from bridge.zones import local_instant, local_midnight
+from emulators.graph_events import Instance
 from tests.world import ONPREM_MAILBOX, World, onprem_exchange, ready, wait_until
 
 APPOINTMENTS = "/api/v1/mailboxes/{}/appointments"

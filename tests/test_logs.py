@@ -15,7 +15,7 @@ import pytest
 
 from bridge import __version__, logs
 from bridge.cli import main
-from bridge.emulators.graph_model import AppRegistration
+from emulators.graph_model import AppRegistration
 from tests.world import API_TOKEN, ONPREM_MAILBOX, SECRET, SERVICE_ACCOUNT, World, at, ready, wait_until
 
 MAIL_BODY = "Quarterly figures attached, keep them between us"

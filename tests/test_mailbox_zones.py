@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.mailbox_zones import MailboxZones
 from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.world import ONPREM_MAILBOX, World, wait_until
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)

@@ -11,10 +11,10 @@ from sqlmodel import select
 
 from bridge import admin, roster
 from bridge.cli import main
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.roster import RosterRefused, RosterRow
 from bridge.store import Database, MailboxRow, MailboxStatus
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)

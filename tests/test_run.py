@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bridge.config import load_config
-from bridge.demo import OnPrem
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
+from emulators.ews import EwsEmulator
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.harness import OnPrem
+from emulators.workforce import WorkforceReceiver
 from tests.conftest import free_port, run_config
 from tests.world import ONPREM_MAILBOX, SERVICE_ACCOUNT, wait_until
 

@@ -12,7 +12,7 @@ SHARED = re.compile(r"\.\./" + "shared|" + "shared/" + "fixtures")
 
 
 def _python_files() -> list[Path]:
-    return sorted(path for folder in ("tests", "bench") for path in (ROOT / folder).rglob("*.py"))
+    return sorted(path for folder in ("tests", "bench", "emulators") for path in (ROOT / folder).rglob("*.py"))
 
 
 def _parents_depth(node: ast.Subscript) -> int | None:

@@ -9,11 +9,11 @@ import pytest
 from sqlmodel import select
 
 from bridge.domain import SubscriptionRequest
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceKind, SourceRow, SourceStatus, SubscriptionRow
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.conftest import graph_source_for
 
 

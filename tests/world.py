@@ -20,15 +20,15 @@ from aiohttp import web
 from sqlmodel import select
 
 from bridge.config import load_config
-from bridge.demo import OnPrem
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
-from bridge.emulators.workforce import WorkforceReceiver
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
 from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
 from bridge.templates import default_mapping_path
+from emulators.ews import EwsEmulator
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.harness import OnPrem
+from emulators.workforce import WorkforceReceiver
 from tests.conftest import POSTGRES_URL, DatabaseUrl, free_port, write_bridge_config
 
 API_TOKEN = "world-workforce-token-0123456789"

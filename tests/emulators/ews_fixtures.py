@@ -22,8 +22,8 @@ import pytest
 from exchangelib import BASIC, IMPERSONATION, Account, Build, Configuration, Credentials, Version
 from exchangelib.ewsdatetime import EWSTimeZone
 
-from bridge.emulators.ews import EwsEmulator
-from bridge.emulators.ews_throttling import budget
+from emulators.ews import EwsEmulator
+from emulators.ews_throttling import budget
 
 ALICE = "alice@corp.example"
 BOB = "bob@corp.example"

@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser, GraphState
 from tests.emulators.graph_helpers import ADELE_ID, CLIENT_ID, TENANT_ID, GraphHttp, Receiver, fetch_token
 
 

@@ -20,7 +20,7 @@ from exchangelib.errors import (
 )
 from exchangelib.protocol import BaseProtocol
 
-from bridge.emulators.ews import EwsEmulator
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import (  # noqa: F401
     ALICE,
     BOB,

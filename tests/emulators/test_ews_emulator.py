@@ -17,7 +17,7 @@ from exchangelib.ewsdatetime import UTC, EWSDateTime
 from exchangelib.folders import Calendar
 from exchangelib.recurrence import Recurrence, WeeklyPattern
 
-from bridge.emulators.ews import EwsEmulator
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import ALICE, BERLIN, alice_fixture, connect_fixture, ews_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(30)

@@ -18,7 +18,7 @@ from exchangelib.properties import CreatedEvent, ModifiedEvent, MovedEvent, Stat
 from requests.exceptions import ChunkedEncodingError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from bridge.emulators.ews import EwsEmulator
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import (  # noqa: F401
     ALICE,
     BERLIN,

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.emulators.ews import EwsEmulator
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import ALICE, SERVICE_PASSWORD, SERVICE_USER, ews_fixture  # noqa: F401
 
 pytestmark = pytest.mark.timeout(30)

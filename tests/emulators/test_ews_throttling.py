@@ -11,7 +11,7 @@ import pytest
 from exchangelib import DELEGATE, Account
 from exchangelib.errors import ErrorExceededConnectionCount, ErrorExceededSubscriptionCount
 
-from bridge.emulators.ews import EwsEmulator
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import (  # noqa: F401
     ALICE,
     BOB,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.emulators.graph import GraphEmulator
+from emulators.graph import GraphEmulator
 from tests.emulators.graph_helpers import Answer, GraphHttp, assert_shape, event_payload, fixture
 
 EVENTS = "/v1.0/users/AdeleV@contoso.com/events"

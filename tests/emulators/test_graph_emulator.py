@@ -15,8 +15,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity.aio import ClientSecretCredential
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.emulators.graph_helpers import (
     ADELE_ID,
     ETAG,
@@ -935,7 +935,7 @@ async def test_standalone_main_prints_urls_and_ca(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.emulators.graph",
+        "emulators.graph",
         "--port",
         "0",
         "--ca-file",

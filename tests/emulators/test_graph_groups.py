@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_groups import DirectoryGroup
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.graph import GraphEmulator
+from emulators.graph_groups import DirectoryGroup
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.emulators.graph_helpers import GraphHttp, fetch_token
 
 

@@ -1,13 +1,13 @@
-"""The request-log reading that finds two syncs of one mailbox at once (bridge/emulators/graph_log.py)."""
+"""The request-log reading that finds two syncs of one mailbox at once (emulators/graph_log.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_log import concurrent_reads, users_read
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.graph import GraphEmulator
+from emulators.graph_log import concurrent_reads, users_read
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.emulators.graph_helpers import GraphHttp
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_common import parse_instant
-from bridge.emulators.graph_model import DirectoryUser
+from emulators.graph import GraphEmulator
+from emulators.graph_common import parse_instant
+from emulators.graph_model import DirectoryUser
 from tests.emulators.graph_helpers import GraphHttp, assert_shape, event_payload, fixture
 from tests.emulators.test_graph_delta import delta_round, items_of
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.emulators.graph_helpers import ADELE_ID, Answer, GraphHttp, Receiver, assert_shape, event_payload, fixture
 
 EVENTS = "/v1.0/users/AdeleV@contoso.com/events"

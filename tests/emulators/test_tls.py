@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bridge.emulators.tls import LoopbackCA, loopback_tls
+from emulators.tls import LoopbackCA, loopback_tls
 
 
 async def hello(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.emulators.workforce import SignatureError, WorkforceReceiver, verify
+from emulators.workforce import SignatureError, WorkforceReceiver, verify
 from tests.conftest import OTHER_SECRET, WORKFORCE_SECRET
 
 # The Standard Webhooks test vector (its reference libraries' tests): secret, id, timestamp, body, signature.
@@ -369,7 +369,7 @@ async def test_it_runs_standalone(http: aiohttp.ClientSession) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.emulators.workforce",
+        "emulators.workforce",
         "--port",
         "0",
         "--secret",

@@ -21,9 +21,9 @@ from exchangelib.protocol import BaseProtocol, CachingProtocol, Protocol
 from exchangelib.services import FindItem, GetItem, GetStreamingEvents, SyncFolderItems
 from exchangelib.services.common import EWSService
 
-from bridge.emulators.ews import EwsEmulator
 from bridge.sources import ews_adapter as adapter
 from bridge.sources import ews_wire as wire
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import EXCHANGE_2016, SERVICE_PASSWORD, SERVICE_USER, Connect
 
 pytestmark = pytest.mark.timeout(30)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bridge.domain import FreeBusy, MailMessage
-from bridge.emulators.ews import EwsEmulator
 from bridge.sources.base import AuthFailed, ItemNotFound, MailboxNotFound, SourceError, Throttled, Unavailable
 from bridge.sources.ews import EwsSource
+from emulators.ews import EwsEmulator
 from tests.conftest import free_port
 from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 from tests.sources.conformance import TODAY, WINDOW, CalendarSourceContract, at

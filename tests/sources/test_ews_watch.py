@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.emulators.ews import EwsEmulator
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_watch import EwsWatcher
+from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import (  # noqa: F401
     ALICE,
     BOB,

@@ -11,10 +11,10 @@ import pytest
 
 from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
-from bridge.emulators.graph import GraphEmulator
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
 from bridge.sources.graph import GraphSource, graph_source
+from emulators.graph import GraphEmulator
+from emulators.graph_model import AppRegistration, DirectoryUser
 from tests.conftest import free_port, graph_source_for
 from tests.sources.conformance import WINDOW, CalendarSourceContract, at
 

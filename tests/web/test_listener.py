@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 
 from bridge.config import ListenConfig
-from bridge.emulators.tls import LoopbackCA
 from bridge.web.bodies import BODY_TIMEOUT, read_limited
 from bridge.web.listener import Listener, runner_options
+from emulators.tls import LoopbackCA
 
 SECOND = timedelta(seconds=1)
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.emulators.ews_xml import SoapFault
+from emulators.ews_xml import SoapFault
 
 SERVER_BUSY_TEXT = "The server cannot service this request right now. Try again later."
 

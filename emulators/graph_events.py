@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from bridge.emulators.graph_common import (
+from emulators.graph_common import (
     GraphError,
     b64url,
     bad_request,
@@ -36,7 +36,7 @@ from bridge.emulators.graph_common import (
     unb64url,
     zone,
 )
-from bridge.emulators.graph_recurrence import Recurrence
+from emulators.graph_recurrence import Recurrence
 
 # Ids look like Exchange's (base64url, "AAMkAG" prefix). The seventh character tells stored items apart from
 # computed occurrences, whose id carries the master's id and the occurrence's original start.

@@ -2,7 +2,7 @@
 
 It stands in for Microsoft in the tests, the demo and the benchmarks, so it follows Graph's documented
 behaviour (and the payloads in tests/fixtures/graph) rather than the bridge's reading of it, faults
-included. It imports nothing of the bridge outside bridge/emulators/
+included. It imports nothing of the bridge outside emulators/
 
 In-process use (tests)::
 
@@ -43,7 +43,7 @@ Python API (the control API under /_control mirrors it for other processes; see 
   subscriptionRemoved), `expire_subscription(id)`, `await drain_notifications(within)`.
 - inspection: `stats()`, `sent_mail()`, `reset(keep_directory=True)`.
 
-Standalone: `python -m bridge.emulators.graph --port 8443 --ca-file /tmp/ca.pem --tenant T --client-id C
+Standalone: `python -m emulators.graph --port 8443 --ca-file /tmp/ca.pem --tenant T --client-id C
 --client-secret S --user adele@contoso.com --user bob@contoso.com=<guid>`; it prints the URLs, the CA path and
 the credentials, then (last line) the same as one JSON object.
 
@@ -70,18 +70,18 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.emulators.graph_api import Call, GraphApi, Reply
-from bridge.emulators.graph_common import GraphError, new_guid, now
-from bridge.emulators.graph_control import add_control_routes
-from bridge.emulators.graph_events import Change
-from bridge.emulators.graph_faults import FaultRule, Faults, Stats, rule_from_json
-from bridge.emulators.graph_groups import DirectoryGroup
-from bridge.emulators.graph_meetings import Meetings
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
-from bridge.emulators.graph_notify import Notifier
-from bridge.emulators.graph_render import render, render_stored
-from bridge.emulators.running import run_standalone, serve, until_signalled
-from bridge.emulators.tls import LoopbackCA
+from emulators.graph_api import Call, GraphApi, Reply
+from emulators.graph_common import GraphError, new_guid, now
+from emulators.graph_control import add_control_routes
+from emulators.graph_events import Change
+from emulators.graph_faults import FaultRule, Faults, Stats, rule_from_json
+from emulators.graph_groups import DirectoryGroup
+from emulators.graph_meetings import Meetings
+from emulators.graph_model import AppRegistration, DirectoryUser, GraphState, TokenError
+from emulators.graph_notify import Notifier
+from emulators.graph_render import render, render_stored
+from emulators.running import run_standalone, serve, until_signalled
+from emulators.tls import LoopbackCA
 
 log = logging.getLogger(__name__)
 
@@ -571,7 +571,7 @@ def _response(reply: Reply, call: Call) -> web.Response:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.emulators.graph",
+        prog="python -m emulators.graph",
         description="A Microsoft Graph + Entra ID tenant emulator for calendars, over HTTPS on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.emulators.ews_items import FREE_BUSY, IMPORTANCE, RESPONSE, SENSITIVITY, zone_name
-from bridge.emulators.ews_model import EwsMailbox
-from bridge.emulators.graph_common import format_local, to_local, zone
+from emulators.ews_items import FREE_BUSY, IMPORTANCE, RESPONSE, SENSITIVITY, zone_name
+from emulators.ews_model import EwsMailbox
+from emulators.graph_common import format_local, to_local, zone
 
 _RESPONSES = {value: key for key, value in RESPONSE.items()}
 FIELDS = (

@@ -77,10 +77,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.emulators.graph_common import GraphError, error_body, new_guid
+from emulators.graph_common import GraphError, error_body, new_guid
 
 if TYPE_CHECKING:
-    from bridge.emulators.graph import GraphEmulator
+    from emulators.graph import GraphEmulator
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

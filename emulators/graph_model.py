@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.emulators.graph_common import (
+from emulators.graph_common import (
     GraphError,
     b64url,
     format_instant,
@@ -34,9 +34,9 @@ from bridge.emulators.graph_common import (
     parse_instant,
     random_token,
 )
-from bridge.emulators.graph_delta import DeltaStates
-from bridge.emulators.graph_events import Change, Mailbox, Owner
-from bridge.emulators.graph_groups import DirectoryGroup, Groups
+from emulators.graph_delta import DeltaStates
+from emulators.graph_events import Change, Mailbox, Owner
+from emulators.graph_groups import DirectoryGroup, Groups
 
 TOKEN_LIFETIME_S = 3599
 MAX_SUBSCRIPTION_MINUTES = 10_080

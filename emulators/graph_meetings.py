@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bridge.emulators.graph_common import GraphError, format_instant, now
-from bridge.emulators.graph_events import Instance, Mailbox, StoredEvent, occurrence_id
+from emulators.graph_common import GraphError, format_instant, now
+from emulators.graph_events import Instance, Mailbox, StoredEvent, occurrence_id
 
 if TYPE_CHECKING:
-    from bridge.emulators.graph_model import GraphState
+    from emulators.graph_model import GraphState
 
 RESPONSES = ("accepted", "tentativelyAccepted", "declined")
 CANCELLED_PREFIX = "Canceled: "

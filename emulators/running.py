@@ -46,7 +46,7 @@ async def serve(
 
 
 def run_standalone(name: str, serve_until_stopped: Coroutine[Any, Any, None], log_level: str) -> int:
-    """`python -m bridge.emulators.<name>`: run until signalled; a port that cannot be had is a one-line error."""
+    """`python -m emulators.<name>`: run until signalled; a port that cannot be had is a one-line error."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
     try:
         asyncio.run(serve_until_stopped)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.emulators.ews_xml import EwsError
+from emulators.ews_xml import EwsError
 
 HANGING_CONNECTION_LIMIT = 3
 MAX_SUBSCRIPTIONS = 5000

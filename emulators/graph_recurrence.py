@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from dateutil import rrule
 
-from bridge.emulators.graph_common import MIN_DATE, GraphError, known_zone
+from emulators.graph_common import MIN_DATE, GraphError, known_zone
 
 DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 _WEEKDAYS = {

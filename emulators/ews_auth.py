@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.emulators.ews_model import Organisation
+from emulators.ews_model import Organisation
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bridge.emulators import ews_throttling
-from bridge.emulators.ews_items import Owner, Shape, ews_error, item_payload, render_item, update_payload
-from bridge.emulators.ews_model import FOLDERS, EwsMailbox, ItemEvent, Organisation, SentMail, new_moved_id
-from bridge.emulators.ews_subscriptions import EVENT_TYPES, Subscriptions, watermark
-from bridge.emulators.ews_xml import (
+from emulators import ews_throttling
+from emulators.ews_items import Owner, Shape, ews_error, item_payload, render_item, update_payload
+from emulators.ews_model import FOLDERS, EwsMailbox, ItemEvent, Organisation, SentMail, new_moved_id
+from emulators.ews_subscriptions import EVENT_TYPES, Subscriptions, watermark
+from emulators.ews_xml import (
     EwsError,
     children,
     error_message,
@@ -34,8 +34,8 @@ from bridge.emulators.ews_xml import (
     t,
     text_of,
 )
-from bridge.emulators.graph_common import GraphError
-from bridge.emulators.graph_events import Instance, single
+from emulators.graph_common import GraphError
+from emulators.graph_events import Instance, single
 
 _SENDING = ("SendOnlyToAll", "SendToAllAndSaveCopy", "SendOnlyToChanged", "SendToChangedAndSaveCopy")
 

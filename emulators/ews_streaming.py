@@ -17,11 +17,11 @@ import xml.etree.ElementTree as ET
 
 from aiohttp import web
 
-from bridge.emulators.ews_model import Organisation
-from bridge.emulators.ews_operations import render_event
-from bridge.emulators.ews_subscriptions import Subscription, Subscriptions, watermark
-from bridge.emulators.ews_throttling import connections_exceeded
-from bridge.emulators.ews_xml import EwsError, envelope, error_message, m, operation_response, sub, success, t, text_of
+from emulators.ews_model import Organisation
+from emulators.ews_operations import render_event
+from emulators.ews_subscriptions import Subscription, Subscriptions, watermark
+from emulators.ews_throttling import connections_exceeded
+from emulators.ews_xml import EwsError, envelope, error_message, m, operation_response, sub, success, t, text_of
 
 MAX_SUBSCRIPTIONS = 200
 _OP = "GetStreamingEvents"

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.emulators.graph_common import GraphError, random_token
-from bridge.emulators.graph_events import Instance, Mailbox
+from emulators.graph_common import GraphError, random_token
+from emulators.graph_events import Instance, Mailbox
 
 SYNC_STATE_NOT_FOUND = "SyncStateNotFound"
 SYNC_STATE_MESSAGE = "The sync state generation is not found."

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.emulators.graph_common import GraphError, format_instant, now
+from emulators.graph_common import GraphError, format_instant, now
 
 ROUTE_KINDS = (
     "token",

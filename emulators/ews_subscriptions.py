@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.emulators.ews_model import EwsMailbox, ItemEvent
-from bridge.emulators.ews_throttling import NotificationLimits, subscriptions_exceeded
-from bridge.emulators.ews_xml import EwsError
+from emulators.ews_model import EwsMailbox, ItemEvent
+from emulators.ews_throttling import NotificationLimits, subscriptions_exceeded
+from emulators.ews_xml import EwsError
 
 EVENT_TYPES = (
     "CopiedEvent",

@@ -23,11 +23,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from multidict import CIMultiDict
 
-from bridge.emulators.graph_common import GraphError, bad_request, error_body, known_zone, new_guid, parse_instant
-from bridge.emulators.graph_delta import Page
-from bridge.emulators.graph_events import Instance, Mailbox
-from bridge.emulators.graph_faults import Faults, MailboxLimits, Stats
-from bridge.emulators.graph_groups import (
+from emulators.graph_common import GraphError, bad_request, error_body, known_zone, new_guid, parse_instant
+from emulators.graph_delta import Page
+from emulators.graph_events import Instance, Mailbox
+from emulators.graph_faults import Faults, MailboxLimits, Stats
+from emulators.graph_groups import (
     GROUP_TYPE,
     READ_USERS,
     USER_TYPE,
@@ -36,9 +36,9 @@ from bridge.emulators.graph_groups import (
     skip_offset,
     skip_token,
 )
-from bridge.emulators.graph_model import AppRegistration, DirectoryUser, GraphState
-from bridge.emulators.graph_notify import Notifier
-from bridge.emulators.graph_render import render, render_removed, render_stub, select
+from emulators.graph_model import AppRegistration, DirectoryUser, GraphState
+from emulators.graph_notify import Notifier
+from emulators.graph_render import render, render_removed, render_stub, select
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.emulators.graph_common import GraphError, new_guid
+from emulators.graph_common import GraphError, new_guid
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 999

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from bridge.emulators.ews_xml import EwsError, format_instant, local_name, parse_date, parse_instant, sub, t, text_of
-from bridge.emulators.graph_common import (
+from emulators.ews_xml import EwsError, format_instant, local_name, parse_date, parse_instant, sub, t, text_of
+from emulators.graph_common import (
     GraphError,
     format_local,
     known_zone,
@@ -29,9 +29,9 @@ from bridge.emulators.graph_common import (
     to_utc,
     zone,
 )
-from bridge.emulators.graph_events import Instance, StoredEvent
-from bridge.emulators.graph_events import Mailbox as Calendar
-from bridge.emulators.graph_recurrence import DAYS, Recurrence
+from emulators.graph_events import Instance, StoredEvent
+from emulators.graph_events import Mailbox as Calendar
+from emulators.graph_recurrence import DAYS, Recurrence
 
 FREE_BUSY = {
     "Free": "free",

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from bridge.emulators.graph_faults import Faults, Stats
+from emulators.graph_faults import Faults, Stats
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridge.emulators.ews_xml import EwsError
-from bridge.emulators.graph_common import now
-from bridge.emulators.graph_events import Change
-from bridge.emulators.graph_events import Mailbox as Calendar
-from bridge.emulators.graph_events import Owner as GraphOwner
+from emulators.ews_xml import EwsError
+from emulators.graph_common import now
+from emulators.graph_events import Change
+from emulators.graph_events import Mailbox as Calendar
+from emulators.graph_events import Owner as GraphOwner
 
 # Folders every mailbox has; exchangelib asks for root and calendar when an Account is used.
 FOLDERS = {

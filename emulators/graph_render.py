@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.emulators.graph_common import format_instant, format_local, to_local, zone
-from bridge.emulators.graph_events import PASSTHROUGH, Instance, StoredEvent, When, instance_uid, single
+from emulators.graph_common import format_instant, format_local, to_local, zone
+from emulators.graph_events import PASSTHROUGH, Instance, StoredEvent, When, instance_uid, single
 
 EVENT_TYPE = "#microsoft.graph.event"
 _TAG = re.compile(r"<[^>]+>")

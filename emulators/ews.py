@@ -3,7 +3,7 @@
 It stands in for Exchange 2016 in the tests, the demo and the benchmarks: the real, unmodified exchangelib
 talks to it (SOAP 1.1 on `/EWS/Exchange.asmx`), so it follows Exchange's documented behaviour and the samples
 in tests/fixtures/ews rather than the bridge's reading of them, faults included. It imports nothing of the
-bridge outside bridge/emulators/; calendars are the Graph emulator's model (graph_events.py) seen through EWS.
+bridge outside emulators/; calendars are the Graph emulator's model (graph_events.py) seen through EWS.
 
 In-process use (tests)::
 
@@ -30,7 +30,7 @@ Python API:
   (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the calling account's.
 - inspection: `stats(log_limit=None)`, `clear_stats()`, `sent_mail()`, `subscriptions()`.
 
-Standalone: `python -m bridge.emulators.ews --port 8443 --ca-file /tmp/ca.pem --mailbox alice@corp.example
+Standalone: `python -m emulators.ews --port 8443 --ca-file /tmp/ca.pem --mailbox alice@corp.example
 --account 'CORP\\svc=secret'`; it prints the endpoint and, last line, the same as one JSON object.
 
 Choices where Exchange leaves room or the emulator is simpler: only the calendar folder holds items (other
@@ -57,16 +57,16 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.emulators.ews_auth import Authenticator
-from bridge.emulators.ews_faults import SERVER_BUSY_TEXT, FaultRule, Faults, Stats
-from bridge.emulators.ews_items import zone_name
-from bridge.emulators.ews_model import EwsMailbox, Organisation, ServiceAccount
-from bridge.emulators.ews_operations import Context, Operations
-from bridge.emulators.ews_outlook import outlook_payload
-from bridge.emulators.ews_streaming import Streams
-from bridge.emulators.ews_subscriptions import Subscriptions
-from bridge.emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS, NotificationLimits
-from bridge.emulators.ews_xml import (
+from emulators.ews_auth import Authenticator
+from emulators.ews_faults import SERVER_BUSY_TEXT, FaultRule, Faults, Stats
+from emulators.ews_items import zone_name
+from emulators.ews_model import EwsMailbox, Organisation, ServiceAccount
+from emulators.ews_operations import Context, Operations
+from emulators.ews_outlook import outlook_payload
+from emulators.ews_streaming import Streams
+from emulators.ews_subscriptions import Subscriptions
+from emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS, NotificationLimits
+from emulators.ews_xml import (
     SoapFault,
     envelope,
     fault,
@@ -76,10 +76,10 @@ from bridge.emulators.ews_xml import (
     t,
     text_of,
 )
-from bridge.emulators.graph_common import GraphError
-from bridge.emulators.graph_render import render_stored
-from bridge.emulators.running import run_standalone, serve, until_signalled
-from bridge.emulators.tls import LoopbackCA
+from emulators.graph_common import GraphError
+from emulators.graph_render import render_stored
+from emulators.running import run_standalone, serve, until_signalled
+from emulators.tls import LoopbackCA
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ def _first_mailbox(body: ET.Element) -> str | None:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.emulators.ews",
+        prog="python -m emulators.ews",
         description="An Exchange (EWS) emulator for calendars, over HTTP(S) on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")

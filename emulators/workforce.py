@@ -31,7 +31,7 @@ Control API (JSON, no auth: loopback use only), for other processes:
     PUT    /_control/latency   {"ms": 500, "count": null}       answer late (ms 0: on time)
     POST   /_control/reset                        forget changes, statistics, failure and latency
 
-Standalone: `python -m bridge.emulators.workforce --port 8099 --secret whsec_...` (without --secret it makes
+Standalone: `python -m emulators.workforce --port 8099 --secret whsec_...` (without --secret it makes
 one up and prints it); it prints its URLs, then one JSON line with `url`, `controlUrl` and `secret`.
 """
 
@@ -54,7 +54,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.emulators.running import run_standalone, serve, until_signalled
+from emulators.running import run_standalone, serve, until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +427,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.emulators.workforce",
+        prog="python -m emulators.workforce",
         description="A workforce system's webhook receiver that checks Standard Webhooks signatures and order.",
     )
     parser.add_argument("--host", default="127.0.0.1")
