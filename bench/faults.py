@@ -35,9 +35,7 @@ import asyncio
 import itertools
 import json
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -47,11 +45,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from emulators.ews import EwsEmulator
 from emulators.graph import GraphEmulator
-from emulators.harness import SECRET, OnPrem, free_port, write_config
+from emulators.harness import SECRET, BridgeProcess, OnPrem, free_port, write_config
 from emulators.workforce import WorkforceReceiver
 
 GRAPH_MAILBOXES = 20
@@ -90,41 +86,6 @@ class Ledger:
             path in (change.path, ALL, change.mailbox) and start < change.scheduled + GOAL_S and change.scheduled < end
             for path, start, end in self.faults
         )
-
-
-class Bridge:
-    """`presence-bridge run` as a process of its own, which the script may kill."""
-
-    def __init__(self, config: Path, url: str, log: Path) -> None:
-        self.config, self.url, self.log = config, url, log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bridge", "run", f"--config={self.config}", stdout=out, stderr=out
-            )
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    async with session.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"the bridge exited with {self.process.returncode}; see {self.log}")
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
 
 
 class People:
@@ -239,7 +200,7 @@ async def run(rate: float, scale: float) -> dict[str, Any]:
         mailboxes=[(address, f"E{n:04d}") for n, address in enumerate(people.online)],
         onprem=OnPrem(ews_url, ews.ca_file, *SERVICE_ACCOUNT, [(a, f"P{n:04d}") for n, a in enumerate(people.onprem)]),
     )
-    bridge = Bridge(config, f"http://127.0.0.1:{port}", folder / "bridge.log")
+    bridge = BridgeProcess(config, f"http://127.0.0.1:{port}", folder / "bridge.log")
     watcher: asyncio.Task[None] | None = None
     try:
         await bridge.start()

@@ -1,17 +1,25 @@
-"""Driving a bridge against the emulators: the config file that points it at them, and loopback ports.
+"""Driving a bridge against the emulators: the config file that points it at them, loopback ports, and
+`presence-bridge run` as a process of its own.
 
 The demo, the tests and the benchmarks all configure the bridge this way, as an operator does: a YAML file read by
-the same loader. This module writes text only; it imports nothing of the bridge (docs/architecture.md).
+the same loader. This module imports nothing of the bridge (docs/architecture.md): it writes text and starts the
+bridge's command.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
+import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from emulators.graph import GraphEmulator
 
@@ -31,6 +39,7 @@ class OnPrem:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on right now (for a process that must know its URL before it starts)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -161,3 +170,73 @@ def local_config_file(
         extra=extra,
         onprem=onprem,
     )
+
+
+class BridgeProcess:
+    """`presence-bridge run --config CONFIG` as a process of its own, answering at `url`, its output in `log`; the
+    caller may kill it and start it again."""
+
+    def __init__(self, config: Path, url: str, log: Path) -> None:
+        self.config, self.url, self.log = config, url, log
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        if self._process is None:
+            raise RuntimeError(f"the bridge for {self.config} was never started")
+        return self._process
+
+    async def spawn(self) -> None:
+        """Start the process without waiting for it to answer."""
+        with self.log.open("ab") as out:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bridge", "run", "--config", str(self.config), stdout=out, stderr=out
+            )
+
+    async def start(self, within: float = 60) -> None:
+        await self.spawn()
+        await self.listening(within)
+
+    def running(self) -> None:
+        """Raises with the end of the process's log when it has exited: a crash must not read as a refused port."""
+        if self.process.returncode is not None:
+            tail = self.log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"the bridge at {self.url} exited with {self.process.returncode}:\n{tail}")
+
+    async def listening(self, within: float) -> None:
+        """Wait until /healthz answers 200, at most `within` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        async with aiohttp.ClientSession() as session:
+            while True:
+                self.running()
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                if loop.time() > deadline:
+                    raise RuntimeError(f"the bridge at {self.url} did not answer in {within} s")
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        """SIGKILL: nothing runs on the way out, as when the machine loses power."""
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    def terminate(self) -> None:
+        """SIGTERM, as the service manager stops it; `stopped` waits for the exit."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+
+    async def stopped(self, within: float = 15) -> None:
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.wait_for(self._process.wait(), within)
+
+    async def stop(self, within: float = 15) -> None:
+        self.terminate()
+        await self.stopped(within)

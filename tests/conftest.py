@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import secrets
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import psycopg
@@ -179,19 +179,35 @@ async def online_source(graph_emulator: GraphEmulator, tenant_app: AppRegistrati
         await made.close()
 
 
-CLI_CONFIG = """
-database_url: {url}
-public_url: https://bridge.example.com
-sources:
-  online:
-    kind: graph
-    tenant_id: 11111111-2222-3333-4444-555555555555
-    client_id: 66666666-7777-8888-9999-000000000000
-    client_secret: graph-secret-value
-mailboxes:
-  - {{address: adele@contoso.com, workforce_id: "E1001"}}
-listen: {{port: {port}}}
-"""
+ADELE = ("adele@contoso.com", "E1001")
+
+
+def offline_config_text(
+    *, mailboxes: Sequence[tuple[str, str]] = (), database_url: str | None = None, port: int | None = None
+) -> str:
+    """A config whose one Graph source is never contacted: for tests of what the bridge does with its config and
+    its store. `mailboxes`: (address, workforce id)."""
+    lines = [f"database_url: {database_url}"] if database_url is not None else []
+    lines += [
+        "public_url: https://bridge.example.com",
+        "sources:",
+        "  online:",
+        "    kind: graph",
+        "    tenant_id: 11111111-2222-3333-4444-555555555555",
+        "    client_id: 66666666-7777-8888-9999-000000000000",
+        "    client_secret: graph-secret-value",
+        "mailboxes:" if mailboxes else "mailboxes: []",
+        *(f'  - {{address: {address}, workforce_id: "{workforce_id}"}}' for address, workforce_id in mailboxes),
+    ]
+    if port is not None:
+        lines.append(f"listen: {{port: {port}}}")
+    return "\n".join(lines) + "\n"
+
+
+def offline_config(path: Path, *, extra: str = "", **text: Any) -> Path:
+    """`offline_config_text(**text)` in a file, followed by `extra` (more top-level YAML)."""
+    path.write_text(offline_config_text(**text) + textwrap.dedent(extra).lstrip(), encoding="utf-8")
+    return path
 
 
 def cli_url(database_url: DatabaseUrl) -> str:
@@ -204,6 +220,6 @@ def cli_url(database_url: DatabaseUrl) -> str:
 @pytest.fixture
 def cli_config(database_url: DatabaseUrl, tmp_path: Path) -> Path:
     """A config file for the command line on each backend (one Graph source, never contacted by these tests)."""
-    path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(CLI_CONFIG.format(url=cli_url(database_url), port=free_port())).lstrip())
-    return path
+    return offline_config(
+        tmp_path / "config.yaml", mailboxes=[ADELE], database_url=cli_url(database_url), port=free_port()
+    )

@@ -17,11 +17,11 @@ from emulators.ews import EwsEmulator
 from emulators.graph import GraphEmulator
 from emulators.graph_model import AppRegistration, DirectoryUser
 from emulators.workforce import WorkforceReceiver
-from tests.conftest import BILLION_LAUGHS, CLI_CONFIG, OTHER_SECRET, WORKFORCE_SECRET, free_port
+from tests.conftest import ADELE, BILLION_LAUGHS, OTHER_SECRET, WORKFORCE_SECRET, free_port, offline_config_text
 from tests.emulators.ews_fixtures import ALICE, BOB, SERVICE_PASSWORD, SERVICE_USER
 
 # The command line's usual config, with a SQLite file beside it.
-CONFIG = CLI_CONFIG.format(url="sqlite:///bridge.db", port=8080)
+CONFIG = offline_config_text(mailboxes=[ADELE], database_url="sqlite:///bridge.db", port=8080)
 
 
 def write(tmp_path: Path, text: str, name: str) -> Path:

@@ -6,12 +6,10 @@ taken over well within the lease."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
 import socket
-import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from bridge.store import Database, MailboxRow
 from emulators.graph import GraphEmulator
 from emulators.graph_log import concurrent_reads, users_read
 from emulators.graph_model import AppRegistration
-from emulators.harness import write_instance_configs
+from emulators.harness import BridgeProcess, write_instance_configs
 from emulators.workforce import WorkforceReceiver
 from tests.conftest import POSTGRES_URL, WORKFORCE_SECRET, DatabaseUrl
 from tests.world import at, wait_until
@@ -43,42 +41,17 @@ LATENCY_MS = 300
 LEASE_S = 120
 
 
-@dataclass
-class Instance:
-    process: asyncio.subprocess.Process
-    url: str
-    log: Path
-
-    def running(self) -> None:
-        """Fails with the instance's log when its process has ended: a crash must not read as a refused port."""
-        if self.process.returncode is not None:
-            tail = self.log.read_text(errors="replace")[-4000:]
-            raise AssertionError(f"the instance at {self.url} exited with {self.process.returncode}:\n{tail}")
-
-    async def listening(self, within: float) -> None:
-        deadline = asyncio.get_running_loop().time() + within
-        async with aiohttp.ClientSession() as session:
-            while True:
-                self.running()
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with session.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"the instance at {self.url} did not answer in {within} s")
-                await asyncio.sleep(0.2)
-
-    async def scrape(self) -> str:
-        self.running()
-        async with aiohttp.ClientSession() as session, session.get(f"{self.url}/metrics") as response:
-            return await response.text()
+async def scrape(instance: BridgeProcess) -> str:
+    instance.running()
+    async with aiohttp.ClientSession() as session, session.get(f"{instance.url}/metrics") as response:
+        return await response.text()
 
 
 @dataclass
 class Cluster:
     graph: GraphEmulator
     workforce: WorkforceReceiver
-    instances: list[Instance]
+    instances: list[BridgeProcess]
     people: list[str]
     db: Database
 
@@ -134,12 +107,9 @@ async def cluster(
     instances = []
     try:
         for path, url in configs:
-            log = path.with_suffix(".log")
-            with log.open("wb") as out:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bridge", "run", "--config", str(path), stdout=out, stderr=out
-                )
-            instances.append(Instance(process, url, log))
+            instance = BridgeProcess(path, url, path.with_suffix(".log"))
+            await instance.spawn()
+            instances.append(instance)
             if len(instances) == 1:
                 # The public URL is the first instance's: Graph's validation of a subscription any instance creates
                 # goes there, and a failed creation waits five minutes (as behind a load balancer with no target).
@@ -156,11 +126,9 @@ async def cluster(
             db.close()
     finally:
         for instance in instances:
-            if instance.process.returncode is None:
-                instance.process.terminate()
+            instance.terminate()
         for instance in instances:
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.wait_for(instance.process.wait(), 15)
+            await instance.stopped()
 
 
 def _name(metrics: str) -> str:
@@ -200,10 +168,10 @@ async def test_three_instances_share_the_mailboxes_and_deliver_each_change_once(
     log = cluster.graph.stats()["log"]
     assert len(users_read(log)) == MAILBOXES
     assert concurrent_reads(log) == {}
-    scraped = [await instance.scrape() for instance in cluster.instances]
+    scraped = [await scrape(instance) for instance in cluster.instances]
     names = [_name(metrics) for metrics in scraped]
     host = socket.gethostname()
-    assert [name.rsplit(":", 1)[0] for name in names] == [f"{host}:{i.process.pid}" for i in cluster.instances]
+    assert [name.rsplit(":", 1)[0] for name in names] == [f"{host}:{i.pid}" for i in cluster.instances]
     assert all(_syncs(metrics) > 0 for metrics in scraped), [_syncs(metrics) for metrics in scraped]
 
 
@@ -219,12 +187,11 @@ async def test_a_killed_instance_s_mailboxes_are_taken_over_within_the_lease(clu
 
     # An instance syncing mailboxes of this round is killed mid-sync; not the one Graph notifies (a load balancer
     # would send notifications elsewhere; here nothing would).
-    pids = {str(cluster.instances[n].process.pid): cluster.instances[n] for n in (1, 2)}
+    pids = {str(cluster.instances[n].pid): cluster.instances[n] for n in (1, 2)}
     await wait_until(lambda: any(owner.split(":")[1] in pids for owner in leased()), within=30)
     holder = next(owner for owner in sorted(leased()) if owner.split(":")[1] in pids)
     victim = pids[holder.split(":")[1]]
-    victim.process.send_signal(signal.SIGKILL)
-    await victim.process.wait()
+    await victim.kill()
     killed_at = asyncio.get_running_loop().time()
     second = cluster.changes_everywhere(1)
 

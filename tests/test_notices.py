@@ -4,7 +4,6 @@ emulator's sent mail, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from bridge.store.health import note_mailbox
 from bridge.store.mapping_state import hold_mapping, record_applied
 from bridge.store.models import NoticeMessageRow
 from bridge.subscriptions import QUOTA_NOTE
+from tests.conftest import ADELE, offline_config
 from tests.world import NOTICE_RECIPIENT, SECRET, ChatReceiver, World, ready, three_meetings, wait_until
 
 
@@ -126,23 +126,11 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            public_url: https://bridge.example.com
-            sources:
-              online:
-                kind: graph
-                tenant_id: 11111111-2222-3333-4444-555555555555
-                client_id: 66666666-7777-8888-9999-000000000000
-                client_secret: not-used-here
-            mailboxes: [{{address: adele@contoso.com, workforce_id: E1001}}]
-            workforce: {{url: https://workforce.example.com/hooks, signing_secret: {SECRET}}}
-            notify: {{webhook_url: "https://chat.example.com/hooks/T0123-secret-part", interval: PT1M}}
-        """
-        )
-    )
+    extra = f"""
+        workforce: {{url: https://workforce.example.com/hooks, signing_secret: {SECRET}}}
+        notify: {{webhook_url: "https://chat.example.com/hooks/T0123-secret-part", interval: PT1M}}
+    """
+    path = offline_config(tmp_path / "config.yaml", mailboxes=[ADELE], extra=extra)
     return load_config(path)
 
 

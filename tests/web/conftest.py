@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,31 +18,22 @@ from bridge.store.mirror import write_mirror
 from bridge.web.answers import record
 from bridge.web.app import create_app
 from bridge.web.graph_hooks import GraphHooks
+from tests.conftest import offline_config
 from tests.web import ADMIN_TOKEN, DAY, MAPPING, WORKFORCE_TOKEN, Client, at
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""
-            public_url: https://bridge.example.com
-            sources:
-              online:
-                kind: graph
-                tenant_id: 11111111-2222-3333-4444-555555555555
-                client_id: 66666666-7777-8888-9999-000000000000
-                client_secret: not-used-here
-            mailboxes: []
-            api_tokens:
-              - name: workforce
-                token: {WORKFORCE_TOKEN}
-                scopes: [workforce]
-              - name: admin
-                token: {ADMIN_TOKEN}
-                scopes: [admin]
-        """)
-    )
+    tokens = f"""
+        api_tokens:
+          - name: workforce
+            token: {WORKFORCE_TOKEN}
+            scopes: [workforce]
+          - name: admin
+            token: {ADMIN_TOKEN}
+            scopes: [admin]
+    """
+    path = offline_config(tmp_path / "config.yaml", extra=tokens)
     return load_config(path)
 
 
