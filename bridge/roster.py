@@ -33,6 +33,7 @@ from bridge.domain import MAIL_ADDRESS
 from bridge.errors import UserError
 from bridge.sources.base import CalendarSource
 from bridge.store import MailboxRow, MailboxStatus
+from bridge.store.db import serialise
 
 GROUP = "group"  # MailboxRow.enrolled_by of what a source's group enrolled
 LEFT_GROUP = "no longer a member of the source's group"  # the status reason of what the group removed
@@ -138,6 +139,9 @@ def plan_group(
 def _planned(
     session: Session, rows: Sequence[RosterRow], sources: Sequence[str], default_source: str | None, *, group: bool
 ) -> tuple[RosterPlan, list[tuple[int, str]]]:
+    # Rosters planned at once (two instances following a group, an import beside them) are planned one after the
+    # other: each then sees what the one before wrote, instead of both inserting the same new mailboxes.
+    serialise(session, "roster")
     problems, enrolments = _checked(rows, sources, default_source)
     columns = (
         MailboxRow.address,

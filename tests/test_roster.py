@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from bridge.roster import RosterRefused, RosterRow
 from bridge.store import Database, MailboxRow, MailboxStatus
 from emulators.graph import GraphEmulator
 from emulators.graph_model import AppRegistration, DirectoryUser
-from tests.conftest import WORKFORCE_SECRET, free_port, write_bridge_config
+from tests.conftest import WORKFORCE_SECRET, DatabaseUrl, free_port, write_bridge_config
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
 SOURCES = ["online", "onprem"]
@@ -45,6 +47,25 @@ def refusal(db: Database, text: str) -> list[str]:
     with pytest.raises(RosterRefused) as refused:
         enrol(db, rows_of(text))
     return list(refused.value.problems)
+
+
+def test_a_roster_two_instances_apply_at_once_is_applied_once(database_url: DatabaseUrl, db: Database) -> None:
+    rows = rows_of("a@contoso.com,E1,online\nb@contoso.com,E2,online\n")
+    other = Database(database_url.url, schema=database_url.schema)  # a second instance on the same database
+    pool = ThreadPoolExecutor(1)
+    try:
+        with db.session() as session:
+            first = roster.plan(session, rows, SOURCES)
+            roster.apply(session, first, NOW)
+            second = pool.submit(enrol, other, rows)
+            time.sleep(0.5)  # the other instance plans while this one has not committed
+            assert not second.done()
+        assert [e.address for e in first.added] == ["a@contoso.com", "b@contoso.com"]
+        planned = second.result(timeout=30)
+        assert (planned.added, planned.unchanged) == ([], 2)
+    finally:
+        pool.shutdown()
+        other.close()
 
 
 def test_a_csv_with_a_header_and_blank_lines_is_read() -> None:
