@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bridge.store import MailboxRow, SubscriptionRow
 from bridge.store.work import mark_dirty
 from tests.world import (
+    NARROW_COLLEAGUE,
     ONLINE_COLLEAGUE,
     ONPREM_MAILBOX,
     World,
@@ -31,13 +32,13 @@ from tests.world import (
 BOB = ONLINE_COLLEAGUE[0]
 
 
-async def streaming(world: World) -> None:
-    """Both online mailboxes subscribed, every mailbox synced and idle, the on-premises one watched by a stream."""
-    await wait_until(lambda: len(world.graph.subscriptions()) == 2)
+async def streaming(world: World, online_mailboxes: int = 2) -> None:
+    """The online mailboxes subscribed, every mailbox synced and idle, the on-premises one watched by a stream."""
+    await wait_until(lambda: len(world.graph.subscriptions()) == online_mailboxes)
 
     def idle() -> bool:
         with world.service.db.session() as session:
-            if len(session.exec(select(SubscriptionRow)).all()) < 2:
+            if len(session.exec(select(SubscriptionRow)).all()) < online_mailboxes:
                 return False  # the bridge's record commits with the catch-up mark it asks for
         return all(
             row.last_synced_at is not None and row.dirty_generation == row.synced_generation for row in rows(world)
@@ -52,12 +53,13 @@ def rows(world: World) -> list[MailboxRow]:
         return list(session.exec(select(MailboxRow)).all())
 
 
-def mark(world: World, address: str) -> None:
-    """What a reconcile or a notification does: the mailbox needs a read."""
+def mark(world: World, *addresses: str, notified: bool = False) -> None:
+    """What a reconcile (or, `notified`, a notification) does: the mailboxes need a read, all in one transaction."""
     with world.service.db.session() as session:
-        row = session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).one()
-        assert row.id is not None
-        mark_dirty(session, [row.id], datetime.now(UTC))
+        ids = session.exec(select(MailboxRow.id).where(col(MailboxRow.address).in_([a.lower() for a in addresses])))
+        found = [mailbox_id for mailbox_id in ids if mailbox_id is not None]
+        assert len(found) == len(addresses)
+        mark_dirty(session, found, datetime.now(UTC), notified=notified)
 
 
 def online(world: World, subject: str, user: str | None = None) -> None:
@@ -246,3 +248,26 @@ async def test_a_relayed_command_failing_unexpectedly_is_refused_alone(hybrid_te
     assert (status, headers.get("Retry-After")) == (503, "30")
     assert "unexpectedly" in problem["detail"]
     assert ok == 201  # the relay goes on for everyone else
+
+
+async def test_a_slow_source_leaves_a_place_for_the_other(narrow_team: World) -> None:
+    """Three places (`sync.concurrency: 3`), two sources: Graph answering slowly with three mailboxes to read takes
+    two places, not all three (a lane leaves one place for each other source), so Nestor's change goes through
+    the third at once instead of waiting for a slow Graph read to end."""
+    world = narrow_team
+    await streaming(world, online_mailboxes=3)
+    online_team = [world.mailbox, BOB, NARROW_COLLEAGUE[0]]
+    world.graph.drop_notifications(len(online_team))  # they are marked below, in one transaction
+    for address in online_team:
+        online(world, f"{address} while Graph is slow", address)
+    world.graph.set_latency(5000)
+    mark(world, *online_team, notified=True)
+    await wait_until(lambda: any(row.lease_owner is not None for row in rows(world) if row.source == "online"))
+
+    onprem(world, "Nestor beside the slow source")
+    await wait_until(arrived(world, "Nestor beside the slow source"), within=20)
+    assert not any(arrived(world, f"{address} while Graph is slow")() for address in online_team)
+
+    world.graph.set_latency(0)
+    for address in online_team:
+        await wait_until(arrived(world, f"{address} while Graph is slow"), within=30)

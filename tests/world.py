@@ -307,6 +307,28 @@ async def hybrid_team(
         yield running
 
 
+NARROW_COLLEAGUE = ("carol@contoso.com", "E1003")
+
+
+@pytest.fixture
+async def narrow_team(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    bob: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The hybrid team with a third online mailbox (Carol's) and room for three mailboxes at once
+    (`sync.concurrency: 3`): as many as the online source has."""
+    graph_emulator.add_user(NARROW_COLLEAGUE[0], "Carol Smith")
+    team = [ONLINE_COLLEAGUE, NARROW_COLLEAGUE]
+    async with _hybrid(
+        graph_emulator, tenant_app, adele, database_url, tmp_path, team, sync=", concurrency: 3"
+    ) as running:
+        yield running
+
+
 @contextlib.asynccontextmanager
 async def _hybrid(
     graph: GraphEmulator,
@@ -315,11 +337,13 @@ async def _hybrid(
     database_url: DatabaseUrl,
     tmp_path: Path,
     also: list[tuple[str, str]],
+    *,
+    sync: str = "",
 ) -> AsyncIterator[World]:
     async with EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5) as ews:
         ews.add_mailbox(ONPREM_MAILBOX, "Nestor Wilke")
         ews.add_service_account(*SERVICE_ACCOUNT)
-        async with _running(graph, app, adele, database_url, tmp_path, ews, also=also) as running:
+        async with _running(graph, app, adele, database_url, tmp_path, ews, also=also, sync=sync) as running:
             yield running
 
 
@@ -345,7 +369,9 @@ async def _running(
     *,
     also: list[tuple[str, str]] | None = None,
     graph_extra: str = "",
+    sync: str = "",
 ) -> AsyncIterator[World]:
+    """`sync`: more of the `sync:` section, as YAML flow-mapping entries (", concurrency: 3")."""
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
@@ -360,7 +386,7 @@ async def _running(
         database_url=database_url.url if database_url.schema else f"sqlite:///{tmp_path / 'bridge.db'}",
         port=free_port(),
         extra=(
-            "templates: mapping.yaml\nsync: {mass_delete_min: 3}\n"
+            f"templates: mapping.yaml\nsync: {{mass_delete_min: 3{sync}}}\n"
             f"mail: {{sender: {adele.user_principal_name}, source: online}}\n"
             f"api_tokens:\n  - {{name: workforce, token: {API_TOKEN}, scopes: [workforce]}}\n"
             f"  - {{name: admin, token: {ADMIN_TOKEN}, scopes: [admin]}}\n{extra}"
