@@ -72,7 +72,9 @@ from bridge.store.commands import (
     accept,
     created_item,
     current_state_item,
+    extend_need,
     finish,
+    needed_until,
     reclaim_interrupted,
 )
 from bridge.store.mirror import load_item, series_members, write_mirror
@@ -249,17 +251,22 @@ class Relay:
     def _finish(self, session: Session, command: _Command, result: _Result, mapping: TemplateMapping) -> None:
         now = self._clock()
         answer = self._record(result.outcome)
+        done = isinstance(result.outcome, Done)
         finish(
             session,
             command.id,
             now,
-            status=CommandStatus.DONE if isinstance(result.outcome, Done) else CommandStatus.FAILED,
+            status=CommandStatus.DONE if done else CommandStatus.FAILED,
             http_status=answer.status,
             result=answer.body,
             item_id=result.item_id,
             change_key=result.change_key,
             error=answer.error,
+            needed_until=needed_until(command.kind, command.payload) if done else None,
         )
+        if isinstance(result.outcome, Updated):
+            # Named by the bridge's id, the appointment now ends then: retention keeps that id as long.
+            extend_need(session, command.payload["request"]["target"], max(a.end for a in result.put))
         if command.mailbox_id is None or not (result.put or result.drop or result.drop_series):
             return
         # No lock on the mailbox row: waiting here for a sync commit of the same mailbox made the command's answer

@@ -380,3 +380,27 @@ async def test_no_token_or_mail_body_reaches_the_log(world: World, caplog: pytes
     assert caplog.records  # the bridge and its HTTP clients did log at DEBUG
     assert secret_text not in caplog.text
     assert API_TOKEN not in caplog.text
+
+
+async def test_a_command_past_retention_is_forgotten_unless_it_names_an_appointment_still_ahead(world: World) -> None:
+    await ready(world)
+    soon_key = {"Idempotency-Key": "meeting-soon"}
+    _, soon, _ = await create(world, "meeting", soon_key)  # tomorrow
+    _, later, _ = await create(world, "meeting", start=instant(20, 9), end=instant(20, 10))
+    _, moved, _ = await create(world, "meeting", start=instant(1, 11), end=instant(1, 12))
+    path = f"{APPOINTMENTS.format(world.mailbox)}/{moved['id']}"
+    change = {"start": instant(20, 11), "end": instant(20, 12)}
+    assert (await world.api("PATCH", path, change, {"If-Match": moved["version"]}))[0] == 200
+
+    world.clock.offset = timedelta(days=10)  # tomorrow's meeting ended longer ago than the retention (7 days)
+    await world.service.retention.prune()
+
+    assert (await world.api("GET", f"/api/v1/commands/{soon['id']}"))[0] == 404
+    assert {row.id for row in commands(world)} == {later["id"], moved["id"]}  # their appointments are still ahead
+    path = f"{APPOINTMENTS.format(world.mailbox)}/{later['id']}"
+    assert (await world.api("PATCH", path, {"template": "tentative"}, {"If-Match": later["version"]}))[0] == 200
+    status, again, _ = await create(world, "meeting", soon_key)
+    assert status == 201
+    assert again["id"] != soon["id"]  # a new command: the key was forgotten with the old one
+    assert again["exchange_id"] == soon["exchange_id"]  # Exchange knows its transaction id: still one event
+    assert len(stored(world)) == 3

@@ -7,9 +7,9 @@ rows the write changed. The rows double as the sync engine's memory of the relay
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,6 +82,7 @@ def finish(
     item_id: str | None = None,
     change_key: str | None = None,
     error: str | None = None,
+    needed_until: datetime | None = None,
 ) -> None:
     values: dict[str, Any] = {
         "status": status,
@@ -90,12 +91,77 @@ def finish(
         "error": error,
         "finished_at": now,
         "updated_at": now,
+        "needed_until": needed_until,
     }
     if item_id is not None:
         values["item_id"] = item_id
     if change_key is not None:
         values["change_key"] = change_key
     session.connection().execute(_FINISH, {**values, "command_id": command_id})
+
+
+def needed_until(kind: CommandKind, payload: Mapping[str, Any]) -> datetime | None:
+    """Until when a create or state command that went through names what it made: the appointment's end, or the
+    day after its series' last day (None: any other command, which names nothing)."""
+    if kind == CommandKind.STATE:
+        made = payload["plan"]
+    elif kind == CommandKind.CREATE:
+        made = payload.get("resolved", payload["request"])  # a command stored before zones has only the request
+    else:
+        return None
+    end = datetime.fromisoformat(made["end"])
+    end = end.astimezone(UTC) if end.tzinfo else end.replace(tzinfo=UTC)  # the oldest requests were all UTC
+    until = (made.get("recurrence") or {}).get("until")
+    if until:
+        end = max(end, datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(), tzinfo=UTC))
+    return end
+
+
+def extend_need(session: Session, command_id: str, until: datetime) -> None:
+    """An update moved the appointment command `command_id` made (if it made one) to end at `until`: its id must
+    name it that long."""
+    session.execute(
+        sa.update(CommandRow)
+        .where(col(CommandRow.id) == command_id, col(CommandRow.needed_until) < until)
+        .values(needed_until=until)
+    )
+
+
+def prune_commands(session: Session, before: datetime, *, batch: int) -> int:
+    """Delete up to `batch` commands that finished before `before`, oldest first, in the caller's transaction; how
+    many went.
+
+    A command still `sending` stays (it is finished after a crash), and so do the rows something still asks for:
+    a create or state command while the appointment it made is not over before `before` (its id names it), and
+    the newest current-state command of each mailbox (the next one replaces its appointment). With the row go its
+    idempotency key (a request repeating it is a new command) and its answer (`GET /api/v1/commands/{id}`: 404).
+    Batches keep each transaction short, as for changes (bridge/store/retention.py).
+    """
+    later = sa.alias(CommandRow.__table__, "later")  # type: ignore[attr-defined]
+    newer_state = (
+        sa.select(later.c.id)
+        .where(
+            later.c.mailbox_id == col(CommandRow.mailbox_id),
+            later.c.kind == CommandKind.STATE,
+            later.c.status == CommandStatus.DONE,
+            later.c.finished_at > col(CommandRow.finished_at),
+        )
+        .exists()
+    )
+    old = sa.and_(
+        col(CommandRow.status) != CommandStatus.SENDING,
+        col(CommandRow.finished_at) < before,
+        sa.or_(col(CommandRow.needed_until).is_(None), col(CommandRow.needed_until) < before),
+        sa.or_(col(CommandRow.kind) != CommandKind.STATE, col(CommandRow.status) != CommandStatus.DONE, newer_state),
+    )
+    ids = list(
+        session.execute(
+            sa.select(col(CommandRow.id)).where(old).order_by(col(CommandRow.finished_at)).limit(batch)
+        ).scalars()
+    )
+    if ids:
+        session.execute(sa.delete(CommandRow).where(col(CommandRow.id).in_(ids)))
+    return len(ids)
 
 
 def reclaim_interrupted(session: Session, owner: str, now: datetime, stale: timedelta) -> list[CommandRow]:

@@ -304,6 +304,7 @@ class CommandRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("scope", "idempotency_key"),
         sa.Index("ix_command_mailbox_updated", "mailbox_id", "updated_at"),
+        sa.Index("ix_command_finished", "finished_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -325,6 +326,9 @@ class CommandRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": now})
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A create or state command that made an appointment: its id names that appointment (an update or delete may
+    # give it), so retention keeps the row until the appointment (or the series' last day) is over.
+    needed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class NoticeRow(SQLModel, table=True):

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bridge import admin
 from bridge.domain import Appointment, ChangeType, FreeBusy, Window
-from bridge.store import Database, DeltaStateRow, MailboxRow, MirrorRow, OutboxRow
+from bridge.store import (
+    CommandKind,
+    CommandRow,
+    CommandStatus,
+    Database,
+    DeltaStateRow,
+    MailboxRow,
+    MirrorRow,
+    OutboxRow,
+)
+from bridge.store.commands import needed_until, prune_commands
 from bridge.store.mirror import save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
 from bridge.store.retention import latest_cursor, prune_changes, pruned_through
@@ -112,3 +123,49 @@ def test_a_removed_mailbox_leaves_nothing_behind_once_its_deletions_are_delivere
     with db.session() as session:
         for table in (MirrorRow, DeltaStateRow, OutboxRow):
             assert session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 0
+
+
+def _command(session: Session, mailbox: int, kind: CommandKind, status: CommandStatus, days_ago: float) -> str:
+    """A command finished `days_ago` (one still `sending`: started then); a create or state made its appointment
+    for that day."""
+    at = NOW - timedelta(days=days_ago)
+    ends = {"end": at.isoformat()}
+    payload = {"request": ends, "plan": ends} if kind is CommandKind.STATE else {"request": ends}
+    row = CommandRow(id=str(uuid.uuid4()), mailbox_id=mailbox, scope="alice@example.com", kind=kind, payload=payload)
+    session.connection().execute(
+        sa.insert(CommandRow),
+        row.model_dump()
+        | {
+            "status": status,
+            "created_at": at,
+            "updated_at": at,
+            "finished_at": None if status is CommandStatus.SENDING else at,
+            "needed_until": needed_until(kind, payload) if status is CommandStatus.DONE else None,
+        },
+    )
+    return row.id
+
+
+def test_finished_commands_older_than_retention_go_but_what_is_still_asked_for_stays(db: Database) -> None:
+    done, failed, sending = CommandStatus.DONE, CommandStatus.FAILED, CommandStatus.SENDING
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        old_update = _command(session, mailbox, CommandKind.UPDATE, done, 9)
+        old_failed = _command(session, mailbox, CommandKind.CREATE, failed, 9)
+        interrupted = _command(session, mailbox, CommandKind.CREATE, sending, 9)
+        recent = _command(session, mailbox, CommandKind.DELETE, done, 6)
+        made_long_ago = _command(session, mailbox, CommandKind.CREATE, done, 9)
+        still_ahead = _command(session, mailbox, CommandKind.CREATE, done, 9)
+        old_state = _command(session, mailbox, CommandKind.STATE, done, 10)
+        newest_state = _command(session, mailbox, CommandKind.STATE, done, 9)
+        # An update moved its appointment on by two weeks.
+        session.execute(sa.update(CommandRow).where(col(CommandRow.id) == still_ahead).values(needed_until=NOW + WEEK))
+
+    with db.session() as session:
+        assert prune_commands(session, NOW - WEEK, batch=2) == 2
+        assert prune_commands(session, NOW - WEEK, batch=100) == 2
+        assert prune_commands(session, NOW - WEEK, batch=100) == 0
+        left = set(session.execute(sa.select(col(CommandRow.id))).scalars())
+
+    assert {old_update, old_failed, made_long_ago, old_state}.isdisjoint(left)
+    assert left == {interrupted, recent, still_ahead, newest_state}
