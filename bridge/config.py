@@ -125,6 +125,9 @@ class EwsSourceConfig:
     watch: Literal["streaming", "pull"] = "streaming"
     # With delegate access: the server's HangingConnectionLimit for the service account (3 by default on-premises).
     streams: int = 3
+    # Requests under way at once through the service account, streams aside: below the throttling policy's
+    # EWSMaxConcurrency (27 by default per budget), which every instance's requests share (docs/ews-source.md).
+    max_concurrency: int = 8
     log_level: str | None = None  # None: the bridge's own level
     # IANA zone of the server's mailboxes (EWS exposes no documented per-mailbox zone; docs/ews-source.md).
     time_zone: str = "UTC"
@@ -631,6 +634,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
                         "verify_tls",
                         "watch",
                         "streams",
+                        "max_concurrency",
                         "log_level",
                     ),
                 ),

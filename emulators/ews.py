@@ -26,8 +26,9 @@ Python API:
   back_off_ms=..., operation=None, mailbox=None)`, `garbage(count=1, *, operation=None, mailbox=None)`,
   `cut_streaming_connections() -> int`, the `latency_ms` attribute,
   `expire_subscription(id)`, `clear_faults()`; `find_count_limit` is an attribute.
-- throttling: `limits.hanging_connections` (HangingConnectionLimit, 3) and `limits.subscriptions`
-  (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the calling account's.
+- throttling: `limits.concurrency` (EWSMaxConcurrency, 27), `limits.hanging_connections` (HangingConnectionLimit,
+  3) and `limits.subscriptions` (EWSMaxSubscriptions, 5,000), per budget: the impersonated mailbox's, else the
+  calling account's; `stats()["peakConcurrency"]` is the most requests each budget had under way at once.
 - inspection: `stats(log_limit=None)`, `clear_stats()`, `sent_mail()`, `subscriptions()`.
 
 Standalone: `python -m emulators.ews --port 8443 --ca-file /tmp/ca.pem --mailbox alice@corp.example
@@ -65,7 +66,7 @@ from emulators.ews_operations import Context, Operations
 from emulators.ews_outlook import outlook_payload
 from emulators.ews_streaming import Streams
 from emulators.ews_subscriptions import Subscriptions
-from emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_SUBSCRIPTIONS, NotificationLimits
+from emulators.ews_throttling import HANGING_CONNECTION_LIMIT, MAX_CONCURRENCY, MAX_SUBSCRIPTIONS, Concurrency, Limits
 from emulators.ews_xml import (
     SoapFault,
     envelope,
@@ -102,13 +103,15 @@ class EwsEmulator:
         ntlm: bool = False,
         hanging_connection_limit: int = HANGING_CONNECTION_LIMIT,
         max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        max_concurrency: int = MAX_CONCURRENCY,
     ) -> None:
         self.ca: LoopbackCA | None = None
         if tls:
             self.ca = ca or LoopbackCA(ca_file or Path(tempfile.mkdtemp(prefix="ews-emulator-")) / "ca.pem")
         self.org = Organisation()
         # Exchange's documented on-premises defaults; an administrator raises them (ews_throttling.py).
-        self.limits = NotificationLimits(hanging_connection_limit, max_subscriptions)
+        self.limits = Limits(hanging_connection_limit, max_subscriptions, max_concurrency)
+        self.concurrency = Concurrency(self.limits)
         self.subscriptions_registry = Subscriptions(limits=self.limits)
         self.org.on_new_mailbox.append(self.subscriptions_registry.watch)
         self.operations = Operations(self.org, self.subscriptions_registry, find_count_limit=find_count_limit)
@@ -283,10 +286,11 @@ class EwsEmulator:
 
     def stats(self, *, log_limit: int | None = None) -> dict[str, Any]:
         """Requests by operation and response code, and a log of (operation, mailbox, account, status, codes)."""
-        return self._stats.to_json(log_limit=log_limit)
+        return self._stats.to_json(log_limit=log_limit) | {"peakConcurrency": dict(self.concurrency.peak)}
 
     def clear_stats(self) -> None:
         self._stats.clear()
+        self.concurrency.peak.clear()
 
     def sent_mail(self) -> list[dict[str, object]]:
         return [mail.to_json() for mail in self.org.sent_mail]
@@ -320,6 +324,7 @@ class EwsEmulator:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         started, started_monotonic = time.time(), time.monotonic()
         operation, mailbox_address, account = "?", None, None
+        charged: str | None = None  # the budget this request is counted against while under way
         try:
             # Read the body even when refusing: an unread body would end the keep-alive connection that an
             # NTLM handshake needs.
@@ -341,6 +346,9 @@ class EwsEmulator:
             operation = local_name(body.tag)
             ctx = self._context(request, header, body, account)
             mailbox_address = ctx.mailbox.address
+            if operation != "GetStreamingEvents":  # held to HangingConnectionLimit instead (Streams.serve)
+                self.concurrency.enter(ctx.budget)
+                charged = ctx.budget
             if self.latency_ms and operation != "GetStreamingEvents":
                 await asyncio.sleep(self.latency_ms / 1000)
             injected = self.faults.take(operation, mailbox_address)
@@ -383,6 +391,9 @@ class EwsEmulator:
                 started_monotonic=started_monotonic,
             )
             return web.Response(status=500, body=fault(error), headers={"Content-Type": _XML})
+        finally:
+            if charged is not None:
+                self.concurrency.leave(charged)
         codes = [code.text or "" for code in answer.iter(m("ResponseCode"))]
         self._stats.record(
             operation,
@@ -476,6 +487,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=MAX_SUBSCRIPTIONS,
         help="live subscriptions per throttling budget (EWSMaxSubscriptions)",
     )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=MAX_CONCURRENCY,
+        help="requests under way at once per throttling budget (EWSMaxConcurrency)",
+    )
     parser.add_argument("--ntlm", action="store_true", help="offer NTLM as well as Basic")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
@@ -489,6 +506,7 @@ async def _serve(args: argparse.Namespace) -> None:
         ntlm=args.ntlm,
         hanging_connection_limit=args.hanging_connection_limit,
         max_subscriptions=args.max_subscriptions,
+        max_concurrency=args.max_concurrency,
     )
     for address in args.mailbox:
         emulator.add_mailbox(address)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulators.ews_model import EwsMailbox, ItemEvent
-from emulators.ews_throttling import NotificationLimits, subscriptions_exceeded
+from emulators.ews_throttling import Limits, subscriptions_exceeded
 from emulators.ews_xml import EwsError
 
 EVENT_TYPES = (
@@ -91,11 +91,9 @@ def parse_watermark(mailbox: str, text: str) -> int:
 class Subscriptions:
     """Every live subscription, fed by the mailboxes' change listeners."""
 
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, limits: NotificationLimits | None = None
-    ) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, limits: Limits | None = None) -> None:
         self._clock = clock
-        self.limits = limits or NotificationLimits()
+        self.limits = limits or Limits()
         self.by_id: dict[str, Subscription] = {}
         self._history: dict[str, deque[tuple[int, ItemEvent]]] = {}
 

@@ -36,6 +36,7 @@ class OnPrem:
     username: str
     password: str
     mailboxes: Sequence[tuple[str, str]]  # (address, workforce id)
+    extra: Sequence[str] = ()  # more keys of the EWS source, one line of YAML each ("impersonation: false")
 
 
 def free_port() -> int:
@@ -75,7 +76,7 @@ def write_config(
             f"    username: '{onprem.username}'\n"
             f"    password: {onprem.password}\n"
             f"    auth_type: basic\n    {trust}"
-        )
+        ) + "".join(f"\n    {line}" for line in onprem.extra)
     listed = (
         "\n".join(
             f'  - {{address: {address}, workforce_id: "{workforce_id}", source: {source}}}'

@@ -12,7 +12,19 @@ from sqlmodel import col
 
 from bridge.store import MailboxRow, MailboxStatus
 from bridge.store.work import reconcile_due
-from tests.world import ADMIN_TOKEN, CROWD, World, at, ready, wait_until
+from emulators.ews_throttling import budget
+from tests.world import (
+    ADMIN_TOKEN,
+    CROWD,
+    ONPREM_BOUND,
+    ONPREM_CROWD,
+    SERVICE_ACCOUNT,
+    World,
+    at,
+    onprem_exchange,
+    ready,
+    wait_until,
+)
 
 ROLLING = 60
 
@@ -78,6 +90,12 @@ def most_in_flight(log: list[dict[str, Any]]) -> int:
     for entry in log:
         ended = datetime.fromisoformat(entry["time"][:26])
         edges += [(ended - timedelta(milliseconds=entry["ms"]), 1), (ended, -1)]
+    return _most(edges)
+
+
+def _most(edges: list[tuple[datetime, int]]) -> int:
+    """The most intervals open at once, given as (moment, +1 at a start / -1 at an end); an end before a start
+    at the same moment."""
     under_way = most = 0
     for _, step in sorted(edges):
         under_way += step
@@ -95,3 +113,22 @@ async def test_a_first_start_reads_many_mailboxes_at_once_within_graphs_limits(c
     assert stats["byStatus"].get("429", 0) == 0
     assert stats["requestsBeforeRetryAfter"] == 0
     assert most_in_flight([entry for entry in stats["log"] if entry["user"]]) > 4  # several mailboxes side by side
+
+
+async def test_a_first_start_reads_many_onprem_mailboxes_within_the_service_account_s_limit(
+    onprem_crowd: World,
+) -> None:
+    await onprem_crowd.workforce.wait_for(len(ONPREM_CROWD) * 4, within=90)
+
+    stats = onprem_exchange(onprem_crowd).stats()
+    account = budget(SERVICE_ACCOUNT[0], "", impersonating=False)
+    requests = [entry for entry in stats["log"] if entry["operation"] != "GetStreamingEvents"]
+    edges = []
+    for entry in requests:
+        started = datetime.fromtimestamp(entry["started"], UTC)
+        edges += [(started, 1), (started + timedelta(milliseconds=entry["durationMs"]), -1)]
+    assert {entry["account"] for entry in requests} == {SERVICE_ACCOUNT[0]}  # one budget: the account's
+    assert 1 < _most(edges) <= ONPREM_BOUND  # several at once, never past the source's bound
+    assert stats["peakConcurrency"][account] <= ONPREM_BOUND  # the emulator's own count agrees
+    assert "ErrorExceededConnectionCount" not in stats["codes"]  # EWSMaxConcurrency never reached
+    assert "ErrorServerBusy" not in stats["codes"]

@@ -347,6 +347,49 @@ async def _hybrid(
             yield running
 
 
+ONPREM_CROWD = [(f"onprem{n}@contoso.com", f"P{n:03d}") for n in range(24)]
+# The EWS source's bound in the onprem_crowd world (`max_concurrency`), one below the emulator's EWSMaxConcurrency.
+ONPREM_BOUND = 4
+
+
+@pytest.fixture
+async def onprem_crowd(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The world with 24 on-premises mailboxes whose calendars are full before the bridge first starts, reached
+    with delegate access (every request is charged to the service account's one throttling budget), 30 ms per EWS
+    answer and EWSMaxConcurrency lowered to ONPREM_BOUND + 1; the bridge syncs up to 16 mailboxes at once and its
+    EWS source is bound to ONPREM_BOUND requests at once."""
+    ews = EwsEmulator(ca_file=tmp_path / "ews-ca.pem", keepalive_interval=0.5, max_concurrency=ONPREM_BOUND + 1)
+    ews.add_service_account(*SERVICE_ACCOUNT, impersonation=False, full_access=True)
+    for address, _ in ONPREM_CROWD:
+        ews.add_mailbox(address)
+        for n in range(4):
+            ews.create_item_as_outlook(
+                address, subject=f"single {n}", start=moment(n + 1, 9), end=moment(n + 1, 10), free_busy="Busy"
+            )
+    ews.latency_ms = 30
+    async with (
+        ews,
+        _running(
+            graph_emulator,
+            tenant_app,
+            adele,
+            database_url,
+            tmp_path,
+            ews,
+            sync=", concurrency: 16",
+            onprem_mailboxes=tuple(ONPREM_CROWD),
+            onprem_extra=("impersonation: false", f"max_concurrency: {ONPREM_BOUND}"),
+        ) as running,
+    ):
+        yield running
+
+
 def moment(days: int, hour: float) -> datetime:
     """An instant `days` from today at `hour` UTC."""
     return datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC) + timedelta(days=days, hours=hour)
@@ -370,12 +413,15 @@ async def _running(
     also: list[tuple[str, str]] | None = None,
     graph_extra: str = "",
     sync: str = "",
+    onprem_mailboxes: tuple[tuple[str, str], ...] = ((ONPREM_MAILBOX, "E2001"),),
+    onprem_extra: tuple[str, ...] = (),
 ) -> AsyncIterator[World]:
-    """`sync`: more of the `sync:` section, as YAML flow-mapping entries (", concurrency: 3")."""
+    """`sync`: more of the `sync:` section, as YAML flow-mapping entries (", concurrency: 3"); `onprem_extra`: more
+    keys of the EWS source (`OnPrem.extra`)."""
     workforce = WorkforceReceiver(SECRET)
     workforce_url = await workforce.start()
     (tmp_path / "mapping.yaml").write_text(default_mapping_path().read_text())
-    onprem = None if ews is None else OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, [(ONPREM_MAILBOX, "E2001")])
+    onprem = None if ews is None else OnPrem(ews.url, ews.ca_file, *SERVICE_ACCOUNT, onprem_mailboxes, onprem_extra)
     config_path = write_bridge_config(
         tmp_path / "config.yaml",
         graph=graph,

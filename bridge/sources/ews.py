@@ -149,9 +149,7 @@ def _handshake(request: requests.PreparedRequest, response: requests.Response) -
     return "Authorization" not in request.headers or (scheme in ("NTLM", "Negotiate") and bool(token.strip()))
 
 
-def ews_source(
-    config: EwsSourceConfig, *, pool_size: int = 8, on_request: RequestObserver = IGNORE_REQUESTS
-) -> EwsSource:
+def ews_source(config: EwsSourceConfig, *, on_request: RequestObserver = IGNORE_REQUESTS) -> EwsSource:
     verify: str | bool = str(config.ca_file) if config.ca_file else config.verify_tls
     return EwsSource(
         config.name,
@@ -162,7 +160,7 @@ def ews_source(
         version=config.version,
         impersonation=config.impersonation,
         verify=verify,
-        pool_size=pool_size,
+        pool_size=config.max_concurrency,
         on_request=on_request,
     )
 
@@ -180,7 +178,9 @@ class EwsSource:
     """Mailboxes of one Exchange organisation, reached through one service account.
 
     `pool_size` threads run exchangelib calls, and the account's connection pool has as many connections
-    (exchangelib defaults to one per account: more threads would queue on it).
+    (exchangelib defaults to one per account: more threads would queue on it). Every call but a stream's runs on
+    them, so no more than `pool_size` requests of the service account are under way at once: the bound that keeps
+    the source within the throttling policy's EWSMaxConcurrency (`sources.NAME.max_concurrency`).
     """
 
     def __init__(

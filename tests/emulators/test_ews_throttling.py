@@ -19,6 +19,7 @@ from tests.emulators.ews_fixtures import (  # noqa: F401
     SERVICE_USER,
     Connect,
     alice_fixture,
+    basic_headers,
     connect_fixture,
     ews_fixture,
     held_stream,
@@ -141,3 +142,57 @@ async def test_an_unsubscribed_subscription_no_longer_counts(ews: EwsEmulator, a
     await asyncio.to_thread(lambda: alice.calendar.unsubscribe(first))
 
     assert await asyncio.to_thread(lambda: alice.calendar.subscribe_to_streaming())
+
+
+def _get_calendar(impersonating: str | None) -> str:
+    """A GetFolder of the calendar, impersonating `impersonating` (or as the calling account)."""
+    header = (
+        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{impersonating}</t:PrimarySmtpAddress>"
+        "</t:ConnectingSID></t:ExchangeImpersonation>"
+        if impersonating
+        else ""
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
+        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
+        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body><m:GetFolder>'
+        "<m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds>"
+        '<t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder></s:Body></s:Envelope>'
+    )
+
+
+async def _at_once(ews: EwsEmulator, session: aiohttp.ClientSession, *mailboxes: str) -> list[tuple[int, bytes]]:
+    async def one(address: str) -> tuple[int, bytes]:
+        async with session.post(ews.url, data=_get_calendar(address), headers=basic_headers()) as response:
+            return response.status, await response.read()
+
+    return await asyncio.gather(*(one(address) for address in mailboxes))
+
+
+async def test_a_request_beyond_ews_max_concurrency_gets_error_exceeded_connection_count(
+    ews: EwsEmulator, session: aiohttp.ClientSession
+) -> None:
+    ews.limits.concurrency = 2
+    ews.latency_ms = 300  # each request is under way that long
+
+    answers = await _at_once(ews, session, ALICE, ALICE, ALICE, BOB)
+
+    refused = [body for status, body in answers if status == 500]
+    assert len(refused) == 1  # the third of Alice's; Bob's budget is his own
+    assert b"<faultcode" in refused[0]
+    assert b"a:ErrorExceededConnectionCount" in refused[0]
+    assert sum(1 for status, body in answers if status == 200 and b'ResponseClass="Success"' in body) == 3
+    assert ews.stats()["peakConcurrency"] == {"impersonated:alice@corp.example": 2, "impersonated:bob@corp.example": 1}
+
+    assert [status for status, _ in await _at_once(ews, session, ALICE, ALICE)] == [200, 200]  # the places are free
+
+
+async def test_exchangelib_backs_off_from_error_exceeded_connection_count_and_then_gives_up(
+    ews: EwsEmulator, alice: Account
+) -> None:
+    """exchangelib answers the code by shrinking its connection pool and retrying; at one connection it raises."""
+    ews.limits.concurrency = 0  # every request refused: another application uses the whole budget
+
+    with pytest.raises(ErrorExceededConnectionCount, match="exceeded the available concurrent connections"):
+        await asyncio.to_thread(lambda: alice.calendar.refresh())
