@@ -50,7 +50,9 @@ class Listener:
         self._server: asyncio.Server | None = None
         cert, key = settings.tls_cert_file, settings.tls_key_file
         self._tls_files = (cert, key) if cert is not None and key is not None else None
+        # The context the socket was opened with, and the one that serves handshakes now (a reloaded certificate's).
         self._tls: ssl.SSLContext | None = None
+        self._serving: ssl.SSLContext | None = None
         self._stamp: tuple[int, int] | None = None
         self._outages = Outages(log)
 
@@ -61,8 +63,11 @@ class Listener:
     async def start(self) -> str:
         """Listen; the URL the bridge answers at."""
         if self._tls_files is not None:
-            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self._load_certificate(self._tls, self._tls_files)
+            loaded = await asyncio.to_thread(_load, self._tls_files)
+            assert loaded is not None  # nothing was loaded before
+            self._tls, self._stamp = loaded
+            self._serving = self._tls
+            self._tls.sni_callback = self._present
         self._server = await asyncio.get_running_loop().create_server(
             self._connection,
             self._settings.host,
@@ -81,6 +86,9 @@ class Listener:
     async def watch_certificate(self, interval_s: float) -> None:
         """Load the certificate again whenever its files change, forever; returns at once without TLS.
 
+        The files are looked at, read and parsed in a worker thread, into a context of their own: a slow disk or
+        share must not stall the event loop, and the context handshakes are using is never changed under them.
+        The new context takes over at the next handshake (`_present`); open connections keep their certificate.
         A half-finished renewal (a new certificate beside the old key) is refused and retried at the next poll,
         while the certificate in use stays in force.
         """
@@ -88,21 +96,21 @@ class Listener:
             return
         while True:
             await asyncio.sleep(interval_s)
-            if _stamp(self._tls_files) == self._stamp:
-                continue
             try:
-                self._load_certificate(self._tls, self._tls_files)
+                loaded = await asyncio.to_thread(_load, self._tls_files, self._stamp)
             except (OSError, ssl.SSLError) as exc:
                 self._outages.failed("tls", f"listen.tls_cert_file not reloaded, the one in use stays: {exc}")
-            else:
+                continue
+            if loaded is not None:
+                self._serving, self._stamp = loaded
                 self._outages.recovered("tls", "listen.tls_cert_file loads again")
                 log.info("TLS certificate %s loaded again", self._tls_files[0])
 
-    def _load_certificate(self, context: ssl.SSLContext, files: tuple[Path, Path]) -> None:
-        stamp = _stamp(files)
-        # On the context in use: connections from now on get the new certificate, open ones keep theirs.
-        context.load_cert_chain(*files)
-        self._stamp = stamp
+    def _present(self, connection: ssl.SSLObject, _server_name: str | None, context: ssl.SSLContext) -> None:
+        """Called by OpenSSL on every ClientHello, with or without SNI: the handshake goes on with the newest
+        certificate's context."""
+        if self._serving is not None and self._serving is not context:
+            connection.context = self._serving
 
     def _connection(self) -> asyncio.Protocol:
         server = self._runner.server
@@ -116,6 +124,19 @@ class Listener:
 
     def _closed(self) -> None:
         self._open -= 1
+
+
+def _load(
+    files: tuple[Path, Path], known: tuple[int, int] | None = None
+) -> tuple[ssl.SSLContext, tuple[int, int] | None] | None:
+    """A server context with the certificate and key in `files`, and their stamp; None while the files still have
+    the stamp `known`. Blocking: run it in a worker thread."""
+    stamp = _stamp(files)
+    if known is not None and stamp == known:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*files)
+    return context, stamp
 
 
 def _stamp(files: tuple[Path, Path]) -> tuple[int, int] | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -182,6 +184,36 @@ async def test_tls_is_served_and_a_renewed_certificate_is_picked_up(settings: Li
         finally:
             watching.cancel()
         assert renewed != first
+
+
+async def test_a_certificate_file_that_blocks_does_not_stall_the_listener(
+    settings: ListenConfig, tmp_path: Path
+) -> None:
+    """The certificate is read off the event loop: a file that blocks its reader (a FIFO here; a hung network
+    share in life) holds up only the reload, while connections are still answered with the certificate in use."""
+    ca = LoopbackCA(tmp_path / "ca.pem")
+    cert, key = tmp_path / "bridge.crt", tmp_path / "bridge.key"
+    ca.write_server_cert(cert, key)
+    pem = cert.read_bytes()
+    tls = ListenConfig(**{**_fields(settings), "tls_cert_file": cert, "tls_key_file": key})
+    async for url, listener in serve(tls):
+        first = await _served_certificate(url, ca)
+        watching = asyncio.create_task(listener.watch_certificate(0.05))
+        cert.unlink()
+        os.mkfifo(cert)  # the watcher's reload now waits for a writer
+        writer = threading.Timer(2.0, lambda: cert.write_bytes(pem))  # ends the wait, whatever happens here
+        writer.start()
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(0.3)  # polled: the reload is under way, blocked on the file
+            served = await _served_certificate(url, ca)
+            waited = time.monotonic() - started
+        finally:
+            writer.join()
+            watching.cancel()
+
+        assert served == first
+        assert waited < 1.5  # not the writer's 2 s: the loop was free
 
 
 async def test_plain_http_is_not_answered_on_a_tls_listener(settings: ListenConfig, tmp_path: Path) -> None:
