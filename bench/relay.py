@@ -37,7 +37,7 @@ import aiohttp
 import sqlalchemy as sa
 
 from bridge.config import load_config
-from emulators.harness import SECRET, free_port, write_config
+from emulators.harness import SECRET, GraphAt, free_port, write_config
 from emulators.workforce import WorkforceReceiver
 
 MAILBOXES = 20
@@ -69,7 +69,7 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
     workforce_url = await workforce.start()
     path = write_config(
         folder / "config.yaml",
-        graph=SimpleNamespace(authority=tenant["authority"], graph_url=tenant["graphUrl"], ca_file=tenant["caFile"]),
+        graph=GraphAt(tenant["authority"], tenant["graphUrl"], tenant["caFile"]),
         app=SimpleNamespace(
             tenant_id=tenant["tenantId"], client_id=tenant["clientId"], client_secret=tenant["clientSecret"]
         ),

@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -25,6 +25,28 @@ from emulators.graph import GraphEmulator
 
 # The webhook signing secret the demo, tests and benchmarks share with their workforce receiver.
 SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"
+
+
+class GraphEndpoints(Protocol):
+    """Where the bridge finds a Graph emulator: the emulator itself, or `GraphAt` for one in another process."""
+
+    @property
+    def authority(self) -> str: ...
+
+    @property
+    def graph_url(self) -> str: ...
+
+    @property
+    def ca_file(self) -> Path | str | None: ...
+
+
+@dataclass(frozen=True)
+class GraphAt:
+    """A Graph emulator in another process, as its startup line told it (`python -m emulators.graph`)."""
+
+    authority: str
+    graph_url: str
+    ca_file: str
 
 
 @dataclass(frozen=True)
@@ -49,7 +71,7 @@ def free_port() -> int:
 def write_config(
     path: Path,
     *,
-    graph: GraphEmulator,
+    graph: GraphEndpoints,
     app: Any,
     port: int,
     workforce_url: str,
