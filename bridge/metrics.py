@@ -67,7 +67,7 @@ class Metrics:
         )
         self.commands = Counter(
             f"{PREFIX}_relay_commands",
-            "Workforce commands relayed to Exchange, by command and the HTTP status answered",
+            "Requests to the workforce command routes, by command and the HTTP status answered (refusals included)",
             ["command", "status"],
             registry=registry,
         )

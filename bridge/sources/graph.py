@@ -127,11 +127,14 @@ def graph_source(config: GraphSourceConfig, *, on_request: RequestObserver = IGN
     """The source for one configured tenant, with the credential its config names (secret or certificate)."""
     ca_file = str(config.ca_file) if config.ca_file else None
     # azure-identity verifies the authority's TLS with the system CAs unless told otherwise (the emulator's CA).
-    tls: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    pipeline: dict[str, Any] = {"connection_verify": ca_file} if ca_file else {}
+    # Token requests go through azure-identity's own pipeline, not the Graph client's transport: each answer
+    # (each retry's too, the hook sits below the retry policy) is told to `on_request` through azure-core's hook.
+    pipeline["raw_response_hook"] = lambda response: on_request(str(response.http_response.status_code))
     credential: AsyncTokenCredential
     if config.client_secret is not None:
         credential = ClientSecretCredential(
-            config.tenant_id, config.client_id, config.client_secret, authority=config.authority_host, **tls
+            config.tenant_id, config.client_id, config.client_secret, authority=config.authority_host, **pipeline
         )
     else:
         credential = CertificateCredential(
@@ -139,7 +142,7 @@ def graph_source(config: GraphSourceConfig, *, on_request: RequestObserver = IGN
             config.client_id,
             certificate_path=str(config.certificate_path),
             authority=config.authority_host,
-            **tls,
+            **pipeline,
         )
     return GraphSource(
         config.name,

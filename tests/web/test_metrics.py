@@ -97,6 +97,19 @@ async def test_a_relayed_command_is_counted_by_its_answer(world: World) -> None:
     assert value(samples, "relay_commands_total", command="create", status="400") == 1
 
 
+async def test_token_requests_are_counted_under_their_source(world: World) -> None:
+    await ready(world)
+    world.graph.fail(1, status=503, route="token", retry_after=None)  # Entra's next answer; Graph answers none
+    world.graph.expire_tokens()  # so that the next read needs a new token
+
+    world.outlook("Read with a new token")
+    await world.changes(1, within=30)
+    samples = await scrape(world.service.url)
+
+    assert [entry["status"] for entry in world.graph.stats()["log"] if entry["route"] == "token"][-2:] == [503, 200]
+    assert value(samples, "source_requests_total", source="online", status="503") == 1
+
+
 async def test_a_workforce_outage_shows_as_failed_deliveries_and_a_backlog(world: World) -> None:
     await ready(world)
     world.workforce.fail(503)
