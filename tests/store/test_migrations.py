@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from psycopg import sql
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
-from bridge.store import Database, MailboxRow
+from bridge.store import CommandRow, Database, MailboxRow
+from bridge.store.db import MIGRATIONS
 from tests.conftest import POSTGRES_URL, DatabaseUrl
 from tests.store import add_mailbox
 
@@ -65,3 +71,43 @@ def test_check_constraints_allow_every_enum_value(db: Database) -> None:
                 if isinstance(column.type, sa.Enum) and column.type.create_constraint:
                     sqltext = checks[f"ck_{table.name}_{column.name}"]
                     assert all(f"'{value}'" in sqltext for value in column.type.enums), (table.name, column.name)
+
+
+def test_commands_finished_before_0011_keep_the_appointment_they_made(database_url: DatabaseUrl) -> None:
+    """0011 fills `needed_until` in for finished commands: a create's end, moved later by an update of its id."""
+    database = Database(database_url.url, schema=database_url.schema)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    insert = sa.text(
+        "INSERT INTO command (id, scope, kind, payload, status, attempts, created_at, updated_at, finished_at)"
+        " VALUES (:id, 'adele@contoso.com', :kind, :payload, 'done', 1, :at, :at, :at)"
+    )
+    at = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    create = {"request": {"start": "2026-12-01T09:00:00+00:00", "end": "2026-12-01T10:00:00+00:00"}}
+    moved = {"request": {"target": "c1", "start": "2026-12-03T09:00:00+00:00", "end": "2026-12-03T10:00:00+00:00"}}
+    series = {
+        "request": {"start": "2026-12-01T09:00:00", "end": "2026-12-01T10:00:00", "recurrence": {"until": "2027-01-31"}}
+    }
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0010_tz")
+            for command_id, kind, payload in [
+                ("c1", "create", create),
+                ("u1", "update", moved),
+                ("c2", "create", series),
+            ]:
+                connection.execute(insert, {"id": command_id, "kind": kind, "payload": json.dumps(payload), "at": at})
+        database.upgrade()
+
+        with database.session() as session:
+            found = {
+                row[0]: row[1] for row in session.execute(sa.select(col(CommandRow.id), col(CommandRow.needed_until)))
+            }
+        assert found == {
+            "c1": datetime(2026, 12, 3, 10, tzinfo=UTC),
+            "u1": None,
+            "c2": datetime(2027, 2, 1, tzinfo=UTC),
+        }
+    finally:
+        database.close()

@@ -13,15 +13,11 @@ reading the table.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-
-# The rule the relay applies to new commands; one definition, so the two cannot disagree.
-from bridge.store.commands import needed_until
-from bridge.store.models import CommandKind
 
 revision: str = "0011_rest"
 down_revision: str | None = "0010_tz"
@@ -51,13 +47,30 @@ def upgrade() -> None:
     ).all()
     needed: dict[str, datetime] = {}
     for command_id, kind, payload in done:
-        made = needed_until(CommandKind(kind), payload)
+        made = _needed_until(kind, payload)
         if made is not None:
             needed[command_id] = made
         elif kind == "update":
             _extend(needed, payload)
     for command_id, until in needed.items():
         connection.execute(sa.update(_COMMAND).where(_COMMAND.c.id == command_id).values(needed_until=until))
+
+
+def _needed_until(kind: str, payload: dict[str, Any]) -> datetime | None:
+    """`bridge.store.commands.needed_until` as it reads at this revision. A migration keeps its own copy: it must
+    upgrade a database the same way whatever later versions of the rule become."""
+    if kind == "state":
+        made = payload["plan"]
+    elif kind == "create":
+        made = payload.get("resolved", payload["request"])  # a command stored before zones has only the request
+    else:
+        return None
+    end = datetime.fromisoformat(made["end"])
+    end = end.astimezone(UTC) if end.tzinfo else end.replace(tzinfo=UTC)  # the oldest requests were all UTC
+    until = (made.get("recurrence") or {}).get("until")
+    if until:
+        end = max(end, datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(), tzinfo=UTC))
+    return end
 
 
 def _extend(needed: dict[str, datetime], payload: dict[str, Any]) -> None:
