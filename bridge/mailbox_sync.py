@@ -162,8 +162,10 @@ class MailboxSync:
             width = min(free, _CLAIM_BATCH) if working_source else 1 - len(working)
             if width <= 0:
                 return []
-            # The last free place is kept for notified mailboxes: a change waits for no maintenance read.
-            keep = working_source and self._config.concurrency > 1
+            # The last free place is kept for notified mailboxes: a change waits for no maintenance read. Not in a
+            # lane of one place: nothing else would ever read for maintenance there, and its claims take notified
+            # mailboxes first anyway.
+            keep = working_source and own > 1
             claim = partial(
                 claim_dirty_many,
                 session,

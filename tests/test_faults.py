@@ -250,6 +250,19 @@ async def test_a_relayed_command_failing_unexpectedly_is_refused_alone(hybrid_te
     assert ok == 201  # the relay goes on for everyone else
 
 
+async def test_a_lane_with_one_place_still_reads_for_maintenance(tight_team: World) -> None:
+    """Two places, two sources: each lane has one place, and that one is not kept for notified mailboxes (it is
+    the lane's only one; its claims take notified mailboxes first anyway), so first syncs and reconciles happen."""
+    world = tight_team
+    await streaming(world)
+    mark(world, world.mailbox, BOB, ONPREM_MAILBOX)  # a reconcile of every mailbox: maintenance reads
+
+    def idle() -> bool:
+        return all(row.dirty_generation == row.synced_generation for row in rows(world))
+
+    await wait_until(idle, within=20)
+
+
 async def test_a_slow_source_leaves_a_place_for_the_other(narrow_team: World) -> None:
     """Three places (`sync.concurrency: 3`), two sources: Graph answering slowly with three mailboxes to read takes
     two places, not all three (a lane leaves one place for each other source), so Nestor's change goes through

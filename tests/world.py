@@ -307,6 +307,23 @@ async def hybrid_team(
         yield running
 
 
+@pytest.fixture
+async def tight_team(
+    graph_emulator: GraphEmulator,
+    tenant_app: AppRegistration,
+    adele: DirectoryUser,
+    bob: DirectoryUser,
+    database_url: DatabaseUrl,
+    tmp_path: Path,
+) -> AsyncIterator[World]:
+    """The hybrid team with as many places as sources (`sync.concurrency: 2`): one place in each lane."""
+    also = [ONLINE_COLLEAGUE]
+    async with _hybrid(
+        graph_emulator, tenant_app, adele, database_url, tmp_path, also, sync=", concurrency: 2"
+    ) as running:
+        yield running
+
+
 NARROW_COLLEAGUE = ("carol@contoso.com", "E1003")
 
 
