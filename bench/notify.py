@@ -69,12 +69,13 @@ def serve(db_path: Path, port: int) -> None:
     from aiohttp import web
 
     from bridge.marks import DirtyMarks
+    from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
     from bridge.store import Database
     from bridge.web.graph_hooks import GraphHooks
 
     db = Database(f"sqlite:///{db_path}")
     app = web.Application()
-    app.add_routes(GraphHooks(db, DirtyMarks(db)).routes())
+    app.add_routes(GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS).routes())
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 

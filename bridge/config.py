@@ -244,6 +244,15 @@ class Config:
     def source_time_zones(self) -> dict[str, str]:
         return {name: source.time_zone for name, source in self.sources.items()}
 
+    @property
+    def source_groups(self) -> dict[str, GroupConfig]:
+        """The Entra ID group each source that follows one enrols (only Graph sources may)."""
+        return {
+            name: source.group
+            for name, source in self.sources.items()
+            if isinstance(source, GraphSourceConfig) and source.group is not None
+        }
+
     def secrets(self) -> list[str]:
         """Every secret value the file gave, for the logs to redact wherever one would appear."""
         found = [token.token for token in self.api_tokens]

@@ -220,6 +220,16 @@ class Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class Notification:
+    """One item of a webhook body: only a hint that the subscription's mailbox changed (or, with
+    `lifecycle_event`, that the subscription needs attention); trusted once its `client_state` matches."""
+
+    subscription_id: str
+    client_state: str | None = None
+    lifecycle_event: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MailMessage:
     subject: str
     body: str

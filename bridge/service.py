@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -22,7 +23,7 @@ from sqlmodel import Session
 
 from bridge import __version__, logs
 from bridge.admin import register
-from bridge.config import Config, EwsSourceConfig, GraphSourceConfig
+from bridge.config import Config
 from bridge.delivery import DeliveryWorker
 from bridge.errors import UserError
 from bridge.group_roster import GroupFollower
@@ -38,10 +39,9 @@ from bridge.notices import Notifier
 from bridge.progress import ProgressLog
 from bridge.relay import Relay
 from bridge.retention import Retention
-from bridge.sources.base import CalendarSource, GroupDirectory
-from bridge.sources.configured import build_sources
-from bridge.sources.ews import EwsSource
-from bridge.sources.ews_watch import EwsWatcher
+from bridge.sources.base import CalendarSource
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS, ConfiguredSource, configure_sources
+from bridge.sources.watching import MailboxWatch, WebhookSubscriptions
 from bridge.store import Database
 from bridge.store.db import connected_instances
 from bridge.store.health import source_works
@@ -69,7 +69,7 @@ class Service:
         self,
         config: Config,
         *,
-        sources: Mapping[str, CalendarSource] | None = None,
+        sources: Mapping[str, ConfiguredSource] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timing: SyncTiming = DEFAULT_TIMING,
         owner: str | None = None,
@@ -88,12 +88,21 @@ class Service:
         # A changed mapping goes in force only through `mapping_changes`, which may hold it for confirmation.
         self.mapping = LiveMapping(config.templates or default_mapping_path(), apply_on_reload=False)
         self.metrics = Metrics(self.owner)
-        self.sources = dict(sources) if sources is not None else build_sources(config, self.metrics.request)
+        configured = dict(sources) if sources is not None else configure_sources(config, self.metrics.request)
+        self.sources: dict[str, CalendarSource] = {name: source.calendar for name, source in configured.items()}
+        # Each source's change detection: watches run as tasks of their own, webhook subscriptions are kept by one
+        # upkeep for all (watching.py).
+        self.watchers: dict[str, MailboxWatch] = {}
+        webhooks: dict[str, WebhookSubscriptions] = {}
+        for name, source in configured.items():
+            source.changes.attach(_Wiring(name, self.watchers, webhooks))
         self._stop = asyncio.Event()
         self._sync_wake = asyncio.Event()
         self._subscriptions_wake = asyncio.Event()
         self.marks = DirtyMarks(self.db, on_commit=self._sync_wake.set, clock=clock)
-        self.hooks = GraphHooks(self.db, self.marks, clock=clock, on_lifecycle=self._lifecycle)
+        self.hooks = GraphHooks(
+            self.db, self.marks, decode=WEBHOOK_NOTIFICATIONS, clock=clock, on_lifecycle=self._lifecycle
+        )
         self.delivery = DeliveryWorker(self.db, config.workforce, owner=self.owner, metrics=self.metrics)
         self.sync = MailboxSync(
             self.db,
@@ -114,12 +123,6 @@ class Service:
         self.progress = ProgressLog(self.db, clock=clock)
         self.mapping_changes = MappingChanges(self.db, self.mapping, config.sync, self.sync.remap, clock=clock)
         self.notifier = Notifier(self.db, config, self.sources, clock=clock) if config.notify else None
-        # Subscriptions are Graph's change notifications; other sources are watched their own way.
-        graph = {
-            name: self.sources[name]
-            for name, source in config.sources.items()
-            if isinstance(source, GraphSourceConfig) and name in self.sources
-        }
         self.relay = Relay(
             self.db,
             self.sources,
@@ -134,32 +137,21 @@ class Service:
         self.subscriptions = (
             SubscriptionManager(
                 self.db,
-                graph,
+                webhooks,
                 SubscriptionSettings(config.graph_notification_url, config.graph_lifecycle_url),
                 clock=clock,
                 forget=self.hooks.forget,
             )
-            if graph and config.graph_notification_url and config.graph_lifecycle_url
+            if webhooks and config.graph_notification_url and config.graph_lifecycle_url
             else None
         )
-        # EWS sources are watched by streaming (or pull) subscriptions; Graph's by webhook subscriptions, above.
-        self.watchers = {
-            name: EwsWatcher(source, mode=settings.watch, max_streams=settings.streams)
-            for name, source in self.sources.items()
-            if isinstance(source, EwsSource) and isinstance(settings := config.sources.get(name), EwsSourceConfig)
-        }
         # Mailboxes added or enabled by another process (the CLI) or instance are watched within seconds.
         self.mailbox_set = MailboxSetWatch(self.db, self._mailboxes_changed)
-        groups = {
-            name: settings.group
-            for name, settings in config.sources.items()
-            if isinstance(settings, GraphSourceConfig) and settings.group is not None
-        }
         self.groups = GroupFollower(
             self.db,
             self.sources,
-            {name: source for name, source in self.sources.items() if isinstance(source, GroupDirectory)},
-            groups,
+            {name: source.directory for name, source in configured.items() if source.directory is not None},
+            config.source_groups,
             lambda: self.mapping.current,
             on_change=self._mailboxes_changed,
         )
@@ -285,8 +277,8 @@ class Service:
         if self._started is not None:
             log.info("presence-bridge stopped after %.0f s", time.monotonic() - self._started)
 
-    def _watching(self, name: str, watcher: EwsWatcher) -> Callable[[], Coroutine[Any, Any, None]]:
-        """The watch of one EWS source: its active mailboxes, and their changes marked dirty like Graph's."""
+    def _watching(self, name: str, watcher: MailboxWatch) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The watch of one source: its active mailboxes, and their changes marked dirty like a notification's."""
 
         async def mailboxes() -> list[str]:
             return await self.db.run(lambda session: active_addresses(session, name))
@@ -336,3 +328,18 @@ class Service:
         self, name: str, work: Callable[[], Coroutine[Any, Any, None]], stops: Stops = Stops.ON_EVENT
     ) -> None:
         self._supervisor.start(SupervisedTask(name, work, stops, within_s=_TASKS_STOP_WITHIN_S))
+
+
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    """Where the service puts one source's change detection (`ChangeWiring`, watching.py)."""
+
+    source: str
+    watchers: dict[str, MailboxWatch]
+    webhooks: dict[str, WebhookSubscriptions]
+
+    def watch(self, watch: MailboxWatch) -> None:
+        self.watchers[self.source] = watch
+
+    def keep_subscriptions(self, subscriptions: WebhookSubscriptions) -> None:
+        self.webhooks[self.source] = subscriptions

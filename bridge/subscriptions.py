@@ -1,4 +1,5 @@
-"""Keeps one change-notification subscription per active mailbox of a Graph source, for as long as it is active.
+"""Keeps one change-notification subscription per active mailbox of a source that calls the bridge back (Graph's
+`WebhookSubscriptions`, bridge/sources/watching.py), for as long as the mailbox is active.
 
 Graph subscriptions to Outlook events last at most 10,080 minutes, so each is renewed one to two days before it
 expires (at a point of its own in that day, so that subscriptions made together are not renewed together), or at
@@ -26,13 +27,13 @@ from bridge.logs import about
 from bridge.outages import Outages
 from bridge.sources.base import (
     AuthFailed,
-    CalendarSource,
     ItemNotFound,
     MailboxNotFound,
     QuotaExceeded,
     SourceError,
     SubscriptionExists,
 )
+from bridge.sources.watching import WebhookSubscriptions
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceStatus, SubscriptionRow
 from bridge.store.health import note_mailbox, set_mailbox_status, set_source_status
 from bridge.store.work import mark_dirty
@@ -85,7 +86,7 @@ class SubscriptionManager:
     def __init__(
         self,
         db: Database,
-        sources: Mapping[str, CalendarSource],
+        sources: Mapping[str, WebhookSubscriptions],
         settings: SubscriptionSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -221,7 +222,7 @@ class SubscriptionManager:
         self._outages.recovered(task.address, f"{task.address}: subscription upkeep works again")
         self._outages.recovered(task.source, f"source {task.source}: credentials accepted again")
 
-    async def _create(self, source: CalendarSource, task: _Task) -> None:
+    async def _create(self, source: WebhookSubscriptions, task: _Task) -> None:
         client_state = secrets.token_urlsafe(48)  # 64 characters; Graph allows 128
         request = SubscriptionRequest(
             mailbox=task.address,
@@ -263,7 +264,7 @@ class SubscriptionManager:
         self._forget(created.subscription_id)  # a notification that came before the commit left it as unknown
         log.info("subscribed to %s (subscription %s)", task.address, created.subscription_id)
 
-    async def _remove_strays(self, source: CalendarSource, address: str) -> None:
+    async def _remove_strays(self, source: WebhookSubscriptions, address: str) -> None:
         for existing in await source.list_subscriptions():
             if (
                 existing.mailbox.lower() == address.lower()
@@ -276,7 +277,7 @@ class SubscriptionManager:
                 )
                 await source.unsubscribe(existing.subscription_id)
 
-    async def _renew(self, source: CalendarSource, task: _Task) -> None:
+    async def _renew(self, source: WebhookSubscriptions, task: _Task) -> None:
         assert task.subscription_id is not None
         subscription_id = task.subscription_id
         try:
@@ -298,7 +299,7 @@ class SubscriptionManager:
 
         await self._db.run(store)
 
-    async def _remove(self, source: CalendarSource, task: _Task) -> None:
+    async def _remove(self, source: WebhookSubscriptions, task: _Task) -> None:
         assert task.subscription_id is not None
         subscription_id = task.subscription_id
         await source.unsubscribe(subscription_id)

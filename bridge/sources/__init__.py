@@ -1,4 +1,5 @@
-"""Calendar backends: the `CalendarSource` protocol (base.py) and its Graph and EWS implementations.
+"""Calendar backends: the `CalendarSource` protocol (base.py), the `ChangeDetection` protocol (watching.py), their
+Graph and EWS implementations, and `configured.py`, which builds them from the configuration.
 
 SDK model objects never leave this package; everything it returns is a value from `bridge.domain`.
 """

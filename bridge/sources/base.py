@@ -1,14 +1,14 @@
 """The one protocol every calendar backend implements, and the errors it may raise.
 
 A deployment mixes Exchange Online (Graph) and on-prem (EWS) mailboxes; everything above this layer talks to a
-`CalendarSource` and never learns which one a mailbox has. Errors are the backend's answers translated into the
+`CalendarSource` and never learns which one a mailbox has. How a source's changes are noticed is a protocol of its
+own (`ChangeDetection`, watching.py). Errors are the backend's answers translated into the
 bridge's terms, so the engine can decide what to do (retry, resync, disable a mailbox) without SDK knowledge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from bridge.domain import (
@@ -19,8 +19,6 @@ from bridge.domain import (
     DeltaResult,
     DirectoryMember,
     MailMessage,
-    Subscription,
-    SubscriptionRequest,
     Window,
     WriteResult,
 )
@@ -88,7 +86,8 @@ class QuotaExceeded(SourceError):
 
 
 class CalendarSource(Protocol):
-    """One Exchange backend (a Graph tenant or an EWS server) serving any number of mailboxes."""
+    """One Exchange backend (a Graph tenant or an EWS server) serving any number of mailboxes: what it reads, writes
+    and sends."""
 
     name: str
 
@@ -122,18 +121,6 @@ class CalendarSource(Protocol):
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         """Every single appointment and series master in the calendar carrying the bridge's marker, at any date."""
-        ...
-
-    async def subscribe(self, request: SubscriptionRequest) -> Subscription: ...
-
-    async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription: ...
-
-    async def list_subscriptions(self) -> tuple[Subscription, ...]:
-        """The subscriptions Exchange holds for this app (to clean up after a crash between create and store)."""
-        ...
-
-    async def unsubscribe(self, subscription_id: str) -> None:
-        """Remove a subscription; one that is already gone is not an error."""
         ...
 
     async def send_mail(self, sender: str, message: MailMessage) -> None: ...

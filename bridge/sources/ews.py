@@ -55,8 +55,6 @@ from bridge.domain import (
     MailMessage,
     Pattern,
     Recurrence,
-    Subscription,
-    SubscriptionRequest,
     Window,
     WriteResult,
 )
@@ -235,16 +233,16 @@ class EwsSource:
     async def read_delta(self, mailbox: str, window: Window, token: str | None) -> DeltaResult:
         lock = self._delta_locks.setdefault(mailbox.lower(), asyncio.Lock())
         async with lock:
-            return await self._run(f"delta of {mailbox}", lambda: self._read_delta(mailbox, window, token))
+            return await self.call(f"delta of {mailbox}", lambda: self._read_delta(mailbox, window, token))
 
     async def read_item(self, mailbox: str, item_id: str) -> Appointment | None:
         try:
-            return await self._run(f"reading item {item_id} of {mailbox}", lambda: self._read_item(mailbox, item_id))
+            return await self.call(f"reading item {item_id} of {mailbox}", lambda: self._read_item(mailbox, item_id))
         except ItemNotFound:
             return None
 
     def _read_delta(self, mailbox: str, window: Window, token: str | None) -> DeltaResult:
-        account = self._account(mailbox)
+        account = self.account(mailbox)
         key = mailbox.lower()
         if token is not None:
             try:
@@ -277,7 +275,7 @@ class EwsSource:
         return DeltaResult(tuple(appointments), (), state, True)
 
     def _read_item(self, mailbox: str, item_id: str) -> Appointment:
-        account = self._account(mailbox)
+        account = self.account(mailbox)
         [item] = self._get_items(account, [ItemId(id=item_id)], self._view_fields)
         return self._appointments(account, mailbox, [item])[0]
 
@@ -379,10 +377,10 @@ class EwsSource:
     # -- writing -------------------------------------------------------------------------------------------
 
     async def create(self, mailbox: str, draft: AppointmentDraft, transaction_id: str) -> WriteResult:
-        return await self._run(f"creating an item in {mailbox}", lambda: self._create(mailbox, draft, transaction_id))
+        return await self.call(f"creating an item in {mailbox}", lambda: self._create(mailbox, draft, transaction_id))
 
     def _create(self, mailbox: str, draft: AppointmentDraft, transaction_id: str) -> WriteResult:
-        account = self._account(mailbox)
+        account = self.account(mailbox)
         existing = self._created_before(account, mailbox, draft, transaction_id)
         if existing is not None:
             return existing
@@ -427,10 +425,10 @@ class EwsSource:
 
     async def update(self, mailbox: str, item_id: str, patch: AppointmentPatch, change_key: str | None) -> WriteResult:
         what = f"updating item {item_id} of {mailbox}"
-        return await self._run(what, lambda: self._update(mailbox, item_id, patch, change_key))
+        return await self.call(what, lambda: self._update(mailbox, item_id, patch, change_key))
 
     def _update(self, mailbox: str, item_id: str, patch: AppointmentPatch, change_key: str | None) -> WriteResult:
-        account = self._account(mailbox)
+        account = self.account(mailbox)
         item = BridgeCalendarItem(account=account, folder=account.calendar, id=item_id, changekey=change_key)
         fields: list[str] = []
         for name, value in (
@@ -462,12 +460,12 @@ class EwsSource:
 
     async def delete(self, mailbox: str, item_id: str, change_key: str | None = None) -> None:
         try:
-            await self._run(f"deleting item {item_id} of {mailbox}", lambda: self._delete(mailbox, item_id, change_key))
+            await self.call(f"deleting item {item_id} of {mailbox}", lambda: self._delete(mailbox, item_id, change_key))
         except ItemNotFound:
             log.debug("item %s of %s was already gone", item_id, mailbox)
 
     def _delete(self, mailbox: str, item_id: str, change_key: str | None) -> None:
-        account = self._account(mailbox)
+        account = self.account(mailbox)
         if change_key is not None:
             # DeleteItem ignores the ChangeKey: compare it first (a write landing in between is not caught).
             [current] = self._get_items(account, [ItemId(id=item_id)], [])
@@ -487,20 +485,20 @@ class EwsSource:
         return None
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
-        return await self._run(f"listing the items of {mailbox}", lambda: self._find_bridge_items(mailbox))
+        return await self.call(f"listing the items of {mailbox}", lambda: self._find_bridge_items(mailbox))
 
     def _find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         # Without a CalendarView FindItem lists stored items (singles and series masters, never occurrences) at any
         # date, paged by exchangelib; the marker is read from each, as EWS restrictions on it would need an index.
-        elements = find_elements(self._account(mailbox), self._view_fields, None, page_size=_FIND_PAGE)
+        elements = find_elements(self.account(mailbox), self._view_fields, None, page_size=_FIND_PAGE)
         items = wire.decode_items(_raising(elements))
         return tuple(wire.to_appointment(item) for item in items if item.bridge_ref and not item.in_series)
 
     async def send_mail(self, sender: str, message: MailMessage) -> None:
-        await self._run(f"sending mail as {sender}", lambda: self._send_mail(sender, message))
+        await self.call(f"sending mail as {sender}", lambda: self._send_mail(sender, message))
 
     def _send_mail(self, sender: str, message: MailMessage) -> None:
-        account = self._account(sender)
+        account = self.account(sender)
         mail = Message(
             account=account,
             folder=account.sent,
@@ -512,20 +510,6 @@ class EwsSource:
         )
         mail.send_and_save()
 
-    # -- subscriptions -------------------------------------------------------------------------------------
-
-    async def subscribe(self, request: SubscriptionRequest) -> Subscription:
-        raise _not_webhooks()
-
-    async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
-        raise _not_webhooks()
-
-    async def list_subscriptions(self) -> tuple[Subscription, ...]:
-        raise _not_webhooks()
-
-    async def unsubscribe(self, subscription_id: str) -> None:
-        raise _not_webhooks()
-
     # -- health --------------------------------------------------------------------------------------------
 
     async def test_connection(self, mailboxes: tuple[str, ...], *, sender: str | None = None) -> ConnectionReport:
@@ -535,7 +519,7 @@ class EwsSource:
         opened: set[str] = set()
         for mailbox in dict.fromkeys((*mailboxes, *filter(None, [sender]))):
             try:
-                await self._run(f"reading the calendar of {mailbox}", functools.partial(self._probe, mailbox, now))
+                await self.call(f"reading the calendar of {mailbox}", functools.partial(self._probe, mailbox, now))
             except Unavailable as exc:
                 if exc.code == "TLS":
                     problems.append(f"TLS verification of {self._endpoint} failed (set ca_file to the server's CA?)")
@@ -557,7 +541,7 @@ class EwsSource:
 
     def _probe(self, mailbox: str, now: datetime) -> None:
         # A one-minute CalendarView: authentication, impersonation and the mailbox in one cheap request.
-        self._view(self._account(mailbox), now, now + timedelta(minutes=1))
+        self._view(self.account(mailbox), now, now + timedelta(minutes=1))
 
     def reserve_stream_connections(self, streams: int) -> None:
         """Make room in the connection pool for `streams` GetStreamingEvents connections besides the workers'.
@@ -579,20 +563,28 @@ class EwsSource:
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
-    async def _run(self, what: str, call: Callable[[], T]) -> T:
-        """Run an exchangelib call on this source's thread pool; its errors come back as `SourceError`s."""
+    async def call(self, what: str, work: Callable[[], T]) -> T:
+        """Run `work` (exchangelib calls) on this source's thread pool; its errors come back as `SourceError`s.
+
+        Public for the source's change detection (ews_watch.py), whose subscribe, unsubscribe and GetEvents calls
+        share the pool and the error translation with every other request.
+        """
         loop = asyncio.get_running_loop()
         # The thread runs in the caller's context: its log lines stay about the caller's source and mailbox.
         context = contextvars.copy_context()
         try:
-            return await loop.run_in_executor(self._executor, context.run, call)
+            return await loop.run_in_executor(self._executor, context.run, work)
         except SourceError:
             raise
         except Exception as exc:
             raise translate(exc, what, endpoint=(self._endpoint, f"sources.{self.name}.service_endpoint")) from exc
 
-    def _account(self, mailbox: str) -> Any:
-        """One exchangelib Account per mailbox, kept: it caches the calendar folder (two GetFolder calls)."""
+    def account(self, mailbox: str) -> Any:
+        """One exchangelib Account per mailbox, kept: it caches the calendar folder (two GetFolder calls).
+
+        Public for the change detection (ews_watch.py): its subscriptions and streams use the same accounts, so
+        they share the source's sessions, timeout and TLS settings.
+        """
         key = mailbox.lower()
         with self._accounts_lock:
             account = self._accounts.get(key)
@@ -612,13 +604,6 @@ class EwsSource:
         """Set this source's timeout and TLS trust on its protocol object only (docs/ews-source.md, TLS)."""
         if mount_on_sessions(protocol, _observed_adapter(self._verify, self._on_request), self._timeout_s):
             self._protocols.append(protocol)
-
-
-def _not_webhooks() -> SourceError:
-    return SourceError(
-        "EWS sources have no webhook subscriptions: their mailboxes are watched by EWS streaming subscriptions",
-        code="NotSupported",
-    )
 
 
 def _raising(results: Iterable[Any]) -> Iterator[Any]:

@@ -1,5 +1,8 @@
 """Change detection for EWS mailboxes: streaming subscriptions on their calendar folders (pull as a fallback).
 
+`EwsWatcher` is the EWS source's `ChangeDetection` (watching.py): a `MailboxWatch`, which the service runs with the
+engine's callbacks.
+
 The mailboxes are split into groups of at most `per_connection` (Exchange takes at most 200 subscription ids per
 GetStreamingEvents). Each group runs the same cycle until the watcher stops:
 
@@ -38,7 +41,7 @@ group and logged once; the sync engine disables it when it reads it. It keeps it
 again at the next reconnect.
 
 Threads and connections: subscribe, unsubscribe and GetEvents are ordinary calls on the source's bounded pool
-(`EwsSource._run`, which also translates errors). A stream holds one of exchangelib's pooled connections for its
+(`EwsSource.call`, which also translates errors). A stream holds one of exchangelib's pooled connections for its
 whole life, so the watcher asks the source to make room for one connection per group
 (`EwsSource.reserve_stream_connections`); otherwise the streams would starve the workers of connections.
 
@@ -81,6 +84,7 @@ from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Thrott
 from bridge.sources.ews import EwsSource
 from bridge.sources.ews_adapter import ConnectionsExceeded, StreamingEvents
 from bridge.sources.ews_errors import translate
+from bridge.sources.watching import ChangeWiring
 from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
@@ -255,6 +259,9 @@ class EwsWatcher:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self._source.reserve_stream_connections(0)
+
+    def attach(self, wiring: ChangeWiring) -> None:
+        wiring.watch(self)
 
     def refresh(self) -> None:
         """The set of mailboxes to watch changed: place the new ones now, not at the next reconnect."""
@@ -460,7 +467,7 @@ class EwsWatcher:
     async def _subscribe_one(self, address: str, *, cookie: str | None, streaming: bool) -> _Subscription | None:
         key = f"ews-watch:{self._source.name}:{address.lower()}"
         try:
-            subscription = await self._source._run(
+            subscription = await self._source.call(
                 f"subscribing to the calendar of {address}",
                 lambda: self._make_subscription(address, cookie, streaming=streaming),
             )
@@ -471,7 +478,7 @@ class EwsWatcher:
         return subscription
 
     def _make_subscription(self, address: str, cookie: str | None, *, streaming: bool) -> _Subscription:
-        account = self._source._account(address)
+        account = self._source.account(address)
         if cookie:
             # Route the subscription to the anchor's mailbox server, where the group's connection is served.
             account.affinity_cookie = cookie
@@ -490,7 +497,7 @@ class EwsWatcher:
 
         async def one(subscription: _Subscription) -> None:
             with contextlib.suppress(SourceError):
-                await self._source._run(
+                await self._source.call(
                     f"unsubscribing {subscription.address}",
                     lambda: subscription.account.calendar.unsubscribe(subscription.subscription_id),
                 )
@@ -588,7 +595,7 @@ class EwsWatcher:
                     changed = changed or not isinstance(event, StatusEvent)
             return changed, mark
 
-        changed, watermarks[subscription.subscription_id] = await self._source._run(
+        changed, watermarks[subscription.subscription_id] = await self._source.call(
             f"pulling events of {subscription.address}", events
         )
         return subscription.address if changed else None

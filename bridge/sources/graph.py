@@ -1,4 +1,5 @@
-"""Exchange Online through Microsoft Graph: the `CalendarSource` for cloud mailboxes.
+"""Exchange Online through Microsoft Graph: the `CalendarSource` for cloud mailboxes, and their `ChangeDetection`
+(watching.py): webhook subscriptions, which the engine keeps and whose notifications `graph_wire` decodes.
 
 Requests are built by msgraph-sdk's request builders and sent through its middleware (auth, retry on
 429/503/504 honouring Retry-After, redirects); answers come back as raw HTTP responses (kiota's
@@ -81,6 +82,7 @@ from bridge.sources.base import (
     Unreachable,
 )
 from bridge.sources.unreachable import why_unreachable
+from bridge.sources.watching import ChangeWiring
 from bridge.zones import iana_zone, local_date, wall_clock
 
 log = logging.getLogger(__name__)
@@ -547,7 +549,10 @@ class GraphSource:
         request = _with_body(self._client.users.by_user_id(sender).send_mail, Method.POST, payload)
         await self._send(sender, request, f"sending mail as {sender}")
 
-    # -- subscriptions -------------------------------------------------------------------------------------
+    # -- change detection: Graph calls the bridge back (watching.py) ----------------------------------------
+
+    def attach(self, wiring: ChangeWiring) -> None:
+        wiring.keep_subscriptions(self)
 
     async def subscribe(self, request: SubscriptionRequest) -> Subscription:
         payload = {

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from bridge.domain import Appointment, AppointmentKind, DirectoryMember, FreeBusy, Subscription
+from bridge.domain import Appointment, AppointmentKind, DirectoryMember, FreeBusy, Notification, Subscription
+from bridge.sources.watching import MalformedNotification
 
 T = TypeVar("T")
 # The named extended property that marks the items the bridge created (the GUID is the bridge's own
@@ -156,8 +157,13 @@ def decode_time_zone(body: bytes) -> str | None:
         raise WireDecodeError(f"malformed mailboxSettings from Graph: {exc}") from exc
 
 
-def decode_notifications(body: bytes) -> list[WireNotification]:
-    return _decoded(_notifications_decoder, body, "notification body").value
+def decode_notifications(body: bytes) -> tuple[Notification, ...]:
+    """A body POSTed to the bridge's hooks (the `NotificationDecoder` of Graph's change detection, watching.py)."""
+    try:
+        items = _notifications_decoder.decode(body).value
+    except msgspec.DecodeError as exc:
+        raise MalformedNotification(f"malformed notification body: {exc}") from exc
+    return tuple(Notification(item.subscription_id, item.client_state, item.lifecycle_event) for item in items)
 
 
 def decode_subscription(body: bytes, mailbox: str) -> Subscription:

@@ -2,7 +2,9 @@
 
 A notification is only a hint that a mailbox changed (DESIGN §1): Graph sends duplicates, batches and items out
 of order, so nothing in an item is trusted beyond its subscription id and clientState. Valid items mark their
-mailbox dirty and the request is answered 202 once that is committed; Graph is never called from here.
+mailbox dirty and the request is answered 202 once that is committed; Graph is never called from here. What a
+body holds is read below the seam (`decode`, the sources' `WEBHOOK_NOTIFICATIONS`): this module sees the bridge's
+`Notification`s only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from itertools import islice
 
 from aiohttp import web
 
+from bridge.domain import Notification
 from bridge.marks import DirtyMarks
-from bridge.sources import graph_wire as wire
+from bridge.sources.watching import MalformedNotification, NotificationDecoder
 from bridge.store import Database
 from bridge.store.work import KnownSubscription, LifecycleEvent, record_lifecycle, subscriptions
 from bridge.web.bodies import MAX_DEPTH, read_limited, too_deep
@@ -45,12 +48,14 @@ class GraphHooks:
         db: Database,
         marks: DirtyMarks,
         *,
+        decode: NotificationDecoder,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_lifecycle: Callable[[], None] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._marks = marks
+        self._decode = decode
         self._clock = clock
         self._on_lifecycle = on_lifecycle
         self._known: dict[str, KnownSubscription] = {}
@@ -96,7 +101,7 @@ class GraphHooks:
             self._on_lifecycle()
         return web.Response(status=202)
 
-    async def _valid_items(self, request: web.Request) -> list[tuple[wire.WireNotification, KnownSubscription]]:
+    async def _valid_items(self, request: web.Request) -> list[tuple[Notification, KnownSubscription]]:
         """The body's items whose subscription the bridge holds and whose clientState matches it."""
         body = await read_limited(request, MAX_BODY)
         if body is None:
@@ -106,8 +111,8 @@ class GraphHooks:
             self.refused["malformed body"] += 1
             raise web.HTTPBadRequest(text=f"the body nests deeper than {MAX_DEPTH} levels")
         try:
-            items = wire.decode_notifications(body)
-        except wire.WireDecodeError as exc:
+            items = self._decode(body)
+        except MalformedNotification as exc:
             self.refused["malformed body"] += 1
             raise web.HTTPBadRequest(text=str(exc)) from None
         if len(items) > MAX_ITEMS:

@@ -13,6 +13,7 @@ from bridge.config import Config, load_config
 from bridge.domain import Appointment, FreeBusy
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
 from bridge.store import Database, MailboxRow
 from bridge.store.mirror import write_mirror
 from bridge.web.answers import record
@@ -40,7 +41,7 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 async def app_client(config: Config, db: Database) -> AsyncIterator[Client]:
     relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test", record=record)
-    app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING, relay)
+    app = create_app(config, db, GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS), lambda: MAPPING, relay)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client
 

@@ -22,6 +22,7 @@ from bridge.config import Config
 from bridge.domain import ChangeType
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, MirrorRow, OutboxRow
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path
 from bridge.web.answers import record
@@ -110,7 +111,7 @@ async def editable_client(config: Config, db: Database, live: LiveMapping, remap
     """The app as the service builds it: with the mapping file it watches, named by `templates:`."""
     config = dataclasses.replace(config, templates=live.path)
     relay = Relay(db, {}, lambda: live.current, config.mail, owner="test", record=record)
-    hooks = GraphHooks(db, DirtyMarks(db))
+    hooks = GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS)
     app = create_app(config, db, hooks, lambda: live.current, relay, live=live, on_mapping_change=remaps)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
         yield test_client

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.config import Config
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
 from bridge.store import Database, MailboxRow, SourceKind, SourceRow, SourceStatus
 from bridge.web.answers import record
 from bridge.web.app import create_app
@@ -162,7 +163,9 @@ async def test_readyz_counts_mailboxes_and_the_delivery_backlog(app_client: Clie
 async def test_readyz_is_503_without_the_database_and_names_nothing_of_it(config: Config) -> None:
     closed = Database(f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/bridge")
     relay = Relay(closed, {}, lambda: MAPPING, config.mail, owner="test", record=record)
-    app = create_app(config, closed, GraphHooks(closed, DirtyMarks(closed)), lambda: MAPPING, relay)
+    app = create_app(
+        config, closed, GraphHooks(closed, DirtyMarks(closed), decode=WEBHOOK_NOTIFICATIONS), lambda: MAPPING, relay
+    )
     try:
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             response = await client.get("/readyz")

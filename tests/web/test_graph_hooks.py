@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.marks import DirtyMarks
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
 from bridge.store import Database, MailboxRow, SubscriptionRow
 from bridge.web.bodies import MAX_DEPTH
 from bridge.web.graph_hooks import MAX_ITEMS, MAX_VALIDATION_TOKEN, UNKNOWN_FOR_S, GraphHooks
@@ -55,7 +56,7 @@ def mailbox(db: Database) -> int:
 
 @pytest.fixture
 async def hooks(db: Database) -> GraphHooks:
-    return GraphHooks(db, DirtyMarks(db), clock=lambda: NOW)
+    return GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS, clock=lambda: NOW)
 
 
 @pytest.fixture
@@ -245,7 +246,7 @@ async def test_forged_subscription_ids_are_looked_up_once_not_per_request(
 
 async def test_an_unknown_id_is_looked_up_again_after_a_while(db: Database, mailbox: int) -> None:
     now = [0.0]
-    hooks = GraphHooks(db, DirtyMarks(db), clock=lambda: NOW, monotonic=lambda: now[0])
+    hooks = GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS, clock=lambda: NOW, monotonic=lambda: now[0])
     app = web.Application()
     app.add_routes(hooks.routes())
     statements = Statements(db)

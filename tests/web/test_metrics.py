@@ -16,6 +16,7 @@ from sqlmodel import select
 from bridge.config import ApiToken, Config
 from bridge.marks import DirtyMarks
 from bridge.relay import Relay
+from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
 from bridge.store import Database, MailboxRow
 from bridge.web.answers import record
 from bridge.web.app import create_app
@@ -191,5 +192,5 @@ async def test_metrics_need_the_metrics_scope_once_a_token_has_it(
 
 def served(config: Config, db: Database) -> Client:
     relay = Relay(db, {}, lambda: MAPPING, config.mail, owner="test", record=record)
-    app = create_app(config, db, GraphHooks(db, DirtyMarks(db)), lambda: MAPPING, relay)
+    app = create_app(config, db, GraphHooks(db, DirtyMarks(db), decode=WEBHOOK_NOTIFICATIONS), lambda: MAPPING, relay)
     return TestClient(TestServer(app, host="127.0.0.1"))
