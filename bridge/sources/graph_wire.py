@@ -108,14 +108,12 @@ class WireMemberPage(msgspec.Struct, frozen=True):
 
 
 class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
-    """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks)."""
+    """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks): only what the
+    receiver trusts (DESIGN §1); the rest of an item is skipped unread."""
 
     subscription_id: str
     client_state: str | None = None
-    change_type: str | None = None
-    resource: str | None = None
     lifecycle_event: str | None = None
-    subscription_expiration_date_time: str | None = None
 
 
 class WireNotifications(msgspec.Struct, frozen=True):
