@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge import __version__, logs
-from bridge.config import Config, EwsSourceConfig, GraphSourceConfig, GroupConfig, load_config
+from bridge.config import Config, EwsSourceConfig, GroupConfig, load_config
 from bridge.domain import MAIL_ADDRESS, FreeBusy
 from bridge.errors import UserError
 from bridge.templates import END_OF_DAY, SHOWABLE, TemplateMapping, TemplateRule, default_mapping_path, load_mapping
@@ -580,11 +580,7 @@ def _mailboxes_sync_group(args: argparse.Namespace) -> int:
 
     config, database = _database(args)
     try:
-        groups = {
-            name: source.group
-            for name, source in config.sources.items()
-            if isinstance(source, GraphSourceConfig) and source.group is not None
-        }
+        groups = config.source_groups
         if args.source not in groups:
             raise UserError(
                 f"source {args.source} has no group (sources.{args.source}.group)",
