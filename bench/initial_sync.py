@@ -46,7 +46,6 @@ import httpx
 import psycopg
 import sqlalchemy as sa
 from azure.identity.aio import ClientSecretCredential
-from faults import Bridge  # bench/ is the script's folder, first on sys.path
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph.generated.users.item.calendar_view.calendar_view_request_builder import CalendarViewRequestBuilder
@@ -56,7 +55,7 @@ from msgraph_core import GraphClientFactory
 from psycopg import sql
 
 from emulators.graph import GraphEmulator
-from emulators.harness import SECRET, free_port, write_config
+from emulators.harness import SECRET, BridgeProcess, free_port, write_config
 from emulators.workforce import WorkforceReceiver
 
 EVENTS = 40
@@ -164,7 +163,7 @@ def _count(engine: sa.Engine, query: str | sa.TextClause) -> int:
 
 
 async def initial_sync(
-    bridge: Bridge, graph: GraphEmulator, workforce: WorkforceReceiver, engine: sa.Engine, n: int, within: float
+    bridge: BridgeProcess, graph: GraphEmulator, workforce: WorkforceReceiver, engine: sa.Engine, n: int, within: float
 ) -> Figures:
     figures = Figures(started=time.perf_counter())
     await bridge.start()
@@ -277,7 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         mailboxes=[(address, f"E{n:05d}") for n, address in enumerate(addresses)],
         extra="" if args.concurrency is None else f"sync: {{concurrency: {args.concurrency}}}\n",
     )
-    bridge = Bridge(config, f"http://127.0.0.1:{port}", folder / "bridge.log")
+    bridge = BridgeProcess(config, f"http://127.0.0.1:{port}", folder / "bridge.log")
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         figures = await initial_sync(bridge, graph, workforce, engine, args.mailboxes, args.within)

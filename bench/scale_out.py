@@ -35,7 +35,6 @@ import aiohttp
 import psycopg
 import sqlalchemy as sa
 from e2e import _at, _watch
-from faults import Bridge
 from psycopg import sql
 from sqlmodel import col
 
@@ -43,7 +42,7 @@ from bridge.admin import add_mailbox
 from bridge.store import Database, MailboxRow
 from emulators.graph import GraphEmulator
 from emulators.graph_log import concurrent_reads
-from emulators.harness import SECRET, write_instance_configs
+from emulators.harness import SECRET, BridgeProcess, write_instance_configs
 from emulators.workforce import WorkforceReceiver
 
 EVENTS = 40
@@ -92,7 +91,7 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
         database_url=f"{database}?options=-csearch_path%3D{schema}",
         mailboxes=[],
     )
-    bridges = [Bridge(path, url, path.with_suffix(".log")) for path, url in configs]
+    bridges = [BridgeProcess(path, url, path.with_suffix(".log")) for path, url in configs]
     db = Database(database, schema=schema)
     arrived: dict[tuple[str, str], float] = {}
     watcher = asyncio.create_task(_watch(workforce, arrived))
