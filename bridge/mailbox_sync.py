@@ -34,9 +34,9 @@ from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, Sou
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
 from bridge.store.commands import relay_writes
 from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
-from bridge.store.mirror import count_mirror, load_delta_state, load_mirror, save_delta_state, write_mirror
+from bridge.store.mirror import DeltaState, count_mirror, delta_states, load_mirror, save_delta_state, write_mirror
 from bridge.store.outbox import add_changes
-from bridge.store.work import ROW_LOCK, Claim, claim_dirty_many, claim_mailbox, finish, mark_dirty
+from bridge.store.work import ROW_LOCK, Claim, claim_dirty_many, claim_mailbox, finish, lock_mailbox, mark_dirty
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
@@ -150,7 +150,13 @@ class MailboxSync:
         free = min(self._config.concurrency - len(self._busy), own - len(working))
         exclude = self._not_now(now)
 
-        def claim_batch(session: Session) -> list[Claim]:
+        def claim_batch(session: Session) -> list[tuple[Claim, DeltaState | None]]:
+            claims = claim_mailboxes(session)
+            # The delta token each sync starts from, in the claim's transaction rather than one of its own.
+            states = delta_states(session, [claim.mailbox_id for claim in claims])
+            return [(claim, states.get(claim.mailbox_id)) for claim in claims]
+
+        def claim_mailboxes(session: Session) -> list[Claim]:
             hold = source_hold(session, source)
             if hold is not None and hold.held_until is not None and hold.held_until > now:
                 return []
@@ -181,12 +187,12 @@ class MailboxSync:
             taken = set(exclude) | {claimed.mailbox_id for claimed in claims}
             return claims + claim(exclude=taken, limit=1, notified_only=True)
 
-        for claim in await self._db.run(claim_batch):
+        for claim, state in await self._db.run(claim_batch):
             mailbox_id = claim.mailbox_id
             if mailbox_id in self._busy:
                 continue  # a re-map took the mailbox meanwhile: it stays dirty
             self._busy.add(mailbox_id)
-            task = asyncio.create_task(self._sync_guarded(claim), name=f"sync {claim.address}")
+            task = asyncio.create_task(self._sync_guarded(claim, state), name=f"sync {claim.address}")
             working[mailbox_id] = task
 
             def done(_task: asyncio.Task[None], mailbox_id: int = mailbox_id) -> None:
@@ -208,12 +214,12 @@ class MailboxSync:
         self._outages.recovered("database", "sync: the database answers again")
         return True
 
-    async def _sync_guarded(self, claim: Claim) -> None:
+    async def _sync_guarded(self, claim: Claim, state: DeltaState | None) -> None:
         """Sync one claimed mailbox; whatever goes wrong becomes that mailbox's back-off, never the lane's end."""
         started = monotonic_time.monotonic()
         try:
             with about(source=claim.source, mailbox=claim.address):
-                await self.sync_claimed(claim)
+                await self.sync_claimed(claim, state)
         except Exception as exc:
             message = f"{claim.address}: syncing failed unexpectedly: {type(exc).__name__}: {exc}"
             self._outages.unexpected(claim.address, message, exc)
@@ -236,12 +242,14 @@ class MailboxSync:
 
         return await self._db.run(due)
 
-    async def sync_claimed(self, claim: Claim) -> None:
+    async def sync_claimed(self, claim: Claim, state: DeltaState | None) -> None:
+        """Read the claimed mailbox from its delta round `state` (read when it was claimed) and commit."""
         mapping = self._mapping()
         now = self._clock()
         window = mapping.window(now)
         source = self._sources[claim.source]
-        token = await self._db.run(lambda session: _token(session, claim.mailbox_id, window))
+        # Continue the round, unless the window rolled since it began: a new round then starts from nothing.
+        token = state[1] if state is not None and state[0] == window else None
         try:
             result = await source.read_delta(claim.address, window, token)
         except Throttled as exc:
@@ -298,7 +306,7 @@ class MailboxSync:
         Planning happens here, under the mailbox's row lock, because the relay may have written to the mirror
         while the read was under way: its writes since `read_started` are left out of this plan.
         """
-        mailbox = session.get(MailboxRow, claim.mailbox_id, with_for_update=ROW_LOCK)
+        mailbox = lock_mailbox(session, claim.mailbox_id)
         if mailbox is None or mailbox.lease_owner != self._owner:
             raise LeaseLost(claim.address)
         now = self._clock()
@@ -320,21 +328,19 @@ class MailboxSync:
             return None
         write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
         save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
-        mailbox.mass_delete_approved = False
         if not finish(
             session,
             claim,
             self._owner,
             now,
             synced=True,
-            locked=mailbox,
             reconcile_interval=self._config.reconcile_interval,
+            next_sequence=mailbox.next_sequence + len(plan.changes),
         ):
             raise LeaseLost(claim.address)
         source_works(session, claim.source, now)
-        # The outbox is written last, everything else flushed before: adding changes serialises every writer of
-        # the outbox until commit (store.lock_outbox), and several instances' commits queue there.
-        session.flush()
+        # The outbox is written last: adding changes serialises every writer of the outbox until commit
+        # (store.lock_outbox), and several instances' commits queue there.
         add_changes(
             session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
         )
@@ -372,12 +378,14 @@ class MailboxSync:
             return 0
 
         def commit(session: Session) -> list[str]:
-            mailbox = session.get(MailboxRow, mailbox_id, with_for_update=ROW_LOCK)
+            mailbox = lock_mailbox(session, mailbox_id)
             assert mailbox is not None
             plan = plan_remap(load_mirror(session, mailbox_id), mapping)
             write_mirror(session, mailbox_id, plan.put, plan.drop)
+            finish(
+                session, claim, self._owner, now, synced=False, next_sequence=mailbox.next_sequence + len(plan.changes)
+            )
             add_changes(session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now)
-            finish(session, claim, self._owner, now, synced=False)
             return [change.change_type.value for change in plan.changes]
 
         emitted = await self._db.run(commit)
@@ -445,12 +453,6 @@ def _modified(result: DeltaResult) -> dict[str, datetime]:
     if result.full_round:
         return {}
     return {item.item_id: item.modified_at for item in result.upserts if item.modified_at is not None}
-
-
-def _token(session: Session, mailbox_id: int, window: Window) -> str | None:
-    """The token to continue from; none once the window rolled (a new round starts)."""
-    state = load_delta_state(session, mailbox_id)
-    return state[1] if state is not None and state[0] == window else None
 
 
 def _hold_lease(session: Session, claim: Claim, owner: str, until: datetime) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bridge.domain import Appointment, MirrorItem, Window
 from bridge.store.models import DeltaStateRow, MirrorRow, now
@@ -18,34 +18,40 @@ from bridge.store.models import DeltaStateRow, MirrorRow, now
 
 def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | None = None) -> dict[str, MirrorItem]:
     """The mailbox's mirror, or only the rows of `item_ids` (what one delta read touches)."""
-    # Plain rows, not ORM objects: a sync reads the mirror on every commit.
-    query = sa.select(*_COLUMNS).where(col(MirrorRow.mailbox_id) == mailbox_id)
+    # Plain rows of statements built once, not ORM objects: a sync reads the mirror on every commit.
+    connection = session.connection()
     if item_ids is None:
-        return {row.item_id: _item(row) for row in session.connection().execute(query)}
+        return {row.item_id: _item(row) for row in connection.execute(_MIRROR, {"mailbox_id": mailbox_id})}
     wanted = sorted(set(item_ids))
     found: dict[str, MirrorItem] = {}
     for start in range(0, len(wanted), _CHUNK):
-        chunk = query.where(col(MirrorRow.item_id).in_(wanted[start : start + _CHUNK]))
-        found.update((row.item_id, _item(row)) for row in session.connection().execute(chunk))
+        rows = connection.execute(_MIRROR_ITEMS, {"mailbox_id": mailbox_id, "item_ids": wanted[start : start + _CHUNK]})
+        found.update((row.item_id, _item(row)) for row in rows)
     return found
 
 
 def count_mirror(session: Session, mailbox_id: int) -> int:
-    query = sa.select(sa.func.count()).select_from(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id)
-    return int(session.connection().execute(query).scalar_one())
+    return int(session.connection().execute(_COUNT, {"mailbox_id": mailbox_id}).scalar_one())
 
 
-_COLUMNS = list(MirrorRow.__table__.columns)  # type: ignore[attr-defined]
+_TABLE = MirrorRow.__table__  # type: ignore[attr-defined]
+_COLUMNS = list(_TABLE.columns)
 _CHUNK = 500
+# Built once, with the values as parameters: building a statement costs about ten times executing it.
+_MIRROR = sa.select(*_COLUMNS).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
+_MIRROR_ITEMS = _MIRROR.where(_TABLE.c.item_id.in_(sa.bindparam("item_ids", expanding=True)))
+_COUNT = sa.select(sa.func.count()).select_from(_TABLE).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
+_DROP = sa.delete(_TABLE).where(
+    _TABLE.c.mailbox_id == sa.bindparam("mailbox_id"), _TABLE.c.item_id.in_(sa.bindparam("item_ids", expanding=True))
+)
 
 
 def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], drop: Iterable[str]) -> None:
     dropped = sorted(set(drop))
     if dropped:
-        session.execute(
-            sa.delete(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox_id, col(MirrorRow.item_id).in_(dropped))
-        )
-    rows = [_row(mailbox_id, item) for item in put]
+        session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
+    written = now()
+    rows = [_row(mailbox_id, item, written) for item in put]
     if rows:
         # One statement, built once and cached by SQLAlchemy, with the rows as parameters: session.merge would
         # SELECT and write per row, and values baked into the statement defeat the statement cache.
@@ -63,14 +69,22 @@ def _upsert(dialect: str) -> sa.Executable:
     return statement.on_conflict_do_update(index_elements=list(_KEY), set_=changed)
 
 
-def load_delta_state(session: Session, mailbox_id: int) -> tuple[Window, str | None] | None:
-    query = sa.select(col(DeltaStateRow.window_start), col(DeltaStateRow.window_end), col(DeltaStateRow.token)).where(
-        col(DeltaStateRow.mailbox_id) == mailbox_id
-    )
-    row = session.connection().execute(query).first()
-    if row is None:
-        return None
-    return Window(row.window_start, row.window_end), row.token
+# A mailbox's current delta round: its window and the token to continue from.
+DeltaState = tuple[Window, str | None]
+
+
+def delta_states(session: Session, mailbox_ids: Collection[int]) -> dict[int, DeltaState]:
+    """The current delta round (its window and token) of each of these mailboxes that has one."""
+    if not mailbox_ids:
+        return {}
+    rows = session.connection().execute(_DELTA_STATES, {"mailbox_ids": sorted(mailbox_ids)})
+    return {row.mailbox_id: (Window(row.window_start, row.window_end), row.token) for row in rows}
+
+
+_DELTA_TABLE = DeltaStateRow.__table__  # type: ignore[attr-defined]
+_DELTA_STATES = sa.select(
+    _DELTA_TABLE.c.mailbox_id, _DELTA_TABLE.c.window_start, _DELTA_TABLE.c.window_end, _DELTA_TABLE.c.token
+).where(_DELTA_TABLE.c.mailbox_id.in_(sa.bindparam("mailbox_ids", expanding=True)))
 
 
 def save_delta_state(
@@ -97,7 +111,7 @@ def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Executable:
     return statement.on_conflict_do_update(index_elements=["mailbox_id"], set_=changed)
 
 
-_DELTA_COLUMNS = [column.name for column in DeltaStateRow.__table__.columns]  # type: ignore[attr-defined]
+_DELTA_COLUMNS = [column.name for column in _DELTA_TABLE.columns]
 
 
 def _item(row: Any) -> MirrorItem:
@@ -118,7 +132,7 @@ def _item(row: Any) -> MirrorItem:
     return MirrorItem(appointment, row.template, row.content_hash)
 
 
-def _row(mailbox_id: int, item: MirrorItem) -> dict[str, Any]:
+def _row(mailbox_id: int, item: MirrorItem, written: datetime) -> dict[str, Any]:
     appointment = item.appointment
     return {
         "mailbox_id": mailbox_id,
@@ -136,7 +150,7 @@ def _row(mailbox_id: int, item: MirrorItem) -> dict[str, Any]:
         "bridge_ref": appointment.bridge_ref,
         "content_hash": item.shown_hash,
         "template": item.template,
-        "updated_at": now(),
+        "updated_at": written,
     }
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from bridge.domain import Appointment, AppointmentKind, FreeBusy, MirrorItem, Window
 from bridge.store import Database
-from bridge.store.mirror import load_delta_state, load_mirror, save_delta_state, write_mirror
+from bridge.store.mirror import delta_states, load_mirror, save_delta_state, write_mirror
 from tests.store import add_mailbox
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -58,9 +58,9 @@ def test_delta_state_round_trips_and_keeps_its_round_start(db: Database) -> None
     window = Window(T0, T0 + timedelta(days=90))
     with db.session() as session:
         mailbox = add_mailbox(session)
-        assert load_delta_state(session, mailbox) is None
+        assert delta_states(session, [mailbox]) == {}
         save_delta_state(session, mailbox, window, "token-1", new_round=True, now=T0)
     with db.session() as session:
         save_delta_state(session, mailbox, window, "token-2", new_round=False, now=T0 + timedelta(hours=1))
     with db.session() as session:
-        assert load_delta_state(session, mailbox) == (window, "token-2")
+        assert delta_states(session, [mailbox]) == {mailbox: (window, "token-2")}
