@@ -139,6 +139,10 @@ class SourceRow(SQLModel, table=True):
     failures: int = 0
 
 
+# A mailbox some mark has not been synced for yet (bridge/store/work.py).
+DIRTY = sa.text("dirty_generation > synced_generation")
+
+
 class MailboxRow(SQLModel, table=True):
     """A mailbox the bridge mirrors, its dirty/synced generations and the lease of the instance working it.
 
@@ -151,6 +155,16 @@ class MailboxRow(SQLModel, table=True):
         sa.UniqueConstraint("address"),
         # `Address` lower-cases what the ORM writes and looks up; this also holds for raw SQL.
         sa.CheckConstraint("address = lower(address)", name="address_lower"),
+        # The dirty mailboxes, in the order the sync claims them (bridge/store/work.py): without it every claim
+        # scanned and sorted all mailboxes, 4 ms of the bridge's CPU per claim at 10,000 mailboxes on SQLite.
+        sa.Index(
+            "ix_mailbox_dirty",
+            "notified_at",
+            "dirty_at",
+            "id",
+            sqlite_where=DIRTY,
+            postgresql_where=DIRTY,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
