@@ -1,7 +1,7 @@
 """The dirty mailboxes indexed in the order the sync claims them.
 
-Revision ID: 0011_cpu
-Revises: 0010_tz
+Revision ID: 0012_cpu
+Revises: 0011_rest
 Create Date: 2026-11-30
 
 A partial index: it holds only the mailboxes some mark has not been synced for, so at rest it is nearly empty,
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_cpu"
-down_revision: str | None = "0010_tz"
+revision: str = "0012_cpu"
+down_revision: str | None = "0011_rest"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
