@@ -6,8 +6,9 @@ import asyncio
 import json
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from bridge.web.problems import PROBLEM_TYPE, problem, problem_text
@@ -25,6 +26,10 @@ _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _ONE_KIND = bytes.maketrans(b"{}", b"[]")
 _OPEN = ord("[")
 _RUN = re.compile(rb"\[+|\]+")
+# Where in a field's value msgspec found the error: `$.pattern`, `$[2]`.
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -103,6 +108,35 @@ def too_large(limit: int) -> web.Response:
 def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
     for name in sorted(body.keys() - allowed):
         invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})
+
+
+def decode(body: dict[str, Any], kind: type[S], invalid: Invalid, *, prefix: str = "") -> S | None:
+    """`body` as its declaration in bridge/web/schemas.py, or None with each wrong field added to `invalid`.
+
+    Decoded field by field, so that one answer names every unknown, missing or wrongly typed field, not only the
+    first one msgspec meets; a wrong value inside a field is named by its path (`recurrence.pattern`), an item of a list in the reason.
+    """
+    fields = msgspec.structs.fields(kind)
+    before = len(invalid)
+    unknown_fields(body, {field.encode_name for field in fields}, invalid, prefix=prefix)
+    values: dict[str, Any] = {}
+    for field in fields:
+        name = prefix + field.encode_name
+        if field.encode_name not in body:
+            if field.required:
+                invalid.append({"name": name, "reason": "required"})
+            continue
+        try:
+            values[field.name] = msgspec.convert(body[field.encode_name], field.type)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            at = _AT.search(message)
+            if at is not None:
+                # The field is named down to the list that holds the wrong value, and the item in the reason.
+                path, bracket, item = at["path"].partition("[")
+                name, message = name + path, message[: at.start()] + (f" (at [{item})" if bracket else "")
+            invalid.append({"name": name, "reason": message})
+    return kind(**values) if len(invalid) == before else None
 
 
 def parse_instant(text: str) -> datetime | None:

@@ -12,7 +12,7 @@ zone, an end after the start) the routes check after decoding.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
@@ -20,12 +20,13 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 from bridge.domain import FreeBusy, Pattern, Weekday
 from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID
 
+MAX_SUBJECT = 255
+MAX_TEXT = 32 * 1024
 MAX_REASON = 500
 
 # -- shared field types ----------------------------------------------------------------------------------------
 
 Instant = Annotated[datetime, Meta(examples=["2026-11-24T09:00:00Z"])]
-Day = Annotated[str, Meta(extra_json_schema={"format": "date"})]
 Count = Annotated[int, Meta(ge=0)]
 Address = Annotated[str, Meta(extra_json_schema={"format": "email"})]
 # What a write accepts: an instant with an offset, or the person's wall-clock time or date (docs/api.md).
@@ -46,8 +47,8 @@ TimeZone = Annotated[
     ),
 ]
 ZoneShown = Annotated[str | None, Meta(description="the person's IANA zone; null until the bridge read it")]
-Subject = Annotated[str, Meta(max_length=255)]
-Text = Annotated[str, Meta(max_length=32 * 1024)]
+Subject = Annotated[str, Meta(max_length=MAX_SUBJECT)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 ShownFreeBusy = Literal["tentative", "busy", "oof", "workingElsewhere"]
 
 
@@ -83,10 +84,10 @@ class Appointment(Struct, kw_only=True):
     start: Instant
     end: Instant
     all_day: bool
-    start_date: Annotated[Day, Meta(description="all-day only: the first day, in the person's zone")] | UnsetType = (
+    start_date: Annotated[date, Meta(description="all-day only: the first day, in the person's zone")] | UnsetType = (
         UNSET
     )
-    end_date: Annotated[Day, Meta(description="all-day only: the day after the last, in the person's zone")] | (
+    end_date: Annotated[date, Meta(description="all-day only: the day after the last, in the person's zone")] | (
         UnsetType
     ) = UNSET
     subject: Annotated[str, Meta(description="absent when the appointment is private")] | UnsetType = UNSET
@@ -160,32 +161,32 @@ class Recurrence(Struct, kw_only=True, forbid_unknown_fields=True):
     pattern: Pattern
     interval: Annotated[int, Meta(ge=1, le=99)] = 1
     days_of_week: Annotated[list[Weekday], Meta(extra_json_schema={"uniqueItems": True})] | UnsetType = UNSET
-    until: Annotated[Day, Meta(description="at most today + the mapping's days_ahead")]
+    until: Annotated[date, Meta(description="at most today + the mapping's days_ahead")]
 
 
 class NewAppointment(Struct, kw_only=True, forbid_unknown_fields=True):
-    """An appointment to create: the template decides its free/busy state."""
+    """An appointment to create: the template decides its free/busy state. null: the default."""
 
     template: Annotated[str, Meta(description="a template the mapping defines")]
     start: WrittenTime
     end: WrittenTime
-    time_zone: TimeZone | UnsetType = UNSET
-    all_day: Annotated[bool, Meta(description="default: the template's all_day")] | UnsetType = UNSET
-    subject: Annotated[Subject, Meta(description="default: the template's subject or name")] | UnsetType = UNSET
-    body: Text | UnsetType = UNSET
-    recurrence: Recurrence | UnsetType = UNSET
+    time_zone: TimeZone | UnsetType | None = UNSET
+    all_day: Annotated[bool, Meta(description="default: the template's all_day")] | UnsetType | None = UNSET
+    subject: Annotated[Subject, Meta(description="default: the template's subject or name")] | UnsetType | None = UNSET
+    body: Text | UnsetType | None = UNSET
+    recurrence: Recurrence | UnsetType | None = UNSET
 
 
 class AppointmentChange(Struct, kw_only=True, forbid_unknown_fields=True):
-    """The fields of an appointment to change; at least one."""
+    """The fields of an appointment to change; at least one. null: left as it is."""
 
-    template: str | UnsetType = UNSET
-    start: WrittenTime | UnsetType = UNSET
-    end: WrittenTime | UnsetType = UNSET
-    time_zone: TimeZone | UnsetType = UNSET
-    all_day: bool | UnsetType = UNSET
-    subject: Subject | UnsetType = UNSET
-    body: Text | UnsetType = UNSET
+    template: str | UnsetType | None = UNSET
+    start: WrittenTime | UnsetType | None = UNSET
+    end: WrittenTime | UnsetType | None = UNSET
+    time_zone: TimeZone | UnsetType | None = UNSET
+    all_day: bool | UnsetType | None = UNSET
+    subject: Subject | UnsetType | None = UNSET
+    body: Text | UnsetType | None = UNSET
 
 
 # A change names at least one field, which a struct's fields cannot say.
@@ -218,10 +219,12 @@ class State(Struct, kw_only=True, forbid_unknown_fields=True):
     """The current state to set: an appointment from now."""
 
     template: str
-    until: Annotated[WrittenTime, Meta(description="default: the template's state_until, in the person's days")] | (
-        UnsetType
+    until: (
+        Annotated[WrittenTime, Meta(description="default (or null): the template's state_until, in the person's days")]
+        | UnsetType
+        | None
     ) = UNSET
-    time_zone: TimeZone | UnsetType = UNSET
+    time_zone: TimeZone | UnsetType | None = UNSET
 
 
 class Mail(Struct, kw_only=True, forbid_unknown_fields=True):
