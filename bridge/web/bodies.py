@@ -105,7 +105,7 @@ def too_large(limit: int) -> web.Response:
     return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
 
 
-def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
+def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
     for name in sorted(body.keys() - allowed):
         invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})
 
@@ -114,11 +114,11 @@ def decode(body: dict[str, Any], kind: type[S], invalid: Invalid, *, prefix: str
     """`body` as its declaration in bridge/web/schemas.py, or None with each wrong field added to `invalid`.
 
     Decoded field by field, so that one answer names every unknown, missing or wrongly typed field, not only the
-    first one msgspec meets; a wrong value inside a field is named by its path (`recurrence.pattern`), an item of a list in the reason.
+    first one msgspec meets; a wrong value inside a field is named by its path (`recurrence.pattern`, `_located`).
     """
     fields = msgspec.structs.fields(kind)
     before = len(invalid)
-    unknown_fields(body, {field.encode_name for field in fields}, invalid, prefix=prefix)
+    _unknown_fields(body, {field.encode_name for field in fields}, invalid, prefix=prefix)
     values: dict[str, Any] = {}
     for field in fields:
         name = prefix + field.encode_name
@@ -132,11 +132,27 @@ def decode(body: dict[str, Any], kind: type[S], invalid: Invalid, *, prefix: str
             message = str(exc)
             at = _AT.search(message)
             if at is not None:
-                # The field is named down to the list that holds the wrong value, and the item in the reason.
-                path, bracket, item = at["path"].partition("[")
-                name, message = name + path, message[: at.start()] + (f" (at [{item})" if bracket else "")
+                name, message = _located(name, field.type, at["path"], message[: at.start()])
             invalid.append({"name": name, "reason": message})
     return kind(**values) if len(invalid) == before else None
+
+
+def _located(name: str, declared: Any, path: str, message: str) -> tuple[str, str]:
+    """The name and reason of a wrong value `path` deep in field `name`.
+
+    The name goes down to the list that holds it (`recurrence.days_of_week`), and the item is said in the reason;
+    but an item of a list of objects is a record of its own (a roster's row) and is named with its index
+    (`mailboxes[4]`).
+    """
+    info = msgspec.inspect.type_info(declared)
+    if isinstance(info, msgspec.inspect.UnionType):
+        info = next((kind for kind in info.types if isinstance(kind, msgspec.inspect.ListType)), info)
+    rows = isinstance(info, msgspec.inspect.ListType) and isinstance(info.item_type, msgspec.inspect.StructType)
+    if rows and path.startswith("["):
+        index, _, rest = path.partition("]")
+        return f"{name}{index}]", message + (f" (at {rest.lstrip('.')})" if rest else "")
+    path, bracket, item = path.partition("[")
+    return name + path, message + (f" (at [{item})" if bracket else "")
 
 
 def parse_instant(text: str) -> datetime | None:

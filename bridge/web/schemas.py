@@ -420,7 +420,9 @@ class TemplateMappingFile(Struct, kw_only=True):
 class ApplyMapping(Struct, kw_only=True, forbid_unknown_fields=True):
     """The held change to confirm."""
 
-    digest: Annotated[str, Meta(max_length=64, description="confirm only if this change is held")] | UnsetType = UNSET
+    digest: (
+        Annotated[str, Meta(min_length=1, max_length=64, description="confirm only if this change is held")] | UnsetType
+    ) = UNSET
 
 
 # -- the status, as `presence-bridge status` shows it ----------------------------------------------------------
