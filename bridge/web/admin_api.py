@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from msgspec import UnsetType
 from sqlmodel import Session
 
 from bridge import admin, roster
@@ -26,14 +27,15 @@ from bridge.domain import MAIL_ADDRESS, iso_utc
 from bridge.errors import UserError
 from bridge.group_roster import GroupFollower, NoGroup
 from bridge.mapping_change import not_editable
-from bridge.roster import MAX_ADDRESS, MAX_WORKFORCE_ID, RosterRefused, RosterRow
+from bridge.roster import RosterRefused, RosterRow
 from bridge.sources.base import CalendarSource, SourceError
 from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, write_mapping_file
-from bridge.web.bodies import Invalid, invalid_request, read_json, read_limited, too_large, unknown_fields
+from bridge.web.bodies import Invalid, S, decode, invalid_request, read_json, read_limited, too_large
 from bridge.web.problems import problem
+from bridge.web.schemas import ApplyMapping, Disable, GroupSync, NewMailbox, Roster
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ MAX_BODY = 16 * 1024  # a mailbox request is a few short fields
 MAX_MAPPING = 256 * 1024
 MAPPING_TYPES = frozenset({"application/yaml", "text/yaml", "text/plain"})
 MAX_ROSTER = 4 * 1024 * 1024  # 10,000 rows of address and workforce id take well under 1 MiB
-MAX_REASON = 500
 # A message of jsonschema's about the whole document starts with the value's repr (a quote, a bracket, a brace);
 # a dotted path never does, which tells "path: message" from a message that merely holds a colon.
 _PATH_FIRST = re.compile(r"(?P<path>[^\s'\"\[{(][^:]*?): (?P<message>.*)", re.DOTALL)
@@ -86,14 +87,17 @@ class AdminRoutes:
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
-        unknown_fields(body, {"address", "workforce_id", "source"}, invalid)
-        address = _string(body, "address", MAX_ADDRESS, invalid)
-        if address is not None and not MAIL_ADDRESS.fullmatch(address):
+        given = decode(body, NewMailbox, invalid)
+        if given is None:
+            return invalid_request(invalid)
+        address, workforce_id = given.address.strip(), given.workforce_id.strip()
+        if not MAIL_ADDRESS.fullmatch(address):
             invalid.append({"name": "address", "reason": "not a mail address"})
-        workforce_id = _string(body, "workforce_id", MAX_WORKFORCE_ID, invalid)
-        source = self._source(body, invalid)
-        if invalid or address is None or workforce_id is None or source is None:
-            return invalid_request(invalid)  # each None has its entry in `invalid`
+        if not workforce_id:
+            invalid.append({"name": "workforce_id", "reason": "a non-empty string"})
+        source = self._source(given.source, invalid)
+        if invalid or source is None:
+            return invalid_request(invalid)  # a None source has its entry in `invalid`
         now = self._clock()
 
         def add(session: Session) -> MailboxView:
@@ -113,26 +117,25 @@ class AdminRoutes:
         if isinstance(body, web.Response):
             return body
         invalid: Invalid = []
-        unknown_fields(body, {"mailboxes", "dry_run", "check_exchange"}, invalid)
-        dry_run, check = _flags(body, ["dry_run", "check_exchange"], invalid)
-        rows = _roster_rows(body.get("mailboxes"), invalid)
-        if invalid:
+        given = decode(body, Roster, invalid)
+        if given is None:
             return invalid_request(invalid)
+        rows = [
+            RosterRow(f"mailboxes[{index}]", _text(entry.address), _text(entry.workforce_id), _given(entry.source))
+            for index, entry in enumerate(given.mailboxes)
+        ]
         try:
-            planned = await self.enrol(rows, dry_run=dry_run, check=check)
+            planned = await self.enrol(rows, dry_run=given.dry_run, check=given.check_exchange)
         except RosterRefused as exc:
             return invalid_request([_row_problem(text) for text in exc.problems])
-        return web.json_response(_roster_json(planned, dry_run))
+        return web.json_response(_roster_json(planned, given.dry_run))
 
     async def sync_group(self, request: web.Request) -> web.StreamResponse:
         """The source's group read and followed now, as at each refresh; with dry_run only reported."""
-        read = await _small_body(request, {"dry_run"})
-        if isinstance(read, web.Response):
-            return read
-        body, invalid = read
-        (dry_run,) = _flags(body, ["dry_run"], invalid)
-        if invalid:
-            return invalid_request(invalid)
+        given = await _small_body(request, GroupSync)
+        if isinstance(given, web.Response):
+            return given
+        dry_run = given.dry_run
         source = request.match_info["source"]
         if self._groups is None:
             return problem(404, "Not Found", f"source {source} has no group (sources.{source}.group)")
@@ -182,13 +185,13 @@ class AdminRoutes:
         return _mailbox_answer(request, await self.enable_mailbox(request.match_info["mailbox"]))
 
     async def disable(self, request: web.Request) -> web.StreamResponse:
-        read = await _small_body(request, {"reason"})
-        if isinstance(read, web.Response):
-            return read
-        body, invalid = read
-        reason = _string(body, "reason", MAX_REASON, invalid, required=False) or "disabled by an administrator"
-        if invalid:
-            return invalid_request(invalid)
+        given = await _small_body(request, Disable)
+        if isinstance(given, web.Response):
+            return given
+        reason = _given(given.reason)
+        if reason is not None and not reason.strip():
+            return invalid_request([{"name": "reason", "reason": "a non-empty string"}])
+        reason = (reason or "").strip() or "disabled by an administrator"
         return _mailbox_answer(request, await self.disable_mailbox(request.match_info["mailbox"], reason))
 
     async def resync(self, request: web.Request) -> web.StreamResponse:
@@ -222,12 +225,15 @@ class AdminRoutes:
             log.info("mailbox %s removed through the admin API: %d deletions emitted", done[1].address, done[0])
         return done
 
-    def _source(self, body: dict[str, Any], invalid: Invalid) -> str | None:
+    def _source(self, given: str | UnsetType, invalid: Invalid) -> str | None:
         known = list(self._config.sources)
-        if "source" not in body and len(known) == 1:
-            return known[0]  # as `mailboxes add` without --source: the one source there is
-        source = _string(body, "source", 64, invalid)
-        if source is not None and source not in known:
+        if isinstance(given, UnsetType):
+            if len(known) == 1:
+                return known[0]  # as `mailboxes add` without --source: the one source there is
+            invalid.append({"name": "source", "reason": "required"})
+            return None
+        source = given.strip()
+        if source not in known:
             invalid.append({"name": "source", "reason": f"names no configured source; configured: {', '.join(known)}"})
             return None
         return source
@@ -273,14 +279,11 @@ class AdminRoutes:
 
     async def apply_templates(self, request: web.Request) -> web.StreamResponse:
         """Confirm the held change of mapping (`presence-bridge templates apply` does the same) and apply it."""
-        body = await read_json(request, MAX_BODY, optional=True)
-        if isinstance(body, web.Response):
-            return body
-        invalid: Invalid = []
-        unknown_fields(body, {"digest"}, invalid)
-        wanted = _string(body, "digest", 64, invalid, required=False)
-        if invalid:
-            return invalid_request(invalid)
+        given = await _small_body(request, ApplyMapping)
+        if isinstance(given, web.Response):
+            return given
+        wanted = _given(given.digest)
+        wanted = None if wanted is None else wanted.strip()
         held = await self._db.run(held_mapping)
         if held is None:
             return problem(409, "Conflict", "no change of the template mapping is held")
@@ -372,43 +375,14 @@ def _held_json(held: HeldMapping) -> dict[str, Any]:
     return {"digest": held.digest, "since": iso_utc(held.since), "approved": held.approved, **held.preview}
 
 
-def _roster_rows(value: Any, invalid: Invalid) -> list[RosterRow]:
-    if not isinstance(value, list) or not value:
-        invalid.append({"name": "mailboxes", "reason": "a non-empty list of {address, workforce_id, source?}"})
-        return []
-    rows = []
-    for index, item in enumerate(value):
-        where = f"mailboxes[{index}]"
-        if (
-            not isinstance(item, dict)
-            or set(item) - {"address", "workforce_id", "source"}
-            or not all(isinstance(field, str) for field in item.values())
-        ):
-            invalid.append({"name": where, "reason": "an object of strings: address, workforce_id, source (optional)"})
-            continue
-        rows.append(RosterRow(where, item.get("address", ""), item.get("workforce_id", ""), item.get("source")))
-    return rows
-
-
-async def _small_body(request: web.Request, fields: set[str]) -> tuple[dict[str, Any], Invalid] | web.Response:
-    """An optional JSON object of a few `fields`, and what is wrong with it so far (unknown fields)."""
+async def _small_body(request: web.Request, kind: type[S]) -> S | web.Response:
+    """An optional JSON body of a few fields (none given: every field's default), or the problem answer."""
     body = await read_json(request, MAX_BODY, optional=True)
     if isinstance(body, web.Response):
         return body
     invalid: Invalid = []
-    unknown_fields(body, fields, invalid)
-    return body, invalid
-
-
-def _flags(body: dict[str, Any], names: list[str], invalid: Invalid) -> list[bool]:
-    """Optional booleans of a body, false when left out; anything else than true or false is invalid."""
-    values = []
-    for name in names:
-        value = body.get(name, False)
-        if not isinstance(value, bool):
-            invalid.append({"name": name, "reason": "true or false"})
-        values.append(value is True)
-    return values
+    given = decode(body, kind, invalid)
+    return invalid_request(invalid) if given is None else given
 
 
 def _roster_json(planned: roster.RosterPlan, dry_run: bool) -> dict[str, Any]:
@@ -453,16 +427,10 @@ def _view_json(view: MailboxView) -> dict[str, Any]:
 # -- reading and answering -----------------------------------------------------------------------------------
 
 
-def _string(body: dict[str, Any], name: str, limit: int, invalid: Invalid, *, required: bool = True) -> str | None:
-    if name not in body:
-        if required:
-            invalid.append({"name": name, "reason": "required"})
-        return None
-    value = body[name]
-    if not isinstance(value, str) or not value.strip():
-        invalid.append({"name": name, "reason": "a non-empty string"})
-        return None
-    if len(value) > limit:
-        invalid.append({"name": name, "reason": f"at most {limit} characters"})
-        return None
-    return value.strip()
+def _given(value: str | UnsetType) -> str | None:
+    return None if isinstance(value, UnsetType) else value
+
+
+def _text(value: str | UnsetType) -> str:
+    """A roster field as the roster's planner reads it: left out is empty, which it refuses with its reason."""
+    return "" if isinstance(value, UnsetType) else value

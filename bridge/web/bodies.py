@@ -6,8 +6,9 @@ import asyncio
 import json
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from bridge.web.problems import PROBLEM_TYPE, problem, problem_text
@@ -25,6 +26,10 @@ _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _ONE_KIND = bytes.maketrans(b"{}", b"[]")
 _OPEN = ord("[")
 _RUN = re.compile(rb"\[+|\]+")
+# Where in a field's value msgspec found the error: `$.pattern`, `$[2]`.
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -100,9 +105,60 @@ def too_large(limit: int) -> web.Response:
     return problem(413, "Content Too Large", f"the body is larger than {limit} bytes")
 
 
-def unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid, *, prefix: str = "") -> None:
+def _unknown_fields(body: dict[str, Any], allowed: set[str], invalid: Invalid) -> None:
     for name in sorted(body.keys() - allowed):
-        invalid.append({"name": f"{prefix}{name}", "reason": f"unknown field; expected one of {sorted(allowed)}"})
+        invalid.append({"name": name, "reason": f"unknown field; expected one of {sorted(allowed)}"})
+
+
+def decode(body: dict[str, Any], kind: type[S], invalid: Invalid) -> S | None:
+    """`body` as its declaration in bridge/web/schemas.py, or None with each wrong field added to `invalid`.
+
+    A body that fits is decoded at once (msgspec keeps each struct's decoder: a few µs); one that does not is
+    decoded again field by field, so that the answer names every unknown, missing or wrongly typed field, not only
+    the first one msgspec meets; a wrong value inside a field is named by its path (`recurrence.pattern`; see
+    `_located`).
+    """
+    try:
+        return msgspec.convert(body, kind)
+    except msgspec.ValidationError:
+        pass  # the field by field pass below says what is wrong, every field of it
+    fields = msgspec.structs.fields(kind)
+    before = len(invalid)
+    _unknown_fields(body, {field.encode_name for field in fields}, invalid)
+    values: dict[str, Any] = {}
+    for field in fields:
+        name = field.encode_name
+        if field.encode_name not in body:
+            if field.required:
+                invalid.append({"name": name, "reason": "required"})
+            continue
+        try:
+            values[field.name] = msgspec.convert(body[field.encode_name], field.type)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            at = _AT.search(message)
+            if at is not None:
+                name, message = _located(name, field.type, at["path"], message[: at.start()])
+            invalid.append({"name": name, "reason": message})
+    return kind(**values) if len(invalid) == before else None
+
+
+def _located(name: str, declared: Any, path: str, message: str) -> tuple[str, str]:
+    """The name and reason of a wrong value `path` deep in field `name`.
+
+    The name goes down to the list that holds it (`recurrence.days_of_week`), and the item is said in the reason;
+    but an item of a list of objects is a record of its own (a roster's row) and is named with its index
+    (`mailboxes[4]`).
+    """
+    info = msgspec.inspect.type_info(declared)
+    if isinstance(info, msgspec.inspect.UnionType):
+        info = next((kind for kind in info.types if isinstance(kind, msgspec.inspect.ListType)), info)
+    rows = isinstance(info, msgspec.inspect.ListType) and isinstance(info.item_type, msgspec.inspect.StructType)
+    if rows and path.startswith("["):
+        index, _, rest = path.partition("]")
+        return f"{name}{index}]", message + (f" (at {rest.lstrip('.')})" if rest else "")
+    path, bracket, item = path.partition("[")
+    return name + path, message + (f" (at [{item})" if bracket else "")
 
 
 def parse_instant(text: str) -> datetime | None:

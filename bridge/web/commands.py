@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from aiohttp import web
+from msgspec import UnsetType
 
 from bridge.domain import MAIL_ADDRESS, Pattern, Weekday, iso_utc
 from bridge.relay import MAIL_SCOPE, Relay
@@ -24,17 +25,17 @@ from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
 from bridge.web.answers import answer, respond
-from bridge.web.bodies import Invalid, invalid_request, parse_time, read_json, unknown_fields
+from bridge.web.bodies import Invalid, decode, invalid_request, parse_time, read_json
 from bridge.web.problems import problem
+from bridge.web.schemas import AppointmentChange, Mail, NewAppointment, Recurrence, State
 from bridge.zones import iana_zone
 
 MAX_BODY = 64 * 1024
 MAX_MAIL_BODY = 1024 * 1024
-MAX_SUBJECT = 255
-MAX_TEXT = 32 * 1024
 MAX_RECIPIENTS = 500
 # Idempotency keys and versions (change keys): printable ASCII without spaces, as RFC 9110 tokens and etags are.
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,255}")
+T = TypeVar("T")
 
 
 class CommandRoutes:
@@ -101,12 +102,14 @@ class CommandRoutes:
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
-        unknown_fields(body, {"template", "until", "time_zone"}, invalid)
-        template = _template(body.get("template"), self._mapping(), invalid, required=True)
+        state = decode(body, State, invalid)
+        if state is None:
+            return invalid_request(invalid)
+        template = _template(state.template, self._mapping(), invalid)
         normalised: dict[str, Any] = {"template": template}
-        _time_zone(body, normalised, invalid)
-        if body.get("until") is not None:
-            until = _instant(body["until"], "until", invalid)
+        _time_zone(state.time_zone, normalised, invalid)
+        if isinstance(state.until, str):
+            until = _instant(state.until, "until", invalid)
             if until is not None and until.tzinfo is not None and until <= self._clock():
                 invalid.append({"name": "until", "reason": "must be in the future"})
             normalised["until"] = _written(until) if until else None
@@ -120,20 +123,17 @@ class CommandRoutes:
             return body
         invalid: Invalid = []
         key = _idempotency_key(request, invalid)
-        unknown_fields(body, {"to", "cc", "bcc", "subject", "body", "content_type"}, invalid)
-        lists = {name: _addresses(body.get(name, []), name, invalid) for name in ("to", "cc", "bcc")}
-        if not lists["to"] and not any(item["name"].startswith("to") for item in invalid):
-            invalid.append({"name": "to", "reason": "name at least one recipient"})
+        mail = decode(body, Mail, invalid)
+        if mail is None:
+            return invalid_request(invalid)
+        lists = {"to": mail.to, "cc": _listed(mail.cc), "bcc": _listed(mail.bcc)}
+        for name, addresses in lists.items():
+            _addresses(addresses, name, invalid)
         if sum(len(addresses) for addresses in lists.values()) > MAX_RECIPIENTS:
             invalid.append({"name": "to", "reason": f"at most {MAX_RECIPIENTS} recipients in all"})
-        subject = _text(body.get("subject"), "subject", MAX_SUBJECT, invalid, required=True)
-        text = _text(body.get("body"), "body", MAX_MAIL_BODY, invalid, required=True)
-        content_type = body.get("content_type", "text")
-        if content_type not in ("text", "html"):
-            invalid.append({"name": "content_type", "reason": "text or html"})
         if invalid:
             return invalid_request(invalid)
-        normalised = {**lists, "subject": subject, "body": text, "content_type": content_type}
+        normalised = {**lists, "subject": mail.subject, "body": mail.body, "content_type": mail.content_type}
         return respond(answer(await self._relay.send_mail(normalised, key)))
 
     async def purge(self, request: web.Request) -> web.StreamResponse:
@@ -199,34 +199,29 @@ def _if_match(request: web.Request) -> str | None:
 
 # -- fields ----------------------------------------------------------------------------------------------------
 
-_APPOINTMENT_FIELDS = {"template", "start", "end", "all_day", "subject", "body", "recurrence", "time_zone"}
-
 
 def _appointment(
     body: dict[str, Any], mapping: TemplateMapping, now: datetime, invalid: Invalid, *, partial: bool
 ) -> dict[str, Any]:
     """The checked, normalised fields of a create (all required ones present) or of a change (`partial`)."""
-    unknown_fields(body, _APPOINTMENT_FIELDS - ({"recurrence"} if partial else set()), invalid)
+    given: NewAppointment | AppointmentChange | None = (
+        decode(body, AppointmentChange, invalid) if partial else decode(body, NewAppointment, invalid)
+    )
+    if given is None:
+        return {}
     normalised: dict[str, Any] = {}
-    template = _template(body.get("template"), mapping, invalid, required=not partial)
+    template = _template(_value(given.template), mapping, invalid)
     if template is not None:
         normalised["template"] = template
-    all_day = body.get("all_day")
-    if all_day is not None and not isinstance(all_day, bool):
-        invalid.append({"name": "all_day", "reason": "true or false"})
-        all_day = None
+    all_day = _value(given.all_day)
     if all_day is None and template is not None and not partial:
         all_day = mapping.rule(template).all_day
     if all_day is not None:
         normalised["all_day"] = all_day
-    _time_zone(body, normalised, invalid)
+    _time_zone(given.time_zone, normalised, invalid)
     times: dict[str, datetime] = {}
-    for name in ("start", "end"):
-        if body.get(name) is None:
-            if not partial:
-                invalid.append({"name": name, "reason": "required"})
-            continue
-        value = _instant(body[name], name, invalid)
+    for name, written in (("start", _value(given.start)), ("end", _value(given.end))):
+        value = None if written is None else _instant(written, name, invalid)
         if value is None:
             continue
         if all_day:
@@ -240,81 +235,60 @@ def _appointment(
     # Two times of one kind compare here; a local time against an instant only once the zone is known (relay).
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end <= start:
         invalid.append({"name": "end", "reason": "must be after start"})
-    for name, limit in (("subject", MAX_SUBJECT), ("body", MAX_TEXT)):
-        text = _text(body.get(name), name, limit, invalid, required=False)
+    for name, text in (("subject", _value(given.subject)), ("body", _value(given.body))):
         if text is not None:
             normalised[name] = text
-    if body.get("recurrence") is not None and not partial:
-        recurrence = _recurrence(body["recurrence"], times, mapping, now, invalid)
+    if isinstance(given, NewAppointment) and isinstance(given.recurrence, Recurrence):
+        recurrence = _recurrence(given.recurrence, times, mapping, now, invalid)
         if recurrence is not None:
             normalised["recurrence"] = recurrence
     return normalised
 
 
 def _recurrence(
-    value: Any, times: dict[str, datetime], mapping: TemplateMapping, now: datetime, invalid: Invalid
+    given: Recurrence, times: dict[str, datetime], mapping: TemplateMapping, now: datetime, invalid: Invalid
 ) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        invalid.append({"name": "recurrence", "reason": "an object: pattern, interval, days_of_week, until"})
-        return None
     before = len(invalid)
-    unknown_fields(value, {"pattern", "interval", "days_of_week", "until"}, invalid, prefix="recurrence.")
-    pattern = value.get("pattern")
-    if not isinstance(pattern, str) or pattern not in {p.value for p in Pattern}:
-        invalid.append({"name": "recurrence.pattern", "reason": "daily or weekly"})
-    interval = value.get("interval", 1)
-    if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 99:
-        invalid.append({"name": "recurrence.interval", "reason": "a whole number from 1 to 99"})
-        interval = 1
-    days = value.get("days_of_week", [])
-    weekdays = {day.value for day in Weekday}
-    if (
-        not isinstance(days, list)
-        or any(not isinstance(day, str) or day not in weekdays for day in days)
-        or len(set(days)) != len(days)
-    ):
-        invalid.append({"name": "recurrence.days_of_week", "reason": f"distinct names out of {sorted(weekdays)}"})
-    elif pattern == Pattern.WEEKLY and not days:
+    days = _listed(given.days_of_week)
+    if len(set(days)) != len(days):
+        weekdays = sorted(day.value for day in Weekday)
+        invalid.append({"name": "recurrence.days_of_week", "reason": f"distinct names out of {weekdays}"})
+    elif given.pattern == Pattern.WEEKLY and not days:
         invalid.append({"name": "recurrence.days_of_week", "reason": "a weekly recurrence names its days"})
-    until = _date(value.get("until"))
     last = now.date() + timedelta(days=mapping.days_ahead)
-    if until is None:
-        invalid.append({"name": "recurrence.until", "reason": "required: a date, YYYY-MM-DD"})
-    elif until > last:
+    if given.until > last:
         reason = f"at most {last.isoformat()}: the mapping mirrors {mapping.days_ahead} days ahead"
         invalid.append({"name": "recurrence.until", "reason": reason})
-    elif "start" in times and until < times["start"].date():
+    elif "start" in times and given.until < times["start"].date():
         invalid.append({"name": "recurrence.until", "reason": "must not be before start"})
     start, end = times.get("start"), times.get("end")
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None):
-        period = timedelta(days=interval * (7 if pattern == Pattern.WEEKLY else 1))
+        period = timedelta(days=given.interval * (7 if given.pattern == Pattern.WEEKLY else 1))
         if end - start > period:
             invalid.append({"name": "end", "reason": "each occurrence must be shorter than the recurrence's period"})
-    if len(invalid) > before or until is None:
+    if len(invalid) > before:
         return None
     return {
-        "pattern": pattern,
-        "interval": interval,
-        "days_of_week": list(days),
-        "until": until.isoformat(),
+        "pattern": given.pattern.value,
+        "interval": given.interval,
+        "days_of_week": [day.value for day in days],
+        "until": given.until.isoformat(),
     }
 
 
-def _template(value: Any, mapping: TemplateMapping, invalid: Invalid, *, required: bool) -> str | None:
+def _template(value: str | None, mapping: TemplateMapping, invalid: Invalid) -> str | None:
     if value is None:
-        if required:
-            invalid.append({"name": "template", "reason": "required"})
         return None
-    if not isinstance(value, str) or value not in mapping.templates:
+    if value not in mapping.templates:
         known = ", ".join(sorted(mapping.templates))
         invalid.append({"name": "template", "reason": f"unknown template; the mapping defines: {known}"})
         return None
     return value
 
 
-def _instant(value: Any, name: str, invalid: Invalid) -> datetime | None:
+def _instant(value: str, name: str, invalid: Invalid) -> datetime | None:
     """A date-time as written (aware with an offset, naive without: local time) or a date (naive midnight)."""
-    parsed = parse_time(value) if isinstance(value, str) else None
+    parsed = parse_time(value)
     if parsed is None:
         reason = "an ISO 8601 date-time or date, e.g. 2026-11-24T09:00:00Z or 2026-11-24T09:00:00 (local time)"
         invalid.append({"name": name, "reason": reason})
@@ -326,45 +300,26 @@ def _written(value: datetime) -> str:
     return iso_utc(value) if value.tzinfo is not None else value.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _time_zone(body: dict[str, Any], normalised: dict[str, Any], invalid: Invalid) -> None:
-    value = body.get("time_zone")
-    if value is None:
+def _time_zone(value: str | UnsetType | None, normalised: dict[str, Any], invalid: Invalid) -> None:
+    if not isinstance(value, str):
         return
-    zone = iana_zone(value) if isinstance(value, str) and len(value) <= 64 else None
+    zone = iana_zone(value)
     if zone is None:
         invalid.append({"name": "time_zone", "reason": "an IANA zone (Europe/Berlin) or a Windows zone id"})
         return
     normalised["time_zone"] = zone
 
 
-def _date(value: Any) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
+def _value(value: T | UnsetType | None) -> T | None:
+    """A field's value; None when it was left out or given as null (both: the default)."""
+    return None if isinstance(value, UnsetType) else value
 
 
-def _text(value: Any, name: str, limit: int, invalid: Invalid, *, required: bool) -> str | None:
-    if value is None:
-        if required:
-            invalid.append({"name": name, "reason": "required"})
-        return None
-    if not isinstance(value, str):
-        invalid.append({"name": name, "reason": "a string"})
-        return None
-    if len(value) > limit:
-        invalid.append({"name": name, "reason": f"at most {limit} characters"})
-        return None
-    return value
+def _listed(values: list[T] | UnsetType) -> list[T]:
+    return [] if isinstance(values, UnsetType) else values
 
 
-def _addresses(value: Any, name: str, invalid: Invalid) -> list[str]:
-    if not isinstance(value, list):
-        invalid.append({"name": name, "reason": "a list of mail addresses"})
-        return []
-    for index, address in enumerate(value):
-        if not isinstance(address, str) or not MAIL_ADDRESS.fullmatch(address):
+def _addresses(addresses: list[str], name: str, invalid: Invalid) -> None:
+    for index, address in enumerate(addresses):
+        if not MAIL_ADDRESS.fullmatch(address):
             invalid.append({"name": f"{name}[{index}]", "reason": "not a mail address"})
-    return [address for address in value if isinstance(address, str)]

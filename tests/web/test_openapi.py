@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from jsonschema import Draft202012Validator
 
 from bridge.store import Database
+from bridge.web import schemas
 from bridge.web.openapi import document
 from tests.web import WORKFORCE_TOKEN, Client, add_feed, bearer
 
@@ -81,3 +83,25 @@ async def test_the_unauthorised_answer_is_documented(app_client: Client) -> None
 
     schema = response_schema("/api/v1/changes", 401, response.content_type)
     assert list(Draft202012Validator(schema).iter_errors(await response.json())) == []
+
+
+def test_every_body_is_a_declared_struct_and_no_schema_is_written_twice() -> None:
+    """Bodies are declared once, in bridge/web/schemas.py: the document only refers to what is generated from them."""
+    components = document()["components"]["schemas"]
+    declared = {
+        name
+        for name, kind in vars(schemas).items()
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and kind.__module__ == schemas.__name__
+    }
+    bodies = [
+        content["schema"]
+        for item in document()["paths"].values()
+        for operation in item.values()
+        for holder in [operation.get("requestBody", {}), *operation["responses"].values()]
+        for media, content in holder.get("content", {}).items()
+        if media.endswith("json")
+    ]
+
+    assert declared <= set(components)
+    assert bodies
+    assert all(body["$ref"].rsplit("/", 1)[1] in declared for body in bodies), bodies
