@@ -256,20 +256,32 @@ def _release(connection: Connection, name: str, held: bool) -> None:
 
 
 def lock_outbox(session: Session) -> None:
-    """Serialise outbox writers until this transaction ends; call it just before adding outbox rows.
+    """Hold the outbox open for writing until this transaction ends; call it just before adding outbox rows.
 
-    The pull feed reads `id > cursor`. On PostgreSQL ids are handed out at insert but become visible at
-    commit, so without this a reader could see id 11, move its cursor past it, and never see id 10 commit
-    later. SQLite already has one writer at a time (every transaction begins IMMEDIATE).
+    The pull feed reads `id > cursor`, and on PostgreSQL ids are handed out at insert but become visible at commit:
+    a reader could see id 11, move its cursor past it, and never see id 10 commit later. Writers therefore hold
+    this lock in shared mode (they do not wait for each other) and a feed reader takes it in exclusive mode
+    (`settle_outbox`) before it reads: that waits for every writer holding an id to commit or roll back, so the
+    reader sees every id below the highest it sees. SQLite already has one writer at a time.
     """
-    serialise(session, "outbox")
+    _advisory_xact(session, "pg_advisory_xact_lock_shared", "outbox")
+
+
+def settle_outbox(session: Session) -> None:
+    """Wait until no transaction holds an outbox id it has not committed (`lock_outbox`); call it before reading
+    the feed. Writers arriving meanwhile wait until this transaction ends, so keep it to the read."""
+    _advisory_xact(session, "pg_advisory_xact_lock", "outbox")
 
 
 def serialise(session: Session, name: str) -> None:
     """Hold the transaction-scoped lock `name` (PostgreSQL); SQLite transactions are serialised already."""
+    _advisory_xact(session, "pg_advisory_xact_lock", name)
+
+
+def _advisory_xact(session: Session, function: str, name: str) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || :name))")
+        lock = sa.text(f"SELECT {function}(hashtext(current_schema() || '.' || :name))")
         connection.execute(lock, {"name": name})
 
 
