@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
+URGENT_WORKERS = 2
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _URL_FORMS = "expected sqlite:///PATH/TO/FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 
@@ -76,9 +77,18 @@ class Database:
         # contention into seconds of latency (docs/storage.md). One thread queues them in order instead.
         if self.backend == "sqlite":
             workers = 1
-        self.engine = self._create_engine(workers)
+        # Work someone waits for (a workforce command's answer) has threads of its own on PostgreSQL, so it never
+        # queues behind syncs, claims and deliveries (bench/relay.py, docs/storage.md); SQLite's one writer is one
+        # thread whatever the work.
+        urgent_workers = 0 if self.backend == "sqlite" else URGENT_WORKERS
+        self.engine = self._create_engine(workers + urgent_workers)
         sa.event.listen(self.engine, "handle_error", self._unreachable)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-db")
+        self._urgent = (
+            ThreadPoolExecutor(max_workers=urgent_workers, thread_name_prefix="bridge-db-urgent")
+            if urgent_workers
+            else self._executor
+        )
 
     def _create_engine(self, workers: int) -> Engine:
         if self.backend == "sqlite":
@@ -137,12 +147,14 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
-    async def run(self, fn: Callable[[Session], T]) -> T:
+    async def run(self, fn: Callable[[Session], T], *, urgent: bool = False) -> T:
         """`fn(session)` in one transaction on the pool's thread, so the event loop never waits on the database.
 
+        `urgent`: someone is waiting for the answer (a workforce command); such work does not queue behind the rest.
         Cancelling the caller does not stop `fn`: it finishes (and commits) in its thread regardless.
         """
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+        executor = self._urgent if urgent else self._executor
+        return await asyncio.get_running_loop().run_in_executor(executor, self._transaction, fn)
 
     def _transaction(self, fn: Callable[[Session], T]) -> T:
         with self.session() as session:
@@ -205,6 +217,7 @@ class Database:
     def close(self) -> None:
         """Wait for running work, then close every pooled connection."""
         self._executor.shutdown(wait=True)
+        self._urgent.shutdown(wait=True)
         self.engine.dispose()
 
     def _alembic_config(self) -> Config:
