@@ -7,13 +7,17 @@ whatever a function writes commits together or not at all (DESIGN §3.3).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import queue
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -29,10 +33,10 @@ from bridge.redact import url_shown
 from bridge.store.revisions import Revisions, refuse_newer, revisions
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
-URGENT_WORKERS = 2
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _URL_FORMS = "expected sqlite:///PATH/TO/FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 
@@ -77,18 +81,11 @@ class Database:
         # contention into seconds of latency (docs/storage.md). One thread queues them in order instead.
         if self.backend == "sqlite":
             workers = 1
-        # Work someone waits for (a workforce command's answer) has threads of its own on PostgreSQL, so it never
-        # queues behind syncs, claims and deliveries (bench/relay.py, docs/storage.md); SQLite's one writer is one
-        # thread whatever the work.
-        urgent_workers = 0 if self.backend == "sqlite" else URGENT_WORKERS
-        self.engine = self._create_engine(workers + urgent_workers)
+        self.engine = self._create_engine(workers)
         sa.event.listen(self.engine, "handle_error", self._unreachable)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-db")
-        self._urgent = (
-            ThreadPoolExecutor(max_workers=urgent_workers, thread_name_prefix="bridge-db-urgent")
-            if urgent_workers
-            else self._executor
-        )
+        self._threads = _Threads(workers, "bridge-db")
+        self._executor = _Lane(self._threads, _NORMAL)
+        self._urgent = _Lane(self._threads, _URGENT)
 
     def _create_engine(self, workers: int) -> Engine:
         if self.backend == "sqlite":
@@ -150,7 +147,8 @@ class Database:
     async def run(self, fn: Callable[[Session], T], *, urgent: bool = False) -> T:
         """`fn(session)` in one transaction on the pool's thread, so the event loop never waits on the database.
 
-        `urgent`: someone is waiting for the answer (a workforce command); such work does not queue behind the rest.
+        `urgent`: someone is waiting for the answer (a workforce command's), so it goes before any work still queued:
+        a command's answer then waits for no sync, claim or delivery that came first (bench/relay.py, docs/storage.md).
         Cancelling the caller does not stop `fn`: it finishes (and commits) in its thread regardless.
         """
         executor = self._urgent if urgent else self._executor
@@ -216,14 +214,76 @@ class Database:
 
     def close(self) -> None:
         """Wait for running work, then close every pooled connection."""
-        self._executor.shutdown(wait=True)
-        self._urgent.shutdown(wait=True)
+        self._threads.shutdown()
         self.engine.dispose()
 
     def _alembic_config(self) -> Config:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         return config
+
+
+_URGENT, _NORMAL, _LAST = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    future: Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return  # cancelled before it started
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+class _Threads:
+    """The database threads: units of work in the order they came, except that urgent work goes before whatever is
+    still queued (a ThreadPoolExecutor has one queue in arrival order)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, _Item | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True) for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, priority: int, item: _Item) -> None:
+        if self._closed:
+            raise RuntimeError("the database is closed: no work is taken any more")
+        self._queue.put((priority, next(self._order), item))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()[2]) is not None:
+            item.run()
+
+    def shutdown(self) -> None:
+        """Run what is queued, then end every thread; work submitted after is refused."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put((_LAST, next(self._order), None))
+        for thread in self._threads:
+            thread.join()
+
+
+class _Lane(Executor):
+    """The database threads as an executor, at one priority."""
+
+    def __init__(self, threads: _Threads, priority: int) -> None:
+        self._threads, self._priority = threads, priority
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._threads.put(self._priority, _Item(future, fn, args, kwargs))
+        return future
 
 
 def _revision_of(connection: Connection) -> str | None:

@@ -4,6 +4,7 @@ import asyncio
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,48 @@ async def test_run_does_not_block_the_event_loop(db: Database) -> None:
     finally:
         ticker.cancel()
     assert ticks >= 10
+
+
+async def test_urgent_work_goes_before_work_still_queued(db: Database) -> None:
+    busy = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def hold(session: Session) -> None:
+        busy.set()
+        assert release.wait(5)
+
+    def record(name: str) -> Callable[[Session], None]:
+        return lambda session: order.append(name)
+
+    holders = [asyncio.create_task(db.run(hold)) for _ in range(4)]  # every thread busy (4 on PostgreSQL, 1 on SQLite)
+    assert await asyncio.to_thread(busy.wait, 5)
+    queued = [asyncio.create_task(db.run(record(f"sync {n}"))) for n in range(3)]
+    answer = asyncio.create_task(db.run(record("command"), urgent=True))
+    await asyncio.sleep(0.05)  # everything is queued
+    release.set()
+    await asyncio.gather(*holders, *queued, answer)
+
+    assert order[0] == "command"
+    assert order[1:] == ["sync 0", "sync 1", "sync 2"]
+
+
+async def test_cancelling_a_caller_before_its_work_started_leaves_the_work_undone(db: Database) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def hold(session: Session) -> None:
+        assert release.wait(5)
+
+    holders = [asyncio.create_task(db.run(hold)) for _ in range(4)]
+    waiting = asyncio.create_task(db.run(lambda session: ran.append("late")))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    release.set()
+    await asyncio.gather(*holders)
+    db.close()  # runs whatever is still queued
+
+    assert ran == []
 
 
 def test_outbox_writers_do_not_wait_for_each_other(db: Database) -> None:
