@@ -141,10 +141,18 @@ def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[s
     its row and each takes its ids after the one before committed.
     """
     settle_outbox(session)
-    rows = session.exec(
-        select(OutboxRow).where(col(OutboxRow.id) > after).order_by(col(OutboxRow.id)).limit(limit)
-    ).all()
-    cursor = rows[-1].id if rows and rows[-1].id is not None else after
+    # Plain rows of the two columns sent: writers wait for this transaction, so it builds no ORM objects.
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(col(OutboxRow.id), col(OutboxRow.payload))
+            .where(col(OutboxRow.id) > after)
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        )
+        .all()
+    )
+    cursor = int(rows[-1].id) if rows else after
     return [row.payload for row in rows], cursor
 
 
