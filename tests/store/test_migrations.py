@@ -114,7 +114,7 @@ def test_commands_finished_before_0011_keep_the_appointment_they_made(database_u
         database.close()
 
 
-def test_upgrading_a_database_in_use_to_0012_keeps_its_work_and_marks_it(database_url: DatabaseUrl) -> None:
+def test_upgrading_a_database_in_use_to_0013_keeps_its_work_and_marks_it(database_url: DatabaseUrl) -> None:
     database = Database(database_url.url, schema=database_url.schema)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -122,7 +122,7 @@ def test_upgrading_a_database_in_use_to_0012_keeps_its_work_and_marks_it(databas
     try:
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "0011_rest")
+            command.upgrade(config, "0012_cpu")
             with Session(connection) as session:
                 dirty, clean = add_mailbox(session), add_mailbox(session, "bob@example.com")
                 mark_dirty(session, [dirty], now)

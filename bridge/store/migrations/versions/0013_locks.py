@@ -1,7 +1,7 @@
 """Dirty marks that found their mailbox row locked: kept beside it until a claim folds them in.
 
-Revision ID: 0012_locks
-Revises: 0011_rest
+Revision ID: 0013_locks
+Revises: 0012_cpu
 Create Date: 2026-11-30
 
 A notification's mark bumps the mailbox's dirty generation; while a sync commit holds that row, the mark waited
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_locks"
-down_revision: str | None = "0011_rest"
+revision: str = "0013_locks"
+down_revision: str | None = "0012_cpu"
 branch_labels: str | tuple[str, ...] | None = None
 depends_on: str | tuple[str, ...] | None = None
 
