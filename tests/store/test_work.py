@@ -11,11 +11,11 @@ from bridge.store import CommandKind, CommandRow, Database, MailboxRow, MailboxS
 from bridge.store.db import connected_instances
 from bridge.store.models import MailboxMarkRow
 from bridge.store.work import (
-    ROW_LOCK,
     claim_dirty,
     claim_mailbox,
     finish,
     lease_holders,
+    lock_mailbox,
     mark_dirty,
     release_gone,
     subscriptions,
@@ -88,12 +88,12 @@ def test_a_mark_does_not_wait_for_a_commit_holding_its_mailbox_and_is_not_lost(d
         claim = claim_dirty(session, "a", NOW, lease=LEASE)
     assert claim is not None
     with db.session() as committing:  # a sync commit holds its mailbox's row from its plan to its commit
-        locked = committing.get(MailboxRow, mailbox, with_for_update=ROW_LOCK)
+        assert lock_mailbox(committing, mailbox) is not None
         with db.session() as marking:
             # Waiting for the commit would fail here rather than hang the test.
             marking.connection().exec_driver_sql("SET LOCAL lock_timeout = '2s'")
             assert mark_dirty(marking, [mailbox], NOW + timedelta(seconds=1), notified=True) == 1
-        assert finish(committing, claim, "a", NOW, synced=True, locked=locked)
+        assert finish(committing, claim, "a", NOW, synced=True)
     with db.session() as session:
         # The commit covered the first mark only: the one made meanwhile brings the mailbox back, first lane.
         again = claim_dirty(session, "a", NOW + timedelta(seconds=2), lease=LEASE, notified_only=True)
