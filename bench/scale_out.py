@@ -2,8 +2,8 @@
 
 The Graph emulator (100 ms of simulated latency on every Graph answer, Graph's per-mailbox limits enforced) and
 the workforce receiver run in this process; each bridge instance is `presence-bridge run` as a process of its
-own (bench/faults.py's `Bridge`), all of them on one PostgreSQL database, a fresh schema per run. A run starts the
-instances with no mailbox, waits until each answers, then enrols the N mailboxes in one transaction (as
+own (`emulators.harness.BridgeProcess`), all of them on one PostgreSQL database, a fresh schema per run. A run
+starts the instances with no mailbox, waits until each answers, then enrols the N mailboxes in one transaction (as
 `presence-bridge mailboxes add` does, without a process per mailbox) and times from that commit until every
 mailbox has been synced and every one of its 40 appointments has reached the workforce system. The same
 workload, in a fresh tenant and database, runs once with one instance and once with three.
@@ -108,7 +108,7 @@ async def run(instances: int, mailboxes: int, database: str, within: float) -> R
         seconds = max(arrived[key] for key in wanted) - enrolled if done else None
         stats = graph.stats()
         shown = [change["appointment"].get("subject") for change in workforce.changes]
-        exited = sum(1 for bridge in bridges if bridge.process is not None and bridge.process.returncode is not None)
+        exited = sum(1 for bridge in bridges if bridge.process.returncode is not None)
         syncs = [await _syncs(bridge.url) for bridge in bridges]
     finally:
         watcher.cancel()

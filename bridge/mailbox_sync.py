@@ -339,8 +339,8 @@ class MailboxSync:
         ):
             raise LeaseLost(claim.address)
         source_works(session, claim.source, now)
-        # The outbox is written last: adding changes serialises every writer of the outbox until commit
-        # (store.lock_outbox), and several instances' commits queue there.
+        # The outbox is written last: from its insert until commit the transaction holds outbox ids, which a feed
+        # reader waits for (store.lock_outbox).
         add_changes(
             session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
         )

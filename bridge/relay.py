@@ -218,7 +218,8 @@ class Relay:
         mapping = self._mapping()
         try:
             accepted = await self._db.run(
-                lambda session: _accept(session, draft, target, mapping, self._owner, now, self._time_zones)
+                lambda session: _accept(session, draft, target, mapping, self._owner, now, self._time_zones),
+                urgent=True,
             )
         except stored.KeyReused:
             return KeyReused("this Idempotency-Key was used before for a different request; use a new key")
@@ -245,7 +246,7 @@ class Relay:
             detail = "the bridge failed unexpectedly while carrying out this command; try again later"
             result = _Result(Unavailable(detail, retry_after=30))
         mapping = self._mapping()
-        await self._db.run(lambda session: self._finish(session, command, result, mapping))
+        await self._db.run(lambda session: self._finish(session, command, result, mapping), urgent=True)
         return result.outcome
 
     def _finish(self, session: Session, command: _Command, result: _Result, mapping: TemplateMapping) -> None:
@@ -391,7 +392,7 @@ class Relay:
         items = await source.find_bridge_items(command.address)
         ids = [item.item_id for item in items]
         # Recorded before deleting, so that a read planned meanwhile leaves these items to the relay.
-        await self._db.run(lambda session: _touches(session, command.id, ids))
+        await self._db.run(lambda session: _touches(session, command.id, ids), urgent=True)
         for item in items:
             await source.delete(command.address, item.item_id)
         return _Result(Purged(tuple(items), dry_run=False), drop=ids, drop_series=ids)
@@ -450,7 +451,7 @@ class Relay:
         return _Result(Stale(detail, shown))
 
     async def _mailbox_and_source(self, address: str) -> tuple[MailboxRow, CalendarSource] | NotFound | Unavailable:
-        row = await self._db.run(lambda session: find_mailbox(session, address))
+        row = await self._db.run(lambda session: find_mailbox(session, address), urgent=True)
         if row is None:
             return NotFound(f"the bridge mirrors no mailbox {address}")
         source = self._sources.get(row.source)

@@ -23,6 +23,7 @@ from bridge.config import load_config
 from bridge.mailbox_sync import SyncTiming
 from bridge.service import Service
 from bridge.store import Database, MailboxRow, MailboxStatus, SubscriptionRow
+from bridge.store.models import MailboxMarkRow
 from bridge.templates import default_mapping_path
 from emulators.ews import EwsEmulator
 from emulators.graph import GraphEmulator
@@ -143,6 +144,11 @@ class World:
     def mailbox_row(self) -> MailboxRow:
         with self.service.db.session() as session:
             return session.exec(select(MailboxRow).where(MailboxRow.address == self.mailbox.lower())).one()
+
+    def marks_waiting(self) -> bool:
+        """Whether a dirty mark waits beside its mailbox for a claim to fold it in (PostgreSQL, store/work.py)."""
+        with self.service.db.session() as session:
+            return session.exec(select(MailboxMarkRow.id).limit(1)).first() is not None
 
 
 ONPREM_MAILBOX = "nestor@contoso.com"
@@ -508,7 +514,8 @@ async def ready(world: World) -> None:
 
     def idle() -> bool:
         row = world.mailbox_row()
-        return row.last_synced_at is not None and row.dirty_generation == row.synced_generation
+        synced = row.last_synced_at is not None and row.dirty_generation == row.synced_generation
+        return synced and not world.marks_waiting()
 
     await wait_until(idle)
 

@@ -7,13 +7,17 @@ whatever a function writes commits together or not at all (DESIGN §3.3).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import queue
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -29,6 +33,7 @@ from bridge.redact import url_shown
 from bridge.store.revisions import Revisions, refuse_newer, revisions
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -78,7 +83,9 @@ class Database:
             workers = 1
         self.engine = self._create_engine(workers)
         sa.event.listen(self.engine, "handle_error", self._unreachable)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-db")
+        self._threads = _Threads(workers, "bridge-db")
+        self._executor = _Lane(self._threads, _NORMAL)
+        self._urgent = _Lane(self._threads, _URGENT)
 
     def _create_engine(self, workers: int) -> Engine:
         if self.backend == "sqlite":
@@ -137,12 +144,15 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
-    async def run(self, fn: Callable[[Session], T]) -> T:
+    async def run(self, fn: Callable[[Session], T], *, urgent: bool = False) -> T:
         """`fn(session)` in one transaction on the pool's thread, so the event loop never waits on the database.
 
+        `urgent`: someone is waiting for the answer (a workforce command's), so it goes before any work still queued:
+        a command's answer then waits for no sync, claim or delivery that came first (bench/relay.py, docs/storage.md).
         Cancelling the caller does not stop `fn`: it finishes (and commits) in its thread regardless.
         """
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+        executor = self._urgent if urgent else self._executor
+        return await asyncio.get_running_loop().run_in_executor(executor, self._transaction, fn)
 
     def _transaction(self, fn: Callable[[Session], T]) -> T:
         with self.session() as session:
@@ -204,13 +214,76 @@ class Database:
 
     def close(self) -> None:
         """Wait for running work, then close every pooled connection."""
-        self._executor.shutdown(wait=True)
+        self._threads.shutdown()
         self.engine.dispose()
 
     def _alembic_config(self) -> Config:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         return config
+
+
+_URGENT, _NORMAL, _LAST = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    future: Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return  # cancelled before it started
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+class _Threads:
+    """The database threads: units of work in the order they came, except that urgent work goes before whatever is
+    still queued (a ThreadPoolExecutor has one queue in arrival order)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, _Item | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True) for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, priority: int, item: _Item) -> None:
+        if self._closed:
+            raise RuntimeError("the database is closed: no work is taken any more")
+        self._queue.put((priority, next(self._order), item))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()[2]) is not None:
+            item.run()
+
+    def shutdown(self) -> None:
+        """Run what is queued, then end every thread; work submitted after is refused."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put((_LAST, next(self._order), None))
+        for thread in self._threads:
+            thread.join()
+
+
+class _Lane(Executor):
+    """The database threads as an executor, at one priority."""
+
+    def __init__(self, threads: _Threads, priority: int) -> None:
+        self._threads, self._priority = threads, priority
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._threads.put(self._priority, _Item(future, fn, args, kwargs))
+        return future
 
 
 def _revision_of(connection: Connection) -> str | None:
@@ -256,20 +329,32 @@ def _release(connection: Connection, name: str, held: bool) -> None:
 
 
 def lock_outbox(session: Session) -> None:
-    """Serialise outbox writers until this transaction ends; call it just before adding outbox rows.
+    """Hold the outbox open for writing until this transaction ends; call it just before adding outbox rows.
 
-    The pull feed reads `id > cursor`. On PostgreSQL ids are handed out at insert but become visible at
-    commit, so without this a reader could see id 11, move its cursor past it, and never see id 10 commit
-    later. SQLite already has one writer at a time (every transaction begins IMMEDIATE).
+    The pull feed reads `id > cursor`, and on PostgreSQL ids are handed out at insert but become visible at commit:
+    a reader could see id 11, move its cursor past it, and never see id 10 commit later. Writers therefore hold
+    this lock in shared mode (they do not wait for each other) and a feed reader takes it in exclusive mode
+    (`settle_outbox`) before it reads: that waits for every writer holding an id to commit or roll back, so the
+    reader sees every id below the highest it sees. SQLite already has one writer at a time.
     """
-    serialise(session, "outbox")
+    _advisory_xact(session, "pg_advisory_xact_lock_shared", "outbox")
+
+
+def settle_outbox(session: Session) -> None:
+    """Wait until no transaction holds an outbox id it has not committed (`lock_outbox`); call it before reading
+    the feed. Writers arriving meanwhile wait until this transaction ends, so keep it to the read."""
+    _advisory_xact(session, "pg_advisory_xact_lock", "outbox")
 
 
 def serialise(session: Session, name: str) -> None:
     """Hold the transaction-scoped lock `name` (PostgreSQL); SQLite transactions are serialised already."""
+    _advisory_xact(session, "pg_advisory_xact_lock", name)
+
+
+def _advisory_xact(session: Session, function: str, name: str) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || :name))")
+        lock = sa.text(f"SELECT {function}(hashtext(current_schema() || '.' || :name))")
         connection.execute(lock, {"name": name})
 
 

@@ -208,6 +208,21 @@ class MailboxRow(SQLModel, table=True):
         super().__setattr__(name, value)
 
 
+class MailboxMarkRow(SQLModel, table=True):
+    """A dirty mark that found its mailbox row held by another transaction (PostgreSQL: a sync committing it).
+
+    Written instead of waiting for that commit, and folded into the mailbox's dirty generation by the next claim
+    (bridge/store/work.py); nothing else reads it.
+    """
+
+    __tablename__ = "mailbox_mark"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    notified: bool  # Exchange said the mailbox changed: the sync's first lane
+    marked_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class SubscriptionRow(SQLModel, table=True):
     """A change-notification subscription Exchange holds for a mailbox (Graph subscription or EWS stream)."""
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.domain import ChangeType, PresenceEntry, iso_utc
-from bridge.store.db import lock_outbox
+from bridge.store.db import lock_outbox, settle_outbox
 from bridge.store.models import OutboxRow, now
 from bridge.zones import UTC_ZONE, all_day_date
 
@@ -80,7 +80,9 @@ def add_changes(
         sequence += 1
     # One INSERT executed with every row as parameters (a multi-row INSERT on PostgreSQL): ORM objects cost
     # 69 % of a sync commit's time to build and flush (issue 13's profile, docs/storage.md).
-    lock_outbox(session)  # only now: the rows are built, the lock is held from here until commit
+    # Shared with every other writer (none waits for another); a feed reader waits for this transaction to end
+    # (`changes_after`). Taken only now, with the rows built, so that a reader waits as little as it can.
+    lock_outbox(session)
     session.connection().execute(_INSERT, rows)
     mailbox.next_sequence = sequence
     return queued
@@ -132,11 +134,25 @@ def appointment_json(entry: PresenceEntry, zone: str) -> dict[str, Any]:
 
 
 def changes_after(session: Session, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Changes with a feed cursor above `after`, oldest first, and the cursor to ask from next."""
-    rows = session.exec(
-        select(OutboxRow).where(col(OutboxRow.id) > after).order_by(col(OutboxRow.id)).limit(limit)
-    ).all()
-    cursor = rows[-1].id if rows and rows[-1].id is not None else after
+    """Changes with a feed cursor above `after`, oldest first, and the cursor to ask from next.
+
+    Every change with a cursor below the highest returned is committed by then (`settle_outbox`), so a reader that
+    moves on to `next_after` misses none; a mailbox's changes are in its sequence order, since its commits queue on
+    its row and each takes its ids after the one before committed.
+    """
+    settle_outbox(session)
+    # Plain rows of the two columns sent: writers wait for this transaction, so it builds no ORM objects.
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(col(OutboxRow.id), col(OutboxRow.payload))
+            .where(col(OutboxRow.id) > after)
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        )
+        .all()
+    )
+    cursor = int(rows[-1].id) if rows else after
     return [row.payload for row in rows], cursor
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from bridge.store.db import settle_outbox
 from bridge.store.models import FeedHorizonRow, OutboxRow
 
 
@@ -50,5 +51,6 @@ def pruned_through(session: Session) -> int:
 
 
 def latest_cursor(session: Session) -> int:
-    """The feed cursor of the newest change (0 when there is none)."""
+    """The feed cursor of the newest change (0 when there is none); every change below it is committed."""
+    settle_outbox(session)
     return int(session.execute(sa.select(sa.func.coalesce(sa.func.max(col(OutboxRow.id)), 0))).scalar_one())

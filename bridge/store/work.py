@@ -19,7 +19,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from bridge.store.models import CommandRow, CommandStatus, MailboxRow, MailboxStatus, SubscriptionRow, UTCDateTime
+from bridge.store.models import (
+    CommandRow,
+    CommandStatus,
+    MailboxMarkRow,
+    MailboxRow,
+    MailboxStatus,
+    SubscriptionRow,
+    UTCDateTime,
+)
 
 # How a mailbox row is locked to lease or commit it: FOR NO KEY UPDATE, not FOR UPDATE. Inserting a row that
 # references the mailbox (a relay command, a mirror row) takes FOR KEY SHARE on it, which FOR UPDATE blocks and
@@ -45,21 +53,53 @@ class KnownSubscription:
 
 
 def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime, *, notified: bool = False) -> int:
-    """Record that these mailboxes changed; returns how many rows were marked.
+    """Record that these mailboxes changed; returns how many were marked.
 
     `notified`: the mark comes from Exchange saying the mailbox changed (a notification, a stream event, a
     lifecycle resync), so a person is waiting for it; such mailboxes are claimed before maintenance.
+
+    On PostgreSQL a mark never waits for a row another transaction holds (a sync commit holds its mailbox's from
+    plan to commit, and the webhook's answer waited for it): such a mailbox's mark goes beside it (`MailboxMarkRow`),
+    which the next claim folds in. The mailbox then counts as dirty a little later, never as clean too early: the
+    commit holding the row cannot have covered a change notified after it locked the row.
     """
     if not mailbox_ids:
         return 0
-    result = session.connection().execute(_mark_statement(notified), {"ids": sorted(mailbox_ids), "now": now})
+    ids = sorted(mailbox_ids)
+    if session.get_bind().dialect.name != "postgresql":
+        return _bump(session, ids, now, notified=notified)
+    marked = set(session.connection().execute(_FREE_ROWS, {"ids": ids}).scalars())
+    held = [mailbox_id for mailbox_id in ids if mailbox_id not in marked]
+    if marked:
+        _bump(session, sorted(marked), now, notified=notified)
+    if held:
+        # Only mailboxes that exist (a removed one has nothing to mark); reading them waits for no row lock.
+        beside = session.connection().execute(_MARK_BESIDE, {"ids": held, "notified": notified, "now": now})
+        return len(marked) + len(beside.all())
+    return len(marked)
+
+
+def _bump(session: Session, ids: list[int], now: datetime, *, notified: bool) -> int:
+    result = session.connection().execute(_mark_statement(notified), {"ids": ids, "now": now})
     return int(result.rowcount)
 
 
 # The statements every mailbox's sync runs are built once, with their values as parameters: building one costs
 # ten times what executing it does (about 200 against 20 µs on SQLite), which was most of a sync commit's CPU.
 _MAILBOX = MailboxRow.__table__  # type: ignore[attr-defined]
+_MARK = MailboxMarkRow.__table__  # type: ignore[attr-defined]
 _NOW = sa.bindparam("now", type_=UTCDateTime())
+_IDS: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
+# Rows another transaction holds are passed over; the ones taken are held as a commit holds them (ROW_LOCK).
+_FREE_ROWS = sa.select(_MAILBOX.c.id).where(_MAILBOX.c.id.in_(_IDS)).with_for_update(skip_locked=True, key_share=True)
+_MARK_BESIDE = (
+    sa.insert(_MARK)
+    .from_select(
+        ["mailbox_id", "notified", "marked_at"],
+        sa.select(_MAILBOX.c.id, sa.bindparam("notified", type_=sa.Boolean()), _NOW).where(_MAILBOX.c.id.in_(_IDS)),
+    )
+    .returning(_MARK.c.id)
+)
 
 
 @functools.cache
@@ -71,6 +111,38 @@ def _mark_statement(notified: bool) -> sa.Update:
     if notified:
         values["notified_at"] = sa.func.coalesce(_MAILBOX.c.notified_at, _NOW)
     return sa.update(_MAILBOX).where(_MAILBOX.c.id.in_(sa.bindparam("ids", expanding=True))).values(**values)
+
+
+_PENDING_MARKS = (
+    sa.select(_MARK.c.id, _MARK.c.mailbox_id, _MARK.c.notified, _MARK.c.marked_at)
+    .join(_MAILBOX, _MAILBOX.c.id == _MARK.c.mailbox_id)
+    .with_for_update(of=_MAILBOX, skip_locked=True, key_share=True)
+)
+
+
+def fold_marks(session: Session) -> None:
+    """Fold the marks kept beside their mailboxes (`mark_dirty`) into those whose rows are free now; the rest wait
+    for a later claim. PostgreSQL only: elsewhere a mark never waits, so none is kept beside."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    rows = session.connection().execute(_PENDING_MARKS).all()
+    if not rows:
+        return
+    firsts: dict[int, datetime] = {}
+    notified: dict[int, datetime] = {}
+    for row in rows:
+        firsts[row.mailbox_id] = min(row.marked_at, firsts.get(row.mailbox_id, row.marked_at))
+        if row.notified:
+            notified[row.mailbox_id] = min(row.marked_at, notified.get(row.mailbox_id, row.marked_at))
+    for mailbox_id, first in firsts.items():
+        values: dict[str, object] = {
+            "dirty_generation": MailboxRow.dirty_generation + 1,
+            "dirty_at": sa.func.coalesce(MailboxRow.dirty_at, first),
+        }
+        if mailbox_id in notified:
+            values["notified_at"] = sa.func.coalesce(MailboxRow.notified_at, notified[mailbox_id])
+        session.execute(sa.update(MailboxRow).where(col(MailboxRow.id) == mailbox_id).values(**values))
+    session.execute(sa.delete(MailboxMarkRow).where(col(MailboxMarkRow.id).in_([row.id for row in rows])))
 
 
 def reconcile_due(mailbox_id: int, synced_at: datetime, interval: timedelta) -> datetime:
@@ -165,6 +237,7 @@ def claim_dirty_many(
     apart, so a failing one cannot hold up the others); `exclude` names mailboxes this instance is working on.
     One transaction claims them all: a claim each would cost a commit each on the sync's busiest path.
     """
+    fold_marks(session)
     rows = (
         session.connection()
         .execute(

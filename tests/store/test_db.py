@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bridge.errors import UserError
-from bridge.store import Database, MailboxRow, SubscriptionRow, lock_outbox
+from bridge.store import Database, MailboxRow, OutboxRow, SubscriptionRow, lock_outbox
+from bridge.store.outbox import changes_after
 from tests.store import add_mailbox, outbox_row
 
 
@@ -95,31 +98,127 @@ async def test_run_does_not_block_the_event_loop(db: Database) -> None:
     assert ticks >= 10
 
 
-def test_outbox_writer_waits_for_the_previous_one_to_commit(db: Database) -> None:
-    with db.session() as session:
-        mailbox_id = add_mailbox(session)
-    first_inserted, release_first, second_done = threading.Event(), threading.Event(), threading.Event()
+async def test_urgent_work_goes_before_work_still_queued(db: Database) -> None:
+    busy = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
 
-    def write(sequence: int) -> None:
+    def hold(session: Session) -> None:
+        busy.set()
+        assert release.wait(5)
+
+    def record(name: str) -> Callable[[Session], None]:
+        return lambda session: order.append(name)
+
+    holders = [asyncio.create_task(db.run(hold)) for _ in range(4)]  # every thread busy (4 on PostgreSQL, 1 on SQLite)
+    assert await asyncio.to_thread(busy.wait, 5)
+    queued = [asyncio.create_task(db.run(record(f"sync {n}"))) for n in range(3)]
+    answer = asyncio.create_task(db.run(record("command"), urgent=True))
+    await asyncio.sleep(0.05)  # everything is queued
+    release.set()
+    await asyncio.gather(*holders, *queued, answer)
+
+    assert order[0] == "command"
+    assert order[1:] == ["sync 0", "sync 1", "sync 2"]
+
+
+async def test_cancelling_a_caller_before_its_work_started_leaves_the_work_undone(db: Database) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def hold(session: Session) -> None:
+        assert release.wait(5)
+
+    holders = [asyncio.create_task(db.run(hold)) for _ in range(4)]
+    waiting = asyncio.create_task(db.run(lambda session: ran.append("late")))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting  # the cancel has reached the queued work
+    release.set()
+    await asyncio.gather(*holders)
+    db.close()  # runs whatever is still queued
+
+    assert ran == []
+
+
+def test_outbox_writers_do_not_wait_for_each_other(db: Database) -> None:
+    if db.backend == "sqlite":
+        pytest.skip("SQLite lets one transaction write at a time")
+    with db.session() as session:
+        first_mailbox, second_mailbox = add_mailbox(session), add_mailbox(session, "bob@example.com")
+    first_inserted, release_first = threading.Event(), threading.Event()
+
+    def first() -> None:
         with db.session() as session:
             lock_outbox(session)
-            session.add(outbox_row(mailbox_id, sequence))
+            session.add(outbox_row(first_mailbox, 1))
             session.flush()
-            if sequence == 1:
-                first_inserted.set()
-                assert release_first.wait(5)
-        if sequence == 2:
-            second_done.set()
+            first_inserted.set()
+            assert release_first.wait(5)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(first)
+        assert first_inserted.wait(5)
+        try:
+            with db.session() as session:  # commits while the first writer still holds its id
+                lock_outbox(session)
+                session.add(outbox_row(second_mailbox, 1))
+        finally:
+            release_first.set()
+        held.result(timeout=5)
+
+
+def test_a_feed_reader_never_skips_a_change_that_commits_after_a_higher_one(db: Database) -> None:
+    with db.session() as session:
+        first_mailbox, second_mailbox = add_mailbox(session), add_mailbox(session, "bob@example.com")
+    first_inserted, release_first = threading.Event(), threading.Event()
+
+    def late_writer() -> None:
+        with db.session() as session:
+            lock_outbox(session)
+            session.add(_change(first_mailbox, "late"))
+            session.flush()
+            first_inserted.set()
+            assert release_first.wait(5)
+
+    def read() -> list[str]:
+        with db.session() as session:
+            changes, _cursor = changes_after(session, 0, 100)
+        return [change["id"] for change in changes]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(write, 1)
+        late = pool.submit(late_writer)
         assert first_inserted.wait(5)
-        second = pool.submit(write, 2)
-        blocked = not second_done.wait(0.3)
+        if db.backend == "postgresql":
+            with db.session() as session:  # a higher id, committed first
+                lock_outbox(session)
+                session.add(_change(second_mailbox, "early"))
+        reading = pool.submit(read)
+        waited = not _done_within(reading, 0.3)
         release_first.set()
-        first.result(timeout=5)
-        second.result(timeout=5)
-    assert blocked
+        late.result(timeout=5)
+        seen = reading.result(timeout=5)
+    if db.backend == "postgresql":
+        # The reader waited for the lower id to commit and got both, in id order: its cursor skips nothing.
+        assert waited
+        assert seen == ["late", "early"]
+    else:
+        assert seen == ["late"]  # SQLite: every transaction waits for the one writer
+
+
+def _change(mailbox_id: int, change_id: str) -> OutboxRow:
+    row = outbox_row(mailbox_id, 1, change_id)
+    row.payload = {"id": change_id}
+    return row
+
+
+def _done_within(future: Future[list[str]], seconds: float) -> bool:
+    try:
+        future.result(timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(

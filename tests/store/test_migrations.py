@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -11,12 +11,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from psycopg import sql
-from sqlmodel import SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from bridge.store import CommandRow, Database, MailboxRow
+from bridge.store import CommandRow, Database, MailboxRow, OutboxRow
 from bridge.store.db import MIGRATIONS
+from bridge.store.work import claim_dirty, mark_dirty
 from tests.conftest import POSTGRES_URL, DatabaseUrl
-from tests.store import add_mailbox
+from tests.store import add_mailbox, outbox_row
 
 
 def test_fresh_database_has_no_revision(database_url: DatabaseUrl) -> None:
@@ -109,5 +110,36 @@ def test_commands_finished_before_0011_keep_the_appointment_they_made(database_u
             "u1": None,
             "c2": datetime(2027, 2, 1, tzinfo=UTC),
         }
+    finally:
+        database.close()
+
+
+def test_upgrading_a_database_in_use_to_0013_keeps_its_work_and_marks_it(database_url: DatabaseUrl) -> None:
+    database = Database(database_url.url, schema=database_url.schema)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0012_cpu")
+            with Session(connection) as session:
+                dirty, clean = add_mailbox(session), add_mailbox(session, "bob@example.com")
+                mark_dirty(session, [dirty], now)
+                session.add(outbox_row(clean, 1, "kept"))
+                session.commit()
+        database.upgrade()
+
+        with database.session() as session:
+            # A mailbox dirty before the upgrade is still dirty; an undelivered change is still in the outbox.
+            claim = claim_dirty(session, "a", now, lease=timedelta(seconds=30))
+            assert claim is not None
+            assert (claim.mailbox_id, claim.generation) == (dirty, 1)
+            assert [row.change_id for row in session.exec(select(OutboxRow))] == ["kept"]
+            assert mark_dirty(session, [clean], now, notified=True) == 1
+        with database.session() as session:
+            again = claim_dirty(session, "a", now, lease=timedelta(seconds=30), notified_only=True)
+            assert again is not None
+            assert again.mailbox_id == clean
     finally:
         database.close()

@@ -10,11 +10,13 @@ import sqlalchemy as sa
 
 from bridge.store import CommandKind, CommandRow, Database, MailboxRow, MailboxStatus, SubscriptionRow
 from bridge.store.db import connected_instances
+from bridge.store.models import MailboxMarkRow
 from bridge.store.work import (
     claim_dirty,
     claim_mailbox,
     finish,
     lease_holders,
+    lock_mailbox,
     mark_dirty,
     release_gone,
     subscriptions,
@@ -76,6 +78,29 @@ def test_a_notification_during_a_sync_keeps_the_mailbox_dirty(db: Database) -> N
         again = claim_dirty(session, "a", NOW + timedelta(seconds=2), lease=LEASE)
     assert again is not None
     assert again.generation == 2
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_mark_does_not_wait_for_a_commit_holding_its_mailbox_and_is_not_lost(db: Database) -> None:
+    with db.session() as session:
+        mailbox = add_mailbox(session)
+        mark_dirty(session, [mailbox], NOW)
+    with db.session() as session:
+        claim = claim_dirty(session, "a", NOW, lease=LEASE)
+    assert claim is not None
+    with db.session() as committing:  # a sync commit holds its mailbox's row from its plan to its commit
+        assert lock_mailbox(committing, mailbox) is not None
+        with db.session() as marking:
+            # Waiting for the commit would fail here rather than hang the test.
+            marking.connection().exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            assert mark_dirty(marking, [mailbox], NOW + timedelta(seconds=1), notified=True) == 1
+        assert finish(committing, claim, "a", NOW, synced=True)
+    with db.session() as session:
+        # The commit covered the first mark only: the one made meanwhile brings the mailbox back, first lane.
+        again = claim_dirty(session, "a", NOW + timedelta(seconds=2), lease=LEASE, notified_only=True)
+        assert again is not None
+        assert again.generation == 2
+        assert session.exec(sa.select(sa.func.count()).select_from(MailboxMarkRow)).one() == (0,)
 
 
 def test_an_expired_lease_is_taken_over(db: Database) -> None:
