@@ -262,7 +262,7 @@ async def read_cost(items: int) -> dict[str, Any]:
         whole = time.perf_counter() - started
     finally:
         requests.Session.send = send  # type: ignore[method-assign]
-        account = await asyncio.to_thread(source._account, MAILBOX)
+        account = await asyncio.to_thread(source.account, MAILBOX)
     [body] = [answer for answer in answers if answer.count(b"CalendarItem>") > 10]
     bridge_us = _per_item(lambda: _bridge(body), items)
     exchangelib_us = _per_item(lambda: _exchangelib(body, account), items, rounds=2)
