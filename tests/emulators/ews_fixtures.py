@@ -103,8 +103,9 @@ def basic_headers() -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Content-Type": "text/xml; charset=utf-8"}
 
 
-def streaming_request(subscription_id: str, impersonating: str | None) -> str:
-    """A GetStreamingEvents envelope for one subscription, for ConnectionTimeout 1, as exchangelib sends it."""
+def soap_request(body: str, impersonating: str | None) -> str:
+    """A SOAP envelope around `body` (one operation's element), impersonating `impersonating` (or as the calling
+    account), shaped as exchangelib sends it."""
     header = (
         f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{impersonating}</t:PrimarySmtpAddress>"
         "</t:ConnectingSID></t:ExchangeImpersonation>"
@@ -115,9 +116,16 @@ def streaming_request(subscription_id: str, impersonating: str | None) -> str:
         '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
         'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
         'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
-        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body><m:GetStreamingEvents>'
-        f"<m:SubscriptionIds><t:SubscriptionId>{subscription_id}</t:SubscriptionId></m:SubscriptionIds>"
-        "<m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents></s:Body></s:Envelope>"
+        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>'
+    )
+
+
+def streaming_request(subscription_id: str, impersonating: str | None) -> str:
+    """A GetStreamingEvents envelope for one subscription, for ConnectionTimeout 1, as exchangelib sends it."""
+    return soap_request(
+        f"<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{subscription_id}</t:SubscriptionId>"
+        "</m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>",
+        impersonating,
     )
 
 

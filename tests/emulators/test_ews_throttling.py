@@ -23,6 +23,7 @@ from tests.emulators.ews_fixtures import (  # noqa: F401
     connect_fixture,
     ews_fixture,
     held_stream,
+    soap_request,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -146,19 +147,10 @@ async def test_an_unsubscribed_subscription_no_longer_counts(ews: EwsEmulator, a
 
 def _get_calendar(impersonating: str | None) -> str:
     """A GetFolder of the calendar, impersonating `impersonating` (or as the calling account)."""
-    header = (
-        f"<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{impersonating}</t:PrimarySmtpAddress>"
-        "</t:ConnectingSID></t:ExchangeImpersonation>"
-        if impersonating
-        else ""
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" '
-        'xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
-        f'<t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body><m:GetFolder>'
-        "<m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds>"
-        '<t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder></s:Body></s:Envelope>'
+    return soap_request(
+        "<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds>"
+        '<t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>',
+        impersonating,
     )
 
 
