@@ -37,7 +37,7 @@ import aiohttp
 import sqlalchemy as sa
 
 from bridge.config import load_config
-from emulators.harness import SECRET, GraphAt, free_port, write_config
+from emulators.harness import SECRET, BridgeProcess, GraphAt, free_port, write_config
 from emulators.workforce import WorkforceReceiver
 
 MAILBOXES = 20
@@ -85,14 +85,13 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
     if schema is not None:
         _create_schema(database, schema)
         path.write_text(path.read_text().replace(database, f"{database}?options=-csearch_path%3D{schema}"))
-    bridge = await asyncio.create_subprocess_exec(sys.executable, "-m", "bridge", "run", f"--config={path}")
     url = f"http://127.0.0.1:{config.listen.port}"
+    bridge = BridgeProcess(path, url, folder / "bridge.log")
     control = tenant["controlUrl"]
     try:
+        await bridge.start()
         trusting = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=tenant["caFile"]))
         async with aiohttp.ClientSession(connector=trusting) as session:
-            while not await _answers(session, f"{url}/healthz"):
-                await asyncio.sleep(0.1)
             while len(await _get(session, f"{control}/subscriptions")) < MAILBOXES:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(2.0)  # the catch-up syncs after subscribing
@@ -116,8 +115,7 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
         echoes = sum(1 for change in workforce.changes if change["mailbox"] in people)
         synced_meanwhile = len({change["mailbox"] for change in workforce.changes} - set(people))
     finally:
-        bridge.terminate()
-        await bridge.wait()
+        await bridge.stop()
         await workforce.stop()
         emulator.terminate()
         await emulator.wait()
@@ -179,14 +177,6 @@ def _execute(url: str, statement: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(statement))
     engine.dispose()
-
-
-async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientConnectionError:
-        return False
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> list[Any]:
