@@ -343,7 +343,7 @@ def lock_outbox(session: Session) -> None:
 def settle_outbox(session: Session) -> None:
     """Wait until no transaction holds an outbox id it has not committed (`lock_outbox`); call it before reading
     the feed. Writers arriving meanwhile wait until this transaction ends, so keep it to the read."""
-    _advisory_xact(session, "pg_advisory_xact_lock", "outbox")
+    serialise(session, "outbox")
 
 
 def serialise(session: Session, name: str) -> None:
