@@ -33,7 +33,7 @@ from bridge.store import Database
 from bridge.store.mapping_state import HeldMapping, approve_held, held_mapping
 from bridge.store.work import find_mailbox
 from bridge.templates import LiveMapping, TemplateMapping, default_mapping_path, write_mapping_file
-from bridge.web.bodies import Invalid, S, decode, invalid_request, read_json, read_limited, too_large
+from bridge.web.bodies import Invalid, S, decode, invalid_request, read_json, read_limited, supplied, too_large
 from bridge.web.problems import problem
 from bridge.web.schemas import ApplyMapping, Disable, GroupSync, NewMailbox, Roster
 
@@ -121,7 +121,7 @@ class AdminRoutes:
         if given is None:
             return invalid_request(invalid)
         rows = [
-            RosterRow(f"mailboxes[{index}]", _text(entry.address), _text(entry.workforce_id), _given(entry.source))
+            RosterRow(f"mailboxes[{index}]", _text(entry.address), _text(entry.workforce_id), supplied(entry.source))
             for index, entry in enumerate(given.mailboxes)
         ]
         try:
@@ -188,7 +188,7 @@ class AdminRoutes:
         given = await _small_body(request, Disable)
         if isinstance(given, web.Response):
             return given
-        reason = _given(given.reason)
+        reason = supplied(given.reason)
         if reason is not None and not reason.strip():
             return invalid_request([{"name": "reason", "reason": "a non-empty string"}])
         reason = (reason or "").strip() or "disabled by an administrator"
@@ -282,7 +282,7 @@ class AdminRoutes:
         given = await _small_body(request, ApplyMapping)
         if isinstance(given, web.Response):
             return given
-        wanted = _given(given.digest)
+        wanted = supplied(given.digest)
         wanted = None if wanted is None else wanted.strip()
         held = await self._db.run(held_mapping)
         if held is None:
@@ -425,10 +425,6 @@ def _view_json(view: MailboxView) -> dict[str, Any]:
 
 
 # -- reading and answering -----------------------------------------------------------------------------------
-
-
-def _given(value: str | UnsetType) -> str | None:
-    return None if isinstance(value, UnsetType) else value
 
 
 def _text(value: str | UnsetType) -> str:

@@ -30,6 +30,7 @@ _RUN = re.compile(rb"\[+|\]+")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -128,12 +129,12 @@ def decode(body: dict[str, Any], kind: type[S], invalid: Invalid) -> S | None:
     values: dict[str, Any] = {}
     for field in fields:
         name = field.encode_name
-        if field.encode_name not in body:
+        if name not in body:
             if field.required:
                 invalid.append({"name": name, "reason": "required"})
             continue
         try:
-            values[field.name] = msgspec.convert(body[field.encode_name], field.type)
+            values[field.name] = msgspec.convert(body[name], field.type)
         except msgspec.ValidationError as exc:
             message = str(exc)
             at = _AT.search(message)
@@ -141,6 +142,11 @@ def decode(body: dict[str, Any], kind: type[S], invalid: Invalid) -> S | None:
                 name, message = _located(name, field.type, at["path"], message[: at.start()])
             invalid.append({"name": name, "reason": message})
     return kind(**values) if len(invalid) == before else None
+
+
+def supplied(value: T | msgspec.UnsetType | None) -> T | None:
+    """A decoded field's value; None when it was left out or given as null (both: the default)."""
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 def _located(name: str, declared: Any, path: str, message: str) -> tuple[str, str]:

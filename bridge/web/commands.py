@@ -25,7 +25,7 @@ from bridge.store import CommandRow, Database
 from bridge.store.commands import find_command
 from bridge.templates import TemplateMapping
 from bridge.web.answers import answer, respond
-from bridge.web.bodies import Invalid, decode, invalid_request, parse_time, read_json
+from bridge.web.bodies import Invalid, decode, invalid_request, parse_time, read_json, supplied
 from bridge.web.problems import problem
 from bridge.web.schemas import AppointmentChange, Mail, NewAppointment, Recurrence, State
 from bridge.zones import iana_zone
@@ -210,17 +210,17 @@ def _appointment(
     if given is None:
         return {}
     normalised: dict[str, Any] = {}
-    template = _template(_value(given.template), mapping, invalid)
+    template = _template(supplied(given.template), mapping, invalid)
     if template is not None:
         normalised["template"] = template
-    all_day = _value(given.all_day)
+    all_day = supplied(given.all_day)
     if all_day is None and template is not None and not partial:
         all_day = mapping.rule(template).all_day
     if all_day is not None:
         normalised["all_day"] = all_day
     _time_zone(given.time_zone, normalised, invalid)
     times: dict[str, datetime] = {}
-    for name, written in (("start", _value(given.start)), ("end", _value(given.end))):
+    for name, written in (("start", supplied(given.start)), ("end", supplied(given.end))):
         value = None if written is None else _instant(written, name, invalid)
         if value is None:
             continue
@@ -235,7 +235,7 @@ def _appointment(
     # Two times of one kind compare here; a local time against an instant only once the zone is known (relay).
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end <= start:
         invalid.append({"name": "end", "reason": "must be after start"})
-    for name, text in (("subject", _value(given.subject)), ("body", _value(given.body))):
+    for name, text in (("subject", supplied(given.subject)), ("body", supplied(given.body))):
         if text is not None:
             normalised[name] = text
     if isinstance(given, NewAppointment) and isinstance(given.recurrence, Recurrence):
@@ -308,11 +308,6 @@ def _time_zone(value: str | UnsetType | None, normalised: dict[str, Any], invali
         invalid.append({"name": "time_zone", "reason": "an IANA zone (Europe/Berlin) or a Windows zone id"})
         return
     normalised["time_zone"] = zone
-
-
-def _value(value: T | UnsetType | None) -> T | None:
-    """A field's value; None when it was left out or given as null (both: the default)."""
-    return None if isinstance(value, UnsetType) else value
 
 
 def _listed(values: list[T] | UnsetType) -> list[T]:
