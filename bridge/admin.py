@@ -194,7 +194,7 @@ def resync(session: Session, address: str, now: datetime) -> None:
 
 def remove(session: Session, address: str, mapping: TemplateMapping, now: datetime, *, reason: str = REMOVED) -> int:
     """Emit a deletion for every appointment the workforce system shows, then forget the mailbox's calendar."""
-    row = _mailbox(session, address)
+    row = _mailbox(session, address, locked=True)
     assert row.id is not None
     shown = shown_entries(load_mirror(session, row.id).values(), mapping)
     add_changes(session, row, [(ChangeType.DELETED, entry) for entry in shown], now)
@@ -203,11 +203,15 @@ def remove(session: Session, address: str, mapping: TemplateMapping, now: dateti
         session.execute(sa.delete(table).where(col(table.mailbox_id) == row.id))
     row.status = MailboxStatus.DISABLED
     row.status_reason = reason
+    # A sync under way would otherwise commit its reading after the deletions, showing the appointments again.
+    row.lease_owner = row.lease_expires_at = None
     return len(shown)
 
 
-def _mailbox(session: Session, address: str) -> MailboxRow:
-    row = find_mailbox(session, address)
+def _mailbox(session: Session, address: str, *, locked: bool = False) -> MailboxRow:
+    """The mailbox's row; `locked`: held for this transaction as a sync commit holds it, for writing the outbox
+    (whose sequence numbers come from the row)."""
+    row = find_mailbox(session, address, locked=locked)
     if row is None:
         raise UserError(f"no mailbox {address}", ["`presence-bridge mailboxes list` shows the mirrored mailboxes"])
     return row

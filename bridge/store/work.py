@@ -156,9 +156,12 @@ def reconcile_due(mailbox_id: int, synced_at: datetime, interval: timedelta) -> 
     return synced_at + interval * (0.5 + 0.5 * fraction)
 
 
-def find_mailbox(session: Session, address: str) -> MailboxRow | None:
-    """The mailbox with this address, whatever its case."""
-    return session.exec(select(MailboxRow).where(MailboxRow.address == address.lower())).first()
+def find_mailbox(session: Session, address: str, *, locked: bool = False) -> MailboxRow | None:
+    """The mailbox with this address, whatever its case; `locked`: its row locked as `lock_mailbox` locks it."""
+    query = select(MailboxRow).where(MailboxRow.address == address.lower())
+    if locked:
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    return session.exec(query).first()
 
 
 def mark_active_dirty(session: Session, now: datetime) -> int:
