@@ -138,14 +138,13 @@ class DeliveryWorker:
         config: WorkforceConfig,
         *,
         owner: str,
-        batch_size: int = 20,
         concurrency: int = 8,
         timing: DeliveryTiming = DEFAULT_TIMING,
         http: aiohttp.ClientSession | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
     ) -> None:
-        if batch_size < 1 or concurrency < 1:
+        if config.batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
         key = config.signing_key
         if config.url is not None and key is None:
@@ -154,7 +153,7 @@ class DeliveryWorker:
         self._url = config.url
         self._key = key or b""
         self._owner = owner
-        self._batch_size = batch_size
+        self._batch_size = config.batch_size
         self._concurrency = concurrency
         self._timing = timing
         self._http = http

@@ -120,10 +120,15 @@ async def workers(db: Database, workforce: WorkforceReceiver) -> AsyncIterator[W
     made: list[DeliveryWorker] = []
 
     def make(
-        *, owner: str = "a", database: Database | None = None, secret: str = WORKFORCE_SECRET, **options: Any
+        *,
+        owner: str = "a",
+        database: Database | None = None,
+        secret: str = WORKFORCE_SECRET,
+        batch_size: int = WorkforceConfig().batch_size,
+        **options: Any,
     ) -> DeliveryWorker:
         options.setdefault("timing", FAST)
-        config = WorkforceConfig(url=workforce.url, signing_secret=secret)
+        config = WorkforceConfig(url=workforce.url, signing_secret=secret, batch_size=batch_size)
         worker = DeliveryWorker(database or db, config, owner=owner, **options)
         made.append(worker)
         return worker
@@ -281,6 +286,18 @@ async def test_changes_go_in_batches_of_at_most_batch_size(
     assert delivered == 5
     assert [request["changes"] for request in workforce.requests] == [2, 2, 1]
     assert sequences(workforce.changes, "adele@contoso.com") == [1, 2, 3, 4, 5]
+
+
+async def test_a_first_sync_of_a_mailbox_goes_in_one_request(
+    db: Database, workforce: WorkforceReceiver, workers: Workers
+) -> None:
+    emit(db, "adele@contoso.com", 40)
+
+    delivered = await workers().deliver_once()
+
+    assert delivered == 40
+    assert [request["changes"] for request in workforce.requests] == [40]
+    assert sequences(workforce.changes, "adele@contoso.com") == list(range(1, 41))
 
 
 async def test_a_batch_holds_the_changes_of_one_mailbox_only(
