@@ -150,6 +150,8 @@ class WorkforceConfig:
     signing_secret: str | None = field(default=None, repr=False)
     # How long a change stays after delivery (without a webhook: after it was made) before it is pruned.
     retention: timedelta = timedelta(days=7)
+    # Changes per webhook request, at most: a first sync sends a mailbox's every shown appointment at once.
+    batch_size: int = 100
 
     @property
     def signing_key(self) -> bytes | None:
@@ -653,6 +655,8 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
     if "reconcile_interval" in sync:
         sync = {**sync, "reconcile_interval": parse_duration(sync["reconcile_interval"])}
     workforce = as_dict(data.get("workforce"))
+    if "retention" in workforce:
+        workforce = {**workforce, "retention": parse_duration(workforce["retention"])}
     mail = as_dict(data.get("mail"))
     return Config(
         path=path.resolve(),
@@ -668,7 +672,7 @@ def _build(data: dict[str, Any], secrets: dict[tuple[str | int, ...], str], path
         workforce=WorkforceConfig(
             url=workforce.get("url"),
             signing_secret=secrets.get(("workforce", "signing_secret")),
-            **({"retention": parse_duration(workforce["retention"])} if "retention" in workforce else {}),
+            **_plain(workforce, "retention", "batch_size"),
         ),
         sync=SyncConfig(**_plain(sync, "reconcile_interval", "mass_delete_share", "mass_delete_min", "concurrency")),
         api_tokens=tuple(

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bridge import __version__
 from bridge.backoff import backoff
@@ -38,6 +38,7 @@ from bridge.errors import UserError
 from bridge.metrics import Metrics
 from bridge.outages import Outages
 from bridge.store import Database, MailboxRow, OutboxRow
+from bridge.store.models import UTCDateTime
 from bridge.waiting import first_of
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class _Batch:
     changes: tuple[dict[str, Any], ...]
     attempts: int
     modified_at: tuple[datetime | None, ...]
+    last_sequence: int
+    full: bool  # as long as the limit it was read with: more may follow
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +141,13 @@ class DeliveryWorker:
         config: WorkforceConfig,
         *,
         owner: str,
-        batch_size: int = 20,
         concurrency: int = 8,
         timing: DeliveryTiming = DEFAULT_TIMING,
         http: aiohttp.ClientSession | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
     ) -> None:
-        if batch_size < 1 or concurrency < 1:
+        if config.batch_size < 1 or concurrency < 1:
             raise ValueError("batch_size and concurrency must be at least 1")
         key = config.signing_key
         if config.url is not None and key is None:
@@ -154,7 +156,7 @@ class DeliveryWorker:
         self._url = config.url
         self._key = key or b""
         self._owner = owner
-        self._batch_size = batch_size
+        self._batch_size = config.batch_size
         self._concurrency = concurrency
         self._timing = timing
         self._http = http
@@ -179,8 +181,8 @@ class DeliveryWorker:
             while not stop.is_set():
                 self._wake.clear()
                 free = self._concurrency - len(active)
-                for mailbox_id in await self._claim_or_log(free, exclude=set(active)) if free else []:
-                    task = asyncio.create_task(self._drain(mailbox_id, stop), name=f"delivery-{mailbox_id}")
+                for mailbox_id, batch in await self._claim_or_log(free, exclude=set(active)) if free else []:
+                    task = asyncio.create_task(self._drain(mailbox_id, batch, stop), name=f"delivery-{mailbox_id}")
                     active[mailbox_id] = task
                     task.add_done_callback(partial(self._finished, active, mailbox_id))
                 await first_of(stop, self._wake, within=self._timing.poll.total_seconds())
@@ -201,7 +203,7 @@ class DeliveryWorker:
         if self._url is None:
             return 0
         claimed = await self._claim(self._concurrency, exclude=set())
-        return sum(await asyncio.gather(*(self._drain(mailbox_id, None) for mailbox_id in claimed)))
+        return sum(await asyncio.gather(*(self._drain(mailbox_id, batch, None) for mailbox_id, batch in claimed)))
 
     async def close(self) -> None:
         """Close the HTTP session if this worker made it; a later call makes a new one."""
@@ -209,7 +211,7 @@ class DeliveryWorker:
             await self._http.close()
             self._http = None
 
-    async def _claim_or_log(self, limit: int, exclude: set[int]) -> list[int]:
+    async def _claim_or_log(self, limit: int, exclude: set[int]) -> list[tuple[int, _Batch]]:
         try:
             claimed = await self._claim(limit, exclude)
         except Exception as exc:  # the database may be away for a while; the loop must outlive it
@@ -218,28 +220,27 @@ class DeliveryWorker:
         self._outages.recovered("database", "delivery reads the outbox again")
         return claimed
 
-    async def _claim(self, limit: int, exclude: set[int]) -> list[int]:
+    async def _claim(self, limit: int, exclude: set[int]) -> list[tuple[int, _Batch]]:
         now = self._clock()
         until = now + self._timing.lease
         return await self._db.run(
-            partial(claim_due, owner=self._owner, now=now, until=until, limit=limit, exclude=exclude)
+            partial(
+                claim_due,
+                owner=self._owner,
+                now=now,
+                until=until,
+                limit=limit,
+                exclude=exclude,
+                batch_size=self._batch_size,
+            )
         )
 
-    async def _drain(self, mailbox_id: int, stop: asyncio.Event | None) -> int:
-        """Send a claimed mailbox's due changes batch by batch, until none is left, one fails or `stop` is set."""
+    async def _drain(self, mailbox_id: int, first: _Batch, stop: asyncio.Event | None) -> int:
+        """Send a claimed mailbox's due changes batch by batch, from its claim's `first`, until none is left, one
+        fails or `stop` is set."""
         delivered = 0
+        batch: _Batch | None = first
         try:
-            now = self._clock()
-            batch = await self._db.run(
-                partial(
-                    _next_batch,
-                    mailbox_id=mailbox_id,
-                    owner=self._owner,
-                    now=now,
-                    until=now + self._timing.lease,
-                    limit=self._batch_size,
-                )
-            )
             while batch is not None and (stop is None or not stop.is_set()):
                 failure = await self._post(batch.changes)
                 if failure is not None:
@@ -258,7 +259,7 @@ class DeliveryWorker:
                     partial(
                         _delivered,
                         mailbox_id=mailbox_id,
-                        row_ids=sent.row_ids,
+                        batch=sent,
                         owner=self._owner,
                         now=now,
                         until=now + self._timing.lease,
@@ -329,103 +330,133 @@ class DeliveryWorker:
 
 # -- units of work (each runs in one transaction) ------------------------------------------------------------
 
-# Updates go to the tables, not through the ORM: they run for every batch, and no ORM object is loaded to keep
-# in step with them.
+# The statements run for every mailbox and batch are built once, with their values as parameters (building one
+# costs several times what executing it does); they go to the tables, not through the ORM.
 _MAILBOX = MailboxRow.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+_UNTIL = sa.bindparam("until", type_=UTCDateTime())
+_OWNER = sa.bindparam("owner", type_=sa.String())
+_ID = sa.bindparam("mailbox", type_=sa.Integer())
+_ROW_IDS: sa.BindParameter[list[int]] = sa.bindparam("row_ids", expanding=True)
+_HELD = sa.and_(_MAILBOX.c.id == _ID, _MAILBOX.c.delivery_owner == _OWNER)
+
+# Mailboxes with changes waiting (`next_sequence` is raised in the transaction that adds them), whose back-off is
+# over and whose lease is free; read from the partial index ix_mailbox_undelivered, so a claim reads the mailboxes
+# it may take, not the outbox: served longest ago (or never) first.
+_DUE = (
+    sa.select(_MAILBOX.c.id, _MAILBOX.c.next_sequence)
+    .where(
+        _MAILBOX.c.next_sequence > _MAILBOX.c.delivered_sequence + 1,
+        _MAILBOX.c.delivery_due_at <= _NOW,
+        sa.or_(
+            _MAILBOX.c.delivery_lease_until.is_(None),
+            _MAILBOX.c.delivery_lease_until < _NOW,
+            # The same instance restarted: its old leases are its own (`exclude` keeps live work apart).
+            _MAILBOX.c.delivery_owner == _OWNER,
+        ),
+        # Mailboxes this instance is still working: its lease may have lapsed during a stalled request.
+        _MAILBOX.c.id.not_in(sa.bindparam("exclude", expanding=True)),
+    )
+    .order_by(_MAILBOX.c.delivery_due_at, _MAILBOX.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+    .with_for_update(skip_locked=True, key_share=True)
+)
+_LEASE = (
+    sa.update(_MAILBOX)
+    .where(_MAILBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(delivery_owner=_OWNER, delivery_lease_until=_UNTIL)
+)
+# Nothing left to send below `next_sequence` (retention pruned changes made without a webhook): caught up.
+_CAUGHT_UP = (
+    sa.update(_MAILBOX)
+    .where(_MAILBOX.c.id == _ID)
+    .values(delivered_sequence=sa.bindparam("seen_next", type_=sa.Integer()) - 1)
+)
+_BATCH = (
+    sa.select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.sequence,
+        _OUTBOX.c.payload,
+        _OUTBOX.c.attempts,
+        _OUTBOX.c.source_modified_at,
+    )
+    .where(_OUTBOX.c.mailbox_id == _ID, _OUTBOX.c.delivered_at.is_(None))
+    .order_by(_OUTBOX.c.sequence)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
+_MARK_DELIVERED = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(_ROW_IDS), _OUTBOX.c.delivered_at.is_(None))
+    .values(delivered_at=_NOW, attempts=_OUTBOX.c.attempts + 1)
+)
+_SEQUENCE = sa.bindparam("sequence", type_=sa.Integer())
+_DELIVERED_RENEW = sa.update(_MAILBOX).where(_HELD).values(delivered_sequence=_SEQUENCE, delivery_lease_until=_UNTIL)
+# The mailbox's turn comes again after every other mailbox waiting since before `now`.
+_DELIVERED_RELEASE = (
+    sa.update(_MAILBOX)
+    .where(_HELD)
+    .values(delivered_sequence=_SEQUENCE, delivery_owner=None, delivery_lease_until=None, delivery_due_at=_NOW)
+)
+_RELEASE = sa.update(_MAILBOX).where(_HELD).values(delivery_owner=None, delivery_lease_until=None)
+# Released rather than held through the back-off: `delivery_due_at` already keeps every instance away.
+_HOLD = sa.update(_MAILBOX).where(_HELD).values(delivery_owner=None, delivery_lease_until=None, delivery_due_at=_UNTIL)
+_FAILED = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(_ROW_IDS), _OUTBOX.c.delivered_at.is_(None))
+    .values(attempts=_OUTBOX.c.attempts + 1, last_error=sa.bindparam("error"), next_attempt_at=_UNTIL)
+)
+_BACK_OFF = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.mailbox_id == _ID, _OUTBOX.c.delivered_at.is_(None))
+    .values(next_attempt_at=_UNTIL)
+)
+_RESUME_OUTBOX = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.delivered_at.is_(None), _OUTBOX.c.next_attempt_at > _NOW)
+    .values(next_attempt_at=_NOW)
+)
+_RESUME_MAILBOXES = sa.update(_MAILBOX).where(_MAILBOX.c.delivery_due_at > _NOW).values(delivery_due_at=_NOW)
 
 
 def claim_due(
-    session: Session, *, owner: str, now: datetime, until: datetime, limit: int, exclude: set[int]
-) -> list[int]:
-    """Lease up to `limit` mailboxes whose undelivered changes are due, longest waiting first.
+    session: Session, *, owner: str, now: datetime, until: datetime, limit: int, exclude: set[int], batch_size: int
+) -> list[tuple[int, _Batch]]:
+    """Lease up to `limit` mailboxes with changes due, served longest ago first; each with its first batch.
 
-    A mailbox is due when none of its undelivered changes is backing off: only its oldest changes are ever
-    sent, so a batch that failed holds back everything queued behind it.
+    A mailbox backing off is not due: only its oldest changes are ever sent, so a batch that failed holds back
+    everything queued behind it.
     """
-    pending = (
-        select(col(OutboxRow.mailbox_id), sa.func.min(OutboxRow.id).label("oldest"))
-        .where(col(OutboxRow.delivered_at).is_(None))
-        .group_by(col(OutboxRow.mailbox_id))
-        .having(sa.func.max(OutboxRow.next_attempt_at) <= now)
-        .subquery()
-    )
-    query = (
-        select(MailboxRow)
-        .join(pending, pending.c.mailbox_id == MailboxRow.id)
-        .where(
-            sa.or_(
-                col(MailboxRow.delivery_lease_until).is_(None),
-                col(MailboxRow.delivery_lease_until) < now,
-                # The same instance restarted: its old leases are its own (`exclude` keeps live work apart).
-                col(MailboxRow.delivery_owner) == owner,
-            )
-        )
-        .order_by(pending.c.oldest)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=MailboxRow, key_share=True)
-    )
-    if exclude:
-        # Mailboxes this instance is still working: its lease may have lapsed during a stalled request.
-        query = query.where(col(MailboxRow.id).not_in(sorted(exclude)))
+    connection = session.connection()
+    due = connection.execute(_DUE, {"now": now, "owner": owner, "exclude": sorted(exclude), "limit": limit}).all()
     claimed = []
-    for row in session.exec(query).all():
-        assert row.id is not None
-        row.delivery_owner = owner
-        row.delivery_lease_until = until
-        claimed.append(row.id)
+    for mailbox_id, next_sequence in due:
+        batch = _read_batch(connection, mailbox_id, batch_size)
+        if batch is None:
+            connection.execute(_CAUGHT_UP, {"mailbox": mailbox_id, "seen_next": next_sequence})
+        else:
+            claimed.append((mailbox_id, batch))
+    if claimed:
+        connection.execute(_LEASE, {"ids": [mailbox_id for mailbox_id, _ in claimed], "owner": owner, "until": until})
     return claimed
 
 
 def release(session: Session, *, mailbox_id: int, owner: str) -> None:
     """Give the mailbox's delivery lease back, if `owner` still holds it."""
-    session.connection().execute(
-        sa.update(_MAILBOX)
-        .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
-        .values(delivery_owner=None, delivery_lease_until=None)
-    )
+    session.connection().execute(_RELEASE, {"mailbox": mailbox_id, "owner": owner})
 
 
-def _renew(session: Session, mailbox_id: int, owner: str, until: datetime) -> bool:
-    result = session.connection().execute(
-        sa.update(_MAILBOX)
-        .where(col(MailboxRow.id) == mailbox_id, col(MailboxRow.delivery_owner) == owner)
-        .values(delivery_lease_until=until)
-    )
-    return bool(result.rowcount)
-
-
-def _next_batch(
-    session: Session, *, mailbox_id: int, owner: str, now: datetime, until: datetime, limit: int
-) -> _Batch | None:
-    """The mailbox's oldest undelivered changes, with the lease renewed; None (lease released) when none is due."""
-    if not _renew(session, mailbox_id, owner, until):
-        return None
-    # Plain rows of the columns sent, not ORM objects: this runs for every batch.
-    rows = (
-        session.connection()
-        .execute(
-            sa.select(
-                col(OutboxRow.id),
-                col(OutboxRow.payload),
-                col(OutboxRow.attempts),
-                col(OutboxRow.next_attempt_at),
-                col(OutboxRow.source_modified_at),
-            )
-            .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
-            .order_by(col(OutboxRow.sequence))
-            .limit(limit)
-        )
-        .all()
-    )
-    if not rows or any(row.next_attempt_at > now for row in rows):
-        release(session, mailbox_id=mailbox_id, owner=owner)
+def _read_batch(connection: sa.Connection, mailbox_id: int, limit: int) -> _Batch | None:
+    rows = connection.execute(_BATCH, {"mailbox": mailbox_id, "limit": limit}).all()
+    if not rows:
         return None
     return _Batch(
         row_ids=tuple(row.id for row in rows),
         changes=tuple(row.payload for row in rows),
         attempts=max(row.attempts for row in rows),
         modified_at=tuple(row.source_modified_at for row in rows),
+        last_sequence=rows[-1].sequence,
+        full=len(rows) == limit,
     )
 
 
@@ -433,38 +464,43 @@ def _delivered(
     session: Session,
     *,
     mailbox_id: int,
-    row_ids: Sequence[int],
+    batch: _Batch,
     owner: str,
     now: datetime,
     until: datetime,
     limit: int,
 ) -> _Batch | None:
-    """Mark the batch delivered; the next batch, or None when none is due or another instance took the mailbox."""
-    session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
-        .values(delivered_at=now, attempts=OutboxRow.attempts + 1)
-    )
-    return _next_batch(session, mailbox_id=mailbox_id, owner=owner, now=now, until=until, limit=limit)
+    """Mark the batch delivered; the next batch, or None (lease released) when none is due or another instance
+    took the mailbox.
+
+    After a batch shorter than `limit` the mailbox is released without reading on: a change committed since has
+    raised `next_sequence`, so the mailbox stays due, and the commit's notify() (or this worker's wake when the
+    mailbox is done) has it claimed again.
+    """
+    connection = session.connection()
+    connection.execute(_MARK_DELIVERED, {"row_ids": batch.row_ids, "now": now})
+    held = {"mailbox": mailbox_id, "owner": owner, "sequence": batch.last_sequence}
+    if not batch.full:
+        connection.execute(_DELIVERED_RELEASE, {**held, "now": now})
+        return None
+    if not connection.execute(_DELIVERED_RENEW, {**held, "until": until}).rowcount:
+        return None
+    following = _read_batch(connection, mailbox_id, limit)
+    if following is None:
+        connection.execute(_DELIVERED_RELEASE, {**held, "now": now})
+    return following
 
 
 def _resume(session: Session, *, now: datetime) -> None:
-    """Every undelivered change backing off is due now."""
-    session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(col(OutboxRow.delivered_at).is_(None), col(OutboxRow.next_attempt_at) > now)
-        .values(next_attempt_at=now)
-    )
+    """Every mailbox and undelivered change backing off is due now."""
+    session.connection().execute(_RESUME_OUTBOX, {"now": now})
+    session.connection().execute(_RESUME_MAILBOXES, {"now": now})
 
 
 def _back_off(session: Session, *, mailbox_id: int, owner: str, until: datetime) -> None:
     """Hold all of the mailbox's undelivered changes until `until` and give its lease back."""
-    session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(col(OutboxRow.mailbox_id) == mailbox_id, col(OutboxRow.delivered_at).is_(None))
-        .values(next_attempt_at=until)
-    )
-    release(session, mailbox_id=mailbox_id, owner=owner)
+    session.connection().execute(_BACK_OFF, {"mailbox": mailbox_id, "until": until})
+    session.connection().execute(_HOLD, {"mailbox": mailbox_id, "owner": owner, "until": until})
 
 
 def _failed(
@@ -476,10 +512,5 @@ def _failed(
     error: str,
     next_attempt_at: datetime,
 ) -> None:
-    session.connection().execute(
-        sa.update(_OUTBOX)
-        .where(col(OutboxRow.id).in_(row_ids), col(OutboxRow.delivered_at).is_(None))
-        .values(attempts=OutboxRow.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
-    )
-    # Released rather than held through the backoff: the outbox's next_attempt_at already keeps everyone away.
-    release(session, mailbox_id=mailbox_id, owner=owner)
+    session.connection().execute(_FAILED, {"row_ids": row_ids, "error": error, "until": next_attempt_at})
+    session.connection().execute(_HOLD, {"mailbox": mailbox_id, "owner": owner, "until": next_attempt_at})

@@ -458,6 +458,17 @@ def test_a_workforce_url_must_use_https_unless_on_loopback(tmp_path: Path) -> No
     assert config.workforce.url == "http://127.0.0.1:9000/hooks"
 
 
+def test_the_webhook_batch_size_is_read_and_bounded(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).workforce.batch_size == 100
+    assert load(tmp_path, BASE + "workforce:\n  batch_size: 20\n").workforce.batch_size == 20
+    assert "workforce.batch_size: 0 is less than the minimum of 1" in problems(
+        tmp_path, BASE + "workforce:\n  batch_size: 0\n"
+    )
+    assert "workforce.batch_size: 1001 is greater than the maximum of 1000" in problems(
+        tmp_path, BASE + "workforce:\n  batch_size: 1001\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("key", "url"),
     [

@@ -141,6 +141,8 @@ class SourceRow(SQLModel, table=True):
 
 # A mailbox some mark has not been synced for yet (bridge/store/work.py).
 DIRTY = sa.text("dirty_generation > synced_generation")
+# A mailbox with changes the webhook has not taken yet (bridge/delivery.py).
+UNDELIVERED = sa.text("next_sequence > delivered_sequence + 1")
 
 
 class MailboxRow(SQLModel, table=True):
@@ -164,6 +166,15 @@ class MailboxRow(SQLModel, table=True):
             "id",
             sqlite_where=DIRTY,
             postgresql_where=DIRTY,
+        ),
+        # The mailboxes with changes to deliver, in the order delivery claims them: without it every claim grouped
+        # the whole undelivered outbox, 220 ms per claim with 10,000 mailboxes' first changes waiting on SQLite.
+        sa.Index(
+            "ix_mailbox_undelivered",
+            "delivery_due_at",
+            "id",
+            sqlite_where=UNDELIVERED,
+            postgresql_where=UNDELIVERED,
         ),
     )
 
@@ -193,6 +204,12 @@ class MailboxRow(SQLModel, table=True):
     # The instance delivering this mailbox's changes, so that they leave in order even with several instances.
     delivery_owner: str | None = None
     delivery_lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The highest sequence the webhook accepted (or that retention pruned first): the mailbox has changes to deliver
+    # while it is below `next_sequence - 1`, which the commit adding them raises, so none is ever overlooked.
+    delivered_sequence: int = 0
+    # When delivery may send the mailbox's changes: after a failure, the end of its back-off; otherwise when it was
+    # last served (or added), so that the mailbox served longest ago goes first.
+    delivery_due_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     # What enrolled it: None by hand (config, `mailboxes add`, a CSV roster), GROUP by its source's Entra ID group,
     # which then also removes it when the person leaves the group.
     enrolled_by: str | None = Field(default=None, max_length=16)
@@ -291,6 +308,14 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("change_id"),
         sa.UniqueConstraint("mailbox_id", "sequence"),
+        # A mailbox's undelivered changes in sequence order, without its delivered ones (kept for days) to skip.
+        sa.Index(
+            "ix_outbox_undelivered",
+            "mailbox_id",
+            "sequence",
+            sqlite_where=sa.text("delivered_at IS NULL"),
+            postgresql_where=sa.text("delivered_at IS NULL"),
+        ),
         # AUTOINCREMENT: plain SQLite rowids reuse the highest id after a delete, which would rewind the cursor.
         {"sqlite_autoincrement": True},
     )

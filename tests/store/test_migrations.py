@@ -13,11 +13,12 @@ from alembic.runtime.migration import MigrationContext
 from psycopg import sql
 from sqlmodel import Session, SQLModel, col, select
 
+from bridge.delivery import claim_due
 from bridge.store import CommandRow, Database, MailboxRow, OutboxRow
 from bridge.store.db import MIGRATIONS
 from bridge.store.work import claim_dirty, mark_dirty
 from tests.conftest import POSTGRES_URL, DatabaseUrl
-from tests.store import add_mailbox, outbox_row
+from tests.store import add_mailbox
 
 
 def test_fresh_database_has_no_revision(database_url: DatabaseUrl) -> None:
@@ -114,6 +115,53 @@ def test_commands_finished_before_0011_keep_the_appointment_they_made(database_u
         database.close()
 
 
+def old_mailbox(connection: sa.Connection, address: str = "alice@example.com", next_sequence: int = 1) -> int:
+    """A mailbox inserted as an older revision's schema has it (the models describe the newest)."""
+    at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    mailbox = sa.Table("mailbox", sa.MetaData(), autoload_with=connection)
+    return int(
+        connection.execute(
+            sa.insert(mailbox).returning(mailbox.c.id),
+            {
+                "address": address,
+                "source": "exchange",
+                "status": "active",
+                "created_at": at,
+                "updated_at": at,
+                "dirty_generation": 0,
+                "synced_generation": 0,
+                "next_sequence": next_sequence,
+            },
+        ).scalar_one()
+    )
+
+
+def old_outbox(
+    connection: sa.Connection,
+    mailbox_id: int,
+    sequence: int,
+    change_id: str,
+    next_attempt_at: datetime,
+    delivered_at: datetime | None = None,
+) -> None:
+    """An outbox row inserted as an older revision's schema has it."""
+    outbox = sa.Table("outbox", sa.MetaData(), autoload_with=connection)
+    connection.execute(
+        sa.insert(outbox),
+        {
+            "change_id": change_id,
+            "mailbox_id": mailbox_id,
+            "sequence": sequence,
+            "change_type": "appointment.created",
+            "payload": {"sequence": sequence},
+            "created_at": next_attempt_at,
+            "delivered_at": delivered_at,
+            "attempts": 0,
+            "next_attempt_at": next_attempt_at,
+        },
+    )
+
+
 def test_upgrading_a_database_in_use_to_0013_keeps_its_work_and_marks_it(database_url: DatabaseUrl) -> None:
     database = Database(database_url.url, schema=database_url.schema)
     config = Config()
@@ -124,9 +172,9 @@ def test_upgrading_a_database_in_use_to_0013_keeps_its_work_and_marks_it(databas
             config.attributes["connection"] = connection
             command.upgrade(config, "0012_cpu")
             with Session(connection) as session:
-                dirty, clean = add_mailbox(session), add_mailbox(session, "bob@example.com")
+                dirty, clean = old_mailbox(connection), old_mailbox(connection, "bob@example.com")
                 mark_dirty(session, [dirty], now)
-                session.add(outbox_row(clean, 1, "kept"))
+                old_outbox(connection, clean, 1, "kept", now)
                 session.commit()
         database.upgrade()
 
@@ -141,5 +189,38 @@ def test_upgrading_a_database_in_use_to_0013_keeps_its_work_and_marks_it(databas
             again = claim_dirty(session, "a", now, lease=timedelta(seconds=30), notified_only=True)
             assert again is not None
             assert again.mailbox_id == clean
+    finally:
+        database.close()
+
+
+def test_upgrading_to_0014_keeps_undelivered_changes_due_and_back_offs_held(database_url: DatabaseUrl) -> None:
+    database = Database(database_url.url, schema=database_url.schema)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    later = now + timedelta(minutes=5)
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0013_locks")
+            waiting = old_mailbox(connection, "adele@example.com", next_sequence=4)
+            old_outbox(connection, waiting, 1, "w1", now, delivered_at=now)
+            old_outbox(connection, waiting, 2, "w2", now)
+            old_outbox(connection, waiting, 3, "w3", now)
+            done = old_mailbox(connection, "bob@example.com", next_sequence=2)
+            old_outbox(connection, done, 1, "d1", now, delivered_at=now)
+            backing_off = old_mailbox(connection, "carol@example.com", next_sequence=2)
+            old_outbox(connection, backing_off, 1, "b1", later)
+        database.upgrade()
+
+        def claim(owner: str, at: datetime) -> list[tuple[int, list[int]]]:
+            with database.session() as session:
+                claimed = claim_due(
+                    session, owner=owner, now=at, until=at + timedelta(hours=1), limit=8, exclude=set(), batch_size=20
+                )
+            return [(mailbox_id, [change["sequence"] for change in batch.changes]) for mailbox_id, batch in claimed]
+
+        assert claim("a", now + timedelta(seconds=1)) == [(waiting, [2, 3])]
+        assert claim("b", later + timedelta(seconds=1)) == [(backing_off, [1])]
     finally:
         database.close()
