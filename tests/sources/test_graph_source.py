@@ -15,6 +15,7 @@ from azure.identity.aio import ClientSecretCredential
 
 from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
+from bridge.sources import graph
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
 from bridge.sources.graph import GraphSource, graph_source
 from emulators.graph import GraphEmulator
@@ -395,6 +396,24 @@ async def test_a_token_is_asked_for_once_until_it_is_near_its_expiry(
 
     # Within azure-identity's 5 minutes of refresh margin, it is asked every time (and decides about renewing).
     assert credential.asked == asked
+
+
+async def test_idle_connections_are_checked_through_the_source_s_own_connections(
+    source: GraphSource, mailbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    answer = graph._Connection.get_extra_info
+
+    def spy(self: graph._Connection, info: str) -> Any:
+        asked.append(info)
+        return answer(self, info)
+
+    monkeypatch.setattr(graph._Connection, "get_extra_info", spy)
+    await asyncio.gather(*(source.read_time_zone(mailbox) for _ in range(3)))  # three connections
+    await source.read_time_zone(mailbox)  # on one of them, the other two idle
+
+    # httpx's pool replaced (it takes no network backend): an httpx that no longer uses it fails here.
+    assert "is_readable" in asked
 
 
 async def test_a_rotated_secret_is_an_auth_failure_after_one_new_token_request(
