@@ -4,8 +4,11 @@ The source (`bridge.sources.graph.GraphSource`, TLS, the emulator's CA) makes th
 makes per mailbox, each kind at the concurrency the bridge runs it at: delta reads of 40-event calendars
 (`sync.concurrency` mailboxes at once), subscription creations (the upkeep's 16 at once) and mailboxSettings reads
 (the zone refresher's one at a time). Every Graph answer takes `--latency-ms` (20 ms, as in bench/initial_sync.py),
-so the pool holds as many connections as a bridge does. Printed per kind: this process's CPU time (user + system)
-per request, which is the source's whole cost (kiota's middleware, httpx and httpcore, TLS, decoding); JSON last.
+so the pool holds as many connections as a bridge does; then all three kinds side by side (`mixed`), as in a first
+start. Printed per kind: this process's CPU time (user + system) per request, which is the source's whole cost
+(kiota's middleware, httpx and httpcore, TLS, decoding) plus, for subscriptions, answering Graph's validation
+request (the notification URL is served by this process); JSON last. Other processes' load moves the figures:
+compare versions in alternation, several runs each.
 
 Run: .venv/bin/python bench/graph_requests.py [--mailboxes 200] [--profile OUT.prof]
 """
