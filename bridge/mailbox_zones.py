@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from sqlmodel import Session, col, or_, select
+import sqlalchemy as sa
+from sqlmodel import Session
 
 from bridge.outages import Outages
 from bridge.sources.base import CalendarSource, SourceError
@@ -30,6 +31,9 @@ REFRESH_EVERY = timedelta(days=1)
 # How often the database is asked which mailboxes are due: a mailbox added at runtime has its zone within this.
 _LOOK_EVERY_S = 30.0
 _BATCH = 200
+# Zones read one after the other are stored this many to a transaction: a transaction of its own for each cost
+# more than the read's own CPU; a zone waits at most this many reads before it is stored.
+_STORED_TOGETHER = 20
 
 
 def zone_of(mailbox: MailboxRow, defaults: Mapping[str, str]) -> str:
@@ -42,6 +46,7 @@ class _Due:
     id: int
     address: str
     source: str
+    zone: str | None
 
 
 class MailboxZones:
@@ -74,9 +79,13 @@ class MailboxZones:
         """Read the zone of up to one batch of active mailboxes not read for a day; returns how many were due."""
         now = self._clock()
         due = await self._db.run(lambda session: _due(session, now - REFRESH_EVERY))
-        for mailbox in due:
-            zone = await self._read(mailbox)
-            await self._db.run(partial(_store, mailbox_id=mailbox.id, zone=zone, now=now))
+        for first in range(0, len(due), _STORED_TOGETHER):
+            mailboxes = due[first : first + _STORED_TOGETHER]
+            zones = [await self._read(mailbox) for mailbox in mailboxes]
+            for mailbox, zone in zip(mailboxes, zones, strict=True):
+                if zone != mailbox.zone:
+                    log.info("mailbox %s is in time zone %s", mailbox.address, zone)
+            await self._db.run(partial(_store, read=dict(zip((m.id for m in mailboxes), zones, strict=True)), now=now))
         return len(due)
 
     async def _read(self, mailbox: _Due) -> str:
@@ -99,22 +108,32 @@ class MailboxZones:
 
 
 def _due(session: Session, read_before: datetime) -> list[_Due]:
-    rows = session.exec(
-        select(MailboxRow)
+    # Core selects of the columns needed, not ORM objects (docs/storage.md).
+    rows = session.execute(
+        sa.select(_MAILBOX.c.id, _MAILBOX.c.address, _MAILBOX.c.source, _MAILBOX.c.time_zone)
         .where(
-            col(MailboxRow.status) == MailboxStatus.ACTIVE,
-            or_(col(MailboxRow.time_zone_read_at).is_(None), col(MailboxRow.time_zone_read_at) < read_before),
+            _MAILBOX.c.status == MailboxStatus.ACTIVE,
+            sa.or_(_MAILBOX.c.time_zone_read_at.is_(None), _MAILBOX.c.time_zone_read_at < read_before),
         )
-        .order_by(col(MailboxRow.time_zone_read_at).is_not(None), col(MailboxRow.id))
+        .order_by(_MAILBOX.c.time_zone_read_at.is_not(None), _MAILBOX.c.id)
         .limit(_BATCH)
     ).all()
-    return [_Due(row.id, row.address, row.source) for row in rows if row.id is not None]
+    return [_Due(*row) for row in rows]
 
 
-def _store(session: Session, *, mailbox_id: int, zone: str, now: datetime) -> None:
-    row = session.get(MailboxRow, mailbox_id)
-    if row is None:
-        return
-    if row.time_zone != zone:
-        log.info("mailbox %s is in time zone %s", row.address, zone)
-    row.time_zone, row.time_zone_read_at = zone, now
+def _store(session: Session, *, read: dict[int, str], now: datetime) -> None:
+    # One UPDATE executed with every mailbox's values, in id order (instances storing together lock rows alike).
+    session.connection().execute(
+        _SET_ZONE, [{"mailbox_id": mailbox_id, "zone": read[mailbox_id], "now": now} for mailbox_id in sorted(read)]
+    )
+
+
+_MAILBOX = MailboxRow.__table__  # type: ignore[attr-defined]
+_SET_ZONE = (
+    sa.update(_MAILBOX)
+    .where(_MAILBOX.c.id == sa.bindparam("mailbox_id"))
+    .values(
+        time_zone=sa.bindparam("zone"),
+        time_zone_read_at=sa.bindparam("now", type_=_MAILBOX.c.time_zone_read_at.type),
+    )
+)

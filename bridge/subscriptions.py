@@ -18,11 +18,12 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from bridge.domain import SubscriptionRequest
+from bridge.domain import Subscription, SubscriptionRequest
 from bridge.logs import about
 from bridge.outages import Outages
 from bridge.sources.base import (
@@ -72,6 +73,16 @@ class _Task:
 
 
 @dataclass(frozen=True, slots=True)
+class _Created:
+    """A subscription Graph made, its row not yet written."""
+
+    task: _Task
+    subscription: Subscription
+    client_state: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Held:
     """A subscription row as the pass reads it."""
 
@@ -99,6 +110,9 @@ class SubscriptionManager:
         self._forget = forget
         self._retry_at: dict[str, datetime] = {}  # per mailbox address or source name
         self._outages = Outages(log)
+        # New subscriptions' rows waiting for the write under way, and that write (`_store`).
+        self._unstored: list[tuple[_Created, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, interval_s: float = 30.0) -> None:
         while not stop.is_set():
@@ -238,31 +252,45 @@ class SubscriptionManager:
             # its notifications could never be trusted. Replace it.
             await self._remove_strays(source, task.address)
             created = await source.subscribe(request)
-        now = self._clock()
-
-        def store(session: Session) -> None:
-            # A Core INSERT, not an ORM object: one is made per mailbox, and the object's flush (which
-            # `mark_dirty`'s statement triggers) cost as much as the three other statements together.
-            session.connection().execute(
-                _INSERT,
-                {
-                    "id": created.subscription_id,
-                    "mailbox_id": task.mailbox_id,
-                    "source": task.source,
-                    "resource": f"/users/{task.address}/events",
-                    "client_state": client_state,
-                    "expires_at": created.expires_at,
-                    "created_at": datetime.now(UTC),  # when the row was written, as the model's default
-                },
-            )
-            set_source_status(session, task.source, SourceStatus.OK, None)
-            note_mailbox(session, task.mailbox_id, None)
-            # Changes made while there was no subscription were never notified.
-            mark_dirty(session, [task.mailbox_id], now)
-
-        await self._db.run(store)
+        await self._store(_Created(task, created, client_state, self._clock()))
         self._forget(created.subscription_id)  # a notification that came before the commit left it as unknown
         log.info("subscribed to %s (subscription %s)", task.address, created.subscription_id)
+
+    async def _store(self, created: _Created) -> None:
+        """Write a new subscription's row, committed when this returns.
+
+        Creations run side by side, and a transaction of its own for each row cost more than its statements: the
+        rows that come while one write is under way go together in the next (each alone again if that one fails,
+        so that one row the database refuses costs no other its row).
+        """
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unstored.append((created, stored))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_unstored())
+        await stored
+
+    async def _write_unstored(self) -> None:
+        try:
+            while self._unstored:
+                batch, self._unstored = self._unstored, []
+                await self._write(batch)
+        finally:
+            self._writer = None
+
+    async def _write(self, batch: list[tuple[_Created, asyncio.Future[None]]]) -> None:
+        """These rows in one transaction, their creators told; refused, each row alone."""
+        try:
+            await self._db.run(partial(_insert, created=[created for created, _ in batch]))
+        except Exception as exc:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write([one])
+            elif not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+            return
+        for _, stored in batch:
+            if not stored.done():  # its creator may have been cancelled meanwhile
+                stored.set_result(None)
 
     async def _remove_strays(self, source: WebhookSubscriptions, address: str) -> None:
         for existing in await source.list_subscriptions():
@@ -309,6 +337,33 @@ class SubscriptionManager:
 
 
 _INSERT = sa.insert(SubscriptionRow.__table__)  # type: ignore[attr-defined]
+
+
+def _insert(session: Session, *, created: list[_Created]) -> None:
+    # Core statements, not ORM objects: one row is made per mailbox, and an object's flush (which `mark_dirty`'s
+    # statement triggers) cost as much as the other statements together.
+    written_at = datetime.now(UTC)  # when the rows were written, as the model's default
+    session.connection().execute(
+        _INSERT,
+        [
+            {
+                "id": one.subscription.subscription_id,
+                "mailbox_id": one.task.mailbox_id,
+                "source": one.task.source,
+                "resource": f"/users/{one.task.address}/events",
+                "client_state": one.client_state,
+                "expires_at": one.subscription.expires_at,
+                "created_at": written_at,
+            }
+            for one in created
+        ],
+    )
+    for source in dict.fromkeys(one.task.source for one in created):
+        set_source_status(session, source, SourceStatus.OK, None)
+    for one in created:
+        note_mailbox(session, one.task.mailbox_id, None)
+    # Changes made while there was no subscription were never notified.
+    mark_dirty(session, [one.task.mailbox_id for one in created], max(one.at for one in created))
 
 
 def _delete(session: Session, subscription_id: str) -> None:

@@ -44,6 +44,27 @@ async def test_a_graph_mailbox_takes_the_zone_its_owner_chose_as_an_iana_name(
     assert zone_of(db, adele.user_principal_name) == ("America/Los_Angeles", NOW)
 
 
+async def test_the_zones_of_many_mailboxes_are_each_stored_with_its_own(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    # More mailboxes than are stored to one transaction, in several zones.
+    chosen = {
+        f"user{n:02d}@contoso.com": ("Pacific Standard Time", "Europe/Berlin", "Tokyo Standard Time")[n % 3]
+        for n in reversed(range(25))
+    }
+    for address, zone in chosen.items():
+        choose_zone(graph_emulator, graph_emulator.add_user(address), zone)
+        enrol(db, address)
+
+    assert await MailboxZones(db, {"online": online_source}, {}, clock=lambda: NOW).refresh() == 25
+
+    expected = {"Pacific Standard Time": "America/Los_Angeles", "Europe/Berlin": "Europe/Berlin"}
+    expected["Tokyo Standard Time"] = "Asia/Tokyo"
+    assert {address: zone_of(db, address) for address in chosen} == {
+        address: (expected[zone], NOW) for address, zone in chosen.items()
+    }
+
+
 async def test_the_zone_is_read_again_a_day_later_and_not_before(
     db: Database, online_source: GraphSource, graph_emulator: GraphEmulator, adele: DirectoryUser
 ) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, select
 
-from bridge.domain import SubscriptionRequest
+from bridge.domain import Subscription, SubscriptionRequest
 from bridge.sources.graph import GraphSource
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceKind, SourceRow, SourceStatus, SubscriptionRow
 from bridge.subscriptions import SubscriptionManager, SubscriptionSettings
@@ -118,6 +120,53 @@ async def test_a_subscription_the_bridge_has_no_record_of_is_replaced(
     [row] = rows(db)
     assert held["id"] != stray.subscription_id
     assert (row.id, row.client_state) == (held["id"], held["clientState"])
+
+
+class _AnsweredTogether:
+    """The Graph source, holding each new subscription until `count` are made; `removed`'s mailbox row is deleted
+    meanwhile (the mailbox was taken out while Graph created its subscription)."""
+
+    def __init__(self, inner: GraphSource, db: Database, count: int, removed: str) -> None:
+        self._inner, self._db, self._removed = inner, db, removed
+        self._together = asyncio.Barrier(count)
+
+    async def subscribe(self, request: SubscriptionRequest) -> Subscription:
+        created = await self._inner.subscribe(request)
+        if request.mailbox == self._removed:
+            with self._db.session() as session:
+                session.execute(sa.delete(MailboxRow).where(col(MailboxRow.address) == self._removed))
+        await self._together.wait()
+        return created
+
+    async def renew(self, subscription_id: str, mailbox: str, expires_at: datetime) -> Subscription:
+        return await self._inner.renew(subscription_id, mailbox, expires_at)
+
+    async def list_subscriptions(self) -> tuple[Subscription, ...]:
+        return await self._inner.list_subscriptions()
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        await self._inner.unsubscribe(subscription_id)
+
+
+async def test_a_row_the_database_refuses_costs_no_other_new_subscription_its_row(
+    db: Database, mailbox: int, source: GraphSource, receiver: Any, graph_emulator: GraphEmulator
+) -> None:
+    others = []
+    for address in ("bob@contoso.com", "carol@contoso.com"):
+        graph_emulator.add_user(address)
+        with db.session() as session:
+            row = MailboxRow(address=address, source="online")
+            session.add(row)
+            session.flush()
+            others.append(row.id)
+    together = _AnsweredTogether(source, db, 3, removed="carol@contoso.com")
+    manager = SubscriptionManager(db, {"online": together}, SubscriptionSettings(receiver.url, receiver.lifecycle_url))
+
+    with pytest.raises(sa.exc.IntegrityError):  # carol's row: her mailbox is gone
+        await manager.reconcile()
+
+    assert sorted(row.mailbox_id for row in rows(db)) == [mailbox, others[0]]
+    assert mailbox_row(db, others[0]).dirty_generation == 1
 
 
 async def test_a_refused_subscription_is_noted_on_the_mailbox_and_retried_later(

@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity.aio import CertificateCredential, ClientSecretCredential
+from httpcore._utils import is_socket_readable
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.native_response_handler import NativeResponseHandler
@@ -91,6 +93,8 @@ log = logging.getLogger(__name__)
 # subscription creation included: notifications then carry immutable ids too).
 _PREFER_IDS = 'IdType="ImmutableId"'
 _PREFER_UTC = 'outlook.timezone="UTC"'
+# Answers come back as the raw httpx response (the handler keeps no state, so one serves every request).
+_NATIVE_RESPONSE = [ResponseHandlerOption(NativeResponseHandler())]
 _AUTHORIZATION = "Authorization"
 _MASTER_FIELDS = [
     "id",
@@ -184,6 +188,80 @@ class _GraphTelemetry(GraphTelemetryHandler):  # type: ignore[misc]
         return f"{url.scheme}://{url.netloc.decode()}" in _GRAPH_ENDPOINTS
 
 
+class _Connection(httpcore.AsyncNetworkStream):
+    """A connection of the pool, telling httpcore whether the server closed it straight from its socket.
+
+    httpcore asks that of every idle connection in the pool on every request and every answer read; anyio's
+    streams answer by building their table of attributes, a `getpeername` call included, for each question (two
+    thirds of the pool's bookkeeping in bench/initial_sync.py). The socket is looked up once here; the check
+    itself (a poll of the socket) is httpcore's own.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's signature)
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's signature)
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> httpcore.AsyncNetworkStream:
+        return _Connection(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return is_socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+class _Network(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend (what httpx uses under asyncio), its connections made `_Connection`s."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Connection(await self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, over a connection pool of the same settings on `_Network`.
+
+    httpx takes no network backend (encode/httpx#3749 would add one), so its pool is replaced; a test checks that
+    the connections are `_Connection`s, so an httpx that stops using `_pool` fails it instead of quietly costing
+    the CPU again.
+    """
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_Network(),
+    )
+    return transport
+
+
 class _ObservedTransport(httpx.AsyncBaseTransport):
     """The HTTP transport, telling `observe` the status of every answer (or that none came)."""
 
@@ -204,6 +282,10 @@ class _ObservedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+# azure-identity renews a cached token from 5 minutes before its expiry on (`DEFAULT_REFRESH_OFFSET`).
+_REFRESH_MARGIN_S = 300
+
+
 class _RenewingCredential(AsyncTokenCredential):
     """The app's credential, able to forget a token Graph refused.
 
@@ -217,6 +299,8 @@ class _RenewingCredential(AsyncTokenCredential):
         self._inner = inner
         self._last: str | None = None
         self._renew_after: int | None = None
+        # The last token and what it was asked for with (scopes, tenant, CAE).
+        self._held: tuple[tuple[Any, ...], AccessToken] | None = None
         # One token request at a time: the requests refused together wait for the one new token.
         self._lock = asyncio.Lock()
 
@@ -228,6 +312,19 @@ class _RenewingCredential(AsyncTokenCredential):
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
+        # Kiota asks for the token on every request, and azure-identity answers each time by searching MSAL's
+        # cache (a tenth of a request's CPU): a token good for longer than azure-identity's own refresh margin is
+        # handed out from here; nearer its expiry, azure-identity decides again whether to renew it.
+        asked = (scopes, tenant_id, enable_cae)
+        held = self._held
+        if (
+            held is not None
+            and claims is None
+            and not kwargs
+            and held[0] == asked
+            and held[1].expires_on - time.time() > _REFRESH_MARGIN_S
+        ):
+            return held[1]
         async with self._lock:
             if claims is None and self._renew_after is not None:
                 claims = json.dumps({"access_token": {"nbf": {"essential": True, "value": str(self._renew_after)}}})
@@ -237,6 +334,7 @@ class _RenewingCredential(AsyncTokenCredential):
             )
             self._renew_after = None
             self._last = token.token
+            self._held = (asked, token) if not kwargs else None
             return token
 
     def refused(self, token: str | None) -> None:
@@ -244,6 +342,7 @@ class _RenewingCredential(AsyncTokenCredential):
         if token is not None and token == self._last:
             self._renew_after = int(time.time())
             self._last = None
+            self._held = None
 
     async def close(self) -> None:
         await self._inner.close()
@@ -295,12 +394,12 @@ class GraphSource:
         self._scope = f"{urlsplit(graph_url).scheme}://{host}/.default"
         self._graph_url = graph_url
         self._authority = authority
-        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else httpx.create_ssl_context()
         # httpcore scans every pooled connection (a socket poll and getpeername each) on every request: a pool
         # much larger than the requests in flight costs more than it saves (bench/relay.py, docs/graph-source.md).
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         # Observed below the SDK's middleware, so each retry it makes on a 429 or 503 counts as a request.
-        transport = _ObservedTransport(httpx.AsyncHTTPTransport(verify=verify, limits=limits), on_request)
+        transport = _ObservedTransport(_transport(verify, limits), on_request)
         http = GraphClientFactory.create_with_custom_middleware(
             _middleware(), client=httpx.AsyncClient(transport=transport, timeout=timeout_s)
         )
@@ -704,7 +803,11 @@ class GraphSource:
     ) -> bytes:
         """Send through the SDK's pipeline and return the body; a failure becomes a `SourceError`."""
         _prefer(request, _PREFER_IDS, _PREFER_UTC)
-        request.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
+        request.add_request_options(_NATIVE_RESPONSE)
+        # Kiota expands the URL template every time it reads `url` (three times a request, std-uritemplate in
+        # pure Python): expanded once, here, and kept.
+        self._adapter.set_base_url_for_request_information(request)
+        request.url = request.url
         async with self._slot(mailbox):
             response = await self._exchange(request, what)
             if response.status_code == 401:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.identity.aio import ClientSecretCredential
 
 from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
+from bridge.sources import graph
 from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Throttled
 from bridge.sources.graph import GraphSource, graph_source
 from emulators.graph import GraphEmulator
@@ -353,6 +358,62 @@ async def test_a_revoked_token_is_dropped_and_a_new_one_asked_for_once(
     statuses = [entry["status"] for entry in graph_emulator.stats(log_limit=20)["log"] if entry["route"] == "delta"]
     assert statuses.count(401) <= 3
     assert statuses[-1] == 200
+
+
+class _CountingCredential(AsyncTokenCredential):
+    """The app's real credential, counting what is asked of it; its tokens said to expire in `lifetime`."""
+
+    def __init__(self, inner: AsyncTokenCredential, lifetime: timedelta) -> None:
+        self.inner, self.lifetime, self.asked = inner, lifetime, 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.asked += 1
+        token = await self.inner.get_token(*scopes, **kwargs)
+        return AccessToken(token.token, int(time.time() + self.lifetime.total_seconds()))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.parametrize(("lifetime", "asked"), [(timedelta(hours=1), 1), (timedelta(minutes=4), 3)])
+async def test_a_token_is_asked_for_once_until_it_is_near_its_expiry(
+    graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str, lifetime: timedelta, asked: int
+) -> None:
+    real = ClientSecretCredential(
+        tenant_app.tenant_id,
+        tenant_app.client_id,
+        tenant_app.client_secret,
+        authority=graph_emulator.authority,
+        connection_verify=str(graph_emulator.ca_file),
+    )
+    credential = _CountingCredential(real, lifetime)
+    source = GraphSource("online", credential, graph_url=graph_emulator.graph_url, ca_file=str(graph_emulator.ca_file))
+    try:
+        for _ in range(3):
+            await source.read_time_zone(mailbox)
+    finally:
+        await source.close()
+
+    # Within azure-identity's 5 minutes of refresh margin, it is asked every time (and decides about renewing).
+    assert credential.asked == asked
+
+
+async def test_idle_connections_are_checked_through_the_source_s_own_connections(
+    source: GraphSource, mailbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    answer = graph._Connection.get_extra_info
+
+    def spy(self: graph._Connection, info: str) -> Any:
+        asked.append(info)
+        return answer(self, info)
+
+    monkeypatch.setattr(graph._Connection, "get_extra_info", spy)
+    await asyncio.gather(*(source.read_time_zone(mailbox) for _ in range(3)))  # three connections
+    await source.read_time_zone(mailbox)  # on one of them, the other two idle
+
+    # httpx's pool replaced (it takes no network backend): an httpx that no longer uses it fails here.
+    assert "is_readable" in asked
 
 
 async def test_a_rotated_secret_is_an_auth_failure_after_one_new_token_request(
