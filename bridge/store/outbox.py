@@ -4,6 +4,8 @@ delivery and the pull feed. The change object's shape is defined here only (docs
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,8 +62,7 @@ def add_changes(
     queued = []
     rows = []
     sequence = mailbox.next_sequence
-    for change_type, entry in changes:
-        change_id = str(uuid.uuid4())
+    for change_id, (change_type, entry) in zip(change_ids(len(changes)), changes, strict=True):
         payload = change_payload(change_id, change_type, sequence, occurred_at, mailbox, entry)
         queued.append(QueuedChange(change_id, sequence, change_type, payload))
         rows.append(
@@ -89,6 +90,22 @@ def add_changes(
 
 
 _INSERT = sa.insert(OutboxRow.__table__)  # type: ignore[attr-defined]
+
+
+def change_ids(count: int) -> list[str]:
+    """`count` new change ids: UUIDs of version 7 (RFC 9562), whose first 48 bits are the time in milliseconds.
+
+    Time-ordered rather than random (version 4): each id then goes at the end of the outbox's unique index instead
+    of into a random page of it, and a random page each was half of what a sync commit wrote to SQLite's WAL.
+    """
+    milliseconds = time.time_ns() // 1_000_000
+    random = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        bits = int.from_bytes(random[start : start + 10])  # 12 bits for rand_a, 62 of the rest for rand_b
+        value = milliseconds << 80 | 7 << 76 | (bits >> 68) << 64 | 2 << 62 | bits & (1 << 62) - 1
+        ids.append(str(uuid.UUID(int=value)))
+    return ids
 
 
 def change_payload(
