@@ -261,7 +261,6 @@ class MirrorRow(SQLModel, table=True):
     """
 
     __tablename__ = "mirror"
-    __table_args__ = (sa.Index("ix_mirror_mailbox_start", "mailbox_id", "start"),)
 
     mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", primary_key=True)
     item_id: str = Field(primary_key=True)
@@ -297,7 +296,8 @@ class OutboxRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
     change_id: str = Field(max_length=36)
-    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE", index=True)
+    # Not indexed alone: the unique (mailbox_id, sequence) index serves lookups by mailbox.
+    mailbox_id: int = Field(foreign_key="mailbox.id", ondelete="CASCADE")
     sequence: int
     change_type: ChangeType = Field(sa_type=_choice(ChangeType, "change_type"))
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
