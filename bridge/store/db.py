@@ -7,12 +7,14 @@ whatever a function writes commits together or not at all (DESIGN §3.3).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import operator
 import os
 import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session
 
@@ -326,6 +328,39 @@ def _release(connection: Connection, name: str, held: bool) -> None:
             _advisory(connection, "pg_advisory_unlock", name)
     finally:
         connection.close()
+
+
+def execute_rows(session: Session, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute `statement` once for each row (the driver's executemany); every row has the same keys, and its
+    values are in the form the driver takes (`models.driver_values`: timestamps and JSON encoded, enums as their
+    values).
+
+    SQLAlchemy's own executemany passes each value of each row through its type's processing and keeps books per
+    row: for a sync commit's forty outbox and forty mirror rows that cost more than SQLite's executing them.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    sql, positions = _driver_statement(statement, connection.dialect, tuple(rows[0]))
+    parameters = [positions(row) for row in rows] if positions is not None else list(rows)
+    connection.exec_driver_sql(sql, parameters)
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_statement(
+    statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]
+) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]] | None]:
+    """`statement`'s SQL for executing it with rows of these keys, and, for a driver taking its parameters by
+    position (SQLite), what makes a row's tuple of them."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)  # type: ignore[attr-defined]
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        raise ValueError("the statement has defaults computed in Python: give every value in the rows")
+    if compiled.positiontup is None:
+        return compiled.string, None
+    order = tuple(compiled.positiontup)
+    if len(order) == 1:
+        return compiled.string, lambda row: (row[order[0]],)
+    return compiled.string, operator.itemgetter(*order)
 
 
 def lock_outbox(session: Session) -> None:

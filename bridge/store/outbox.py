@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bridge.domain import ChangeType, PresenceEntry, iso_utc
-from bridge.store.db import lock_outbox, settle_outbox
-from bridge.store.models import OutboxRow, now
+from bridge.store.db import execute_rows, lock_outbox, settle_outbox
+from bridge.store.models import OutboxRow, driver_values, now
 from bridge.zones import UTC_ZONE, all_day_date
 
 
@@ -58,33 +58,36 @@ def add_changes(
     mailbox_id = mailbox.id
     assert mailbox_id is not None
     modified = modified_at or {}
-    created = now()
+    values = driver_values(session.get_bind().dialect)
+    created = values.timestamp(now())
     queued = []
     rows = []
     sequence = mailbox.next_sequence
     for change_id, (change_type, entry) in zip(change_ids(len(changes)), changes, strict=True):
         payload = change_payload(change_id, change_type, sequence, occurred_at, mailbox, entry)
         queued.append(QueuedChange(change_id, sequence, change_type, payload))
+        source_modified = modified.get(entry.item_id)
         rows.append(
             {
                 "change_id": change_id,
                 "mailbox_id": mailbox_id,
                 "sequence": sequence,
-                "change_type": change_type,
-                "payload": payload,
+                "change_type": change_type.value,
+                "payload": values.json(payload),
                 "created_at": created,
-                "source_modified_at": modified.get(entry.item_id),
+                "source_modified_at": None if source_modified is None else values.timestamp(source_modified),
                 "attempts": 0,
                 "next_attempt_at": created,
             }
         )
         sequence += 1
-    # One INSERT executed with every row as parameters (a multi-row INSERT on PostgreSQL): ORM objects cost
-    # 69 % of a sync commit's time to build and flush (issue 13's profile, docs/storage.md).
+    # One INSERT executed with every row as parameters, handed to the driver as they are: ORM objects cost 69 % of
+    # a sync commit's time to build and flush (issue 13's profile, docs/storage.md), SQLAlchemy's processing of
+    # each row's values most of what was left.
     # Shared with every other writer (none waits for another); a feed reader waits for this transaction to end
     # (`changes_after`). Taken only now, with the rows built, so that a reader waits as little as it can.
     lock_outbox(session)
-    session.connection().execute(_INSERT, rows)
+    execute_rows(session, _INSERT, rows)
     mailbox.next_sequence = sequence
     return queued
 
