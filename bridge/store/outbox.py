@@ -62,9 +62,10 @@ def add_changes(
     created = values.timestamp(now())
     queued = []
     rows = []
+    occurred = iso_utc(occurred_at)  # once for all the changes
     sequence = mailbox.next_sequence
     for change_id, (change_type, entry) in zip(change_ids(len(changes)), changes, strict=True):
-        payload = change_payload(change_id, change_type, sequence, occurred_at, mailbox, entry)
+        payload = change_payload(change_id, change_type, sequence, occurred, mailbox, entry)
         queued.append(QueuedChange(change_id, sequence, change_type, payload))
         source_modified = modified.get(entry.item_id)
         rows.append(
@@ -115,15 +116,16 @@ def change_payload(
     change_id: str,
     change_type: ChangeType,
     sequence: int,
-    occurred_at: datetime,
+    occurred_at: str,
     mailbox: OutboxMailbox,
     entry: PresenceEntry,
 ) -> dict[str, Any]:
+    """The change object (docs/workforce-webhook.md); `occurred_at` as `iso_utc` writes it."""
     return {
         "id": change_id,
         "type": change_type.value,
         "sequence": sequence,
-        "occurred_at": iso_utc(occurred_at),
+        "occurred_at": occurred_at,
         "mailbox": mailbox.address,
         "workforce_id": mailbox.workforce_id,
         # The person's zone (null until the bridge has read it, within a minute of adding the mailbox).
