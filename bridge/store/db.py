@@ -331,7 +331,7 @@ def _release(connection: Connection, name: str, held: bool) -> None:
         connection.close()
 
 
-def execute_rows(session: Session, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+def execute_rows(session: Session, statement: sa.Insert, rows: Sequence[Mapping[str, Any]]) -> None:
     """Execute `statement` once for each row (the driver's executemany); every row has the same keys, and its
     values are in the form the driver takes (`models.driver_values`: timestamps and JSON encoded, enums as their
     values).
@@ -349,11 +349,11 @@ def execute_rows(session: Session, statement: sa.Executable, rows: Sequence[Mapp
 
 @functools.lru_cache(maxsize=64)
 def _driver_statement(
-    statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]
+    statement: sa.Insert, dialect: Dialect, keys: tuple[str, ...]
 ) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]] | None]:
     """`statement`'s SQL for executing it with rows of these keys, and, for a driver taking its parameters by
     position (SQLite), what makes a row's tuple of them."""
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)  # type: ignore[attr-defined]
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     if compiled.insert_prefetch or compiled.update_prefetch:
         raise ValueError("the statement has defaults computed in Python: give every value in the rows")
     if compiled.positiontup is None:

@@ -64,7 +64,7 @@ _KEY = ("mailbox_id", "item_id")
 
 
 @functools.cache
-def _upsert(dialect: str) -> sa.Executable:
+def _upsert(dialect: str) -> sa.Insert:
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     statement = insert(MirrorRow)
     changed = {column.name: statement.excluded[column.name] for column in _COLUMNS if column.name not in _KEY}

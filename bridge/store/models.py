@@ -9,6 +9,7 @@ commands): callers that must tell the workforce system first do so before deleti
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -89,11 +89,19 @@ class DriverValues:
 
 
 def driver_values(dialect: Dialect) -> DriverValues:
-    return _SQLITE_VALUES if dialect.name == "sqlite" else _POSTGRESQL_VALUES
+    return _SQLITE_VALUES if dialect.name == "sqlite" else _postgresql_values()
 
 
 _SQLITE_VALUES = DriverValues(sqlite_timestamp, json.dumps)
-_POSTGRESQL_VALUES = DriverValues(utc_instant, Jsonb)
+
+
+@functools.cache
+def _postgresql_values() -> DriverValues:
+    # Imported with PostgreSQL's use, as SQLAlchemy imports the driver: it takes 0.3 s, which a SQLite deployment
+    # and every CLI command would spend for nothing.
+    from psycopg.types.json import Jsonb
+
+    return DriverValues(utc_instant, Jsonb)
 
 
 class Address(sa.TypeDecorator[str]):
