@@ -338,7 +338,8 @@ class MailboxSync:
             next_sequence=mailbox.next_sequence + len(plan.changes),
         ):
             raise LeaseLost(claim.address)
-        source_works(session, claim.source, now)
+        if mailbox.source_failing:
+            source_works(session, claim.source, now)
         # The outbox is written last: from its insert until commit the transaction holds outbox ids, which a feed
         # reader waits for (store.lock_outbox).
         add_changes(

@@ -164,7 +164,9 @@ class _PlanBuilder:
         # Delta reads carry the transaction id but not the extended property: the bridge's mark is kept from the
         # mirror, or found through the create that carried that transaction id.
         bridge_ref = appointment.bridge_ref or (old and old.appointment.bridge_ref) or self._relay.ref(appointment)
-        appointment = replace(appointment, bridge_ref=bridge_ref, transaction_id=None)
+        if bridge_ref != appointment.bridge_ref or appointment.transaction_id is not None:
+            # A copy only when something changes: `replace` was a third of planning an appointment.
+            appointment = replace(appointment, bridge_ref=bridge_ref, transaction_id=None)
         item, entry = self._mapping.mirror_item(appointment)
         if old is not None and old == item:
             return

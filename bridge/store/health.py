@@ -71,16 +71,23 @@ def source_failed(
 
 def source_works(session: Session, name: str, at: datetime) -> bool:
     """Clear a failing source's status and hold after a success; True when it was failing."""
-    # One UPDATE that matches nothing while the source is well (every sync commit calls this), not an ORM load.
+    # One UPDATE that matches nothing while the source is well, not an ORM load.
     return bool(session.connection().execute(_WORKS, {"source": name, "at": at}).rowcount)
+
+
+# What a success clears: the source failed, or is held, or counts failures.
+_FAILING = sa.or_(_SOURCE.c.status != SourceStatus.OK, _SOURCE.c.held_until.is_not(None), _SOURCE.c.failures != 0)
+
+
+def source_failing(name: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """Whether the source `name` names has something for `source_works` to clear, as an expression a statement
+    reads along with what it reads anyway (a sync commit's lock of its mailbox)."""
+    return sa.exists().where(_SOURCE.c.name == name, _FAILING)
 
 
 _WORKS = (
     sa.update(_SOURCE)
-    .where(
-        _SOURCE.c.name == sa.bindparam("source"),
-        sa.or_(_SOURCE.c.status != SourceStatus.OK, _SOURCE.c.held_until.is_not(None), _SOURCE.c.failures != 0),
-    )
+    .where(_SOURCE.c.name == sa.bindparam("source"), _FAILING)
     .values(
         status=SourceStatus.OK,
         status_reason=None,

@@ -13,7 +13,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bridge.domain import Appointment, MirrorItem, Window
-from bridge.store.models import DeltaStateRow, MirrorRow, now
+from bridge.store.db import execute_rows
+from bridge.store.models import DeltaStateRow, DriverValues, MirrorRow, driver_values, now
 
 
 def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | None = None) -> dict[str, MirrorItem]:
@@ -50,19 +51,20 @@ def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], d
     dropped = sorted(set(drop))
     if dropped:
         session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
-    written = now()
-    rows = [_row(mailbox_id, item, written) for item in put]
-    if rows:
-        # One statement, built once and cached by SQLAlchemy, with the rows as parameters: session.merge would
-        # SELECT and write per row, and values baked into the statement defeat the statement cache.
-        session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
+    dialect = session.get_bind().dialect
+    values = driver_values(dialect)
+    written = values.timestamp(now())
+    rows = [_row(mailbox_id, item, written, values) for item in put]
+    # One statement, built once, with the rows as parameters in the driver's form (`execute_rows`): session.merge
+    # would SELECT and write per row, and values baked into the statement defeat the statement cache.
+    execute_rows(session, _upsert(dialect.name), rows)
 
 
 _KEY = ("mailbox_id", "item_id")
 
 
 @functools.cache
-def _upsert(dialect: str) -> sa.Executable:
+def _upsert(dialect: str) -> sa.Insert:
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     statement = insert(MirrorRow)
     changed = {column.name: statement.excluded[column.name] for column in _COLUMNS if column.name not in _KEY}
@@ -132,18 +134,19 @@ def _item(row: Any) -> MirrorItem:
     return MirrorItem(appointment, row.template, row.content_hash)
 
 
-def _row(mailbox_id: int, item: MirrorItem, written: datetime) -> dict[str, Any]:
+def _row(mailbox_id: int, item: MirrorItem, written: object, values: DriverValues) -> dict[str, Any]:
+    """The mirror row of `item`, in the driver's form; `written` is the time of writing in it already."""
     appointment = item.appointment
     return {
         "mailbox_id": mailbox_id,
         "item_id": appointment.item_id,
         "change_key": appointment.change_key,
         "series_id": appointment.series_id,
-        "kind": appointment.kind,
-        "start": appointment.start,
-        "end": appointment.end,
+        "kind": appointment.kind.value,
+        "start": values.timestamp(appointment.start),
+        "end": values.timestamp(appointment.end),
         "all_day": appointment.all_day,
-        "free_busy": appointment.free_busy,
+        "free_busy": appointment.free_busy.value,
         "subject": appointment.subject,
         "private": appointment.private,
         "is_organizer": appointment.is_organizer,

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from bridge.store.health import source_failing
 from bridge.store.models import (
     CommandRow,
     CommandStatus,
@@ -327,6 +328,9 @@ class LockedMailbox:
     next_sequence: int
     lease_owner: str | None
     mass_delete_approved: bool
+    # Its source has a failure or hold that a success clears (`health.source_works`): read here, a statement of
+    # its own only then, instead of an UPDATE in every commit that matches nothing while the source is well.
+    source_failing: bool
 
 
 def lock_mailbox(session: Session, mailbox_id: int) -> LockedMailbox | None:
@@ -344,6 +348,7 @@ _LOCK = (
         _MAILBOX.c.next_sequence,
         _MAILBOX.c.lease_owner,
         _MAILBOX.c.mass_delete_approved,
+        source_failing(_MAILBOX.c.source),
     )
     .where(_MAILBOX.c.id == sa.bindparam("id"))
     .with_for_update(key_share=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session
 
 from bridge.store import (
     ChangeType,
+    Database,
     MailboxRow,
     MailboxStatus,
     OutboxRow,
@@ -27,6 +29,14 @@ def add_mailbox(session: Session, address: str = "alice@example.com") -> int:
     session.flush()
     assert row.id is not None
     return row.id
+
+
+def stored_rows(db: Database, table: str, *, apart_from: set[str]) -> list[dict[str, Any]]:
+    """The table's rows as the database keeps them (SQLite: the text of timestamps and JSON), in the order written;
+    without the columns `apart_from`."""
+    with db.session() as session:
+        result = session.connection().exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1")
+        return [{k: v for k, v in row._mapping.items() if k not in apart_from} for row in result]
 
 
 def outbox_row(mailbox_id: int, sequence: int, change_id: str | None = None) -> OutboxRow:

@@ -278,3 +278,20 @@ def test_a_sqlite_file_left_readable_by_others_is_narrowed(tmp_path: Path) -> No
     Database(f"sqlite:///{path}").close()
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_work_that_ends_after_its_event_loop_closed_leaves_the_threads_working(db: Database) -> None:
+    release = threading.Event()
+
+    async def leave_behind() -> None:
+        left = asyncio.ensure_future(db.run(lambda session: release.wait(5)))
+        await asyncio.sleep(0.05)  # under way when the loop closes
+        assert not left.done()
+
+    asyncio.run(leave_behind())
+    release.set()  # its outcome now has no loop to go to
+
+    async def more() -> str:
+        return await asyncio.wait_for(db.run(lambda session: "still working"), 5)
+
+    assert asyncio.run(more()) == "still working"

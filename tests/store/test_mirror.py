@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import col, select
 
 from bridge.domain import Appointment, AppointmentKind, FreeBusy, MirrorItem, Window
-from bridge.store import Database
+from bridge.store import Database, MirrorRow
 from bridge.store.mirror import delta_states, load_mirror, save_delta_state, write_mirror
-from tests.store import add_mailbox
+from tests.store import add_mailbox, stored_rows
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -29,6 +33,24 @@ def test_mirror_items_round_trip(db: Database) -> None:
         write_mirror(session, mailbox, stored.values(), ())
     with db.session() as session:
         assert load_mirror(session, mailbox) == stored
+
+
+def test_mirror_rows_are_stored_as_sqlalchemys_types_store_them(db: Database) -> None:
+    items = [
+        item("a", start=T0.astimezone(ZoneInfo("America/New_York")), end=T0 + timedelta(microseconds=1)),
+        item("b", template=None, private=True, all_day=True, kind=AppointmentKind.OCCURRENCE, series_id="m"),
+    ]
+    with db.session() as session:
+        mailbox, other = add_mailbox(session), add_mailbox(session, "bob@example.com")
+        write_mirror(session, mailbox, items, ())
+    with db.session() as session:
+        written = session.exec(select(MirrorRow).order_by(col(MirrorRow.item_id))).all()
+        # The same values for another mailbox, through SQLAlchemy's own processing of each column's type.
+        again = [row.model_dump() | {"mailbox_id": other} for row in written]
+        session.connection().execute(sa.insert(MirrorRow), again)
+
+    stored = stored_rows(db, "mirror", apart_from={"mailbox_id"})
+    assert stored[:2] == stored[2:]
 
 
 def test_writing_an_item_again_replaces_it_and_drop_removes(db: Database) -> None:

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import select
 
@@ -17,6 +18,7 @@ from bridge.store import (
     MirrorRow,
     OutboxRow,
 )
+from bridge.store.models import UTCDateTime, sqlite_timestamp
 from tests.store import add_mailbox, outbox_row
 
 
@@ -42,6 +44,27 @@ def test_times_read_back_as_aware_utc(db: Database) -> None:
     assert dirty_at == local
     assert dirty_at is not None
     assert dirty_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 3, 29, 3, 30, 15, 123456, tzinfo=ZoneInfo("Europe/Amsterdam")),
+        datetime(2026, 11, 30, 9, 0, tzinfo=UTC),  # no microseconds: still written
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    ],
+)
+def test_sqlite_keeps_times_as_sqlalchemys_datetime_writes_them(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    sqlalchemys = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert sqlalchemys is not None
+    assert ours is not None
+
+    expected = sqlalchemys(value.astimezone(UTC).replace(tzinfo=None))
+    assert sqlite_timestamp(value) == expected
+    assert ours(value) == expected
+    assert ours(None) is None
 
 
 def test_naive_times_are_refused(db: Database) -> None:

@@ -8,8 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from bridge.store import CommandKind, CommandRow, Database, MailboxRow, MailboxStatus, SubscriptionRow
+from bridge.store import (
+    CommandKind,
+    CommandRow,
+    Database,
+    MailboxRow,
+    MailboxStatus,
+    SourceKind,
+    SourceRow,
+    SourceStatus,
+    SubscriptionRow,
+)
 from bridge.store.db import connected_instances
+from bridge.store.health import source_works
 from bridge.store.models import MailboxMarkRow
 from bridge.store.work import (
     claim_dirty,
@@ -316,3 +327,35 @@ def test_an_instance_is_connected_while_it_has_a_connection_open(database_url: D
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize(
+    "trouble",
+    [
+        {"status": SourceStatus.UNREACHABLE},
+        {"held_until": NOW + LEASE},
+        {"failures": 1},
+    ],
+)
+def test_locking_a_mailbox_reads_whether_its_source_has_a_failure_to_clear(
+    db: Database, trouble: dict[str, object]
+) -> None:
+    with db.session() as session:
+        session.add(SourceRow(name="exchange", kind=SourceKind.GRAPH))
+        mailbox = add_mailbox(session)
+    with db.session() as session:
+        well = lock_mailbox(session, mailbox)
+    with db.session() as session:
+        session.execute(sa.update(SourceRow).values(**trouble))
+    with db.session() as session:
+        failing = lock_mailbox(session, mailbox)
+        assert source_works(session, "exchange", NOW)
+    with db.session() as session:
+        cleared = lock_mailbox(session, mailbox)
+
+    assert well is not None
+    assert not well.source_failing
+    assert failing is not None
+    assert failing.source_failing
+    assert cleared is not None
+    assert not cleared.source_failing

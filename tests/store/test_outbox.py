@@ -1,0 +1,55 @@
+"""The outbox's rows as `add_changes` writes them, on both backends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from bridge.domain import ChangeType, FreeBusy, PresenceEntry
+from bridge.store import Database, MailboxRow, OutboxRow
+from bridge.store.outbox import add_changes, change_ids
+from tests.store import add_mailbox, stored_rows
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def test_change_ids_are_uuids_in_the_order_they_were_made() -> None:
+    first = change_ids(3)
+    time.sleep(0.002)  # the next millisecond
+    later = change_ids(2)
+
+    ids = first + later
+    assert len(set(ids)) == 5
+    assert all(uuid.UUID(value).version == 7 and uuid.UUID(value).variant == uuid.RFC_4122 for value in ids)
+    assert all(str(uuid.UUID(value)) == value for value in ids)  # the canonical form, as before
+    assert max(first) < min(later)
+
+
+def test_changes_are_stored_as_sqlalchemys_types_store_them(db: Database) -> None:
+    entries = [
+        PresenceEntry("item-1", "meeting", FreeBusy.BUSY, T0, T0 + timedelta(hours=1), all_day=False, subject="Visit"),
+        PresenceEntry("item-2", "absence", FreeBusy.OOF, T0, T0 + timedelta(days=1), all_day=True, subject=None),
+    ]
+    modified = {"item-1": datetime(2026, 11, 23, 8, 30, 5, 250000, tzinfo=ZoneInfo("Europe/Amsterdam"))}
+    with db.session() as session:
+        mailbox = session.get_one(MailboxRow, add_mailbox(session))
+        mailbox.workforce_id = "E1"
+        queued = add_changes(session, mailbox, [(ChangeType.CREATED, entry) for entry in entries], T0, modified)
+    with db.session() as session:
+        written = session.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all()
+        # The same values once more, through SQLAlchemy's own processing of each column's type.
+        again = [
+            row.model_dump(exclude={"id"}) | {"change_id": f"again-{row.sequence}", "sequence": row.sequence + 10}
+            for row in written
+        ]
+        session.connection().execute(sa.insert(OutboxRow), again)
+
+    stored = stored_rows(db, "outbox", apart_from={"id", "change_id", "sequence"})
+    assert [row.payload for row in written] == [change.payload for change in queued]
+    assert [row.source_modified_at for row in written] == [modified["item-1"], None]
+    assert stored[:2] == stored[2:]
