@@ -69,7 +69,9 @@ from bridge.sources.base import CalendarSource, ItemNotFound, MailboxNotFound, S
 from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
 from bridge.store import commands as stored
 from bridge.store.commands import (
+    Addressed,
     accept,
+    addressed,
     created_item,
     current_state_item,
     extend_need,
@@ -472,9 +474,10 @@ def _accept(
     now: datetime,
     time_zones: Mapping[str, str],
 ) -> _Command | NotFound | Conflict | Invalid | Replayed:
+    found: Addressed | MailboxRow | None = None
     if draft.kind != CommandKind.MAIL:
-        found = find_mailbox(session, draft.scope)
-        if found is None or found.id is None:
+        found = addressed(session, draft.scope)
+        if found is None:
             return NotFound(f"the bridge mirrors no mailbox {draft.scope}")
         if found.status != MailboxStatus.ACTIVE:
             reason = f": {found.status_reason}" if found.status_reason else ""
@@ -504,8 +507,11 @@ def _accept(
     row = accepted.row
     if not accepted.new:
         return _replay(row)
-    mailbox = session.get(MailboxRow, row.mailbox_id) if row.mailbox_id is not None else None
-    return _detached(session, row, mailbox)
+    if row.mailbox_id is not None and (found is None or found.id != row.mailbox_id):
+        # An earlier request's command taken up again (it failed for a while), stored for a mailbox since removed
+        # (and perhaps added again).
+        found = session.get(MailboxRow, row.mailbox_id)
+    return _detached(session, row, found)
 
 
 def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> list[_Command]:
@@ -516,7 +522,7 @@ def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> l
     return commands
 
 
-def _detached(session: Session, row: CommandRow, mailbox: MailboxRow | None) -> _Command:
+def _detached(session: Session, row: CommandRow, mailbox: MailboxRow | Addressed | None) -> _Command:
     current = None
     if mailbox is not None and mailbox.id is not None and row.item_id is not None:
         mirrored = load_item(session, mailbox.id, row.item_id)

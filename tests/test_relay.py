@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
-from bridge.store import CommandKind, CommandRow, CommandStatus, MailboxRow, MailboxStatus
+from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
 from bridge.store.commands import accept
 from bridge.store.work import claim_mailbox
 from tests.world import API_TOKEN, World, at, ready
@@ -80,6 +82,33 @@ async def test_a_command_does_not_wait_for_a_sync_commit_of_its_mailbox(world: W
 
     assert status == 201, body
     assert [event["id"] for event in stored(world)] == [body["exchange_id"]]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite has one writer at a time anyway
+def test_a_request_racing_one_with_the_same_key_waits_for_it_and_replays_it(db: Database) -> None:
+    """Two requests with one key at once: the second waits for the first's transaction and finds its command (it
+    must neither store a second command nor fail on the key's unique constraint)."""
+    now = datetime.now(UTC)
+
+    def draft(command_id: str) -> CommandRow:
+        payload = {"to": ["bob@contoso.com"], "subject": "Hi", "body": "text", "content_type": "text"}
+        return CommandRow(id=command_id, scope="mail", kind=CommandKind.MAIL, idempotency_key="race-1", payload=payload)
+
+    def second() -> tuple[str, bool]:
+        with db.session() as session:
+            accepted = accept(session, draft("second"), "test", now)
+            return accepted.row.id, accepted.new
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with db.session() as session:
+            accept(session, draft("first"), "test", now)
+            session.flush()
+            racing = pool.submit(second)
+            with pytest.raises(FutureTimeout):
+                racing.result(timeout=0.5)  # waiting for the first to commit
+        assert racing.result(timeout=5) == ("first", False)
+    with db.session() as session:
+        assert [row.id for row in session.exec(select(CommandRow)).all()] == ["first"]
 
 
 async def test_a_person_s_later_change_to_a_bridge_appointment_is_emitted(world: World) -> None:
