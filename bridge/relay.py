@@ -70,6 +70,7 @@ from bridge.store import CommandKind, CommandRow, CommandStatus, Database, Mailb
 from bridge.store import commands as stored
 from bridge.store.commands import (
     Addressed,
+    Draft,
     accept,
     addressed,
     created_item,
@@ -175,7 +176,7 @@ class Relay:
     async def send_mail(self, request: dict[str, Any], key: str | None) -> Outcome:
         if self._mail is None:
             return Unavailable("mail is not configured: add a `mail:` section with a sender")
-        draft = CommandRow(
+        draft = Draft(
             id=str(uuid.uuid4()), scope=MAIL_SCOPE, kind=CommandKind.MAIL, idempotency_key=key, payload=request
         )
         return await self._run(draft)
@@ -205,7 +206,7 @@ class Relay:
     ) -> Outcome:
         command_id = str(uuid.uuid4())
         creates = kind in (CommandKind.CREATE, CommandKind.STATE)
-        draft = CommandRow(
+        draft = Draft(
             id=command_id,
             scope=address.lower(),
             kind=kind,
@@ -215,7 +216,7 @@ class Relay:
         )
         return await self._run(draft, target=target)
 
-    async def _run(self, draft: CommandRow, *, target: str | None = None) -> Outcome:
+    async def _run(self, draft: Draft, *, target: str | None = None) -> Outcome:
         now = self._clock()
         mapping = self._mapping()
         try:
@@ -467,7 +468,7 @@ class Relay:
 
 def _accept(
     session: Session,
-    draft: CommandRow,
+    draft: Draft,
     target: str | None,
     mapping: TemplateMapping,
     owner: str,
@@ -505,7 +506,7 @@ def _accept(
         draft.item_id = created_item(session, draft.mailbox_id, target) or target
     accepted = accept(session, draft, owner, now)
     row = accepted.row
-    if not accepted.new:
+    if isinstance(row, CommandRow) and not accepted.new:
         return _replay(row)
     if row.mailbox_id is not None and (found is None or found.id != row.mailbox_id):
         # An earlier request's command taken up again (it failed for a while), stored for a mailbox since removed
@@ -522,7 +523,7 @@ def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> l
     return commands
 
 
-def _detached(session: Session, row: CommandRow, mailbox: MailboxRow | Addressed | None) -> _Command:
+def _detached(session: Session, row: Draft | CommandRow, mailbox: MailboxRow | Addressed | None) -> _Command:
     current = None
     if mailbox is not None and mailbox.id is not None and row.item_id is not None:
         mirrored = load_item(session, mailbox.id, row.item_id)

@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
-from bridge.store.commands import accept
+from bridge.store.commands import Draft, accept
 from bridge.store.work import claim_mailbox
 from tests.world import API_TOKEN, World, at, ready
 
@@ -90,9 +90,9 @@ def test_a_request_racing_one_with_the_same_key_waits_for_it_and_replays_it(db: 
     must neither store a second command nor fail on the key's unique constraint)."""
     now = datetime.now(UTC)
 
-    def draft(command_id: str) -> CommandRow:
+    def draft(command_id: str) -> Draft:
         payload = {"to": ["bob@contoso.com"], "subject": "Hi", "body": "text", "content_type": "text"}
-        return CommandRow(id=command_id, scope="mail", kind=CommandKind.MAIL, idempotency_key="race-1", payload=payload)
+        return Draft(id=command_id, scope="mail", kind=CommandKind.MAIL, idempotency_key="race-1", payload=payload)
 
     def second() -> tuple[str, bool]:
         with db.session() as session:
@@ -338,7 +338,7 @@ async def test_a_command_stored_but_never_sent_is_finished_after_a_restart(world
     mailbox = world.mailbox_row()
     # As the API stores it: an all-day appointment's start and end are dates.
     request = {"template": "absence", "start": instant(3, 0)[:10], "end": instant(4, 0)[:10], "all_day": True}
-    draft = CommandRow(
+    draft = Draft(
         id="11111111-2222-3333-4444-555555555555",
         mailbox_id=mailbox.id,
         scope=mailbox.address,
@@ -378,7 +378,7 @@ async def test_a_create_sent_but_not_recorded_is_not_made_twice(world: World) ->
 
 async def test_mail_interrupted_while_sending_is_reported_not_sent_twice(world: World) -> None:
     await ready(world)  # by then the service's own pass over interrupted commands has run
-    draft = CommandRow(
+    draft = Draft(
         id="mail-0000-0000-0000-000000000000",
         scope="mail",
         kind=CommandKind.MAIL,
