@@ -475,7 +475,7 @@ def _accept(
     now: datetime,
     time_zones: Mapping[str, str],
 ) -> _Command | NotFound | Conflict | Invalid | Replayed:
-    found: Addressed | MailboxRow | None = None
+    found = None
     if draft.kind != CommandKind.MAIL:
         found = addressed(session, draft.scope)
         if found is None:
@@ -508,10 +508,7 @@ def _accept(
     row = accepted.row
     if isinstance(row, CommandRow) and not accepted.new:
         return _replay(row)
-    if row.mailbox_id is not None and (found is None or found.id != row.mailbox_id):
-        # An earlier request's command taken up again (it failed for a while), stored for a mailbox since removed
-        # (and perhaps added again).
-        found = session.get(MailboxRow, row.mailbox_id)
+    # An earlier request's command taken up again is this mailbox's too: a removed mailbox's commands went with it.
     return _detached(session, row, found)
 
 
