@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -36,7 +37,17 @@ _BATCH = 200
 _STORED_TOGETHER = 20
 
 
-def zone_of(mailbox: MailboxRow, defaults: Mapping[str, str]) -> str:
+class Placed(Protocol):
+    """A mailbox as far as its zone goes (a MailboxRow, or the relay's plain row of one)."""
+
+    @property
+    def time_zone(self) -> str | None: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+def zone_of(mailbox: Placed, defaults: Mapping[str, str]) -> str:
     """The zone a mailbox's local times are read in: as last read, else its source's default, else UTC."""
     return mailbox.time_zone or defaults.get(mailbox.source, UTC_ZONE)
 

@@ -69,7 +69,10 @@ from bridge.sources.base import CalendarSource, ItemNotFound, MailboxNotFound, S
 from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
 from bridge.store import commands as stored
 from bridge.store.commands import (
+    Addressed,
+    Draft,
     accept,
+    addressed,
     created_item,
     current_state_item,
     extend_need,
@@ -173,7 +176,7 @@ class Relay:
     async def send_mail(self, request: dict[str, Any], key: str | None) -> Outcome:
         if self._mail is None:
             return Unavailable("mail is not configured: add a `mail:` section with a sender")
-        draft = CommandRow(
+        draft = Draft(
             id=str(uuid.uuid4()), scope=MAIL_SCOPE, kind=CommandKind.MAIL, idempotency_key=key, payload=request
         )
         return await self._run(draft)
@@ -203,7 +206,7 @@ class Relay:
     ) -> Outcome:
         command_id = str(uuid.uuid4())
         creates = kind in (CommandKind.CREATE, CommandKind.STATE)
-        draft = CommandRow(
+        draft = Draft(
             id=command_id,
             scope=address.lower(),
             kind=kind,
@@ -213,7 +216,7 @@ class Relay:
         )
         return await self._run(draft, target=target)
 
-    async def _run(self, draft: CommandRow, *, target: str | None = None) -> Outcome:
+    async def _run(self, draft: Draft, *, target: str | None = None) -> Outcome:
         now = self._clock()
         mapping = self._mapping()
         try:
@@ -465,16 +468,17 @@ class Relay:
 
 def _accept(
     session: Session,
-    draft: CommandRow,
+    draft: Draft,
     target: str | None,
     mapping: TemplateMapping,
     owner: str,
     now: datetime,
     time_zones: Mapping[str, str],
 ) -> _Command | NotFound | Conflict | Invalid | Replayed:
+    found = None
     if draft.kind != CommandKind.MAIL:
-        found = find_mailbox(session, draft.scope)
-        if found is None or found.id is None:
+        found = addressed(session, draft.scope)
+        if found is None:
             return NotFound(f"the bridge mirrors no mailbox {draft.scope}")
         if found.status != MailboxStatus.ACTIVE:
             reason = f": {found.status_reason}" if found.status_reason else ""
@@ -502,10 +506,10 @@ def _accept(
         draft.item_id = created_item(session, draft.mailbox_id, target) or target
     accepted = accept(session, draft, owner, now)
     row = accepted.row
-    if not accepted.new:
+    if isinstance(row, CommandRow) and not accepted.new:
         return _replay(row)
-    mailbox = session.get(MailboxRow, row.mailbox_id) if row.mailbox_id is not None else None
-    return _detached(session, row, mailbox)
+    # An earlier request's command taken up again is this mailbox's too: a removed mailbox's commands went with it.
+    return _detached(session, row, found)
 
 
 def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> list[_Command]:
@@ -516,7 +520,7 @@ def _reclaim(session: Session, owner: str, now: datetime, stale: timedelta) -> l
     return commands
 
 
-def _detached(session: Session, row: CommandRow, mailbox: MailboxRow | None) -> _Command:
+def _detached(session: Session, row: Draft | CommandRow, mailbox: MailboxRow | Addressed | None) -> _Command:
     current = None
     if mailbox is not None and mailbox.id is not None and row.item_id is not None:
         mirrored = load_item(session, mailbox.id, row.item_id)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
-from bridge.store import CommandKind, CommandRow, CommandStatus, MailboxRow, MailboxStatus
-from bridge.store.commands import accept
+from bridge.store import CommandKind, CommandRow, CommandStatus, Database, MailboxRow, MailboxStatus
+from bridge.store.commands import Draft, accept
 from bridge.store.work import claim_mailbox
 from tests.world import API_TOKEN, World, at, ready
 
@@ -80,6 +82,33 @@ async def test_a_command_does_not_wait_for_a_sync_commit_of_its_mailbox(world: W
 
     assert status == 201, body
     assert [event["id"] for event in stored(world)] == [body["exchange_id"]]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite has one writer at a time anyway
+def test_a_request_racing_one_with_the_same_key_waits_for_it_and_replays_it(db: Database) -> None:
+    """Two requests with one key at once: the second waits for the first's transaction and finds its command (it
+    must neither store a second command nor fail on the key's unique constraint)."""
+    now = datetime.now(UTC)
+
+    def draft(command_id: str) -> Draft:
+        payload = {"to": ["bob@contoso.com"], "subject": "Hi", "body": "text", "content_type": "text"}
+        return Draft(id=command_id, scope="mail", kind=CommandKind.MAIL, idempotency_key="race-1", payload=payload)
+
+    def second() -> tuple[str, bool]:
+        with db.session() as session:
+            accepted = accept(session, draft("second"), "test", now)
+            return accepted.row.id, accepted.new
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with db.session() as session:
+            accept(session, draft("first"), "test", now)
+            session.flush()
+            racing = pool.submit(second)
+            with pytest.raises(FutureTimeout):
+                racing.result(timeout=0.5)  # waiting for the first to commit
+        assert racing.result(timeout=5) == ("first", False)
+    with db.session() as session:
+        assert [row.id for row in session.exec(select(CommandRow)).all()] == ["first"]
 
 
 async def test_a_person_s_later_change_to_a_bridge_appointment_is_emitted(world: World) -> None:
@@ -309,7 +338,7 @@ async def test_a_command_stored_but_never_sent_is_finished_after_a_restart(world
     mailbox = world.mailbox_row()
     # As the API stores it: an all-day appointment's start and end are dates.
     request = {"template": "absence", "start": instant(3, 0)[:10], "end": instant(4, 0)[:10], "all_day": True}
-    draft = CommandRow(
+    draft = Draft(
         id="11111111-2222-3333-4444-555555555555",
         mailbox_id=mailbox.id,
         scope=mailbox.address,
@@ -349,7 +378,7 @@ async def test_a_create_sent_but_not_recorded_is_not_made_twice(world: World) ->
 
 async def test_mail_interrupted_while_sending_is_reported_not_sent_twice(world: World) -> None:
     await ready(world)  # by then the service's own pass over interrupted commands has run
-    draft = CommandRow(
+    draft = Draft(
         id="mail-0000-0000-0000-000000000000",
         scope="mail",
         kind=CommandKind.MAIL,

@@ -7,64 +7,136 @@ rows the write changed. The rows double as the sync engine's memory of the relay
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bridge.domain import RelayWrites
-from bridge.store.models import CommandKind, CommandRow, CommandStatus
+from bridge.store.models import CommandKind, CommandRow, CommandStatus, MailboxRow, MailboxStatus
 
 # How long the sync engine remembers the relay's writes: far longer than any read takes to come back.
 ECHO_MEMORY = timedelta(hours=1)
 
 
-_INSERT = sa.insert(CommandRow)
 _FINISH = sa.update(CommandRow).where(col(CommandRow.id) == sa.bindparam("command_id"))
+
+
+@dataclass(slots=True)
+class Draft:
+    """A command to store: what `accept` writes of a new command row. A plain object: making a CommandRow costs about
+    as much CPU as the insert, and it was made on the event loop for every command."""
+
+    id: str
+    scope: str
+    kind: CommandKind
+    payload: dict[str, Any]
+    idempotency_key: str | None = None
+    transaction_id: str | None = None
+    mailbox_id: int | None = None
+    item_id: str | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The stored command for a request; `new` is False when an earlier request with the same key made it."""
+    """The stored command for a request: the draft, stored now, or the command an earlier request with the same key
+    stored; `new` is False when that one is to be replayed, not carried out."""
 
-    row: CommandRow
+    row: Draft | CommandRow
     new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """The mailbox a command names, as the relay reads it for every command."""
+
+    id: int
+    address: str
+    status: MailboxStatus
+    status_reason: str | None
+    source: str
+    time_zone: str | None
+
+
+def addressed(session: Session, address: str) -> Addressed | None:
+    """The mailbox with this address, whatever its case."""
+    # Plain columns from a statement built once, not an ORM object: this runs for every command.
+    row = session.connection().execute(_ADDRESSED, {"address": address.lower()}).first()
+    return None if row is None else Addressed(*row)
+
+
+_MAILBOXES = MailboxRow.__table__  # type: ignore[attr-defined]
+_ADDRESSED = sa.select(
+    _MAILBOXES.c.id,
+    _MAILBOXES.c.address,
+    _MAILBOXES.c.status,
+    _MAILBOXES.c.status_reason,
+    _MAILBOXES.c.source,
+    _MAILBOXES.c.time_zone,
+).where(_MAILBOXES.c.address == sa.bindparam("address"))
 
 
 class KeyReused(Exception):
     """The idempotency key was used before for a different request."""
 
 
-def accept(session: Session, draft: CommandRow, owner: str, now: datetime) -> Accepted:
+def accept(session: Session, draft: Draft, owner: str, now: datetime) -> Accepted:
     """Store `draft` as `sending`, or return the command an earlier request with the same key stored.
 
     A failed command that may be retried (Exchange was throttling or away) is taken up again by the retry.
     """
-    if draft.idempotency_key is not None:
+    # A Core INSERT with the row as parameters: one cached statement, no ORM object (this runs per command). It
+    # also finds out whether the key is new (the usual case: one statement); a concurrent request with the same key
+    # waits for this transaction, finds the key taken and replays this command.
+    connection = session.connection()
+    values = {
+        "id": draft.id,
+        "mailbox_id": draft.mailbox_id,
+        "scope": draft.scope,
+        "kind": draft.kind,
+        "idempotency_key": draft.idempotency_key,
+        "payload": draft.payload,
+        "status": CommandStatus.SENDING,
+        "transaction_id": draft.transaction_id,
+        "owner": owner,
+        "item_id": draft.item_id,
+        "attempts": draft.attempts,
+        "created_at": now,
+        "updated_at": now,
+    }
+    while connection.execute(_insert(connection.dialect.name), values).first() is None:
         earlier = session.exec(
             select(CommandRow)
             .where(CommandRow.scope == draft.scope, CommandRow.idempotency_key == draft.idempotency_key)
             .with_for_update()
         ).first()
-        if earlier is not None:
-            # The request as asked decides, not what the bridge derived from it (the zone then in force, the
-            # state's planned times): a retry of the same request is the same command.
-            if earlier.kind != draft.kind or _asked(earlier.payload) != _asked(draft.payload):
-                raise KeyReused(draft.idempotency_key)
-            if earlier.status == CommandStatus.FAILED and earlier.http_status == 503:
-                _restart(earlier, owner, now)
-                return Accepted(earlier, new=True)
-            return Accepted(earlier, new=False)
-    draft.status = CommandStatus.SENDING
-    draft.owner = owner
-    draft.attempts = 1
-    draft.created_at = draft.updated_at = now
-    # A Core INSERT with the row as parameters: one cached statement, no ORM object (this runs per command).
-    session.connection().execute(_INSERT, draft.model_dump())
+        if earlier is None:
+            continue  # pruned since the insert found it: the key is free again
+        # The request as asked decides, not what the bridge derived from it (the zone then in force, the state's
+        # planned times): a retry of the same request is the same command.
+        if earlier.kind != draft.kind or _asked(earlier.payload) != _asked(draft.payload):
+            raise KeyReused(draft.idempotency_key)
+        if earlier.status == CommandStatus.FAILED and earlier.http_status == 503:
+            _restart(earlier, owner, now)
+            return Accepted(earlier, new=True)
+        return Accepted(earlier, new=False)
     return Accepted(draft, new=True)
+
+
+@functools.cache
+def _insert(dialect: str) -> sa.Executable:
+    """The insert of a command, skipped when its key is taken (commands without a key never conflict); it returns
+    the id it stored, if any (the row count psycopg gives for it is -1)."""
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(CommandRow).on_conflict_do_nothing(index_elements=["scope", "idempotency_key"])
+    return statement.returning(col(CommandRow.id))
 
 
 def _asked(payload: dict[str, Any]) -> Any:
