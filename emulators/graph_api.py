@@ -518,11 +518,12 @@ class GraphApi:
         for item in items:
             await run(item, (item["id"],))
         responses = []
-        for item in items:
-            reply = done[item["id"]]
+        # In the order the items finished (a dependency before its dependents), not as listed: Graph's answers
+        # "might appear in a different order", to be matched by id.
+        for item_id, reply in done.items():
             # Request ids belong to the outer response; an item carries only its own headers (Retry-After...).
             headers = {k: v for k, v in reply.headers.items() if k not in ("request-id", "client-request-id")}
-            entry: dict[str, Any] = {"id": item["id"], "status": reply.status}
+            entry: dict[str, Any] = {"id": item_id, "status": reply.status}
             if reply.body is not None:
                 headers.setdefault("Content-Type", "application/json")
             entry["headers"] = headers

@@ -44,8 +44,8 @@ unknown user, event or subscription).
            expireTokens           {}                                               issued tokens answer 401
            rotateSecret           {clientId?, secret?}           new app secret; the old one and its tokens refused
            removeUser             {user}                         user and mailbox gone, subscriptions removed
-           (route is one of token, user, events, event, instances, calendarView, delta, sendMail, subscriptions,
-            subscription, batch; user is a UPN or an object id)
+           (route is one of token, user, events, event, instances, calendarView, transitiveMembers, delta,
+            sendMail, mailboxSettings, subscriptions, subscription, batch; user is a UPN or an object id)
     DELETE /_control/faults                           204 (latency back to 0 too)
     PUT    /_control/latency       {"ms": 50}         {"latencyMs": 50}
     PUT    /_control/limits        {concurrency?, concurrencyRetryAfter?, rateLimit?: {requests, seconds} | null,

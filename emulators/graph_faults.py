@@ -30,6 +30,7 @@ ROUTE_KINDS = (
     "transitiveMembers",
     "delta",
     "sendMail",
+    "mailboxSettings",
     "subscriptions",
     "subscription",
     "batch",

@@ -8,7 +8,7 @@ bridge's terms, so the engine can decide what to do (retry, resync, disable a ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from bridge.domain import (
@@ -114,9 +114,11 @@ class CalendarSource(Protocol):
         """
         ...
 
-    async def read_time_zone(self, mailbox: str) -> str | None:
-        """The owner's time zone as an IANA name, or None when Exchange keeps none for the mailbox (the caller
-        falls back on the source's default, `sources.NAME.time_zone`)."""
+    async def read_time_zones(self, mailboxes: Sequence[str]) -> Mapping[str, str | SourceError | None]:
+        """Each mailbox's owner's time zone as an IANA name, None when Exchange keeps none for it (the caller falls
+        back on the source's default, `sources.NAME.time_zone`), or the `SourceError` its read ended with: one
+        mailbox failing does not fail the others'. A failure of the whole read (`Unreachable`, `AuthFailed`...) is
+        raised."""
         ...
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:

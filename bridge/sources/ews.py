@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -479,10 +479,10 @@ class EwsSource:
         )
         list(_raising(results))
 
-    async def read_time_zone(self, mailbox: str) -> str | None:
+    async def read_time_zones(self, mailboxes: Sequence[str]) -> Mapping[str, str | SourceError | None]:
         # EWS has no documented operation that answers a mailbox's own zone (OWA keeps it in the OWA.UserOptions
         # configuration object, an undocumented dictionary); the source's `time_zone` setting applies.
-        return None
+        return dict.fromkeys(mailboxes, None)
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         return await self.call(f"listing the items of {mailbox}", lambda: self._find_bridge_items(mailbox))

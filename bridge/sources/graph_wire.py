@@ -135,6 +135,28 @@ class WireMailboxSettings(msgspec.Struct, frozen=True, rename="camel"):
     time_zone: str | None = None
 
 
+class WireBatchAnswer(msgspec.Struct, frozen=True):
+    """One answer of a `$batch` response: its request's id, status, headers and body (kept raw, decoded by what
+    the request was)."""
+
+    id: str
+    status: int
+    headers: dict[str, str] = {}
+    body: msgspec.Raw = msgspec.Raw()
+
+    def header(self, name: str) -> str | None:
+        """A header's value; the name in any case (HTTP header names are case-insensitive)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+
+class WireBatchResponse(msgspec.Struct, frozen=True):
+    responses: list[WireBatchAnswer]
+
+
+_batch_decoder = msgspec.json.Decoder(WireBatchResponse)
+
+
 class WireDecodeError(ValueError):
     """Graph answered with something that is not the documented shape."""
 
@@ -153,6 +175,11 @@ def decode_time_zone(body: bytes) -> str | None:
         return msgspec.json.decode(body, type=WireMailboxSettings).time_zone or None
     except msgspec.DecodeError as exc:
         raise WireDecodeError(f"malformed mailboxSettings from Graph: {exc}") from exc
+
+
+def decode_batch(body: bytes) -> list[WireBatchAnswer]:
+    """The answers of a `$batch` response, in the order Graph lists them (which is any order)."""
+    return _decoded(_batch_decoder, body, "$batch response from Graph").responses
 
 
 def decode_notifications(body: bytes) -> tuple[Notification, ...]:

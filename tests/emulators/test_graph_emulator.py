@@ -673,6 +673,7 @@ async def test_batch_runs_items_after_their_dependencies(graph: GraphHttp) -> No
 
     by_id = {item["id"]: item for item in answer.body["responses"]}
     assert answer.status == 200
+    assert [item["id"] for item in answer.body["responses"]] == ["1", "2"]  # as they finished, not as listed
     assert (by_id["1"]["status"], by_id["2"]["status"]) == (200, 200)
     assert by_id["2"]["body"]["subject"] == "Batched"
     assert by_id["2"]["headers"]["Content-Type"] == "application/json"
@@ -690,12 +691,43 @@ async def test_batch_item_with_a_failed_dependency_answers_424(graph: GraphHttp)
     assert statuses == {"1": 404, "2": 424}
 
 
-async def test_batch_of_more_than_20_requests_is_refused(graph: GraphHttp) -> None:
-    requests = [{"id": str(n), "method": "GET", "url": "/users/AdeleV@contoso.com"} for n in range(21)]
+async def test_batch_of_more_than_20_requests_is_refused(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    requests = [{"id": str(n), "method": "GET", "url": "/users/AdeleV@contoso.com/mailboxSettings"} for n in range(21)]
+    graph_emulator.clear_stats()
 
     answer = await graph.post("/v1.0/$batch", {"requests": requests})
 
-    assert answer.status == 400
+    assert (answer.status, answer.body["error"]["code"]) == (400, "BadRequest")
+    assert "20" in answer.body["error"]["message"]
+    assert "mailboxSettings" not in graph_emulator.stats()["byRoute"]  # none of them was run
+    twenty = await graph.post("/v1.0/$batch", {"requests": requests[:20]})
+    assert [item["status"] for item in twenty.body["responses"]] == [200] * 20
+
+
+async def test_batch_items_are_held_to_each_mailbox_s_limits_and_logged_as_its_requests(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    graph_emulator.add_user("bob@contoso.com")
+    graph_emulator.throttle(1, user="bob@contoso.com", route="mailboxSettings", retry_after=3)
+    requests = [
+        {"id": "a", "method": "GET", "url": "/users/AdeleV@contoso.com/mailboxSettings"},
+        {"id": "b", "method": "GET", "url": "/users/bob@contoso.com/mailboxSettings"},
+    ]
+    graph_emulator.clear_stats()
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    by_id = {item["id"]: item for item in answer.body["responses"]}
+    assert answer.status == 200
+    assert (by_id["a"]["status"], by_id["a"]["body"]["timeZone"]) == (200, "UTC")
+    assert (by_id["b"]["status"], by_id["b"]["headers"]["Retry-After"]) == (429, "3")
+    assert by_id["b"]["body"]["error"]["code"] == "ApplicationThrottled"
+    items = [(entry["route"], entry["user"], entry["status"]) for entry in graph_emulator.stats()["log"][:2]]
+    assert items == [("mailboxSettings", "AdeleV@contoso.com", 200), ("mailboxSettings", "bob@contoso.com", 429)]
+    assert graph_emulator.stats()["log"][2]["route"] == "batch"
+    # Asking Bob again before his Retry-After is counted against the client, as a request of its own would be.
+    await graph.post("/v1.0/$batch", {"requests": requests[1:]})
+    assert graph_emulator.stats()["requestsBeforeRetryAfter"] == 1
 
 
 async def test_batch_item_can_be_throttled_with_retry_after(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:

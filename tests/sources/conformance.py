@@ -371,3 +371,9 @@ class CalendarSourceContract:
         report = await source.test_connection((mailbox,))
 
         assert report.ok, report.problems
+
+    async def test_each_mailbox_asked_for_its_zone_is_answered_once(self, source: CalendarSource, mailbox: str) -> None:
+        zones = await source.read_time_zones([mailbox, mailbox])
+
+        assert list(zones) == [mailbox]
+        assert zones[mailbox] is None or isinstance(zones[mailbox], str)  # none kept, or an IANA name; no error

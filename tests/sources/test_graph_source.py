@@ -274,6 +274,112 @@ async def test_every_request_asks_for_immutable_ids_and_utc(
     assert 'outlook.timezone="UTC"' in prefer
 
 
+# -- time zones, 20 to a $batch ---------------------------------------------------------------------------------
+
+
+def _users_in_zones(emulator: GraphEmulator, count: int) -> dict[str, str]:
+    """`count` users, each having chosen a zone in Outlook (Windows ids, as Graph keeps them); their IANA names."""
+    chosen = {}
+    for n in range(count):
+        address = f"zone{n:02d}@contoso.com"
+        windows, iana = (("Pacific Standard Time", "America/Los_Angeles"), ("Tokyo Standard Time", "Asia/Tokyo"))[n % 2]
+        emulator.add_user(address)
+        emulator.state.mailbox_for(address, None).time_zone = windows
+        chosen[address] = iana
+    return chosen
+
+
+def _batches(emulator: GraphEmulator) -> list[dict[str, Any]]:
+    return [entry for entry in emulator.stats()["log"] if entry["route"] == "batch"]
+
+
+async def test_the_zones_of_45_mailboxes_are_read_20_to_a_request(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 45)
+    graph_emulator.clear_stats()
+
+    zones = await source.read_time_zones(list(chosen))
+
+    assert zones == chosen
+    stats = graph_emulator.stats()
+    assert {route: stats["byRoute"].get(route) for route in ("batch", "mailboxSettings")} == {
+        "batch": 3,
+        "mailboxSettings": 45,
+    }
+    # Each item was answered by the emulator's own mailboxSettings handler, and logged for its mailbox.
+    items = [entry for entry in stats["log"] if entry["batchItem"]]
+    assert {entry["user"] for entry in items} == set(chosen)
+
+
+async def test_an_unknown_mailbox_in_a_batch_does_not_spoil_the_others(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 3)
+    graph_emulator.clear_stats()
+
+    zones = await source.read_time_zones(["zone00@contoso.com", "nobody@contoso.com", "zone02@contoso.com"])
+
+    assert len(_batches(graph_emulator)) == 1
+    assert (zones["zone00@contoso.com"], zones["zone02@contoso.com"]) == (
+        chosen["zone00@contoso.com"],
+        chosen["zone02@contoso.com"],
+    )
+    missing = zones["nobody@contoso.com"]
+    assert isinstance(missing, MailboxNotFound)
+    assert "nobody@contoso.com" in str(missing)
+
+
+async def test_a_mailbox_throttled_within_a_batch_is_asked_again_after_its_retry_after(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 3)
+    graph_emulator.throttle(1, user="zone01@contoso.com", route="mailboxSettings", retry_after=1)
+    graph_emulator.clear_stats()
+
+    started = time.monotonic()
+    zones = await source.read_time_zones(list(chosen))
+
+    assert zones == chosen
+    assert time.monotonic() - started >= 0.9  # waited for Retry-After: 1
+    batches = _batches(graph_emulator)
+    assert len(batches) == 2
+    asked = [(entry["user"], entry["status"]) for entry in graph_emulator.stats()["log"] if entry["batchItem"]]
+    assert asked[3:] == [("zone01@contoso.com", 200)]  # only the throttled mailbox, asked again
+    assert ("zone01@contoso.com", 429) in asked[:3]
+    assert graph_emulator.stats()["requestsBeforeRetryAfter"] == 0
+
+
+async def test_a_mailbox_throttled_in_a_batch_beyond_the_retries_is_reported_throttled_alone(
+    source: GraphSource, graph_emulator: GraphEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 2)
+    graph_emulator.throttle(10, user="zone01@contoso.com", route="mailboxSettings", retry_after=1)
+    monkeypatch.setattr(graph, "_BATCH_RETRIES", 1)
+
+    zones = await source.read_time_zones(list(chosen))
+
+    assert zones["zone00@contoso.com"] == chosen["zone00@contoso.com"]
+    throttled = zones["zone01@contoso.com"]
+    assert isinstance(throttled, Throttled)
+    assert throttled.retry_after == 1
+    assert len(_batches(graph_emulator)) == 2
+
+
+async def test_a_failure_of_one_mailbox_in_a_batch_is_a_source_error_for_it_only(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 2)
+    graph_emulator.fail(1, status=500, user="zone00@contoso.com", route="mailboxSettings", retry_after=None)
+
+    zones = await source.read_time_zones(list(chosen))
+
+    failed = zones["zone00@contoso.com"]
+    assert isinstance(failed, SourceError)
+    assert failed.status == 500
+    assert zones["zone01@contoso.com"] == chosen["zone01@contoso.com"]
+
+
 async def test_a_wrong_secret_is_an_auth_failure(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
 ) -> None:
