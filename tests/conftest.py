@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from azure.identity.aio import ClientSecretCredential
 from psycopg import sql
 
 from bridge.config import GraphSourceConfig
@@ -151,6 +152,19 @@ def run_config(
         database_url=f"sqlite:///{tmp_path / 'bridge.db'}",
         port=port,
         onprem=onprem,
+    )
+
+
+def emulator_credential(
+    emulator: GraphEmulator, app: AppRegistration, secret: str | None = None
+) -> ClientSecretCredential:
+    """azure-identity's credential for the app in the emulated tenant (or `secret`, to be refused), over TLS."""
+    return ClientSecretCredential(
+        app.tenant_id,
+        app.client_id,
+        secret or app.client_secret,
+        authority=emulator.authority,
+        connection_verify=str(emulator.ca_file),
     )
 
 

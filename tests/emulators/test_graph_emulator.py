@@ -13,10 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity.aio import ClientSecretCredential
 
 from emulators.graph import GraphEmulator
 from emulators.graph_model import AppRegistration, DirectoryUser
+from tests.conftest import emulator_credential
 from tests.emulators.graph_helpers import (
     ADELE_ID,
     ETAG,
@@ -39,13 +39,7 @@ BRIDGE_PROPERTY = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name BridgeRef"
 async def test_client_secret_credential_gets_a_token(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration
 ) -> None:
-    credential = ClientSecretCredential(
-        tenant_app.tenant_id,
-        tenant_app.client_id,
-        tenant_app.client_secret,
-        authority=graph_emulator.authority,
-        connection_verify=str(graph_emulator.ca_file),
-    )
+    credential = emulator_credential(graph_emulator, tenant_app)
     async with credential:
         token = await credential.get_token("https://graph.microsoft.com/.default")
 
@@ -56,13 +50,7 @@ async def test_client_secret_credential_gets_a_token(
 async def test_wrong_secret_raises_client_authentication_error(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration
 ) -> None:
-    credential = ClientSecretCredential(
-        tenant_app.tenant_id,
-        tenant_app.client_id,
-        "not-the-secret",
-        authority=graph_emulator.authority,
-        connection_verify=str(graph_emulator.ca_file),
-    )
+    credential = emulator_credential(graph_emulator, tenant_app, "not-the-secret")
     async with credential:
         with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
             await credential.get_token("https://graph.microsoft.com/.default")

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity.aio import ClientSecretCredential
 
 from bridge.config import GraphSourceConfig
 from bridge.domain import FreeBusy, MailMessage
@@ -20,7 +19,7 @@ from bridge.sources.base import AuthFailed, MailboxNotFound, SourceError, Thrott
 from bridge.sources.graph import GraphSource, graph_source
 from emulators.graph import GraphEmulator
 from emulators.graph_model import AppRegistration, DirectoryUser
-from tests.conftest import free_port, graph_source_for
+from tests.conftest import emulator_credential, free_port, graph_source_for
 from tests.sources.conformance import WINDOW, CalendarSourceContract, at
 
 
@@ -485,14 +484,7 @@ class _CountingCredential(AsyncTokenCredential):
 async def test_a_token_is_asked_for_once_until_it_is_near_its_expiry(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str, lifetime: timedelta, asked: int
 ) -> None:
-    real = ClientSecretCredential(
-        tenant_app.tenant_id,
-        tenant_app.client_id,
-        tenant_app.client_secret,
-        authority=graph_emulator.authority,
-        connection_verify=str(graph_emulator.ca_file),
-    )
-    credential = _CountingCredential(real, lifetime)
+    credential = _CountingCredential(emulator_credential(graph_emulator, tenant_app), lifetime)
     source = GraphSource("online", credential, graph_url=graph_emulator.graph_url, ca_file=str(graph_emulator.ca_file))
     try:
         for _ in range(3):
