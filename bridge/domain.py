@@ -227,6 +227,11 @@ class Notification:
     subscription_id: str
     client_state: str | None = None
     lifecycle_event: str | None = None
+    # What the item names, when it names one: a change notification carries the item's id and the change key it
+    # had then. Untrusted like the rest; only ever used to skip a read of what the mirror already holds.
+    change_type: str | None = None
+    item_id: str | None = None
+    change_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

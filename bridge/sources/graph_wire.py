@@ -107,13 +107,22 @@ class WireMemberPage(msgspec.Struct, frozen=True):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
+class WireResourceData(msgspec.Struct, frozen=True):
+    """An Outlook change notification's `resourceData`: the item's id and `@odata.etag` (W/"<changeKey>")."""
+
+    id: str | None = None
+    etag: str | None = msgspec.field(default=None, name="@odata.etag")
+
+
 class WireNotification(msgspec.Struct, frozen=True, rename="camel"):
     """A change or lifecycle notification item (the `value` entries POSTed to the bridge's hooks): only what the
-    receiver trusts (DESIGN §1); the rest of an item is skipped unread."""
+    receiver uses (DESIGN §1); the rest of an item is skipped unread."""
 
     subscription_id: str
     client_state: str | None = None
     lifecycle_event: str | None = None
+    change_type: str | None = None
+    resource_data: WireResourceData | None = None
 
 
 class WireNotifications(msgspec.Struct, frozen=True):
@@ -188,7 +197,20 @@ def decode_notifications(body: bytes) -> tuple[Notification, ...]:
         items = _notifications_decoder.decode(body).value
     except msgspec.DecodeError as exc:
         raise MalformedNotification(f"malformed notification body: {exc}") from exc
-    return tuple(Notification(item.subscription_id, item.client_state, item.lifecycle_event) for item in items)
+    return tuple(_notification(item) for item in items)
+
+
+def _notification(item: WireNotification) -> Notification:
+    data = item.resource_data
+    etag = data.etag if data is not None else None
+    return Notification(
+        item.subscription_id,
+        item.client_state,
+        item.lifecycle_event,
+        change_type=item.change_type,
+        item_id=data.id if data is not None else None,
+        change_key=etag.removeprefix("W/").strip('"') if etag else None,
+    )
 
 
 def decode_subscription(body: bytes, mailbox: str) -> Subscription:

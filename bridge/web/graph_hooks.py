@@ -40,6 +40,9 @@ _MAX_UNKNOWN = 100_000  # the memory a flood of distinct forged ids can take: a 
 # Graph's validation tokens are short opaque strings; the echo is no mirror for anything longer.
 MAX_VALIDATION_TOKEN = 1024
 _LIFECYCLE_EVENTS = {event.value for event in LifecycleEvent}
+# The change types whose item, if the mirror holds it at the notified change key, may be the bridge's own write;
+# a deletion always marks (the mirror still holding the item is exactly what it must learn otherwise).
+_MAYBE_ECHO = {"created", "updated"}
 
 
 class GraphHooks:
@@ -77,8 +80,14 @@ class GraphHooks:
         if "validationToken" in request.query:
             return _validation(request)
         items = await self._valid_items(request)
-        mailboxes = {known.mailbox_id for _, known in items}
-        await self._marks.mark(mailboxes)
+        mailboxes: set[int] = set()
+        echoes: dict[int, set[tuple[str, str]]] = {}
+        for item, known in items:
+            if item.change_type in _MAYBE_ECHO and item.item_id and item.change_key:
+                echoes.setdefault(known.mailbox_id, set()).add((item.item_id, item.change_key))
+            else:
+                mailboxes.add(known.mailbox_id)
+        await self._marks.mark(mailboxes, echoes)
         self.accepted += len(items)
         return web.Response(status=202)
 
