@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.domain import AppointmentKind, FreeBusy
 from bridge.marks import DirtyMarks
 from bridge.sources.configured import WEBHOOK_NOTIFICATIONS
-from bridge.store import Database, MailboxRow, SubscriptionRow
+from bridge.store import Database, MailboxRow, MirrorRow, SubscriptionRow
 from bridge.web.bodies import MAX_DEPTH
 from bridge.web.graph_hooks import MAX_ITEMS, MAX_VALIDATION_TOKEN, UNKNOWN_FOR_S, GraphHooks
 from tests.fuzzing import fuzz_settings, mutations
@@ -343,3 +344,72 @@ async def test_any_body_is_accepted_or_refused_never_a_server_error(client: Clie
         assert status in (202, 400, 413), body
 
     await asyncio.to_thread(run)
+
+
+def hold(db: Database, mailbox: int, item_id: str, change_key: str) -> None:
+    """The mirror holds the item at this change key, as the relay's `_finish` leaves it after a create."""
+    with db.session() as session:
+        session.add(
+            MirrorRow(
+                mailbox_id=mailbox,
+                item_id=item_id,
+                change_key=change_key,
+                kind=AppointmentKind.SINGLE,
+                start=NOW,
+                end=NOW + timedelta(hours=1),
+                free_busy=FreeBusy.BUSY,
+                content_hash="x",
+            )
+        )
+
+
+def notified(change_type: str = "created", **resource_data: str) -> dict[str, Any]:
+    item = fixture("notification_event_created.json")["value"][0]
+    return {"value": [{**item, "changeType": change_type, "resourceData": {**item["resourceData"], **resource_data}}]}
+
+
+ITEM_BODY = fixture("notification_event_created.json")["value"][0]
+ITEM = ITEM_BODY["resourceData"]["id"]
+KEY = "DwAAABYAAAAadQ+0NnRaRJYd7+f8Y2orAAAAAAMU"  # the fixture's @odata.etag, W/"<changeKey>"
+
+
+@pytest.mark.parametrize("change_type", ["created", "updated"])
+async def test_the_echo_of_an_item_the_mirror_holds_at_that_key_marks_nothing(
+    client: Client, db: Database, hooks: GraphHooks, mailbox: int, change_type: str
+) -> None:
+    hold(db, mailbox, ITEM, KEY)
+
+    response = await client.post("/hooks/graph", json=notified(change_type))
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 0
+    assert hooks.accepted == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        notified(**{"@odata.etag": 'W/"another key"'}),
+        notified(id="an item the mirror does not hold"),
+        notified("deleted"),
+        {"value": [{k: v for k, v in ITEM_BODY.items() if k != "resourceData"}]},
+    ],
+    ids=["another change key", "unknown item", "deleted", "no resourceData"],
+)
+async def test_any_doubt_marks_as_before(client: Client, db: Database, mailbox: int, body: dict[str, Any]) -> None:
+    hold(db, mailbox, ITEM, KEY)
+
+    response = await client.post("/hooks/graph", json=body)
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 1
+
+
+async def test_an_echo_batched_with_a_real_change_still_marks(client: Client, db: Database, mailbox: int) -> None:
+    hold(db, mailbox, ITEM, KEY)
+    echo, other = notified()["value"][0], notified(id="another item")["value"][0]
+
+    response = await client.post("/hooks/graph", json={"value": [echo, other]})
+
+    assert response.status == 202
+    assert generation(db, mailbox) == 1
