@@ -178,3 +178,17 @@ def test_an_occurrence_stub_is_withdrawn_when_its_series_is_cancelled() -> None:
 
     assert not wire.withdrawn(stub, master)
     assert wire.withdrawn(stub, cancelled)
+
+
+def test_a_change_notification_names_its_item_and_change_key() -> None:
+    (item,) = wire.decode_notifications(fixture_bytes("notification_event_created.json"))
+
+    assert item.change_type == "created"
+    assert item.item_id == "AAkALgAAAAAAHYQDEapmEc2byACqAC-EWg0AGnUPtDZ0WkSWHe-n_GNqKwAAAAADFAAA"
+    assert item.change_key == "DwAAABYAAAAadQ+0NnRaRJYd7+f8Y2orAAAAAAMU"
+
+
+def test_a_lifecycle_notification_names_no_item() -> None:
+    (item,) = wire.decode_notifications(fixture_bytes("lifecycle_missed.json"))
+
+    assert (item.item_id, item.change_key) == (None, None)
