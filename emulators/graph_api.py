@@ -4,8 +4,9 @@ A `Call` is one request (an HTTP request, or one item of a `$batch`); `GraphApi.
 routes it, applies the mailbox limits and injected faults, runs the handler, records it in the stats and returns
 a `Reply`. Graph's own rules implemented here: default page sizes (10 for `/events` and `/calendarView`, 100
 for delta, `Prefer: odata.maxpagesize` up to 1000 answered with `Preference-Applied`), `Prefer:
-outlook.timezone` on reads, `If-Match` on writes, and `$batch` (20 items at most, `dependsOn`, 424 for items
-whose dependency failed).
+outlook.timezone` on reads, `If-Match` on writes, and `$batch` (20 items at most, each url relative to the
+version, `dependsOn`, 424 for items whose dependency failed; items without `dependsOn` run in parallel, each with
+the simulated latency, so a batch takes as long as its slowest item).
 """
 
 from __future__ import annotations

@@ -881,37 +881,55 @@ class GraphSource:
         await asyncio.gather(*(self._deliver(chunk) for chunk in chunks))
 
     async def _deliver(self, chunk: list[tuple[RequestInformation, str, asyncio.Future[_Answer]]]) -> None:
-        """Send `chunk` (alone if it is one request or cannot be batched) and hand each caller its answer."""
-        items = [_batch_item(request, self._graph_base) for request, _, _ in chunk]
-        if len(chunk) == 1 or None in items:
-            await asyncio.gather(*(self._deliver_direct(request, what, future) for request, what, future in chunk))
-            return
-        payload = {"requests": [{"id": str(n), **item} for n, item in enumerate(items) if item is not None]}
+        """Send `chunk` and hand each caller its answer; whatever stopped it (a bug, the source closed), no caller
+        is left waiting."""
+        try:
+            batchable: list[tuple[tuple[RequestInformation, str, asyncio.Future[_Answer]], dict[str, Any]]] = []
+            alone = []
+            for queued in chunk:
+                item = _batch_item(queued[0], self._graph_base)
+                if item is None:
+                    alone.append(queued)
+                else:
+                    batchable.append((queued, item))
+            if len(batchable) == 1:
+                alone.append(batchable.pop()[0])
+            await asyncio.gather(
+                *(self._deliver_direct(request, what, future) for request, what, future in alone),
+                *([self._deliver_batch(batchable)] if batchable else []),
+            )
+        finally:
+            for _, what, future in chunk:
+                _settle(future, exception=SourceError(f"{what}: the request was never answered"))
+
+    async def _deliver_batch(
+        self, batch: list[tuple[tuple[RequestInformation, str, asyncio.Future[_Answer]], dict[str, Any]]]
+    ) -> None:
+        payload = {"requests": [{"id": str(n), **item} for n, (_, item) in enumerate(batch)]}
         request = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
         request.headers.try_add("Accept", "application/json")
         request.set_stream_content(wire.encode(payload), "application/json")
         request.add_request_options(_NATIVE_RESPONSE)
         self._adapter.set_base_url_for_request_information(request)
         request.url = request.url
-        what = f"{len(chunk)} requests ($batch)"
         try:
-            outer = await self._direct(request, what)
+            outer = await self._direct(request, f"{len(batch)} requests ($batch)")
             if outer.status >= 400:
                 # The batch itself failed (after the SDK's retries): each request failed so.
-                answers = {str(n): outer for n in range(len(chunk))}
+                answers = {str(n): outer for n in range(len(batch))}
             else:
                 answers = {
                     answer.id: _Answer(answer.status, bytes(answer.body), answer.header("Retry-After"), batched=True)
                     for answer in wire.decode_batch(outer.body)
                 }
         except (SourceError, wire.WireDecodeError) as exc:
-            for _, item_what, future in chunk:
-                _settle(future, exception=SourceError(f"{item_what}: {exc}"))
+            for (_, what, future), _ in batch:
+                _settle(future, exception=SourceError(f"{what}: {exc}"))
             return
-        for n, (_, item_what, future) in enumerate(chunk):
+        for n, ((_, what, future), _) in enumerate(batch):
             answer = answers.get(str(n))
             if answer is None:
-                _settle(future, exception=SourceError(f"{item_what}: Graph's $batch response has no answer for it"))
+                _settle(future, exception=SourceError(f"{what}: Graph's $batch response has no answer for it"))
             else:
                 _settle(future, answer)
 
