@@ -4,8 +4,9 @@ A `Call` is one request (an HTTP request, or one item of a `$batch`); `GraphApi.
 routes it, applies the mailbox limits and injected faults, runs the handler, records it in the stats and returns
 a `Reply`. Graph's own rules implemented here: default page sizes (10 for `/events` and `/calendarView`, 100
 for delta, `Prefer: odata.maxpagesize` up to 1000 answered with `Preference-Applied`), `Prefer:
-outlook.timezone` on reads, `If-Match` on writes, and `$batch` (20 items at most, `dependsOn`, 424 for items
-whose dependency failed).
+outlook.timezone` on reads, `If-Match` on writes, and `$batch` (20 items at most, each url relative to the
+version, `dependsOn`, 424 for items whose dependency failed; items without `dependsOn` run in parallel, each with
+the simulated latency, so a batch takes as long as its slowest item).
 """
 
 from __future__ import annotations
@@ -213,7 +214,9 @@ class GraphApi:
         return Reply(error.status, error_body(error.code, error.message, request_id, client_request_id), headers)
 
     async def _serve(self, call: Call, app: AppRegistration | None, seen: _Seen) -> Reply:
-        delay = 0.0 if call.batch_item else self.faults.latency_ms / 1000
+        # A batch takes as long as its slowest item: the latency is each item's (they run in parallel), not the
+        # batch's on top of theirs.
+        delay = 0.0 if _route_kind(call.segments) == "batch" else self.faults.latency_ms / 1000
         try:
             app = app or self.state.authenticate(call.headers.get("Authorization"))
             seen.route, target, handler = self._route(call, app)
@@ -495,28 +498,29 @@ class GraphApi:
     async def _batch(self, call: Call, target: Target) -> Reply:
         items = _batch_items(call.body)
         by_id = {item["id"]: item for item in items}
+        runs: dict[str, asyncio.Task[Reply]] = {}
         done: dict[str, Reply] = {}
 
-        async def run(item: dict[str, Any], chain: tuple[str, ...]) -> Reply:
-            item_id = item["id"]
-            if item_id in done:
-                return done[item_id]
-            failed = False
-            for dependency in item.get("dependsOn") or []:
-                if dependency in chain:
-                    raise bad_request(f"The batch request has a dependsOn cycle through '{dependency}'.", "BadRequest")
-                reply = await run(by_id[dependency], (*chain, dependency))
-                failed = failed or reply.status >= 400
-            if failed:
-                done[item_id] = self.error_reply(
+        async def run(item: dict[str, Any]) -> Reply:
+            dependencies = [started(dependency) for dependency in item.get("dependsOn") or []]
+            replies = await asyncio.gather(*dependencies)
+            if any(reply.status >= 400 for reply in replies):
+                reply = self.error_reply(
                     GraphError(424, "FailedDependency", "Request failed due to a failed dependency."), call
                 )
             else:
-                done[item_id] = await self._batch_item(call, item, target.app)
-            return done[item_id]
+                reply = await self._batch_item(call, item, target.app)
+            done[item["id"]] = reply
+            return reply
 
-        for item in items:
-            await run(item, (item["id"],))
+        def started(item_id: str) -> asyncio.Task[Reply]:
+            if item_id not in runs:
+                runs[item_id] = asyncio.ensure_future(run(by_id[item_id]))
+            return runs[item_id]
+
+        # Items without dependsOn run in parallel, as Graph runs them ("in any order"), each against its
+        # mailbox's limits: five items for one mailbox meet its concurrency limit as five requests would.
+        await asyncio.gather(*(started(item["id"]) for item in items))
         responses = []
         # In the order the items finished (a dependency before its dependents), not as listed: Graph's answers
         # "might appear in a different order", to be matched by id.
@@ -533,11 +537,7 @@ class GraphApi:
         return Reply(200, {"responses": responses})
 
     async def _batch_item(self, call: Call, item: dict[str, Any], app: AppRegistration) -> Reply:
-        url = str(item["url"])
-        if url.lower().startswith(("http://", "https://")):
-            parts = urlsplit(url)
-            url = parts.path + (f"?{parts.query}" if parts.query else "")
-        url = re.sub(r"^/?(v1\.0|beta)(?=/)", "", url)
+        url = re.sub(r"^/?(v1\.0|beta)(?=/)", "", str(item["url"]))
         headers = CIMultiDict({str(key): str(value) for key, value in (item.get("headers") or {}).items()})
         if "client-request-id" not in headers and "client-request-id" in call.headers:
             headers["client-request-id"] = call.headers["client-request-id"]
@@ -655,6 +655,11 @@ def _batch_items(body: Any) -> list[dict[str, Any]]:
             raise bad_request(
                 "Invalid batch payload format: each request needs an id, a method and a url.", "BadRequest"
             )
+        if urlsplit(item["url"]).scheme:
+            # Graph's JSON batching page: each url is relative to the version (`/users/...`), never absolute.
+            raise bad_request(
+                f"Invalid batch payload format: the url of request id {item['id']} must be relative.", "BadRequest"
+            )
         if item["id"] in seen:
             raise bad_request(f"Invalid batch payload format: duplicate request id '{item['id']}'.", "BadRequest")
         seen.add(item["id"])
@@ -671,7 +676,23 @@ def _batch_items(body: Any) -> list[dict[str, Any]]:
                 raise bad_request(
                     f"Invalid batch payload format: dependsOn names unknown id '{dependency}'.", "BadRequest"
                 )
+    _check_no_cycle({item["id"]: list(item.get("dependsOn") or []) for item in requests})
     return requests
+
+
+def _check_no_cycle(depends_on: dict[str, list[str]]) -> None:
+    finished: set[str] = set()
+
+    def visit(item_id: str, chain: tuple[str, ...]) -> None:
+        for dependency in depends_on[item_id]:
+            if dependency in chain:
+                raise bad_request(f"The batch request has a dependsOn cycle through '{dependency}'.", "BadRequest")
+            if dependency not in finished:
+                visit(dependency, (*chain, dependency))
+        finished.add(item_id)
+
+    for item_id in depends_on:
+        visit(item_id, (item_id,))
 
 
 def _decoded_body(text: str) -> Any:

@@ -16,13 +16,15 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+import msgspec
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
@@ -411,6 +413,10 @@ class GraphSource:
         self._http = http
         self._adapter = GraphRequestAdapter(auth, http)
         self._adapter.base_url = graph_url.rstrip("/")
+        self._graph_base = self._adapter.base_url
+        # Requests of mailboxes waiting for the next `$batch` (`_queued`), and the task that sends them.
+        self._queue: list[tuple[RequestInformation, str, asyncio.Future[_Answer]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._client = GraphServiceClient(request_adapter=self._adapter)
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -610,75 +616,18 @@ class GraphSource:
         return _zone_of(mailbox, await self._send(mailbox, request, what, missing=MailboxNotFound), what)
 
     async def read_time_zones(self, mailboxes: Sequence[str]) -> Mapping[str, str | SourceError | None]:
-        """The same read as `read_time_zone` for each mailbox, `_BATCH_LIMIT` to a `POST /$batch` (a request
-        costs the bridge 2-3 ms of CPU whatever it carries, bench/graph_requests.py)."""
+        """`read_time_zone` for each mailbox, `_BATCH_LIMIT` at a time: made together, they travel in one
+        `POST /$batch` (`_send`); a failure is that mailbox's."""
         found: dict[str, str | SourceError | None] = {}
         unique = list(dict.fromkeys(mailboxes))
         for first in range(0, len(unique), _BATCH_LIMIT):
-            found.update(await self._read_zone_batch(unique[first : first + _BATCH_LIMIT]))
+            chunk = unique[first : first + _BATCH_LIMIT]
+            answers = await asyncio.gather(*(self.read_time_zone(mailbox) for mailbox in chunk), return_exceptions=True)
+            for mailbox, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, BaseException) and not isinstance(answer, SourceError):
+                    raise answer
+                found[mailbox] = answer
         return found
-
-    async def _read_zone_batch(self, mailboxes: list[str]) -> dict[str, str | SourceError | None]:
-        # Graph counts each request of a batch against its limits on its own, and may answer any of them 429 with
-        # a Retry-After of its own: those are asked again, after the longest wait asked, as the SDK's retry
-        # handler does for a whole request (as many times, no wait longer than it would make).
-        found: dict[str, str | SourceError | None] = {}
-        pending = mailboxes
-        retries = 0
-        while True:
-            answers = await self._batch(pending, "mailboxSettings", "reading the mailbox settings")
-            throttled: list[str] = []
-            wait = 0.0
-            for mailbox in pending:
-                what = f"reading the mailbox settings of {mailbox}"
-                answer = answers.get(mailbox)
-                if answer is None:
-                    found[mailbox] = SourceError(f"{what}: Graph's $batch response has no answer for it")
-                elif answer.status < 400:
-                    try:
-                        found[mailbox] = _zone_of(mailbox, answer.body, what)
-                    except SourceError as exc:
-                        found[mailbox] = exc
-                else:
-                    error = _error(
-                        answer.status, answer.body, answer.header("Retry-After"), what, missing=MailboxNotFound
-                    )
-                    found[mailbox] = error
-                    if isinstance(error, Throttled) and error.retry_after <= _BATCH_MAX_WAIT_S:
-                        throttled.append(mailbox)
-                        wait = max(wait, error.retry_after)
-            if not throttled or retries == _BATCH_RETRIES:
-                return found
-            await asyncio.sleep(wait)
-            pending = throttled
-            retries += 1
-
-    async def _batch(self, mailboxes: list[str], resource: str, what: str) -> dict[str, wire.WireBatchAnswer]:
-        """`GET /users/{mailbox}/{resource}` for each mailbox (at most `_BATCH_LIMIT`) in one `POST /$batch`, sent
-        like any request (auth, the SDK's retries of the whole call, telemetry, the request observer); each
-        mailbox's answer, keyed by mailbox. Each mailbox's concurrency slot is held meanwhile: Graph counts the
-        request against the mailbox's concurrency like one of its own."""
-        payload = {
-            "requests": [
-                # Relative to the version, without it (Graph's JSON batching page).
-                {"id": str(n), "method": "GET", "url": f"/users/{quote(mailbox, safe='@')}/{resource}"}
-                for n, mailbox in enumerate(mailboxes)
-            ]
-        }
-        request = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
-        request.headers.try_add("Accept", "application/json")
-        request.set_stream_content(wire.encode(payload), "application/json")
-        async with AsyncExitStack() as slots:
-            # In one order, so two batches sharing mailboxes cannot each hold a slot the other waits for.
-            for mailbox in sorted({mailbox.lower() for mailbox in mailboxes}):
-                await slots.enter_async_context(self._slot(mailbox))
-            body = await self._send(None, request, f"{what} of {len(mailboxes)} mailboxes ($batch)")
-        try:
-            answers = wire.decode_batch(body)
-        except wire.WireDecodeError as exc:
-            raise SourceError(f"{what} ($batch): {exc}") from exc
-        by_id = {answer.id: answer for answer in answers}
-        return {mailbox: by_id[str(n)] for n, mailbox in enumerate(mailboxes) if str(n) in by_id}
 
     async def find_bridge_items(self, mailbox: str) -> tuple[Appointment, ...]:
         # Graph filters extended properties only by an exact value, and every item's value differs: list the
@@ -869,7 +818,8 @@ class GraphSource:
         subscription: bool = False,
         missing: type[SourceError] | None = None,
     ) -> bytes:
-        """Send through the SDK's pipeline and return the body; a failure becomes a `SourceError`."""
+        """Send and return the body; a failure becomes a `SourceError`. A mailbox's requests are coalesced with
+        the others made meanwhile into one `POST /$batch` (`_queued`); the rest go alone through the pipeline."""
         _prefer(request, _PREFER_IDS, _PREFER_UTC)
         request.add_request_options(_NATIVE_RESPONSE)
         # Kiota expands the URL template every time it reads `url` (three times a request, std-uritemplate in
@@ -877,24 +827,117 @@ class GraphSource:
         self._adapter.set_base_url_for_request_information(request)
         request.url = request.url
         async with self._slot(mailbox):
-            response = await self._exchange(request, what)
-            if response.status_code == 401:
-                # A token Graph no longer accepts (revoked, its secret rotated): drop it and ask Entra for a new
-                # one, once. Refused again, or the new token refused by Entra, it is AuthFailed.
-                self._credential.refused(_bearer(request))
-                request.headers.remove(_AUTHORIZATION)
-                response = await self._exchange(request, what)
-        if response.status_code < 400:
-            return response.content
+            answer = await (self._direct(request, what) if mailbox is None else self._queued(request, what))
+            # Graph throttles each request of a batch on its own (its own 429 and Retry-After): asked again as the
+            # SDK's retry handler asks a lone request again (as many times, no longer a wait), keeping the slot.
+            retries = 0
+            while answer.batched and answer.status == 429 and retries < _BATCH_RETRIES:
+                wait = _retry_after(answer.retry_after)
+                if wait > _BATCH_MAX_WAIT_S:
+                    break
+                await asyncio.sleep(wait)
+                retries += 1
+                answer = await self._queued(request, what)
+        if answer.status < 400:
+            return answer.body
         raise _error(
-            response.status_code,
-            response.content,
-            response.headers.get("Retry-After"),
+            answer.status,
+            answer.body,
+            answer.retry_after,
             what,
             delta=delta,
             subscription=subscription,
             missing=missing,
         )
+
+    async def _direct(self, request: RequestInformation, what: str) -> _Answer:
+        """One request through the SDK's pipeline (its retries included)."""
+        response = await self._exchange(request, what)
+        if response.status_code == 401:
+            # A token Graph no longer accepts (revoked, its secret rotated): drop it and ask Entra for a new
+            # one, once. Refused again, or the new token refused by Entra, it is AuthFailed.
+            self._credential.refused(_bearer(request))
+            request.headers.remove(_AUTHORIZATION)
+            response = await self._exchange(request, what)
+        return _Answer(response.status_code, response.content, response.headers.get("Retry-After"))
+
+    def _queued(self, request: RequestInformation, what: str) -> asyncio.Future[_Answer]:
+        """The request's answer, once it went out with the others queued in the same turn of the event loop (20
+        to a `$batch`; alone, as is). Its mailbox's slot is the caller's: Graph counts a batch's request against
+        its mailbox's 4 like one of its own, so a batch never carries more than the slots held."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Answer] = loop.create_future()
+        self._queue.append((request, what, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        # One turn of the loop: requests made ready together (many syncs or subscriptions started at once)
+        # join; a lone request waits no longer than that.
+        await asyncio.sleep(0)
+        queued, self._queue, self._flusher = self._queue, [], None
+        chunks = [queued[first : first + _BATCH_LIMIT] for first in range(0, len(queued), _BATCH_LIMIT)]
+        await asyncio.gather(*(self._deliver(chunk) for chunk in chunks))
+
+    async def _deliver(self, chunk: list[tuple[RequestInformation, str, asyncio.Future[_Answer]]]) -> None:
+        """Send `chunk` and hand each caller its answer; whatever stopped it (a bug, the source closed), no caller
+        is left waiting."""
+        try:
+            batchable: list[tuple[tuple[RequestInformation, str, asyncio.Future[_Answer]], dict[str, Any]]] = []
+            alone = []
+            for queued in chunk:
+                item = _batch_item(queued[0], self._graph_base)
+                if item is None:
+                    alone.append(queued)
+                else:
+                    batchable.append((queued, item))
+            if len(batchable) == 1:
+                alone.append(batchable.pop()[0])
+            await asyncio.gather(
+                *(self._deliver_direct(request, what, future) for request, what, future in alone),
+                *([self._deliver_batch(batchable)] if batchable else []),
+            )
+        finally:
+            for _, what, future in chunk:
+                _settle(future, exception=SourceError(f"{what}: the request was never answered"))
+
+    async def _deliver_batch(
+        self, batch: list[tuple[tuple[RequestInformation, str, asyncio.Future[_Answer]], dict[str, Any]]]
+    ) -> None:
+        payload = {"requests": [{"id": str(n), **item} for n, (_, item) in enumerate(batch)]}
+        request = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
+        request.headers.try_add("Accept", "application/json")
+        request.set_stream_content(wire.encode(payload), "application/json")
+        request.add_request_options(_NATIVE_RESPONSE)
+        self._adapter.set_base_url_for_request_information(request)
+        request.url = request.url
+        try:
+            outer = await self._direct(request, f"{len(batch)} requests ($batch)")
+            if outer.status >= 400:
+                # The batch itself failed (after the SDK's retries): each request failed so.
+                answers = {str(n): outer for n in range(len(batch))}
+            else:
+                answers = {
+                    answer.id: _Answer(answer.status, bytes(answer.body), answer.header("Retry-After"), batched=True)
+                    for answer in wire.decode_batch(outer.body)
+                }
+        except (SourceError, wire.WireDecodeError) as exc:
+            for (_, what, future), _ in batch:
+                _settle(future, exception=SourceError(f"{what}: {exc}"))
+            return
+        for n, ((_, what, future), _) in enumerate(batch):
+            answer = answers.get(str(n))
+            if answer is None:
+                _settle(future, exception=SourceError(f"{what}: Graph's $batch response has no answer for it"))
+            else:
+                _settle(future, answer)
+
+    async def _deliver_direct(self, request: RequestInformation, what: str, future: asyncio.Future[_Answer]) -> None:
+        try:
+            _settle(future, await self._direct(request, what))
+        except SourceError as exc:
+            _settle(future, exception=exc)
 
     async def _exchange(self, request: RequestInformation, what: str) -> httpx.Response:
         try:
@@ -944,6 +987,55 @@ def _error(
     if status >= 500:
         return Unavailable(message, code=detail.code, status=status)
     return SourceError(message, code=detail.code, status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A request's answer: a response's, or one of a `$batch`'s (`batched`: not retried by the SDK)."""
+
+    status: int
+    body: bytes
+    retry_after: str | None
+    batched: bool = False
+
+
+# Kiota's URL templates percent-encode the `$` of system query options; its ParametersNameDecodingHandler
+# decodes them before a request leaves, which a batch's inner URLs never pass through.
+_ENCODED_OPTION = re.compile(r"([?&])%24")
+# Sent with the batch itself (the token, the telemetry) or meaningless inside it.
+_OUTER_HEADERS = frozenset({"authorization", "accept", "host", "content-length"})
+
+
+def _batch_item(request: RequestInformation, base: str) -> dict[str, Any] | None:
+    """`request` as an item of a `$batch` (no id yet), or None when its URL is not under `base` (the version's
+    URL): inner URLs are relative to the version (Graph's JSON batching page), nextLinks and deltaLinks included."""
+    url = request.url
+    if not url.startswith(base + "/"):
+        return None
+    item: dict[str, Any] = {"method": request.http_method.value, "url": _ENCODED_OPTION.sub(r"\1$", url[len(base) :])}
+    headers = {
+        name: ", ".join(sorted(values))
+        for name, values in request.headers.get_all().items()
+        if name.lower() not in _OUTER_HEADERS
+    }
+    if headers:
+        item["headers"] = headers
+    if request.content:
+        item["body"] = msgspec.Raw(request.content)
+    return item
+
+
+def _settle(
+    future: asyncio.Future[_Answer], answer: _Answer | None = None, *, exception: BaseException | None = None
+) -> None:
+    """Hand a caller its answer, unless it stopped waiting (cancelled)."""
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        assert answer is not None
+        future.set_result(answer)
 
 
 def _zone_of(mailbox: str, body: bytes, what: str) -> str | None:

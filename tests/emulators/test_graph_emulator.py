@@ -692,6 +692,36 @@ async def test_batch_of_more_than_20_requests_is_refused(graph: GraphHttp, graph
     assert [item["status"] for item in twenty.body["responses"]] == [200] * 20
 
 
+async def test_batch_with_an_absolute_url_inside_is_refused(graph: GraphHttp, graph_emulator: GraphEmulator) -> None:
+    absolute = f"{graph_emulator.graph_url}/users/AdeleV@contoso.com/mailboxSettings"
+    requests = [
+        {"id": "1", "method": "GET", "url": "/users/AdeleV@contoso.com/mailboxSettings"},
+        {"id": "2", "method": "GET", "url": absolute},
+    ]
+    graph_emulator.clear_stats()
+
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+
+    assert (answer.status, answer.body["error"]["code"]) == (400, "BadRequest")
+    assert "mailboxSettings" not in graph_emulator.stats()["byRoute"]
+
+
+async def test_batch_items_run_in_parallel_against_their_mailbox_s_concurrency(
+    graph: GraphHttp, graph_emulator: GraphEmulator
+) -> None:
+    requests = [{"id": str(n), "method": "GET", "url": "/users/AdeleV@contoso.com/mailboxSettings"} for n in range(5)]
+    graph_emulator.set_latency(100)
+
+    started = time.monotonic()
+    answer = await graph.post("/v1.0/$batch", {"requests": requests})
+    took = time.monotonic() - started
+
+    statuses = sorted(item["status"] for item in answer.body["responses"])
+    assert statuses == [200, 200, 200, 200, 429]  # five at once for one mailbox: Graph's fifth is refused
+    assert took < 0.3  # in parallel, one latency (not five, nor the batch's on top)
+    assert graph_emulator.stats()["peakConcurrency"]["AdeleV@contoso.com"] == 5
+
+
 async def test_batch_items_are_held_to_each_mailbox_s_limits_and_logged_as_its_requests(
     graph: GraphHttp, graph_emulator: GraphEmulator
 ) -> None:

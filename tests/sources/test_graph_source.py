@@ -341,11 +341,15 @@ async def test_a_mailbox_throttled_within_a_batch_is_asked_again_after_its_retry
 
     assert zones == chosen
     assert time.monotonic() - started >= 0.9  # waited for Retry-After: 1
-    batches = _batches(graph_emulator)
-    assert len(batches) == 2
-    asked = [(entry["user"], entry["status"]) for entry in graph_emulator.stats()["log"] if entry["batchItem"]]
-    assert asked[3:] == [("zone01@contoso.com", 200)]  # only the throttled mailbox, asked again
-    assert ("zone01@contoso.com", 429) in asked[:3]
+    assert len(_batches(graph_emulator)) == 1
+    asked = [
+        (entry["user"], entry["status"], entry["batchItem"])
+        for entry in graph_emulator.stats()["log"]
+        if entry["route"] == "mailboxSettings"
+    ]
+    # Only the throttled mailbox is asked again: alone, so as a request of its own.
+    assert asked[3:] == [("zone01@contoso.com", 200, False)]
+    assert ("zone01@contoso.com", 429, True) in asked[:3]
     assert graph_emulator.stats()["requestsBeforeRetryAfter"] == 0
 
 
@@ -354,6 +358,7 @@ async def test_a_mailbox_throttled_in_a_batch_beyond_the_retries_is_reported_thr
 ) -> None:
     chosen = _users_in_zones(graph_emulator, 2)
     graph_emulator.throttle(10, user="zone01@contoso.com", route="mailboxSettings", retry_after=1)
+    # Asked again alone, the request meets the SDK's own retries (3) too: the batch's one retry and those.
     monkeypatch.setattr(graph, "_BATCH_RETRIES", 1)
 
     zones = await source.read_time_zones(list(chosen))
@@ -362,7 +367,7 @@ async def test_a_mailbox_throttled_in_a_batch_beyond_the_retries_is_reported_thr
     throttled = zones["zone01@contoso.com"]
     assert isinstance(throttled, Throttled)
     assert throttled.retry_after == 1
-    assert len(_batches(graph_emulator)) == 2
+    assert len(_batches(graph_emulator)) == 1
 
 
 async def test_a_failure_of_one_mailbox_in_a_batch_is_a_source_error_for_it_only(
@@ -603,3 +608,145 @@ async def test_the_connection_test_says_which_setting_points_at_an_unreachable_g
         await source.close()
 
     assert report.unreachable == (f"connection refused by 127.0.0.1:{port} (sources.online.authority_host)",)
+
+
+# -- requests made together travel 20 to a $batch -----------------------------------------------------------------
+
+
+def _mailboxes_with_a_meeting(emulator: GraphEmulator, count: int) -> list[str]:
+    """`count` mailboxes, each with one meeting named after it."""
+    addresses = []
+    for n in range(count):
+        address = f"busy{n:02d}@contoso.com"
+        emulator.add_user(address)
+        emulator.create_event_as_outlook(
+            address, {"subject": address, "start": _wire_time(at(2)), "end": _wire_time(at(2, 10)), "showAs": "busy"}
+        )
+        addresses.append(address)
+    return addresses
+
+
+def _asked(emulator: GraphEmulator, route: str) -> list[tuple[str, int, bool]]:
+    """Who was asked on `route`, answered what, inside a batch or not, in the log's order."""
+    return [(e["user"], e["status"], e["batchItem"]) for e in emulator.stats()["log"] if e["route"] == route]
+
+
+async def test_delta_reads_of_many_mailboxes_at_once_travel_20_to_a_batch_each_caller_getting_its_own(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    mailboxes = _mailboxes_with_a_meeting(graph_emulator, 25)
+    graph_emulator.clear_stats()
+
+    results = await asyncio.gather(*(source.read_delta(mailbox, WINDOW, None) for mailbox in mailboxes))
+
+    assert [[item.subject for item in result.upserts] for result in results] == [[m] for m in mailboxes]
+    assert len(_batches(graph_emulator)) == 2  # 20 and 5
+    assert {(user, status, inner) for user, status, inner in _asked(graph_emulator, "delta")} == {
+        (mailbox, 200, True) for mailbox in mailboxes
+    }
+    # The next rounds start from each mailbox's own deltaLink (an absolute URL, relative inside the batch).
+    again = await asyncio.gather(
+        *(source.read_delta(m, WINDOW, r.token) for m, r in zip(mailboxes, results, strict=True))
+    )
+    assert all(not result.upserts and not result.full_round for result in again)
+    assert len(_batches(graph_emulator)) == 4
+
+
+async def test_a_lone_request_goes_out_as_it_is(source: GraphSource, graph_emulator: GraphEmulator) -> None:
+    (mailbox,) = _mailboxes_with_a_meeting(graph_emulator, 1)
+    graph_emulator.clear_stats()
+
+    result = await source.read_delta(mailbox, WINDOW, None)
+
+    assert [item.subject for item in result.upserts] == [mailbox]
+    assert _batches(graph_emulator) == []
+    assert _asked(graph_emulator, "delta") == [(mailbox, 200, False)]
+
+
+async def test_subscriptions_made_at_once_travel_in_batches_and_are_each_validated(
+    source: GraphSource, graph_emulator: GraphEmulator, receiver: Any
+) -> None:
+    from bridge.domain import SubscriptionRequest
+
+    mailboxes = _mailboxes_with_a_meeting(graph_emulator, 21)
+    expires = datetime.now(tz=WINDOW.start.tzinfo) + timedelta(days=2)
+    graph_emulator.clear_stats()
+
+    made = await asyncio.gather(
+        *(
+            source.subscribe(SubscriptionRequest(m, receiver.url, receiver.lifecycle_url, f"state-{m}", expires))
+            for m in mailboxes
+        )
+    )
+    renewed = await asyncio.gather(
+        *(source.renew(s.subscription_id, s.mailbox, expires + timedelta(days=1)) for s in made)
+    )
+
+    assert [s.mailbox.lower() for s in made] == mailboxes
+    assert len({s.subscription_id for s in made}) == 21
+    assert [s.subscription_id for s in renewed] == [s.subscription_id for s in made]
+    # Graph's handshake with the notification and the lifecycle URL, for each subscription.
+    assert len(receiver.validations) == 2 * 21
+    assert len(_batches(graph_emulator)) == 2  # 20 created, 20 renewed; the 21st of each went alone
+    assert len(graph_emulator.subscriptions()) == 21
+
+
+async def test_a_request_throttled_inside_a_batch_is_asked_again_alone(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    mailboxes = _mailboxes_with_a_meeting(graph_emulator, 3)
+    graph_emulator.throttle(1, user=mailboxes[1], route="delta", retry_after=1)
+    graph_emulator.clear_stats()
+
+    results = await asyncio.gather(*(source.read_delta(mailbox, WINDOW, None) for mailbox in mailboxes))
+
+    assert [[item.subject for item in result.upserts] for result in results] == [[m] for m in mailboxes]
+    asked = _asked(graph_emulator, "delta")
+    assert sorted(asked[:3]) == [(mailboxes[0], 200, True), (mailboxes[1], 429, True), (mailboxes[2], 200, True)]
+    assert asked[3:] == [(mailboxes[1], 200, False)]
+    assert graph_emulator.stats()["requestsBeforeRetryAfter"] == 0
+
+
+async def test_a_lost_sync_state_inside_a_batch_restarts_only_its_mailbox_s_round(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    mailboxes = _mailboxes_with_a_meeting(graph_emulator, 4)
+    first = await asyncio.gather(*(source.read_delta(mailbox, WINDOW, None) for mailbox in mailboxes))
+    graph_emulator.expire_delta_tokens(mailboxes[2])
+
+    again = await asyncio.gather(
+        *(source.read_delta(m, WINDOW, r.token) for m, r in zip(mailboxes, first, strict=True))
+    )
+
+    assert [result.full_round for result in again] == [False, False, True, False]
+    assert [item.subject for item in again[2].upserts] == [mailboxes[2]]
+
+
+async def test_an_item_missing_inside_a_batch_is_missing_for_its_caller_only(
+    source: GraphSource, mailbox: str, outlook: GraphOutlook, graph_emulator: GraphEmulator
+) -> None:
+    ids = [outlook.create(f"Item {n}", at(1 + n), at(1 + n, 10)) for n in range(3)]
+    outlook.delete(ids[1])
+    graph_emulator.clear_stats()
+
+    read = await asyncio.gather(*(source.read_item(mailbox, item_id) for item_id in ids))
+
+    assert [item.subject if item else None for item in read] == ["Item 0", None, "Item 2"]
+    assert len(_batches(graph_emulator)) == 1
+
+
+async def test_batches_keep_to_four_requests_per_mailbox_and_cause_no_throttling(
+    source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    mailboxes = _mailboxes_with_a_meeting(graph_emulator, 3)
+    ids = {m: [str(e["id"]) for e in graph_emulator.events(m)] * 6 for m in mailboxes}
+    graph_emulator.set_latency(30)
+    graph_emulator.clear_stats()
+
+    read = await asyncio.gather(*(source.read_item(m, item_id) for m in mailboxes for item_id in ids[m]))
+
+    assert all(item is not None for item in read)
+    stats = graph_emulator.stats()
+    assert stats["peakConcurrency"] == dict.fromkeys(mailboxes, 4)
+    assert all(entry["status"] != 429 for entry in stats["log"])
+    assert _batches(graph_emulator)
