@@ -366,6 +366,14 @@ class OutboxRow(SQLModel, table=True):
             sqlite_where=sa.text("delivered_at IS NULL"),
             postgresql_where=sa.text("delivered_at IS NULL"),
         ),
+        # Only delivered changes (retention's query): a change is written undelivered, and an entry for its null
+        # was one more index write per change in every sync commit.
+        sa.Index(
+            "ix_outbox_delivered_at",
+            "delivered_at",
+            sqlite_where=sa.text("delivered_at IS NOT NULL"),
+            postgresql_where=sa.text("delivered_at IS NOT NULL"),
+        ),
         # AUTOINCREMENT: plain SQLite rowids reuse the highest id after a delete, which would rewind the cursor.
         {"sqlite_autoincrement": True},
     )
@@ -380,7 +388,7 @@ class OutboxRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     # When Exchange last changed the appointment (None when unknown, as for a deletion): the change-latency metric.
     source_modified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=now, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
