@@ -45,7 +45,7 @@ class DirtyMarks:
         self._clock = clock
         self._pending: set[int] = set()
         self._maybe_echoes: dict[int, set[tuple[str, str]]] = {}
-        self.echoes = 0  # mailboxes left unmarked because every notification was an echo (/metrics)
+        self.echoes = 0  # mailboxes left unmarked because every notification was an echo (on /metrics)
         self._waiters: list[asyncio.Future[None]] = []
         self._flusher: asyncio.Task[None] | None = None
 

@@ -68,6 +68,11 @@ class GraphHooks:
         self.refused: Counter[str] = Counter()
         self.accepted = 0
 
+    @property
+    def echoes(self) -> int:
+        """Mailboxes left unmarked because every notification named an item the mirror holds at that key."""
+        return self._marks.echoes
+
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/hooks/graph", self.notifications), web.post("/hooks/graph/lifecycle", self.lifecycle)]
 

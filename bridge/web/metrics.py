@@ -70,8 +70,14 @@ class _Notifications(Collector):
         )
         for reason, count in sorted(self._hooks.refused.items()):
             refused.add_metric([reason], count)
+        echoes = CounterMetricFamily(
+            f"{PREFIX}_notification_echoes",
+            "Notified mailboxes not read: each item named was the bridge's own write, held at that change key",
+        )
+        echoes.add_metric([], self._hooks.echoes)
         yield accepted
         yield refused
+        yield echoes
 
 
 class _StoreGauges(Collector):

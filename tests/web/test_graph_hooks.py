@@ -384,6 +384,7 @@ async def test_the_echo_of_an_item_the_mirror_holds_at_that_key_marks_nothing(
     assert response.status == 202
     assert generation(db, mailbox) == 0
     assert hooks.accepted == 1
+    assert hooks.echoes == 1
 
 
 @pytest.mark.parametrize(
@@ -396,13 +397,16 @@ async def test_the_echo_of_an_item_the_mirror_holds_at_that_key_marks_nothing(
     ],
     ids=["another change key", "unknown item", "deleted", "no resourceData"],
 )
-async def test_any_doubt_marks_as_before(client: Client, db: Database, mailbox: int, body: dict[str, Any]) -> None:
+async def test_any_doubt_marks_as_before(
+    client: Client, db: Database, hooks: GraphHooks, mailbox: int, body: dict[str, Any]
+) -> None:
     hold(db, mailbox, ITEM, KEY)
 
     response = await client.post("/hooks/graph", json=body)
 
     assert response.status == 202
     assert generation(db, mailbox) == 1
+    assert hooks.echoes == 0
 
 
 async def test_an_echo_batched_with_a_real_change_still_marks(client: Client, db: Database, mailbox: int) -> None:

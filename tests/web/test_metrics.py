@@ -69,6 +69,7 @@ async def test_a_change_moves_the_counters_from_notification_to_delivery(world: 
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("notifications_accepted_total") >= 1
+    assert moved("notification_echoes_total") == 0  # a change made in Outlook is read, never taken for an echo
     assert moved("syncs_total", source="online") >= 1
     assert moved("sync_seconds_count", source="online") >= 1
     assert moved("source_requests_total", source="online", status="200") >= 1
