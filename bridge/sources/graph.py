@@ -821,11 +821,7 @@ class GraphSource:
         """Send and return the body; a failure becomes a `SourceError`. A mailbox's requests are coalesced with
         the others made meanwhile into one `POST /$batch` (`_queued`); the rest go alone through the pipeline."""
         _prefer(request, _PREFER_IDS, _PREFER_UTC)
-        request.add_request_options(_NATIVE_RESPONSE)
-        # Kiota expands the URL template every time it reads `url` (three times a request, std-uritemplate in
-        # pure Python): expanded once, here, and kept.
-        self._adapter.set_base_url_for_request_information(request)
-        request.url = request.url
+        self._prepare(request)
         async with self._slot(mailbox):
             answer = await (self._direct(request, what) if mailbox is None else self._queued(request, what))
             # Graph throttles each request of a batch on its own (its own 429 and Retry-After): asked again as the
@@ -849,6 +845,13 @@ class GraphSource:
             subscription=subscription,
             missing=missing,
         )
+
+    def _prepare(self, request: RequestInformation) -> None:
+        """Ask for the raw response, and fix the URL: kiota expands the URL template every time it reads `url`
+        (three times a request, std-uritemplate in pure Python), so it is expanded once, here, and kept."""
+        request.add_request_options(_NATIVE_RESPONSE)
+        self._adapter.set_base_url_for_request_information(request)
+        request.url = request.url
 
     async def _direct(self, request: RequestInformation, what: str) -> _Answer:
         """One request through the SDK's pipeline (its retries included)."""
@@ -909,9 +912,7 @@ class GraphSource:
         request = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
         request.headers.try_add("Accept", "application/json")
         request.set_stream_content(wire.encode(payload), "application/json")
-        request.add_request_options(_NATIVE_RESPONSE)
-        self._adapter.set_base_url_for_request_information(request)
-        request.url = request.url
+        self._prepare(request)
         try:
             outer = await self._direct(request, f"{len(batch)} requests ($batch)")
             if outer.status >= 400:

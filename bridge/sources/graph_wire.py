@@ -209,7 +209,7 @@ def _notification(item: WireNotification) -> Notification:
         item.lifecycle_event,
         change_type=item.change_type,
         item_id=data.id if data is not None else None,
-        change_key=etag.removeprefix("W/").strip('"') if etag else None,
+        change_key=_change_key(etag) if etag else None,
     )
 
 
@@ -298,8 +298,13 @@ def change_key_of(event: WireEvent) -> str:
     if event.change_key:
         return event.change_key
     if event.etag:
-        return event.etag.removeprefix("W/").strip('"')
+        return _change_key(event.etag)
     return ""
+
+
+def _change_key(etag: str) -> str:
+    """The change key inside an `@odata.etag` (W/"<changeKey>")."""
+    return etag.removeprefix("W/").strip('"')
 
 
 def bridge_ref_of(event: WireEvent) -> str | None:
