@@ -427,7 +427,7 @@ class GraphEmulator:
 
     def expire_subscription(self, subscription_id: str) -> None:
         """Let a subscription run out now: no more notifications, and it is gone from GET and PATCH."""
-        self.state.subscription(subscription_id).expires_at = now()
+        self.state.set_expiry(self.state.subscription(subscription_id), now())
         self.state.purge_expired()
 
     async def drain_notifications(self, within: float = 10.0) -> bool:

@@ -15,6 +15,7 @@ directory's code).
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import os
 import re
@@ -252,6 +253,11 @@ class GraphState:
         self.users: dict[str, DirectoryUser] = {}
         self.mailboxes: dict[str, Mailbox] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        # Indexes over `subscriptions`, so that a create, a notification or a purge does not scan every live
+        # subscription (at 10,000 mailboxes the scans were half of the emulator's CPU): the live ones per mailbox
+        # owner, and expiry times in a heap, where an entry whose subscription was renewed since is skipped.
+        self._watching: dict[str, dict[str, Subscription]] = {}
+        self._expiries: list[tuple[datetime, str]] = []
         self.sent_mail: list[SentMail] = []
         self.delta = DeltaStates(keep_per_user=delta_keep_per_user)
         self.groups = Groups()
@@ -489,8 +495,7 @@ class GraphState:
         self.groups.forget(user.id)
         for name in (user.user_principal_name.lower(), user.mail.lower()):
             self._by_name.pop(name, None)
-        watching = [subscription for subscription in self.subscriptions.values() if subscription.user_id == user.id]
-        return user, watching
+        return user, list(self._watching.get(user.id, {}).values())
 
     def expire_tokens(self) -> None:
         """Make every issued token expired: the next call answers 401 and the client must fetch a new one."""
@@ -548,7 +553,8 @@ class GraphState:
 
     def conflicting(self, draft: Subscription) -> Subscription | None:
         """A live subscription of the same app for the same mailbox, URL and change types (Graph answers 409)."""
-        for existing in self.live_subscriptions():
+        self.purge_expired()
+        for existing in self._watching.get(draft.user_id, {}).values():
             same = (
                 existing.app.client_id == draft.app.client_id
                 and existing.user_id == draft.user_id
@@ -572,6 +578,8 @@ class GraphState:
     def add_subscription(self, draft: Subscription) -> Subscription:
         self.check_conflict(draft)
         self.subscriptions[draft.id] = draft
+        self._watching.setdefault(draft.user_id, {})[draft.id] = draft
+        heapq.heappush(self._expiries, (draft.expires_at, draft.id))
         return draft
 
     def subscription(self, subscription_id: str, app: AppRegistration | None = None) -> Subscription:
@@ -586,28 +594,37 @@ class GraphState:
         found = self.subscription(subscription_id, app)
         if not isinstance(body, dict) or not isinstance(body.get("expirationDateTime"), str):
             raise GraphError(400, "InvalidRequest", "expirationDateTime is required to renew a subscription.")
-        found.expires_at = _expiry(body["expirationDateTime"], "Update")
+        self.set_expiry(found, _expiry(body["expirationDateTime"], "Update"))
         return found
 
+    def set_expiry(self, subscription: Subscription, when: datetime) -> None:
+        subscription.expires_at = when
+        heapq.heappush(self._expiries, (when, subscription.id))
+
     def remove_subscription(self, subscription_id: str) -> Subscription | None:
-        return self.subscriptions.pop(subscription_id.lower(), None)
+        removed = self.subscriptions.pop(subscription_id.lower(), None)
+        if removed is not None:
+            self._watching[removed.user_id].pop(removed.id, None)
+        return removed
 
     def live_subscriptions(self) -> list[Subscription]:
         self.purge_expired()
         return list(self.subscriptions.values())
 
     def subscriptions_for(self, change: Change) -> list[Subscription]:
-        return [
-            subscription
-            for subscription in self.live_subscriptions()
-            if subscription.user_id == change.user_id and change.change_type in subscription.change_types
-        ]
+        self.purge_expired()
+        watching = self._watching.get(change.user_id, {}).values()
+        return [subscription for subscription in watching if change.change_type in subscription.change_types]
 
     def purge_expired(self) -> list[Subscription]:
         moment = now()
-        expired = [subscription for subscription in self.subscriptions.values() if not subscription.live(moment)]
-        for subscription in expired:
-            del self.subscriptions[subscription.id]
+        expired = []
+        while self._expiries and self._expiries[0][0] <= moment:
+            _, subscription_id = heapq.heappop(self._expiries)
+            subscription = self.subscriptions.get(subscription_id)
+            if subscription is not None and not subscription.live(moment):
+                self.remove_subscription(subscription_id)
+                expired.append(subscription)
         return expired
 
     # -- changes, mail, reset ------------------------------------------------------------------------------
@@ -653,6 +670,8 @@ class GraphState:
     def reset(self, *, keep_directory: bool = True) -> None:
         """Empty calendars, delta states, subscriptions and sent mail; the directory too unless kept."""
         self.subscriptions.clear()
+        self._watching.clear()
+        self._expiries.clear()
         self.sent_mail.clear()
         self.delta.clear()
         users = list(self.users.values())

