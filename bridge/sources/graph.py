@@ -129,9 +129,11 @@ _FULL_ROUND_ATTEMPTS = 3
 # and Graph's largest page for directory objects (999; "Paging Microsoft Graph data").
 _MEMBER_FIELDS = ["id", "mail", "userPrincipalName", "employeeId"]
 _MEMBER_PAGE = 999
-# Graph's JSON batching: at most 20 requests to a `POST /$batch`. Its items answered 429 are asked again as the
-# SDK's retry handler asks a whole request again (kiota's RetryHandlerOption: 3 retries, no wait over 180 s).
+# Graph's JSON batching: at most 20 requests to a `POST /$batch`. Its items answered 429, 503 or 504 are asked
+# again as the SDK's retry handler asks a whole request again (kiota's RetryHandler: those three statuses, 3
+# retries, no wait over 180 s).
 _BATCH_LIMIT = 20
+_BATCH_RETRIED = frozenset({429, 503, 504})
 _BATCH_RETRIES = 3
 _BATCH_MAX_WAIT_S = 180.0
 
@@ -824,10 +826,11 @@ class GraphSource:
         self._prepare(request)
         async with self._slot(mailbox):
             answer = await (self._direct(request, what) if mailbox is None else self._queued(request, what))
-            # Graph throttles each request of a batch on its own (its own 429 and Retry-After): asked again as the
-            # SDK's retry handler asks a lone request again (as many times, no longer a wait), keeping the slot.
+            # Graph throttles each request of a batch on its own (its own 429 or 503 and Retry-After): asked again
+            # as the SDK's retry handler asks a lone request again (as many times, no longer a wait), keeping the
+            # slot.
             retries = 0
-            while answer.batched and answer.status == 429 and retries < _BATCH_RETRIES:
+            while answer.batched and answer.status in _BATCH_RETRIED and retries < _BATCH_RETRIES:
                 wait = _retry_after(answer.retry_after)
                 if wait > _BATCH_MAX_WAIT_S:
                     break

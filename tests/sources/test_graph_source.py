@@ -384,6 +384,26 @@ async def test_a_failure_of_one_mailbox_in_a_batch_is_a_source_error_for_it_only
     assert zones["zone01@contoso.com"] == chosen["zone01@contoso.com"]
 
 
+@pytest.mark.parametrize("status", [503, 504])
+async def test_a_mailbox_unavailable_within_a_batch_is_asked_again_as_the_sdk_would(
+    source: GraphSource, graph_emulator: GraphEmulator, status: int
+) -> None:
+    chosen = _users_in_zones(graph_emulator, 2)
+    graph_emulator.fail(1, status=status, user="zone00@contoso.com", route="mailboxSettings", retry_after=1)
+    graph_emulator.clear_stats()
+
+    zones = await source.read_time_zones(list(chosen))
+
+    assert zones == chosen
+    asked = [
+        (entry["user"], entry["status"], entry["batchItem"])
+        for entry in graph_emulator.stats()["log"]
+        if entry["route"] == "mailboxSettings"
+    ]
+    assert sorted(asked[:2]) == [("zone00@contoso.com", status, True), ("zone01@contoso.com", 200, True)]
+    assert asked[2:] == [("zone00@contoso.com", 200, False)]
+
+
 async def test_a_wrong_secret_is_an_auth_failure(
     graph_emulator: GraphEmulator, tenant_app: AppRegistration, mailbox: str
 ) -> None:
