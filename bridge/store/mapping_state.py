@@ -6,10 +6,14 @@ bridge through this row (the digest it approves), so it works from any host that
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bridge.store.models import MappingHistoryRow, MappingStateRow
@@ -45,15 +49,34 @@ def record_applied(
     (the changes its re-map sent).
     """
     row = session.get(MappingStateRow, _ROW, with_for_update=True)
-    if row is None or row.applied_digest != digest:
-        session.add(MappingHistoryRow(digest=digest, text=text, applied_at=now, applied_by=by[:200], emitted=emitted))
     if row is None:
-        row = MappingStateRow(id=_ROW, applied_digest=digest, applied_text=text, applied_at=now)
-        session.add(row)
-    elif row.applied_digest != digest:
+        # Instances starting together on a new database each find no row to lock: the first insert wins and the
+        # others' do nothing (a plain insert failed them on the key), then go on with the row as it stands.
+        values = {"id": _ROW, "applied_digest": digest, "applied_text": text, "applied_at": now}
+        inserted = session.execute(_insert_first(session.get_bind().dialect.name).values(values)).first()
+        if inserted is not None:
+            session.add(_history(digest, text, now, by, emitted))
+            return
+        row = session.get(MappingStateRow, _ROW, with_for_update=True, populate_existing=True)
+        assert row is not None, "the insert that won stands: the row is never deleted"
+    if row.applied_digest != digest:
+        session.add(_history(digest, text, now, by, emitted))
         row.applied_digest, row.applied_text, row.applied_at = digest, text, now
     row.held_digest = row.held_at = row.held_preview = None
     row.approved_digest = row.approved_by = row.approved_at = None
+
+
+def _history(digest: str, text: str, now: datetime, by: str, emitted: int | None) -> MappingHistoryRow:
+    return MappingHistoryRow(digest=digest, text=text, applied_at=now, applied_by=by[:200], emitted=emitted)
+
+
+@functools.cache
+def _insert_first(dialect: str) -> sa.Insert:
+    """The row's first insert, skipped when another transaction made it; returns the id it stored, if any (the
+    row count psycopg gives for it is -1)."""
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(MappingStateRow).on_conflict_do_nothing(index_elements=["id"])
+    return statement.returning(col(MappingStateRow.id))
 
 
 def hold_mapping(session: Session, digest: str, preview: dict[str, Any], now: datetime) -> bool:

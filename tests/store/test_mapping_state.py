@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -67,3 +68,30 @@ def test_the_mapping_applied_before_the_upgrade_starts_the_history(database_url:
         assert entry.applied_by == "applied before the history was kept"
     finally:
         database.close()
+
+
+def test_instances_recording_the_first_mapping_together_both_succeed(db: Database) -> None:
+    # PostgreSQL: the second transaction finds no row to lock, and its insert waits for the first's, then finds
+    # the key taken; it must go on with the row as the first left it (it failed on the key, stopping an instance).
+    second: list[BaseException | None] = []
+
+    def record_second() -> None:
+        try:
+            with db.session() as session:
+                record_applied(session, "a" * 64, "first", NOW + timedelta(seconds=1), "the bridge's first start")
+        except BaseException as exc:
+            second.append(exc)
+        else:
+            second.append(None)
+
+    with db.session() as session:
+        record_applied(session, "a" * 64, "first", NOW, "the bridge's first start")
+        other = threading.Thread(target=record_second)
+        other.start()
+        other.join(0.5)  # the other transaction is now waiting on this one (PostgreSQL) or for the write lock
+    other.join(10)
+
+    assert second == [None]
+    with db.session() as session:
+        assert applied_mapping(session) == ("a" * 64, "first")
+        assert [(entry.text, entry.applied_at) for entry in mapping_history(session, 10)] == [("first", NOW)]
