@@ -12,9 +12,17 @@ Offered: N mailboxes × 40 appointments; achieved: mailboxes per second in each 
 never reached the workforce system (either run); `double_synced`: mailboxes that the emulator saw read by two
 delta reads at once (two instances syncing one mailbox: emulators/graph_log.py), plus appointments the
 workforce system got more than once; `errors`: `lost` + `double_synced` + instances that exited + Graph
-answers 429 or 5xx + a request log too short to check. `speedup` is one_instance_s / three_instances_s.
+answers 429 or 5xx + a request log too short to check. `speedup` is one_instance_s / three_instances_s (computed).
 
-Run: .venv/bin/python bench/scale_out.py [--mailboxes 300] [--database postgresql://...]
+Where the time goes, measured: every second from the enrolment on, each instance's syncs and the seconds they took
+added up (its /metrics; their growth per second is the places in use), each instance's CPU, this process's (the
+emulators') CPU, PostgreSQL's (every `postgres` process on the machine, other users' included) and the CPU the
+machine left idle (all cores). After the run: each instance's and this process's resident memory (at the end and
+at the peak, VmRSS and VmHWM) and the size of the bridge's tables with indexes and TOAST. The first instance
+starts alone: instances started together on a fresh database race for its first rows.
+
+Run: .venv/bin/python bench/scale_out.py [--mailboxes 300] [--database postgresql://...] [--instances-only K]
+     [--concurrency N (sync.concurrency of each instance)] [--within SECONDS]
 """
 
 from __future__ import annotations
