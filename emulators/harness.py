@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -193,6 +194,40 @@ def local_config_file(
         extra=extra,
         onprem=onprem,
     )
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user + system (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def resident_kb(pid: int) -> tuple[int, int]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in KB (Linux /proc)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def cpu_seconds_named(name: str) -> float:
+    """The CPU time so far of every process called `name` (PostgreSQL's server and its backends: "postgres");
+    processes that end between the listing and the read are left out."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    total += cpu_seconds(int(entry.name))
+    return total
+
+
+def machine_idle_seconds() -> float:
+    """CPU seconds the machine's cores have spent idle (or waiting for a disk) since it booted, all cores added up
+    (Linux /proc/stat): over an interval, how much of the machine nobody used."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return (int(fields[4]) + int(fields[5])) / _CLOCK_TICKS
 
 
 class BridgeProcess:
