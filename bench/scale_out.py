@@ -18,8 +18,7 @@ Where the time goes, measured: every second from the enrolment on, each instance
 added up (its /metrics; their growth per second is the places in use), each instance's CPU, this process's (the
 emulators') CPU, PostgreSQL's (every `postgres` process on the machine, other users' included) and the CPU the
 machine left idle (all cores). After the run: each instance's and this process's resident memory (at the end and
-at the peak, VmRSS and VmHWM) and the size of the bridge's tables with indexes and TOAST. The first instance
-starts alone: instances started together on a fresh database race for its first rows.
+at the peak, VmRSS and VmHWM) and the size of the bridge's tables with indexes and TOAST.
 
 Run: .venv/bin/python bench/scale_out.py [--mailboxes 300] [--database postgresql://...] [--instances-only K]
      [--concurrency N (sync.concurrency of each instance)] [--within SECONDS]
@@ -135,10 +134,7 @@ async def run(instances: int, mailboxes: int, database: str, within: float, conc
     timeline: list[Sample] = []
     sampler: asyncio.Task[None] | None = None
     try:
-        # The first one alone: it creates the schema and its first rows, which instances starting at once on a fresh
-        # database race for (a fresh database is the bench's case, not a running deployment's).
-        await bridges[0].start()
-        await asyncio.gather(*(bridge.start() for bridge in bridges[1:]))
+        await asyncio.gather(*(bridge.start() for bridge in bridges))
         graph.clear_stats()
         await asyncio.to_thread(_enrol, db, people)
         enrolled = time.perf_counter()
