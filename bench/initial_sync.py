@@ -253,7 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(1)
     graph = GraphEmulator(ca_file=folder / "graph-ca.pem")
     await graph.start()
-    workforce = WorkforceReceiver(SECRET)
+    workforce = WorkforceReceiver(SECRET, brief=True)
     workforce_url = await workforce.start()
     app = graph.add_app()
     addresses = [f"user{n}@contoso.com" for n in range(args.mailboxes)]

@@ -113,7 +113,7 @@ async def run(instances: int, mailboxes: int, database: str, within: float, conc
         graph.add_user(address)
     subjects = _seed(graph, people)
     graph.set_latency(LATENCY_MS)
-    workforce = WorkforceReceiver(SECRET)
+    workforce = WorkforceReceiver(SECRET, brief=True)
     workforce_url = await workforce.start()
     # No mailbox in the files: they are enrolled once every instance is up. Graph notifies the first instance.
     configs = write_instance_configs(

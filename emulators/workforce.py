@@ -133,9 +133,13 @@ class WorkforceReceiver:
         *,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         clock: Callable[[], float] = time.time,
+        brief: bool = False,
     ) -> None:
+        """`brief`: keep of each change only what a bench of many mailboxes reads (its id, type, mailbox,
+        sequence, and its appointment's id and subject), so that 100,000 mailboxes' changes fit in memory."""
         _key(secret)  # refuse a malformed secret now rather than on every request
         self._secret = secret
+        self._brief = brief
         self._tolerance_s = tolerance_s
         self._clock = clock
         self.changes: list[dict[str, Any]] = []
@@ -330,7 +334,7 @@ class WorkforceReceiver:
                 {"kind": kind, "mailbox": mailbox, "expected": last + 1, "got": sequence, "changeId": change_id}
             )
         self._last_sequence[mailbox] = sequence if last is None else max(last, sequence)
-        self.changes.append(change)
+        self.changes.append(_brief(change) if self._brief else change)
         return True
 
     # -- control API ---------------------------------------------------------------------------------------
@@ -458,3 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _brief(change: dict[str, Any]) -> dict[str, Any]:
+    appointment = change.get("appointment") or {}
+    kept = {key: change.get(key) for key in ("id", "type", "mailbox", "sequence")}
+    return kept | {"appointment": {"id": appointment.get("id"), "subject": appointment.get("subject")}}

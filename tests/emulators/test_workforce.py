@@ -389,3 +389,24 @@ async def test_it_runs_standalone(http: aiohttp.ClientSession) -> None:
     assert health["url"] == announced["url"]
     assert announced["secret"] == WORKFORCE_SECRET
     assert process.returncode == 0
+
+
+async def test_a_brief_receiver_keeps_what_a_bench_reads_of_each_change(http: aiohttp.ClientSession) -> None:
+    receiver = WorkforceReceiver(WORKFORCE_SECRET, brief=True)
+    url = await receiver.start()
+    sent = change(1)
+    try:
+        answer = await Sender(http, url).post([sent])
+    finally:
+        await receiver.stop()
+
+    assert answer.status == 200
+    assert receiver.changes == [
+        {
+            "id": sent["id"],
+            "type": "appointment.created",
+            "mailbox": "adele@contoso.com",
+            "sequence": 1,
+            "appointment": {"id": "item-1", "subject": None},
+        }
+    ]
