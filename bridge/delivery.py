@@ -17,7 +17,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import random
 import uuid
@@ -118,11 +117,20 @@ def retry_delay(attempts: int, timing: DeliveryTiming, jitter: float) -> timedel
 @dataclass(frozen=True, slots=True)
 class _Batch:
     row_ids: tuple[int, ...]
-    changes: tuple[dict[str, Any], ...]
+    change_ids: tuple[str, ...]
+    # Each change as the JSON text the outbox holds: the body is made of them without decoding them.
+    changes: tuple[str, ...]
     attempts: int
     modified_at: tuple[datetime | None, ...]
+    first_sequence: int
     last_sequence: int
     full: bool  # as long as the limit it was read with: more may follow
+
+
+def webhook_body(changes: Sequence[str]) -> bytes:
+    """The body of a webhook request carrying these changes (each a JSON object's text), as the contract has it:
+    `{"changes": [change, ...]}`."""
+    return ('{"changes":[' + ",".join(changes) + "]}").encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,15 @@ class _Failure:
     reason: str  # short and stable, for the outage log
     detail: str  # with what the receiver said, for `last_error`
     status: str  # the HTTP status, `timeout` or `unreachable`: the deliveries metric's label
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """A batch the workforce system accepted, waiting for a recording round (`DeliveryWorker._record`)."""
+
+    mailbox_id: int
+    batch: _Batch
+    following: asyncio.Future[_Batch | None]  # the mailbox's next batch, once recorded
 
 
 class DeliveryWorker:
@@ -166,6 +183,15 @@ class DeliveryWorker:
         self._outages = Outages(log)
         self._failures: dict[int, int] = {}
         self._metrics = metrics or Metrics()
+        # While `run` runs: its stop event, the mailboxes being delivered, and those whose place the recording
+        # round that released them already offered to the next due mailbox (their end needs no claim of its own).
+        self._stop: asyncio.Event | None = None
+        self._active: dict[int, asyncio.Task[int]] = {}
+        self._places_given: set[int] = set()
+        # Accepted batches waiting for the recording round under way, whether a claim is wanted, and that round.
+        self._accepted: list[_Accepted] = []
+        self._claim_wanted = False
+        self._recorder: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """New changes were committed: look for them now rather than at the next poll."""
@@ -176,27 +202,40 @@ class DeliveryWorker:
         if self._url is None:
             await stop.wait()
             return
-        active: dict[int, asyncio.Task[int]] = {}
+        self._stop = stop
         try:
             while not stop.is_set():
                 self._wake.clear()
-                free = self._concurrency - len(active)
-                for mailbox_id, batch in await self._claim_or_log(free, exclude=set(active)) if free else []:
-                    task = asyncio.create_task(self._drain(mailbox_id, batch, stop), name=f"delivery-{mailbox_id}")
-                    active[mailbox_id] = task
-                    task.add_done_callback(partial(self._finished, active, mailbox_id))
+                self._claim_wanted = True
+                self._record_soon()
                 await first_of(stop, self._wake, within=self._timing.poll.total_seconds())
         except asyncio.CancelledError:
-            for task in active.values():
+            for task in self._tasks():
                 task.cancel()
             raise
         finally:
-            await asyncio.gather(*active.values(), return_exceptions=True)
+            # A claim under way as `stop` came may still start drains: wait until nothing is left running.
+            while tasks := self._tasks():
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self._stop = None
+            self._places_given.clear()
             await self.close()
 
-    def _finished(self, active: dict[int, asyncio.Task[int]], mailbox_id: int, _task: asyncio.Task[int]) -> None:
-        active.pop(mailbox_id, None)
-        self._wake.set()  # a slot is free
+    def _tasks(self) -> list[asyncio.Task[Any]]:
+        return [*self._active.values(), *([self._recorder] if self._recorder is not None else [])]
+
+    def _start(self, mailbox_id: int, batch: _Batch) -> None:
+        task = asyncio.create_task(self._drain(mailbox_id, batch, self._stop), name=f"delivery-{mailbox_id}")
+        self._active[mailbox_id] = task  # a mailbox released and claimed again in one round: its old task is done
+        task.add_done_callback(partial(self._finished, mailbox_id))
+
+    def _finished(self, mailbox_id: int, task: asyncio.Task[int]) -> None:
+        if self._active.get(mailbox_id) is task:
+            del self._active[mailbox_id]
+        if mailbox_id in self._places_given:
+            self._places_given.discard(mailbox_id)
+        else:
+            self._wake.set()  # a place is free
 
     async def deliver_once(self) -> int:
         """Claim the mailboxes that are due (up to `concurrency`), deliver all they have; how many changes went."""
@@ -210,15 +249,6 @@ class DeliveryWorker:
         if self._owns_http and self._http is not None:
             await self._http.close()
             self._http = None
-
-    async def _claim_or_log(self, limit: int, exclude: set[int]) -> list[tuple[int, _Batch]]:
-        try:
-            claimed = await self._claim(limit, exclude)
-        except Exception as exc:  # the database may be away for a while; the loop must outlive it
-            self._outages.failed("database", f"delivery cannot read the outbox ({type(exc).__name__}: {exc})")
-            return []
-        self._outages.recovered("database", "delivery reads the outbox again")
-        return claimed
 
     async def _claim(self, limit: int, exclude: set[int]) -> list[tuple[int, _Batch]]:
         now = self._clock()
@@ -242,7 +272,7 @@ class DeliveryWorker:
         batch: _Batch | None = first
         try:
             while batch is not None and (stop is None or not stop.is_set()):
-                failure = await self._post(batch.changes)
+                failure = await self._post(batch)
                 if failure is not None:
                     self._metrics.delivery_failed(failure.status, len(batch.row_ids))
                     await self._record_failure(mailbox_id, batch, failure)
@@ -252,22 +282,10 @@ class DeliveryWorker:
                     # The endpoint is one for every mailbox: those backing off from its outage are due now.
                     await self._db.run(partial(_resume, now=self._clock()))
                     self._wake.set()
-                now = self._clock()
                 sent = batch
-                # Recording a batch delivered and reading the next one share a transaction: one commit per batch.
-                batch = await self._db.run(
-                    partial(
-                        _delivered,
-                        mailbox_id=mailbox_id,
-                        batch=sent,
-                        owner=self._owner,
-                        now=now,
-                        until=now + self._timing.lease,
-                        limit=self._batch_size,
-                    )
-                )
+                batch = await self._record(mailbox_id, sent)
                 delivered += len(sent.row_ids)
-                self._metrics.delivered(sent.modified_at, now)
+                self._metrics.delivered(sent.modified_at, self._clock())
             if batch is not None:  # stopping: the next batch waits for the next start
                 await self._db.run(partial(release, mailbox_id=mailbox_id, owner=self._owner))
         except asyncio.CancelledError:
@@ -285,6 +303,76 @@ class DeliveryWorker:
         self._failures.pop(mailbox_id, None)
         return delivered
 
+    async def _record(self, mailbox_id: int, batch: _Batch) -> _Batch | None:
+        """Record an accepted batch delivered, committed when this returns; the mailbox's next batch, or None (its
+        lease given back) when none is due or another instance took the mailbox.
+
+        Batches accepted while a recording round is under way go together in the next round, which also claims
+        the mailboxes due for the places they free (`run` only): one transaction for what cost one each.
+        """
+        following: asyncio.Future[_Batch | None] = asyncio.get_running_loop().create_future()
+        self._accepted.append(_Accepted(mailbox_id, batch, following))
+        self._record_soon()
+        return await following
+
+    def _record_soon(self) -> None:
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_rounds(), name="delivery-records")
+
+    async def _record_rounds(self) -> None:
+        try:
+            while self._accepted or self._claim_wanted:
+                accepted, self._accepted = self._accepted, []
+                claim_wanted, self._claim_wanted = self._claim_wanted, False
+                limit, exclude = 0, set[int]()
+                if self._stop is not None and not self._stop.is_set():
+                    # A mailbox released in this round may be claimed again in it: it is done once recorded.
+                    released = {one.mailbox_id for one in accepted if not one.batch.full}
+                    if claim_wanted or released:
+                        limit = self._concurrency - len(self._active) + len(released)
+                        exclude = set(self._active) - released
+                await self._round(accepted, limit, exclude)
+        finally:
+            self._recorder = None
+
+    async def _round(self, accepted: list[_Accepted], limit: int, exclude: set[int]) -> None:
+        """Record these batches, and claim up to `limit` due mailboxes, in one transaction; refused, each batch
+        alone, so that one batch the database refuses costs no other mailbox its delivery."""
+        now = self._clock()
+        try:
+            following, claimed = await self._db.run(
+                partial(
+                    record_delivered,
+                    delivered=[(one.mailbox_id, one.batch) for one in accepted],
+                    owner=self._owner,
+                    now=now,
+                    until=now + self._timing.lease,
+                    batch_size=self._batch_size,
+                    claim=limit,
+                    exclude=exclude,
+                )
+            )
+        except Exception as exc:
+            if len(accepted) + (limit > 0) > 1:
+                for one in accepted:
+                    await self._round([one], 0, set())
+                self._claim_wanted = self._claim_wanted or limit > 0
+            elif accepted:
+                if not accepted[0].following.done():
+                    accepted[0].following.set_exception(exc)
+            elif limit > 0:  # the database may be away for a while; the loop must outlive it
+                self._outages.failed("database", f"delivery cannot read the outbox ({type(exc).__name__}: {exc})")
+            return
+        if limit > 0:
+            self._outages.recovered("database", "delivery reads the outbox again")
+        for one, batch in zip(accepted, following, strict=True):
+            if batch is None and limit > 0:
+                self._places_given.add(one.mailbox_id)
+            if not one.following.done():  # its drain may have been cancelled meanwhile
+                one.following.set_result(batch)
+        for mailbox_id, batch in claimed:
+            self._start(mailbox_id, batch)
+
     async def _record_failure(self, mailbox_id: int, batch: _Batch, failure: _Failure) -> None:
         self._outages.failed("webhook", f"workforce webhook {self._url} {failure.reason}; changes are kept and retried")
         now = self._clock()
@@ -300,10 +388,10 @@ class DeliveryWorker:
             )
         )
 
-    async def _post(self, changes: Sequence[dict[str, Any]]) -> _Failure | None:
+    async def _post(self, batch: _Batch) -> _Failure | None:
         assert self._url is not None
-        body = json.dumps({"changes": list(changes)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        headers = signed_headers(self._key, message_id([str(change["id"]) for change in changes]), self._clock(), body)
+        body = webhook_body(batch.changes)
+        headers = signed_headers(self._key, message_id(batch.change_ids), self._clock(), body)
         timeout = aiohttp.ClientTimeout(total=self._timing.timeout.total_seconds())
         try:
             # Redirects are not followed: a POST turned into a GET elsewhere would count as delivered.
@@ -376,8 +464,11 @@ _CAUGHT_UP = (
 _BATCH = (
     sa.select(
         _OUTBOX.c.id,
+        _OUTBOX.c.change_id,
         _OUTBOX.c.sequence,
-        _OUTBOX.c.payload,
+        # As the JSON text it is kept as: the body is made of it, and decoding it only to encode it again cost as
+        # much as the statement.
+        sa.cast(_OUTBOX.c.payload, sa.Text).label("payload"),
         _OUTBOX.c.attempts,
         _OUTBOX.c.source_modified_at,
     )
@@ -385,12 +476,16 @@ _BATCH = (
     .order_by(_OUTBOX.c.sequence)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
 )
+_SEQUENCE = sa.bindparam("last", type_=sa.Integer())  # not "sequence": a column of the outbox's
 _MARK_DELIVERED = (
     sa.update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(_ROW_IDS), _OUTBOX.c.delivered_at.is_(None))
+    .where(
+        _OUTBOX.c.mailbox_id == _ID,
+        _OUTBOX.c.sequence.between(sa.bindparam("first", type_=sa.Integer()), _SEQUENCE),
+        _OUTBOX.c.delivered_at.is_(None),
+    )
     .values(delivered_at=_NOW, attempts=_OUTBOX.c.attempts + 1)
 )
-_SEQUENCE = sa.bindparam("sequence", type_=sa.Integer())
 _DELIVERED_RENEW = sa.update(_MAILBOX).where(_HELD).values(delivered_sequence=_SEQUENCE, delivery_lease_until=_UNTIL)
 # The mailbox's turn comes again after every other mailbox waiting since before `now`.
 _DELIVERED_RELEASE = (
@@ -452,40 +547,67 @@ def _read_batch(connection: sa.Connection, mailbox_id: int, limit: int) -> _Batc
         return None
     return _Batch(
         row_ids=tuple(row.id for row in rows),
+        change_ids=tuple(row.change_id for row in rows),
         changes=tuple(row.payload for row in rows),
         attempts=max(row.attempts for row in rows),
         modified_at=tuple(row.source_modified_at for row in rows),
+        first_sequence=rows[0].sequence,
         last_sequence=rows[-1].sequence,
         full=len(rows) == limit,
     )
 
 
-def _delivered(
+def record_delivered(
     session: Session,
     *,
-    mailbox_id: int,
-    batch: _Batch,
+    delivered: Sequence[tuple[int, _Batch]],
     owner: str,
     now: datetime,
     until: datetime,
-    limit: int,
-) -> _Batch | None:
-    """Mark the batch delivered; the next batch, or None (lease released) when none is due or another instance
-    took the mailbox.
+    batch_size: int,
+    claim: int,
+    exclude: set[int],
+) -> tuple[list[_Batch | None], list[tuple[int, _Batch]]]:
+    """Mark these mailboxes' batches delivered, each with its mailbox's next batch (or None: lease released, when
+    none is due or another instance took the mailbox); then claim up to `claim` due mailboxes (`claim_due`).
 
-    After a batch shorter than `limit` the mailbox is released without reading on: a change committed since has
-    raised `next_sequence`, so the mailbox stays due, and the commit's notify() (or this worker's wake when the
-    mailbox is done) has it claimed again.
+    After a batch shorter than `batch_size` the mailbox is released without reading on: a change committed since
+    has raised `next_sequence`, so the mailbox stays due, and the commit's notify() (or this very claim) has it
+    claimed again.
     """
     connection = session.connection()
-    connection.execute(_MARK_DELIVERED, {"row_ids": batch.row_ids, "now": now})
-    held = {"mailbox": mailbox_id, "owner": owner, "sequence": batch.last_sequence}
-    if not batch.full:
-        connection.execute(_DELIVERED_RELEASE, {**held, "now": now})
-        return None
+    following: list[_Batch | None] = []
+    if delivered:
+        # A batch is every undelivered change of its mailbox from its first sequence to its last: no change can
+        # join that range later (a sequence is taken under the mailbox's row lock, which the batch's read held).
+        held = [
+            {"mailbox": mailbox_id, "owner": owner, "first": batch.first_sequence, "last": batch.last_sequence}
+            for mailbox_id, batch in delivered
+        ]
+        connection.execute(_MARK_DELIVERED, [{**one, "now": now} for one in held])
+        done = [{**one, "now": now} for one, (_, batch) in zip(held, delivered, strict=True) if not batch.full]
+        if done:
+            connection.execute(_DELIVERED_RELEASE, done)
+        following = [
+            _renewed(connection, one, until=until, now=now, limit=batch_size) if batch.full else None
+            for one, (_, batch) in zip(held, delivered, strict=True)
+        ]
+    claimed = (
+        claim_due(session, owner=owner, now=now, until=until, limit=claim, exclude=exclude, batch_size=batch_size)
+        if claim > 0
+        else []
+    )
+    return following, claimed
+
+
+def _renewed(
+    connection: sa.Connection, held: dict[str, Any], *, until: datetime, now: datetime, limit: int
+) -> _Batch | None:
+    """The next batch of a mailbox whose full batch was just marked delivered, its lease renewed; None when the
+    lease is another instance's now, or nothing is due (the mailbox released)."""
     if not connection.execute(_DELIVERED_RENEW, {**held, "until": until}).rowcount:
         return None
-    following = _read_batch(connection, mailbox_id, limit)
+    following = _read_batch(connection, held["mailbox"], limit)
     if following is None:
         connection.execute(_DELIVERED_RELEASE, {**held, "now": now})
     return following
