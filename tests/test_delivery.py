@@ -21,6 +21,7 @@ from bridge.delivery import (
     DeliveryWorker,
     claim_due,
     message_id,
+    record_delivered,
     retry_delay,
     sign,
 )
@@ -331,6 +332,74 @@ async def test_mailboxes_are_delivered_side_by_side_each_in_order(
     assert workforce.anomalies == []
     assert workforce.stats()["overlaps"] == 0
     assert workforce.stats()["peakInFlight"] > 1
+
+
+async def test_mailboxes_claimed_together_are_recorded_together_and_one_refused_holds_back_only_its_own(
+    db: Database, workforce: WorkforceReceiver, workers: Workers
+) -> None:
+    """Six mailboxes claimed in one claim, their batches answered at about the same time: the accepted ones are
+    recorded a few to a transaction, the one the receiver refuses waits for its back-off, and each mailbox's changes
+    arrive in order."""
+    addresses = [f"person{n}@contoso.com" for n in range(6)]
+    for address in addresses:
+        emit(db, address, 3)
+    workforce.slow(100)
+    workforce.fail(status=500, count=1)
+    recordings: list[int] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
+        if statement.startswith("UPDATE outbox SET delivered_at"):
+            recordings.append(len(parameters) if many else 1)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        delivered = await workers(batch_size=2, concurrency=6).deliver_once()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+    [refused] = [address for address in addresses if not sequences(workforce.changes, address)]
+    accepted = [address for address in addresses if address != refused]
+    assert delivered == 15
+    assert all(sequences(workforce.changes, address) == [1, 2, 3] for address in accepted)
+    assert sum(recordings) == 10  # two batches for each of the five mailboxes accepted
+    assert len(recordings) < 10  # in fewer transactions
+    assert max(recordings) > 1
+    rows = outbox(db)
+    refused_id = mailbox_row(db, refused).id
+    assert all(row.delivered_at is not None for row in rows if row.mailbox_id != refused_id)
+    held = [row for row in rows if row.mailbox_id == refused_id]
+    assert [(row.delivered_at, row.attempts) for row in held] == [(None, 1), (None, 1), (None, 0)]  # its first batch
+    assert held[0].last_error is not None
+    assert held[0].last_error.startswith("answered 500")
+    assert [mailbox_row(db, address).delivered_sequence for address in accepted] == [3] * 5
+    assert all(mailbox_row(db, address).delivery_owner is None for address in addresses)
+    assert workforce.anomalies == []
+    assert workforce.stats()["overlaps"] == 0
+
+
+async def test_a_change_goes_as_the_text_it_is_kept_as(
+    db: Database, workforce: WorkforceReceiver, workers: Workers
+) -> None:
+    """The body is made of the stored changes' JSON text, not decoded and encoded again: what arrives is what was
+    stored, characters beyond ASCII included, under the webhook-id of the changes' ids."""
+    with db.session() as session:
+        mailbox = MailboxRow(address="zoë@contoso.com", workforce_id="E-ß", source="online")
+        session.add(mailbox)
+        session.flush()
+        rows = add_changes(
+            session,
+            mailbox,
+            [(ChangeType.CREATED, entry(n, subject=f"Kundenbesuch – Müller {n} ✓")) for n in range(2)],
+            OCCURRED,
+        )
+        emitted = [row.payload for row in rows]
+
+    assert await workers().deliver_once() == 2
+
+    assert workforce.changes == emitted
+    [request] = workforce.requests
+    assert request["webhookId"] == message_id([change["id"] for change in emitted])
+    assert workforce.anomalies == []
 
 
 async def test_a_failed_batch_waits_for_its_backoff(
@@ -648,6 +717,45 @@ def test_a_claim_hands_out_each_mailbox_with_its_first_batch(db: Database) -> No
     ]
     assert (adele.delivery_owner, bob.delivery_owner) == ("a", "a")
     assert again == []  # leased to "a"
+
+
+def test_batches_are_recorded_together_with_the_claim_for_the_places_they_free(db: Database) -> None:
+    """One transaction: each batch marked delivered with its mailbox's next batch (or its lease given back), then
+    the mailboxes due claimed; a mailbox still delivering is left out of the claim."""
+    emit(db, "adele@contoso.com", 3)
+    emit(db, "bob@contoso.com", 1)
+    emit(db, "carol@contoso.com", 2)
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=30)
+    with db.session() as session:
+        claimed = claim_due(session, owner="a", now=now, until=until, limit=2, exclude=set(), batch_size=2)
+    adele, bob, carol = (mailbox_row(db, f"{name}@contoso.com") for name in ("adele", "bob", "carol"))
+
+    with db.session() as session:
+        following, claimed_after = record_delivered(
+            session,
+            delivered=claimed,
+            owner="a",
+            now=now,
+            until=until,
+            batch_size=2,
+            claim=8,
+            exclude={adele.id},
+        )
+
+    assert [[json.loads(c)["sequence"] for c in batch.changes] if batch else None for batch in following] == [[3], None]
+    assert [
+        (mailbox_id, [json.loads(c)["sequence"] for c in batch.changes]) for mailbox_id, batch in claimed_after
+    ] == [(carol.id, [1, 2])]
+    assert [(row.mailbox_id, row.sequence) for row in outbox(db) if row.delivered_at is not None] == [
+        (adele.id, 1),
+        (adele.id, 2),
+        (bob.id, 1),
+    ]
+    adele, bob, carol = (mailbox_row(db, f"{name}@contoso.com") for name in ("adele", "bob", "carol"))
+    assert (adele.delivered_sequence, adele.delivery_owner) == (2, "a")
+    assert (bob.delivered_sequence, bob.delivery_owner) == (1, None)
+    assert (carol.delivered_sequence, carol.delivery_owner) == (0, "a")
 
 
 def test_a_claim_reads_the_mailboxes_with_changes_waiting_not_the_outbox(db: Database) -> None:
