@@ -218,7 +218,10 @@ def test_upgrading_to_0014_keeps_undelivered_changes_due_and_back_offs_held(data
                 claimed = claim_due(
                     session, owner=owner, now=at, until=at + timedelta(hours=1), limit=8, exclude=set(), batch_size=20
                 )
-            return [(mailbox_id, [change["sequence"] for change in batch.changes]) for mailbox_id, batch in claimed]
+            return [
+                (mailbox_id, [json.loads(change)["sequence"] for change in batch.changes])
+                for mailbox_id, batch in claimed
+            ]
 
         assert claim("a", now + timedelta(seconds=1)) == [(waiting, [2, 3])]
         assert claim("b", later + timedelta(seconds=1)) == [(backing_off, [1])]
