@@ -545,14 +545,16 @@ def _read_batch(connection: sa.Connection, mailbox_id: int, limit: int) -> _Batc
     rows = connection.execute(_BATCH, {"mailbox": mailbox_id, "limit": limit}).all()
     if not rows:
         return None
+    # Column by column in one step: reading each row's fields by name cost as much as the statement.
+    row_ids, change_ids, sequences, payloads, attempts, modified_at = zip(*rows, strict=True)
     return _Batch(
-        row_ids=tuple(row.id for row in rows),
-        change_ids=tuple(row.change_id for row in rows),
-        changes=tuple(row.payload for row in rows),
-        attempts=max(row.attempts for row in rows),
-        modified_at=tuple(row.source_modified_at for row in rows),
-        first_sequence=rows[0].sequence,
-        last_sequence=rows[-1].sequence,
+        row_ids=row_ids,
+        change_ids=change_ids,
+        changes=payloads,
+        attempts=max(attempts),
+        modified_at=modified_at,
+        first_sequence=sequences[0],
+        last_sequence=sequences[-1],
         full=len(rows) == limit,
     )
 
