@@ -366,7 +366,7 @@ class DeliveryWorker:
         if limit > 0:
             self._outages.recovered("database", "delivery reads the outbox again")
         for one, batch in zip(accepted, following, strict=True):
-            if batch is None and limit > 0:
+            if limit > 0 and not one.batch.full:  # its place was counted free for this round's claim
                 self._places_given.add(one.mailbox_id)
             if not one.following.done():  # its drain may have been cancelled meanwhile
                 one.following.set_result(batch)
@@ -581,17 +581,24 @@ def record_delivered(
     following: list[_Batch | None] = []
     if delivered:
         # A batch is every undelivered change of its mailbox from its first sequence to its last: no change can
-        # join that range later (a sequence is taken under the mailbox's row lock, which the batch's read held).
+        # join that range later, since a mailbox's sequences are handed out in order, each change's above every
+        # committed one's.
         held = [
-            {"mailbox": mailbox_id, "owner": owner, "first": batch.first_sequence, "last": batch.last_sequence}
+            {
+                "mailbox": mailbox_id,
+                "owner": owner,
+                "first": batch.first_sequence,
+                "last": batch.last_sequence,
+                "now": now,
+            }
             for mailbox_id, batch in delivered
         ]
-        connection.execute(_MARK_DELIVERED, [{**one, "now": now} for one in held])
-        done = [{**one, "now": now} for one, (_, batch) in zip(held, delivered, strict=True) if not batch.full]
+        connection.execute(_MARK_DELIVERED, held)
+        done = [one for one, (_, batch) in zip(held, delivered, strict=True) if not batch.full]
         if done:
             connection.execute(_DELIVERED_RELEASE, done)
         following = [
-            _renewed(connection, one, until=until, now=now, limit=batch_size) if batch.full else None
+            _renewed(connection, one, until=until, limit=batch_size) if batch.full else None
             for one, (_, batch) in zip(held, delivered, strict=True)
         ]
     claimed = (
@@ -602,16 +609,14 @@ def record_delivered(
     return following, claimed
 
 
-def _renewed(
-    connection: sa.Connection, held: dict[str, Any], *, until: datetime, now: datetime, limit: int
-) -> _Batch | None:
+def _renewed(connection: sa.Connection, held: dict[str, Any], *, until: datetime, limit: int) -> _Batch | None:
     """The next batch of a mailbox whose full batch was just marked delivered, its lease renewed; None when the
     lease is another instance's now, or nothing is due (the mailbox released)."""
     if not connection.execute(_DELIVERED_RENEW, {**held, "until": until}).rowcount:
         return None
     following = _read_batch(connection, held["mailbox"], limit)
     if following is None:
-        connection.execute(_DELIVERED_RELEASE, {**held, "now": now})
+        connection.execute(_DELIVERED_RELEASE, held)
     return following
 
 
