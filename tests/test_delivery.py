@@ -24,6 +24,7 @@ from bridge.delivery import (
     record_delivered,
     retry_delay,
     sign,
+    webhook_body,
 )
 from bridge.domain import ChangeType, FreeBusy, PresenceEntry
 from bridge.errors import UserError
@@ -171,6 +172,17 @@ def test_a_batch_id_is_derived_from_its_change_ids() -> None:
 
     assert message_id(batch) == message_id(list(batch))
     assert message_id(batch) not in (message_id(["id-1", "id-2"]), message_id(["id-2", "id-1", "id-3"]))
+
+
+def test_the_body_is_made_of_the_changes_texts_as_they_are() -> None:
+    changes = ['{"id": "c-1", "sequence": 1}', '{"id":"c-2","appointment":{"subject":"Müller ✓"}}']
+
+    body = webhook_body(changes)
+
+    assert (
+        body == '{"changes":[{"id": "c-1", "sequence": 1},{"id":"c-2","appointment":{"subject":"Müller ✓"}}]}'.encode()
+    )
+    assert json.loads(body) == {"changes": [json.loads(change) for change in changes]}
 
 
 def test_retry_delay_doubles_from_the_first_step_up_to_the_maximum() -> None:
