@@ -331,7 +331,8 @@ class DeliveryWorker:
                     if claim_wanted or released:
                         limit = self._concurrency - len(self._active) + len(released)
                         exclude = set(self._active) - released
-                await self._round(accepted, limit, exclude)
+                if accepted or limit > 0:  # every place taken: a wake has nothing to claim for
+                    await self._round(accepted, limit, exclude)
         finally:
             self._recorder = None
 
