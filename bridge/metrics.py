@@ -9,7 +9,7 @@ live in the database (outbox depth, mailboxes by status, subscriptions) are read
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
@@ -86,10 +86,10 @@ class Metrics:
         for change_type in change_types:
             self.changes.labels(change_type).inc()
 
-    def delivered(self, modified: Iterable[datetime | None], now: datetime) -> None:
+    def delivered(self, modified: Sequence[datetime | None], now: datetime) -> None:
         """A batch answered 2xx; `modified` holds each change's last-modified time in Exchange (None: unknown)."""
+        self.deliveries.labels("delivered").inc(len(modified))
         for at in modified:
-            self.deliveries.labels("delivered").inc()
             if at is not None:
                 self.latency.observe(max((now - at).total_seconds(), 0.0))
 
