@@ -33,10 +33,30 @@ from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled, Unreachable
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
 from bridge.store.commands import relay_writes
+from bridge.store.db import GroupCommit
 from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
-from bridge.store.mirror import DeltaState, count_mirror, delta_states, load_mirror, save_delta_state, write_mirror
-from bridge.store.outbox import add_changes
-from bridge.store.work import ROW_LOCK, Claim, claim_dirty_many, claim_mailbox, finish, lock_mailbox, mark_dirty
+from bridge.store.mirror import (
+    DeltaState,
+    count_mirror,
+    delta_states,
+    load_mirror,
+    save_delta_states,
+    write_mirror,
+    write_mirrors,
+)
+from bridge.store.outbox import add_changes, add_changes_many
+from bridge.store.work import (
+    ROW_LOCK,
+    Claim,
+    LockedMailbox,
+    claim_dirty_many,
+    claim_mailbox,
+    finish,
+    finish_synced,
+    lock_mailbox,
+    lock_mailboxes,
+    mark_dirty,
+)
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
@@ -64,6 +84,9 @@ class SyncTiming:
 
 DEFAULT_TIMING = SyncTiming()
 _CLAIM_BATCH = 4
+# Sync commits that go in one transaction at most (`GroupCommit`): a relay command's urgent transaction waits for the
+# one under way, which stays a few milliseconds at this size (docs/storage.md).
+_COMMIT_GROUP = 16
 
 
 class LeaseLost(Exception):
@@ -105,6 +128,7 @@ class MailboxSync:
         self._proven: set[str] = set()  # sources read successfully since the start
         self._freed = asyncio.Event()
         self._lanes: dict[str, asyncio.Event] = {}
+        self._commits = GroupCommit(db, self._commit, most=_COMMIT_GROUP)
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work dirty mailboxes until `stop`, one lane per source; `wake` (a commit of dirty marks) wakes them."""
@@ -270,7 +294,7 @@ class MailboxSync:
             await self._backoff(claim, f"{claim.address}: reading failed: {exc}")
             return
         try:
-            plan = await self._db.run(lambda session: self._commit(session, claim, result, mapping, window, now))
+            plan = await self._commits.submit(_Reading(claim, result, mapping, window, now))
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
             return
@@ -292,60 +316,75 @@ class MailboxSync:
             self._metrics.emitted(change.change_type.value for change in plan.changes)
             self._on_changes()
 
-    def _commit(
-        self,
-        session: Session,
-        claim: Claim,
-        result: DeltaResult,
-        mapping: TemplateMapping,
-        window: Window,
-        read_started: datetime,
-    ) -> SyncPlan | None:
-        """Plan against the mirror as it is now and commit; None when the mass-delete guard paused the mailbox.
+    def _commit(self, session: Session, readings: list[_Reading]) -> list[SyncPlan | LeaseLost | None]:
+        """Plan each reading against the mirror as it is now and commit them all; for each, its plan, None when the
+        mass-delete guard paused the mailbox, or LeaseLost.
 
-        Planning happens here, under the mailbox's row lock, because the relay may have written to the mirror
-        while the read was under way: its writes since `read_started` are left out of this plan.
+        Planning happens here, under the mailboxes' row locks, because the relay may have written to a mirror
+        while the read was under way: its writes since the read started are left out of the plan. Every mailbox
+        is locked, checked and planned before anything is written, so that one whose lease was lost or that is
+        paused writes nothing of its reading and takes nothing from the others.
         """
-        mailbox = lock_mailbox(session, claim.mailbox_id)
-        if mailbox is None or mailbox.lease_owner != self._owner:
-            raise LeaseLost(claim.address)
+        locked = lock_mailboxes(session, [reading.claim.mailbox_id for reading in readings])
         now = self._clock()
-        relay = relay_writes(session, claim.mailbox_id, read_started, now)
-        if result.full_round:
-            plan = plan_delta(load_mirror(session, claim.mailbox_id), result, mapping, window, relay)
-        else:
-            touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
-            mirror = load_mirror(session, claim.mailbox_id, touched)
-            mirrored = count_mirror(session, claim.mailbox_id)
-            plan = plan_delta(mirror, result, mapping, window, relay, mirrored=mirrored)
-        if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
-            reason = (
-                f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "
-                f"then resume it with `presence-bridge mailboxes enable {claim.address}`"
-            )
-            log.warning("%s %s", claim.address, reason)
-            self._pause(session, claim, reason)
-            return None
-        write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
-        save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
-        if not finish(
+        outcomes: list[SyncPlan | LeaseLost | None] = []
+        planned: list[tuple[_Reading, LockedMailbox, SyncPlan]] = []
+        for reading in readings:
+            claim = reading.claim
+            mailbox = locked.get(claim.mailbox_id)
+            if mailbox is None or mailbox.lease_owner != self._owner:
+                outcomes.append(LeaseLost(claim.address))
+                continue
+            plan = _plan(session, reading, now)
+            if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
+                reason = (
+                    f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the "
+                    f"mailbox, then resume it with `presence-bridge mailboxes enable {claim.address}`"
+                )
+                log.warning("%s %s", claim.address, reason)
+                self._pause(session, claim, reason)
+                outcomes.append(None)
+                continue
+            outcomes.append(plan)
+            planned.append((reading, mailbox, plan))
+        if planned:
+            self._write(session, planned, now)
+        return outcomes
+
+    def _write(self, session: Session, planned: list[tuple[_Reading, LockedMailbox, SyncPlan]], now: datetime) -> None:
+        """The writes of planned readings, each kind of row of all of them in one statement."""
+        write_mirrors(session, [(reading.claim.mailbox_id, plan.put, plan.drop) for reading, _, plan in planned])
+        save_delta_states(
             session,
-            claim,
+            [
+                (reading.claim.mailbox_id, reading.window, reading.result.token, reading.result.full_round)
+                for reading, _, _ in planned
+            ],
+            now,
+        )
+        finished = finish_synced(
+            session,
+            [(reading.claim, mailbox.next_sequence + len(plan.changes)) for reading, mailbox, plan in planned],
             self._owner,
             now,
-            synced=True,
             reconcile_interval=self._config.reconcile_interval,
-            next_sequence=mailbox.next_sequence + len(plan.changes),
-        ):
-            raise LeaseLost(claim.address)
-        if mailbox.source_failing:
-            source_works(session, claim.source, now)
+        )
+        if finished != len(planned):
+            # Not seen under the row lock: the whole group is rolled back, and each of them committed alone finds
+            # out whose lease it was.
+            raise LeaseLost(", ".join(reading.claim.address for reading, _, _ in planned))
+        for source in sorted({reading.claim.source for reading, mailbox, _ in planned if mailbox.source_failing}):
+            source_works(session, source, now)
         # The outbox is written last: from its insert until commit the transaction holds outbox ids, which a feed
         # reader waits for (store.lock_outbox).
-        add_changes(
-            session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
+        add_changes_many(
+            session,
+            [
+                (mailbox, [(change.change_type, change.entry) for change in plan.changes], _modified(reading.result))
+                for reading, mailbox, plan in planned
+            ],
+            now,
         )
-        return plan
 
     async def remap(self, mapping: TemplateMapping) -> int:
         """Re-map every active mailbox's mirror after the mapping changed; returns the number of changes emitted."""
@@ -443,6 +482,28 @@ class MailboxSync:
     def _pause(self, session: Session, claim: Claim, reason: str) -> None:
         set_mailbox_status(session, claim.mailbox_id, MailboxStatus.PAUSED, reason)
         finish(session, claim, self._owner, self._clock(), synced=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A mailbox's delta read, to be planned and committed (`MailboxSync._commit`); `read_started`: when."""
+
+    claim: Claim
+    result: DeltaResult
+    mapping: TemplateMapping
+    window: Window
+    read_started: datetime
+
+
+def _plan(session: Session, reading: _Reading, now: datetime) -> SyncPlan:
+    mailbox_id, result = reading.claim.mailbox_id, reading.result
+    relay = relay_writes(session, mailbox_id, reading.read_started, now)
+    if result.full_round:
+        return plan_delta(load_mirror(session, mailbox_id), result, reading.mapping, reading.window, relay)
+    touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
+    mirror = load_mirror(session, mailbox_id, touched)
+    mirrored = count_mirror(session, mailbox_id)
+    return plan_delta(mirror, result, reading.mapping, reading.window, relay, mirrored=mirrored)
 
 
 def _modified(result: DeltaResult) -> dict[str, datetime]:

@@ -48,13 +48,20 @@ _DROP = sa.delete(_TABLE).where(
 
 
 def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], drop: Iterable[str]) -> None:
-    dropped = sorted(set(drop))
-    if dropped:
-        session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
+    write_mirrors(session, [(mailbox_id, put, drop)])
+
+
+def write_mirrors(session: Session, writes: Iterable[tuple[int, Iterable[MirrorItem], Iterable[str]]]) -> None:
+    """`write_mirror` for several mailboxes, given as (mailbox id, put, drop): every row put in one executemany."""
     dialect = session.get_bind().dialect
     values = driver_values(dialect)
     written = values.timestamp(now())
-    rows = [_row(mailbox_id, item, written, values) for item in put]
+    rows: list[dict[str, Any]] = []
+    for mailbox_id, put, drop in writes:
+        dropped = sorted(set(drop))
+        if dropped:
+            session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
+        rows.extend(_row(mailbox_id, item, written, values) for item in put)
     # One statement, built once, with the rows as parameters in the driver's form (`execute_rows`): session.merge
     # would SELECT and write per row, and values baked into the statement defeat the statement cache.
     execute_rows(session, _upsert(dialect.name), rows)
@@ -92,20 +99,37 @@ _DELTA_STATES = sa.select(
 def save_delta_state(
     session: Session, mailbox_id: int, window: Window, token: str | None, *, new_round: bool, now: datetime
 ) -> None:
-    # One upsert, not an ORM object: it runs in every sync commit.
-    values = {
-        "mailbox_id": mailbox_id,
-        "window_start": window.start,
-        "window_end": window.end,
-        "token": token,
-        "round_started_at": now,
-        "updated_at": now,
-    }
-    session.connection().execute(_delta_upsert(session.get_bind().dialect.name, new_round=new_round), values)
+    save_delta_states(session, [(mailbox_id, window, token, new_round)], now)
+
+
+# What `save_delta_states` saves of a mailbox: its id, the round's window and token, and whether the round is new.
+DeltaSave = tuple[int, Window, str | None, bool]
+
+
+def save_delta_states(session: Session, saves: Iterable[DeltaSave], now: datetime) -> None:
+    """Each mailbox's delta state, as of `now`: an upsert (not an ORM object, it runs in every sync commit) with
+    the rows of the new rounds in one executemany and those of the rounds going on in another."""
+    dialect = session.get_bind().dialect
+    values = driver_values(dialect)
+    at = values.timestamp(now)
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for mailbox_id, window, token, new_round in saves:
+        rows[new_round].append(
+            {
+                "mailbox_id": mailbox_id,
+                "window_start": values.timestamp(window.start),
+                "window_end": values.timestamp(window.end),
+                "token": token,
+                "round_started_at": at,
+                "updated_at": at,
+            }
+        )
+    for new_round, some in rows.items():
+        execute_rows(session, _delta_upsert(dialect.name, new_round=new_round), some)
 
 
 @functools.cache
-def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Executable:
+def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Insert:
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     statement = insert(DeltaStateRow)
     kept = {"mailbox_id"} if new_round else {"mailbox_id", "round_started_at"}
