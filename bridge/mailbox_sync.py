@@ -211,7 +211,8 @@ class MailboxSync:
             taken = set(exclude) | {claimed.mailbox_id for claimed in claims}
             return claims + claim(exclude=taken, limit=1, notified_only=True)
 
-        for claim, state in await self._db.run(claim_batch):
+        claimed = await self._db.run(claim_batch)
+        for claim, state in claimed:
             mailbox_id = claim.mailbox_id
             if mailbox_id in self._busy:
                 continue  # a re-map took the mailbox meanwhile: it stays dirty
@@ -227,6 +228,10 @@ class MailboxSync:
                     lane.set()  # a slot is free, for whichever source has work
 
             task.add_done_callback(done)
+        if claimed and min(self._config.concurrency - len(self._busy), own - len(working)) > 0:
+            # Places are still free: claim again at once rather than when a sync ends. Syncs whose commits went in
+            # one group end together and wake the lane once, so waiting for that kept only a claim's worth at work.
+            self._lanes[source].set()
 
     async def _guarded(self, what: str, work: Callable[[], Awaitable[object]]) -> bool:
         """Run `work`; a failure (the database away for a while) is logged once and the loop goes on."""

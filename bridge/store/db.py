@@ -256,7 +256,8 @@ class GroupCommit(Generic[Job, Outcome]):
     async def _write_waiting(self) -> None:
         try:
             while self._waiting:
-                group, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+                most = len(self._waiting) if self._most is None else self._most
+                group, self._waiting = self._waiting[:most], self._waiting[most:]
                 await self._write(group)
         finally:
             self._writer = None
