@@ -4,15 +4,22 @@ synced before the maintenance (window roll, first syncs) that was waiting longer
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col
+from sqlmodel import col, select
 
-from bridge.store import MailboxRow, MailboxStatus
-from bridge.store.work import reconcile_due
+from bridge.config import SyncConfig
+from bridge.mailbox_sync import MailboxSync
+from bridge.sources.graph import GraphSource
+from bridge.store import Database, MailboxRow, MailboxStatus, MirrorRow, OutboxRow
+from bridge.store.mirror import delta_states
+from bridge.store.work import claim_dirty_many, mark_dirty, reconcile_due
+from bridge.templates import default_mapping_path, load_mapping
 from emulators.ews_throttling import budget
+from emulators.graph import GraphEmulator
 from tests.world import (
     ADMIN_TOKEN,
     CROWD,
@@ -27,6 +34,7 @@ from tests.world import (
 )
 
 ROLLING = 60
+MAPPING = load_mapping(default_mapping_path())
 
 
 def _waiting(world: World) -> int:
@@ -139,3 +147,85 @@ async def test_a_first_start_reads_many_onprem_mailboxes_within_the_service_acco
     assert stats["peakConcurrency"][account] <= ONPREM_BOUND  # the emulator's own count agrees
     assert "ErrorExceededConnectionCount" not in stats["codes"]  # EWSMaxConcurrency never reached
     assert "ErrorServerBusy" not in stats["codes"]
+
+
+# -- sync commits grouped (`GroupCommit`): one mailbox's lost lease or pause costs the others nothing ----------------
+
+GROUPED = [f"group{n}@contoso.com" for n in range(4)]
+
+
+def _mirrored(db: Database, address: str) -> int:
+    with db.session() as session:
+        mailbox = session.exec(select(MailboxRow).where(MailboxRow.address == address)).one()
+        return int(
+            session.execute(
+                sa.select(sa.func.count()).select_from(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox.id)
+            ).scalar_one()
+        )
+
+
+def _sequences(db: Database, address: str) -> list[int]:
+    with db.session() as session:
+        rows = session.execute(
+            sa.select(col(OutboxRow.sequence))
+            .join(MailboxRow, col(MailboxRow.id) == col(OutboxRow.mailbox_id))
+            .where(col(MailboxRow.address) == address)
+            .order_by(col(OutboxRow.id))
+        )
+        return list(rows.scalars())
+
+
+async def _sync_all(db: Database, sync: MailboxSync, *, lose: str | None = None) -> None:
+    """Claim every grouped mailbox and sync them side by side; `lose`: that one's lease is taken over meanwhile."""
+    with db.session() as session:
+        ids = [session.exec(select(MailboxRow.id).where(MailboxRow.address == a)).one() for a in GROUPED]
+        mark_dirty(session, [i for i in ids if i is not None], NOW_SYNC)
+    with db.session() as session:
+        claims = claim_dirty_many(session, "me", NOW_SYNC, lease=timedelta(minutes=2), limit=len(GROUPED))
+        states = delta_states(session, [claim.mailbox_id for claim in claims])
+        if lose is not None:
+            session.execute(sa.update(MailboxRow).where(col(MailboxRow.address) == lose).values(lease_owner="other"))
+    assert len(claims) == len(GROUPED)
+    await asyncio.gather(*(sync.sync_claimed(claim, states.get(claim.mailbox_id)) for claim in claims))
+
+
+NOW_SYNC = datetime.now(UTC)
+
+
+async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    events: dict[str, list[str]] = {}
+    for address in GROUPED:
+        graph_emulator.add_user(address)
+        with db.session() as session:
+            session.add(MailboxRow(address=address, workforce_id=address, source="online"))
+        events[address] = [
+            graph_emulator.create_event_as_outlook(
+                address, {"subject": f"Visit {n}", "start": at(1, 9 + n), "end": at(1, 10 + n)}
+            )["id"]
+            for n in range(5)
+        ]
+    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
+    await _sync_all(db, sync)
+    assert [_sequences(db, address) for address in GROUPED] == [[1, 2, 3, 4, 5]] * len(GROUPED)
+
+    paused, lost, *kept = GROUPED
+    for event_id in events[paused]:  # every appointment gone in one read: the mass-delete guard
+        graph_emulator.delete_event_as_outlook(paused, event_id)
+    for address in GROUPED[1:]:
+        graph_emulator.create_event_as_outlook(address, {"subject": "Later", "start": at(2, 9), "end": at(2, 10)})
+    await _sync_all(db, sync, lose=lost)
+
+    with db.session() as session:
+        rows = {
+            row.address: row for row in session.exec(select(MailboxRow).where(col(MailboxRow.address).in_(GROUPED)))
+        }
+    assert rows[paused].status is MailboxStatus.PAUSED
+    assert (_mirrored(db, paused), _sequences(db, paused)) == (5, [1, 2, 3, 4, 5])
+    # The reading of the mailbox taken over is dropped: nothing written, the other instance's lease left alone.
+    assert (_mirrored(db, lost), _sequences(db, lost), rows[lost].lease_owner) == (5, [1, 2, 3, 4, 5], "other")
+    for address in kept:
+        assert (_mirrored(db, address), _sequences(db, address)) == (6, [1, 2, 3, 4, 5, 6])
+        assert rows[address].lease_owner is None
+        assert rows[address].synced_generation == rows[address].dirty_generation
