@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from bridge.backoff import backoff
 from bridge.config import SyncConfig
-from bridge.domain import DeltaResult, Window
+from bridge.domain import DeltaResult, MirrorItem, Window
 from bridge.logs import about
 from bridge.metrics import Metrics
 from bridge.outages import Outages
@@ -40,6 +40,7 @@ from bridge.store.mirror import (
     count_mirror,
     delta_states,
     load_mirror,
+    load_mirrors,
     save_delta_states,
     write_mirror,
     write_mirrors,
@@ -332,15 +333,20 @@ class MailboxSync:
         """
         locked = lock_mailboxes(session, [reading.claim.mailbox_id for reading in readings])
         now = self._clock()
+        mine = {mailbox_id: mailbox for mailbox_id, mailbox in locked.items() if mailbox.lease_owner == self._owner}
+        # A full round plans against the whole mirror: those of the group are read in one statement.
+        mirrors = load_mirrors(
+            session, [r.claim.mailbox_id for r in readings if r.result.full_round and r.claim.mailbox_id in mine]
+        )
         outcomes: list[SyncPlan | LeaseLost | None] = []
         planned: list[tuple[_Reading, LockedMailbox, SyncPlan]] = []
         for reading in readings:
             claim = reading.claim
-            mailbox = locked.get(claim.mailbox_id)
-            if mailbox is None or mailbox.lease_owner != self._owner:
+            mailbox = mine.get(claim.mailbox_id)
+            if mailbox is None:
                 outcomes.append(LeaseLost(claim.address))
                 continue
-            plan = _plan(session, reading, now)
+            plan = _plan(session, reading, now, mirrors.get(claim.mailbox_id))
             if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
                 reason = (
                     f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the "
@@ -500,11 +506,12 @@ class _Reading:
     read_started: datetime
 
 
-def _plan(session: Session, reading: _Reading, now: datetime) -> SyncPlan:
+def _plan(session: Session, reading: _Reading, now: datetime, mirror: dict[str, MirrorItem] | None) -> SyncPlan:
+    """The plan of `reading`; `mirror`: the mailbox's whole mirror, read already for a full round."""
     mailbox_id, result = reading.claim.mailbox_id, reading.result
     relay = relay_writes(session, mailbox_id, reading.read_started, now)
-    if result.full_round:
-        return plan_delta(load_mirror(session, mailbox_id), result, reading.mapping, reading.window, relay)
+    if mirror is not None:
+        return plan_delta(mirror, result, reading.mapping, reading.window, relay)
     touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
     mirror = load_mirror(session, mailbox_id, touched)
     mirrored = count_mirror(session, mailbox_id)

@@ -22,12 +22,21 @@ def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | N
     # Plain rows of statements built once, not ORM objects: a sync reads the mirror on every commit.
     connection = session.connection()
     if item_ids is None:
-        return {row.item_id: _item(row) for row in connection.execute(_MIRROR, {"mailbox_id": mailbox_id})}
+        return load_mirrors(session, [mailbox_id])[mailbox_id]
     wanted = sorted(set(item_ids))
     found: dict[str, MirrorItem] = {}
     for start in range(0, len(wanted), _CHUNK):
         rows = connection.execute(_MIRROR_ITEMS, {"mailbox_id": mailbox_id, "item_ids": wanted[start : start + _CHUNK]})
         found.update((row.item_id, _item(row)) for row in rows)
+    return found
+
+
+def load_mirrors(session: Session, mailbox_ids: Collection[int]) -> dict[int, dict[str, MirrorItem]]:
+    """The whole mirrors of these mailboxes, by mailbox id, in one statement (a group of sync commits)."""
+    found: dict[int, dict[str, MirrorItem]] = {mailbox_id: {} for mailbox_id in mailbox_ids}
+    if found:
+        for row in session.connection().execute(_MIRRORS, {"mailbox_ids": sorted(found)}):
+            found[row.mailbox_id][row.item_id] = _item(row)
     return found
 
 
@@ -40,6 +49,7 @@ _COLUMNS = list(_TABLE.columns)
 _CHUNK = 500
 # Built once, with the values as parameters: building a statement costs about ten times executing it.
 _MIRROR = sa.select(*_COLUMNS).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
+_MIRRORS = sa.select(*_COLUMNS).where(_TABLE.c.mailbox_id.in_(sa.bindparam("mailbox_ids", expanding=True)))
 _MIRROR_ITEMS = _MIRROR.where(_TABLE.c.item_id.in_(sa.bindparam("item_ids", expanding=True)))
 _COUNT = sa.select(sa.func.count()).select_from(_TABLE).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
 _DROP = sa.delete(_TABLE).where(
