@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bridge.config import SyncConfig
@@ -175,8 +176,9 @@ def _sequences(db: Database, address: str) -> list[int]:
         return list(rows.scalars())
 
 
-async def _sync_all(db: Database, sync: MailboxSync, *, lose: str | None = None) -> None:
-    """Claim every grouped mailbox and sync them side by side; `lose`: that one's lease is taken over meanwhile."""
+async def _sync_all(db: Database, sync: MailboxSync, *, lose: str | None = None) -> dict[str, BaseException | None]:
+    """Claim every grouped mailbox and sync them side by side; `lose`: that one's lease is taken over meanwhile.
+    Returns what each sync raised, by address."""
     with db.session() as session:
         ids = [session.exec(select(MailboxRow.id).where(MailboxRow.address == a)).one() for a in GROUPED]
         mark_dirty(session, [i for i in ids if i is not None], NOW_SYNC)
@@ -186,15 +188,17 @@ async def _sync_all(db: Database, sync: MailboxSync, *, lose: str | None = None)
         if lose is not None:
             session.execute(sa.update(MailboxRow).where(col(MailboxRow.address) == lose).values(lease_owner="other"))
     assert len(claims) == len(GROUPED)
-    await asyncio.gather(*(sync.sync_claimed(claim, states.get(claim.mailbox_id)) for claim in claims))
+    raised = await asyncio.gather(
+        *(sync.sync_claimed(claim, states.get(claim.mailbox_id)) for claim in claims), return_exceptions=True
+    )
+    return {claim.address: outcome for claim, outcome in zip(claims, raised, strict=True)}
 
 
 NOW_SYNC = datetime.now(UTC)
 
 
-async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
-    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
-) -> None:
+async def _synced_once(db: Database, graph_emulator: GraphEmulator, sync: MailboxSync) -> dict[str, list[str]]:
+    """The grouped mailboxes, five appointments each, synced: their event ids by address."""
     events: dict[str, list[str]] = {}
     for address in GROUPED:
         graph_emulator.add_user(address)
@@ -206,16 +210,23 @@ async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
             )["id"]
             for n in range(5)
         ]
-    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
-    await _sync_all(db, sync)
+    assert set((await _sync_all(db, sync)).values()) == {None}
     assert [_sequences(db, address) for address in GROUPED] == [[1, 2, 3, 4, 5]] * len(GROUPED)
+    return events
+
+
+async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
+    events = await _synced_once(db, graph_emulator, sync)
 
     paused, lost, *kept = GROUPED
     for event_id in events[paused]:  # every appointment gone in one read: the mass-delete guard
         graph_emulator.delete_event_as_outlook(paused, event_id)
     for address in GROUPED[1:]:
         graph_emulator.create_event_as_outlook(address, {"subject": "Later", "start": at(2, 9), "end": at(2, 10)})
-    await _sync_all(db, sync, lose=lost)
+    assert set((await _sync_all(db, sync, lose=lost)).values()) == {None}
 
     with db.session() as session:
         rows = {
@@ -229,3 +240,24 @@ async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
         assert (_mirrored(db, address), _sequences(db, address)) == (6, [1, 2, 3, 4, 5, 6])
         assert rows[address].lease_owner is None
         assert rows[address].synced_generation == rows[address].dirty_generation
+
+
+async def test_a_group_the_database_refuses_is_committed_mailbox_by_mailbox(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
+    await _synced_once(db, graph_emulator, sync)
+    broken, *kept = GROUPED
+    with db.session() as session:  # its next change would take a sequence number it already used
+        session.execute(sa.update(MailboxRow).where(col(MailboxRow.address) == broken).values(next_sequence=3))
+    for address in GROUPED:
+        graph_emulator.create_event_as_outlook(address, {"subject": "Later", "start": at(2, 9), "end": at(2, 10)})
+
+    raised = await _sync_all(db, sync)
+
+    assert isinstance(raised.pop(broken), IntegrityError)
+    assert set(raised.values()) == {None}
+
+    assert (_mirrored(db, broken), _sequences(db, broken)) == (5, [1, 2, 3, 4, 5])
+    for address in kept:
+        assert (_mirrored(db, address), _sequences(db, address)) == (6, [1, 2, 3, 4, 5, 6])
