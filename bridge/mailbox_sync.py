@@ -86,7 +86,8 @@ class SyncTiming:
 DEFAULT_TIMING = SyncTiming()
 _CLAIM_BATCH = 4
 # Sync commits that go in one transaction at most (`GroupCommit`): a relay command's urgent transaction waits for the
-# one under way, which stays a few milliseconds at this size (docs/storage.md).
+# one under way, which takes longer the more mailboxes it holds. Groups rarely reach it: at most `sync.concurrency`
+# syncs are under way (8 by default; 32 delayed the relay's answers, docs/storage.md).
 _COMMIT_GROUP = 16
 
 
@@ -336,7 +337,12 @@ class MailboxSync:
         mine = {mailbox_id: mailbox for mailbox_id, mailbox in locked.items() if mailbox.lease_owner == self._owner}
         # A full round plans against the whole mirror: those of the group are read in one statement.
         mirrors = load_mirrors(
-            session, [r.claim.mailbox_id for r in readings if r.result.full_round and r.claim.mailbox_id in mine]
+            session,
+            [
+                reading.claim.mailbox_id
+                for reading in readings
+                if reading.result.full_round and reading.claim.mailbox_id in mine
+            ],
         )
         outcomes: list[SyncPlan | LeaseLost | None] = []
         planned: list[tuple[_Reading, LockedMailbox, SyncPlan]] = []
