@@ -26,17 +26,38 @@ from sqlmodel import Session, col, select
 
 from bridge.backoff import backoff
 from bridge.config import SyncConfig
-from bridge.domain import DeltaResult, Window
+from bridge.domain import DeltaResult, MirrorItem, Window
 from bridge.logs import about
 from bridge.metrics import Metrics
 from bridge.outages import Outages
 from bridge.sources.base import AuthFailed, CalendarSource, MailboxNotFound, SourceError, Throttled, Unreachable
 from bridge.store import Database, DeltaStateRow, MailboxRow, MailboxStatus, SourceStatus
 from bridge.store.commands import relay_writes
+from bridge.store.db import GroupCommit
 from bridge.store.health import set_mailbox_status, source_failed, source_hold, source_works
-from bridge.store.mirror import DeltaState, count_mirror, delta_states, load_mirror, save_delta_state, write_mirror
-from bridge.store.outbox import add_changes
-from bridge.store.work import ROW_LOCK, Claim, claim_dirty_many, claim_mailbox, finish, lock_mailbox, mark_dirty
+from bridge.store.mirror import (
+    DeltaState,
+    count_mirror,
+    delta_states,
+    load_mirror,
+    load_mirrors,
+    save_delta_states,
+    write_mirror,
+    write_mirrors,
+)
+from bridge.store.outbox import add_changes, add_changes_many
+from bridge.store.work import (
+    ROW_LOCK,
+    Claim,
+    LockedMailbox,
+    claim_dirty_many,
+    claim_mailbox,
+    finish,
+    finish_synced,
+    lock_mailbox,
+    lock_mailboxes,
+    mark_dirty,
+)
 from bridge.sync import SyncPlan, plan_delta, plan_remap
 from bridge.templates import TemplateMapping
 from bridge.waiting import first_of
@@ -64,6 +85,10 @@ class SyncTiming:
 
 DEFAULT_TIMING = SyncTiming()
 _CLAIM_BATCH = 4
+# Sync commits that go in one transaction at most (`GroupCommit`): a relay command's urgent transaction waits for the
+# one under way, which takes longer the more mailboxes it holds. Groups rarely reach it: at most `sync.concurrency`
+# syncs are under way (8 by default; 32 delayed the relay's answers, docs/storage.md).
+_COMMIT_GROUP = 16
 
 
 class LeaseLost(Exception):
@@ -105,6 +130,7 @@ class MailboxSync:
         self._proven: set[str] = set()  # sources read successfully since the start
         self._freed = asyncio.Event()
         self._lanes: dict[str, asyncio.Event] = {}
+        self._commits = GroupCommit(db, self._commit, most=_COMMIT_GROUP)
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Work dirty mailboxes until `stop`, one lane per source; `wake` (a commit of dirty marks) wakes them."""
@@ -187,7 +213,8 @@ class MailboxSync:
             taken = set(exclude) | {claimed.mailbox_id for claimed in claims}
             return claims + claim(exclude=taken, limit=1, notified_only=True)
 
-        for claim, state in await self._db.run(claim_batch):
+        claimed = await self._db.run(claim_batch)
+        for claim, state in claimed:
             mailbox_id = claim.mailbox_id
             if mailbox_id in self._busy:
                 continue  # a re-map took the mailbox meanwhile: it stays dirty
@@ -203,6 +230,10 @@ class MailboxSync:
                     lane.set()  # a slot is free, for whichever source has work
 
             task.add_done_callback(done)
+        if claimed and min(self._config.concurrency - len(self._busy), own - len(working)) > 0:
+            # Places are still free: claim again at once rather than when a sync ends. Syncs whose commits went in
+            # one group end together and wake the lane once, so waiting for that kept only a claim's worth at work.
+            self._lanes[source].set()
 
     async def _guarded(self, what: str, work: Callable[[], Awaitable[object]]) -> bool:
         """Run `work`; a failure (the database away for a while) is logged once and the loop goes on."""
@@ -270,7 +301,7 @@ class MailboxSync:
             await self._backoff(claim, f"{claim.address}: reading failed: {exc}")
             return
         try:
-            plan = await self._db.run(lambda session: self._commit(session, claim, result, mapping, window, now))
+            plan = await self._commits.submit(_Reading(claim, result, mapping, window, now))
         except LeaseLost:
             log.info("%s was taken over by another instance; its reading is dropped", claim.address)
             return
@@ -292,60 +323,85 @@ class MailboxSync:
             self._metrics.emitted(change.change_type.value for change in plan.changes)
             self._on_changes()
 
-    def _commit(
-        self,
-        session: Session,
-        claim: Claim,
-        result: DeltaResult,
-        mapping: TemplateMapping,
-        window: Window,
-        read_started: datetime,
-    ) -> SyncPlan | None:
-        """Plan against the mirror as it is now and commit; None when the mass-delete guard paused the mailbox.
+    def _commit(self, session: Session, readings: list[_Reading]) -> list[SyncPlan | LeaseLost | None]:
+        """Plan each reading against the mirror as it is now and commit them all; for each, its plan, None when the
+        mass-delete guard paused the mailbox, or LeaseLost.
 
-        Planning happens here, under the mailbox's row lock, because the relay may have written to the mirror
-        while the read was under way: its writes since `read_started` are left out of this plan.
+        Planning happens here, under the mailboxes' row locks, because the relay may have written to a mirror
+        while the read was under way: its writes since the read started are left out of the plan. Every mailbox
+        is locked, checked and planned before anything is written, so that one whose lease was lost or that is
+        paused writes nothing of its reading and takes nothing from the others.
         """
-        mailbox = lock_mailbox(session, claim.mailbox_id)
-        if mailbox is None or mailbox.lease_owner != self._owner:
-            raise LeaseLost(claim.address)
+        locked = lock_mailboxes(session, [reading.claim.mailbox_id for reading in readings])
         now = self._clock()
-        relay = relay_writes(session, claim.mailbox_id, read_started, now)
-        if result.full_round:
-            plan = plan_delta(load_mirror(session, claim.mailbox_id), result, mapping, window, relay)
-        else:
-            touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
-            mirror = load_mirror(session, claim.mailbox_id, touched)
-            mirrored = count_mirror(session, claim.mailbox_id)
-            plan = plan_delta(mirror, result, mapping, window, relay, mirrored=mirrored)
-        if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
-            reason = (
-                f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the mailbox, "
-                f"then resume it with `presence-bridge mailboxes enable {claim.address}`"
-            )
-            log.warning("%s %s", claim.address, reason)
-            self._pause(session, claim, reason)
-            return None
-        write_mirror(session, claim.mailbox_id, plan.put, plan.drop)
-        save_delta_state(session, claim.mailbox_id, window, result.token, new_round=result.full_round, now=now)
-        if not finish(
+        mine = {mailbox_id: mailbox for mailbox_id, mailbox in locked.items() if mailbox.lease_owner == self._owner}
+        # A full round plans against the whole mirror: those of the group are read in one statement.
+        mirrors = load_mirrors(
             session,
-            claim,
+            [
+                reading.claim.mailbox_id
+                for reading in readings
+                if reading.result.full_round and reading.claim.mailbox_id in mine
+            ],
+        )
+        outcomes: list[SyncPlan | LeaseLost | None] = []
+        planned: list[tuple[_Reading, LockedMailbox, SyncPlan]] = []
+        for reading in readings:
+            claim = reading.claim
+            mailbox = mine.get(claim.mailbox_id)
+            if mailbox is None:
+                outcomes.append(LeaseLost(claim.address))
+                continue
+            plan = _plan(session, reading, now, mirrors.get(claim.mailbox_id))
+            if self._config.is_mass_delete(plan.removed, plan.mirrored) and not mailbox.mass_delete_approved:
+                reason = (
+                    f"paused: one read would delete {plan.removed} of {plan.mirrored} appointments; check the "
+                    f"mailbox, then resume it with `presence-bridge mailboxes enable {claim.address}`"
+                )
+                log.warning("%s %s", claim.address, reason)
+                self._pause(session, claim, reason)
+                outcomes.append(None)
+                continue
+            outcomes.append(plan)
+            planned.append((reading, mailbox, plan))
+        if planned:
+            self._write(session, planned, now)
+        return outcomes
+
+    def _write(self, session: Session, planned: list[tuple[_Reading, LockedMailbox, SyncPlan]], now: datetime) -> None:
+        """The writes of planned readings, each kind of row of all of them in one statement."""
+        write_mirrors(session, [(reading.claim.mailbox_id, plan.put, plan.drop) for reading, _, plan in planned])
+        save_delta_states(
+            session,
+            [
+                (reading.claim.mailbox_id, reading.window, reading.result.token, reading.result.full_round)
+                for reading, _, _ in planned
+            ],
+            now,
+        )
+        finished = finish_synced(
+            session,
+            [(reading.claim, mailbox.next_sequence + len(plan.changes)) for reading, mailbox, plan in planned],
             self._owner,
             now,
-            synced=True,
             reconcile_interval=self._config.reconcile_interval,
-            next_sequence=mailbox.next_sequence + len(plan.changes),
-        ):
-            raise LeaseLost(claim.address)
-        if mailbox.source_failing:
-            source_works(session, claim.source, now)
+        )
+        if finished != len(planned):
+            # Not seen under the row lock: the whole group is rolled back, and each of them committed alone finds
+            # out whose lease it was.
+            raise LeaseLost(", ".join(reading.claim.address for reading, _, _ in planned))
+        for source in sorted({reading.claim.source for reading, mailbox, _ in planned if mailbox.source_failing}):
+            source_works(session, source, now)
         # The outbox is written last: from its insert until commit the transaction holds outbox ids, which a feed
         # reader waits for (store.lock_outbox).
-        add_changes(
-            session, mailbox, [(change.change_type, change.entry) for change in plan.changes], now, _modified(result)
+        add_changes_many(
+            session,
+            [
+                (mailbox, [(change.change_type, change.entry) for change in plan.changes], _modified(reading.result))
+                for reading, mailbox, plan in planned
+            ],
+            now,
         )
-        return plan
 
     async def remap(self, mapping: TemplateMapping) -> int:
         """Re-map every active mailbox's mirror after the mapping changed; returns the number of changes emitted."""
@@ -443,6 +499,29 @@ class MailboxSync:
     def _pause(self, session: Session, claim: Claim, reason: str) -> None:
         set_mailbox_status(session, claim.mailbox_id, MailboxStatus.PAUSED, reason)
         finish(session, claim, self._owner, self._clock(), synced=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A mailbox's delta read, to be planned and committed (`MailboxSync._commit`); `read_started`: when."""
+
+    claim: Claim
+    result: DeltaResult
+    mapping: TemplateMapping
+    window: Window
+    read_started: datetime
+
+
+def _plan(session: Session, reading: _Reading, now: datetime, mirror: dict[str, MirrorItem] | None) -> SyncPlan:
+    """The plan of `reading`; `mirror`: the mailbox's whole mirror, read already for a full round."""
+    mailbox_id, result = reading.claim.mailbox_id, reading.result
+    relay = relay_writes(session, mailbox_id, reading.read_started, now)
+    if mirror is not None:
+        return plan_delta(mirror, result, reading.mapping, reading.window, relay)
+    touched = [appointment.item_id for appointment in result.upserts] + list(result.removed)
+    mirror = load_mirror(session, mailbox_id, touched)
+    mirrored = count_mirror(session, mailbox_id)
+    return plan_delta(mirror, result, reading.mapping, reading.window, relay, mirrored=mirrored)
 
 
 def _modified(result: DeltaResult) -> dict[str, datetime]:

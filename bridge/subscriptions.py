@@ -18,7 +18,6 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -36,6 +35,7 @@ from bridge.sources.base import (
 )
 from bridge.sources.watching import WebhookSubscriptions
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceStatus, SubscriptionRow
+from bridge.store.db import GroupCommit
 from bridge.store.health import note_mailbox, set_mailbox_status, set_source_status
 from bridge.store.work import mark_dirty
 from bridge.waiting import first_of
@@ -110,9 +110,7 @@ class SubscriptionManager:
         self._forget = forget
         self._retry_at: dict[str, datetime] = {}  # per mailbox address or source name
         self._outages = Outages(log)
-        # New subscriptions' rows waiting for the write under way, and that write (`_store`).
-        self._unstored: list[tuple[_Created, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._stores = GroupCommit(db, _insert)  # new subscriptions' rows (`_store`)
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, interval_s: float = 30.0) -> None:
         while not stop.is_set():
@@ -263,34 +261,7 @@ class SubscriptionManager:
         rows that come while one write is under way go together in the next (each alone again if that one fails,
         so that one row the database refuses costs no other its row).
         """
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unstored.append((created, stored))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_unstored())
-        await stored
-
-    async def _write_unstored(self) -> None:
-        try:
-            while self._unstored:
-                batch, self._unstored = self._unstored, []
-                await self._write(batch)
-        finally:
-            self._writer = None
-
-    async def _write(self, batch: list[tuple[_Created, asyncio.Future[None]]]) -> None:
-        """These rows in one transaction, their creators told; refused, each row alone."""
-        try:
-            await self._db.run(partial(_insert, created=[created for created, _ in batch]))
-        except Exception as exc:
-            if len(batch) > 1:
-                for one in batch:
-                    await self._write([one])
-            elif not batch[0][1].done():
-                batch[0][1].set_exception(exc)
-            return
-        for _, stored in batch:
-            if not stored.done():  # its creator may have been cancelled meanwhile
-                stored.set_result(None)
+        await self._stores.submit(created)
 
     async def _remove_strays(self, source: WebhookSubscriptions, address: str) -> None:
         for existing in await source.list_subscriptions():
@@ -339,7 +310,7 @@ class SubscriptionManager:
 _INSERT = sa.insert(SubscriptionRow.__table__)  # type: ignore[attr-defined]
 
 
-def _insert(session: Session, *, created: list[_Created]) -> None:
+def _insert(session: Session, created: list[_Created]) -> list[None]:
     # Core statements, not ORM objects: one row is made per mailbox, and an object's flush (which `mark_dirty`'s
     # statement triggers) cost as much as the other statements together.
     written_at = datetime.now(UTC)  # when the rows were written, as the model's default
@@ -364,6 +335,7 @@ def _insert(session: Session, *, created: list[_Created]) -> None:
         note_mailbox(session, one.task.mailbox_id, None)
     # Changes made while there was no subscription were never notified.
     mark_dirty(session, [one.task.mailbox_id for one in created], max(one.at for one in created))
+    return [None] * len(created)
 
 
 def _delete(session: Session, subscription_id: str) -> None:

@@ -4,15 +4,23 @@ synced before the maintenance (window roll, first syncs) that was waiting longer
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 
-from bridge.store import MailboxRow, MailboxStatus
-from bridge.store.work import reconcile_due
+from bridge.config import SyncConfig
+from bridge.mailbox_sync import MailboxSync
+from bridge.sources.graph import GraphSource
+from bridge.store import Database, MailboxRow, MailboxStatus, MirrorRow, OutboxRow
+from bridge.store.mirror import delta_states
+from bridge.store.work import claim_dirty_many, mark_dirty, reconcile_due
+from bridge.templates import default_mapping_path, load_mapping
 from emulators.ews_throttling import budget
+from emulators.graph import GraphEmulator
 from tests.world import (
     ADMIN_TOKEN,
     CROWD,
@@ -27,6 +35,7 @@ from tests.world import (
 )
 
 ROLLING = 60
+MAPPING = load_mapping(default_mapping_path())
 
 
 def _waiting(world: World) -> int:
@@ -139,3 +148,116 @@ async def test_a_first_start_reads_many_onprem_mailboxes_within_the_service_acco
     assert stats["peakConcurrency"][account] <= ONPREM_BOUND  # the emulator's own count agrees
     assert "ErrorExceededConnectionCount" not in stats["codes"]  # EWSMaxConcurrency never reached
     assert "ErrorServerBusy" not in stats["codes"]
+
+
+# -- sync commits grouped (`GroupCommit`): one mailbox's lost lease or pause costs the others nothing ----------------
+
+GROUPED = [f"group{n}@contoso.com" for n in range(4)]
+
+
+def _mirrored(db: Database, address: str) -> int:
+    with db.session() as session:
+        mailbox = session.exec(select(MailboxRow).where(MailboxRow.address == address)).one()
+        return int(
+            session.execute(
+                sa.select(sa.func.count()).select_from(MirrorRow).where(col(MirrorRow.mailbox_id) == mailbox.id)
+            ).scalar_one()
+        )
+
+
+def _sequences(db: Database, address: str) -> list[int]:
+    with db.session() as session:
+        rows = session.execute(
+            sa.select(col(OutboxRow.sequence))
+            .join(MailboxRow, col(MailboxRow.id) == col(OutboxRow.mailbox_id))
+            .where(col(MailboxRow.address) == address)
+            .order_by(col(OutboxRow.id))
+        )
+        return list(rows.scalars())
+
+
+async def _sync_all(db: Database, sync: MailboxSync, *, lose: str | None = None) -> dict[str, BaseException | None]:
+    """Claim every grouped mailbox and sync them side by side; `lose`: that one's lease is taken over meanwhile.
+    Returns what each sync raised, by address."""
+    with db.session() as session:
+        ids = [session.exec(select(MailboxRow.id).where(MailboxRow.address == a)).one() for a in GROUPED]
+        mark_dirty(session, [i for i in ids if i is not None], NOW_SYNC)
+    with db.session() as session:
+        claims = claim_dirty_many(session, "me", NOW_SYNC, lease=timedelta(minutes=2), limit=len(GROUPED))
+        states = delta_states(session, [claim.mailbox_id for claim in claims])
+        if lose is not None:
+            session.execute(sa.update(MailboxRow).where(col(MailboxRow.address) == lose).values(lease_owner="other"))
+    assert len(claims) == len(GROUPED)
+    raised = await asyncio.gather(
+        *(sync.sync_claimed(claim, states.get(claim.mailbox_id)) for claim in claims), return_exceptions=True
+    )
+    return {claim.address: outcome for claim, outcome in zip(claims, raised, strict=True)}
+
+
+NOW_SYNC = datetime.now(UTC)
+
+
+async def _synced_once(db: Database, graph_emulator: GraphEmulator, sync: MailboxSync) -> dict[str, list[str]]:
+    """The grouped mailboxes, five appointments each, synced: their event ids by address."""
+    events: dict[str, list[str]] = {}
+    for address in GROUPED:
+        graph_emulator.add_user(address)
+        with db.session() as session:
+            session.add(MailboxRow(address=address, workforce_id=address, source="online"))
+        events[address] = [
+            graph_emulator.create_event_as_outlook(
+                address, {"subject": f"Visit {n}", "start": at(1, 9 + n), "end": at(1, 10 + n)}
+            )["id"]
+            for n in range(5)
+        ]
+    assert set((await _sync_all(db, sync)).values()) == {None}
+    assert [_sequences(db, address) for address in GROUPED] == [[1, 2, 3, 4, 5]] * len(GROUPED)
+    return events
+
+
+async def test_grouped_commits_keep_each_mailbox_s_own_outcome(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
+    events = await _synced_once(db, graph_emulator, sync)
+
+    paused, lost, *kept = GROUPED
+    for event_id in events[paused]:  # every appointment gone in one read: the mass-delete guard
+        graph_emulator.delete_event_as_outlook(paused, event_id)
+    for address in GROUPED[1:]:
+        graph_emulator.create_event_as_outlook(address, {"subject": "Later", "start": at(2, 9), "end": at(2, 10)})
+    assert set((await _sync_all(db, sync, lose=lost)).values()) == {None}
+
+    with db.session() as session:
+        rows = {
+            row.address: row for row in session.exec(select(MailboxRow).where(col(MailboxRow.address).in_(GROUPED)))
+        }
+    assert rows[paused].status is MailboxStatus.PAUSED
+    assert (_mirrored(db, paused), _sequences(db, paused)) == (5, [1, 2, 3, 4, 5])
+    # The reading of the mailbox taken over is dropped: nothing written, the other instance's lease left alone.
+    assert (_mirrored(db, lost), _sequences(db, lost), rows[lost].lease_owner) == (5, [1, 2, 3, 4, 5], "other")
+    for address in kept:
+        assert (_mirrored(db, address), _sequences(db, address)) == (6, [1, 2, 3, 4, 5, 6])
+        assert rows[address].lease_owner is None
+        assert rows[address].synced_generation == rows[address].dirty_generation
+
+
+async def test_a_group_the_database_refuses_is_committed_mailbox_by_mailbox(
+    db: Database, online_source: GraphSource, graph_emulator: GraphEmulator
+) -> None:
+    sync = MailboxSync(db, {"online": online_source}, lambda: MAPPING, SyncConfig(), "me")
+    await _synced_once(db, graph_emulator, sync)
+    broken, *kept = GROUPED
+    with db.session() as session:  # its next change would take a sequence number it already used
+        session.execute(sa.update(MailboxRow).where(col(MailboxRow.address) == broken).values(next_sequence=3))
+    for address in GROUPED:
+        graph_emulator.create_event_as_outlook(address, {"subject": "Later", "start": at(2, 9), "end": at(2, 10)})
+
+    raised = await _sync_all(db, sync)
+
+    assert isinstance(raised.pop(broken), IntegrityError)
+    assert set(raised.values()) == {None}
+
+    assert (_mirrored(db, broken), _sequences(db, broken)) == (5, [1, 2, 3, 4, 5])
+    for address in kept:
+        assert (_mirrored(db, address), _sequences(db, address)) == (6, [1, 2, 3, 4, 5, 6])

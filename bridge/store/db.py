@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mappi
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -34,6 +34,8 @@ from bridge.redact import url_shown
 from bridge.store.revisions import Revisions, refuse_newer, revisions
 
 T = TypeVar("T")
+Job = TypeVar("Job")
+Outcome = TypeVar("Outcome")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -219,6 +221,67 @@ class Database:
         return config
 
 
+class GroupCommit(Generic[Job, Outcome]):
+    """Units of work that come while one transaction is under way go together in the next: one BEGIN, COMMIT and
+    thread hop for the group instead of one each, which cost more than the statements of a small unit.
+
+    `commit(session, jobs)` does them all in one transaction and returns each one's outcome in order; an outcome
+    that is an exception is raised to that job's caller alone. If the transaction fails, each job of the group is
+    done alone, so that one job the database refuses costs no other its commit. At most `most` jobs go together,
+    when given: a relay command's urgent transaction waits for the one under way, so that one stays short.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        commit: Callable[[Session, list[Job]], Sequence[Outcome | Exception]],
+        *,
+        most: int | None = None,
+    ) -> None:
+        self._db = db
+        self._commit = commit
+        self._most = most
+        self._waiting: list[tuple[Job, asyncio.Future[Outcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, job: Job) -> Outcome:
+        """Do `job` in a transaction, committed when this returns; its outcome, or its exception raised."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job, done))
+        if self._writer is None:
+            # Started as a task, not here: the jobs submitted in this turn of the event loop join the first group.
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await done
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                most = len(self._waiting) if self._most is None else self._most
+                group, self._waiting = self._waiting[:most], self._waiting[most:]
+                await self._write(group)
+        finally:
+            self._writer = None
+
+    async def _write(self, group: list[tuple[Job, asyncio.Future[Outcome]]]) -> None:
+        try:
+            jobs = [job for job, _ in group]
+            outcomes = await self._db.run(lambda session: self._commit(session, jobs))
+        except Exception as exc:
+            if len(group) > 1:
+                for one in group:
+                    await self._write([one])
+            elif not group[0][1].done():
+                group[0][1].set_exception(exc)
+            return
+        for (_, done), outcome in zip(group, outcomes, strict=True):
+            if done.done():
+                continue  # its caller was cancelled meanwhile
+            if isinstance(outcome, Exception):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+
 _URGENT, _NORMAL, _LAST = 0, 1, 2
 
 
@@ -331,25 +394,25 @@ def _release(connection: Connection, name: str, held: bool) -> None:
         connection.close()
 
 
-def execute_rows(session: Session, statement: sa.Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+def execute_rows(session: Session, statement: sa.Insert | sa.Update, rows: Sequence[Mapping[str, Any]]) -> int:
     """Execute `statement` once for each row (the driver's executemany); every row has the same keys, and its
     values are in the form the driver takes (`models.driver_values`: timestamps and JSON encoded, enums as their
-    values).
+    values). Returns the number of rows the statement changed in all.
 
     SQLAlchemy's own executemany passes each value of each row through its type's processing and keeps books per
     row: for a sync commit's forty outbox and forty mirror rows that cost more than SQLite's executing them.
     """
     if not rows:
-        return
+        return 0
     connection = session.connection()
     sql, positions = _driver_statement(statement, connection.dialect, tuple(rows[0]))
     parameters = [positions(row) for row in rows] if positions is not None else list(rows)
-    connection.exec_driver_sql(sql, parameters)
+    return int(connection.exec_driver_sql(sql, parameters).rowcount)
 
 
 @functools.lru_cache(maxsize=64)
 def _driver_statement(
-    statement: sa.Insert, dialect: Dialect, keys: tuple[str, ...]
+    statement: sa.Insert | sa.Update, dialect: Dialect, keys: tuple[str, ...]
 ) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]] | None]:
     """`statement`'s SQL for executing it with rows of these keys, and, for a driver taking its parameters by
     position (SQLite), what makes a row's tuple of them."""

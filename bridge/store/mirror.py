@@ -22,12 +22,21 @@ def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | N
     # Plain rows of statements built once, not ORM objects: a sync reads the mirror on every commit.
     connection = session.connection()
     if item_ids is None:
-        return {row.item_id: _item(row) for row in connection.execute(_MIRROR, {"mailbox_id": mailbox_id})}
+        return load_mirrors(session, [mailbox_id])[mailbox_id]
     wanted = sorted(set(item_ids))
     found: dict[str, MirrorItem] = {}
     for start in range(0, len(wanted), _CHUNK):
         rows = connection.execute(_MIRROR_ITEMS, {"mailbox_id": mailbox_id, "item_ids": wanted[start : start + _CHUNK]})
         found.update((row.item_id, _item(row)) for row in rows)
+    return found
+
+
+def load_mirrors(session: Session, mailbox_ids: Collection[int]) -> dict[int, dict[str, MirrorItem]]:
+    """The whole mirrors of these mailboxes, by mailbox id, in one statement (a group of sync commits)."""
+    found: dict[int, dict[str, MirrorItem]] = {mailbox_id: {} for mailbox_id in mailbox_ids}
+    if found:
+        for row in session.connection().execute(_MIRRORS, {"mailbox_ids": sorted(found)}):
+            found[row.mailbox_id][row.item_id] = _item(row)
     return found
 
 
@@ -40,6 +49,7 @@ _COLUMNS = list(_TABLE.columns)
 _CHUNK = 500
 # Built once, with the values as parameters: building a statement costs about ten times executing it.
 _MIRROR = sa.select(*_COLUMNS).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
+_MIRRORS = sa.select(*_COLUMNS).where(_TABLE.c.mailbox_id.in_(sa.bindparam("mailbox_ids", expanding=True)))
 _MIRROR_ITEMS = _MIRROR.where(_TABLE.c.item_id.in_(sa.bindparam("item_ids", expanding=True)))
 _COUNT = sa.select(sa.func.count()).select_from(_TABLE).where(_TABLE.c.mailbox_id == sa.bindparam("mailbox_id"))
 _DROP = sa.delete(_TABLE).where(
@@ -48,13 +58,20 @@ _DROP = sa.delete(_TABLE).where(
 
 
 def write_mirror(session: Session, mailbox_id: int, put: Iterable[MirrorItem], drop: Iterable[str]) -> None:
-    dropped = sorted(set(drop))
-    if dropped:
-        session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
+    write_mirrors(session, [(mailbox_id, put, drop)])
+
+
+def write_mirrors(session: Session, writes: Iterable[tuple[int, Iterable[MirrorItem], Iterable[str]]]) -> None:
+    """`write_mirror` for several mailboxes, given as (mailbox id, put, drop): every row put in one executemany."""
     dialect = session.get_bind().dialect
     values = driver_values(dialect)
     written = values.timestamp(now())
-    rows = [_row(mailbox_id, item, written, values) for item in put]
+    rows: list[dict[str, Any]] = []
+    for mailbox_id, put, drop in writes:
+        dropped = sorted(set(drop))
+        if dropped:
+            session.connection().execute(_DROP, {"mailbox_id": mailbox_id, "item_ids": dropped})
+        rows.extend(_row(mailbox_id, item, written, values) for item in put)
     # One statement, built once, with the rows as parameters in the driver's form (`execute_rows`): session.merge
     # would SELECT and write per row, and values baked into the statement defeat the statement cache.
     execute_rows(session, _upsert(dialect.name), rows)
@@ -92,20 +109,37 @@ _DELTA_STATES = sa.select(
 def save_delta_state(
     session: Session, mailbox_id: int, window: Window, token: str | None, *, new_round: bool, now: datetime
 ) -> None:
-    # One upsert, not an ORM object: it runs in every sync commit.
-    values = {
-        "mailbox_id": mailbox_id,
-        "window_start": window.start,
-        "window_end": window.end,
-        "token": token,
-        "round_started_at": now,
-        "updated_at": now,
-    }
-    session.connection().execute(_delta_upsert(session.get_bind().dialect.name, new_round=new_round), values)
+    save_delta_states(session, [(mailbox_id, window, token, new_round)], now)
+
+
+# What `save_delta_states` saves of a mailbox: its id, the round's window and token, and whether the round is new.
+DeltaSave = tuple[int, Window, str | None, bool]
+
+
+def save_delta_states(session: Session, saves: Iterable[DeltaSave], now: datetime) -> None:
+    """Each mailbox's delta state, as of `now`: an upsert (not an ORM object, it runs in every sync commit) with
+    the rows of the new rounds in one executemany and those of the rounds going on in another."""
+    dialect = session.get_bind().dialect
+    values = driver_values(dialect)
+    at = values.timestamp(now)
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for mailbox_id, window, token, new_round in saves:
+        rows[new_round].append(
+            {
+                "mailbox_id": mailbox_id,
+                "window_start": values.timestamp(window.start),
+                "window_end": values.timestamp(window.end),
+                "token": token,
+                "round_started_at": at,
+                "updated_at": at,
+            }
+        )
+    for new_round, some in rows.items():
+        execute_rows(session, _delta_upsert(dialect.name, new_round=new_round), some)
 
 
 @functools.cache
-def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Executable:
+def _delta_upsert(dialect: str, *, new_round: bool) -> sa.Insert:
     insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     statement = insert(DeltaStateRow)
     kept = {"mailbox_id"} if new_round else {"mailbox_id", "round_started_at"}

@@ -53,35 +53,52 @@ def add_changes(
 
     `modified_at` gives, by item id, when Exchange last changed the appointments the changes stem from.
     """
-    if not changes:
-        return []
-    mailbox_id = mailbox.id
-    assert mailbox_id is not None
-    modified = modified_at or {}
+    return add_changes_many(session, [(mailbox, changes, modified_at or {})], occurred_at)[0]
+
+
+# What `add_changes_many` appends for one mailbox: the mailbox, its changes, and `modified_at` (`add_changes`).
+MailboxChanges = tuple[OutboxMailbox, Sequence[tuple[ChangeType, PresenceEntry]], Mapping[str, datetime]]
+
+
+def add_changes_many(
+    session: Session, appends: Sequence[MailboxChanges], occurred_at: datetime
+) -> list[list[QueuedChange]]:
+    """`add_changes` for several mailboxes (a group of sync commits), every row in one executemany; each mailbox's
+    changes are numbered from its own next sequence number. Returns each mailbox's queued changes, in order."""
+    count = sum(len(changes) for _, changes, _ in appends)
+    if not count:
+        return [[] for _ in appends]
     values = driver_values(session.get_bind().dialect)
     created = values.timestamp(now())
-    queued = []
-    rows = []
     occurred = iso_utc(occurred_at)  # once for all the changes
-    sequence = mailbox.next_sequence
-    for change_id, (change_type, entry) in zip(change_ids(len(changes)), changes, strict=True):
-        payload = change_payload(change_id, change_type, sequence, occurred, mailbox, entry)
-        queued.append(QueuedChange(change_id, sequence, change_type, payload))
-        source_modified = modified.get(entry.item_id)
-        rows.append(
-            {
-                "change_id": change_id,
-                "mailbox_id": mailbox_id,
-                "sequence": sequence,
-                "change_type": change_type.value,
-                "payload": values.json(payload),
-                "created_at": created,
-                "source_modified_at": None if source_modified is None else values.timestamp(source_modified),
-                "attempts": 0,
-                "next_attempt_at": created,
-            }
-        )
-        sequence += 1
+    ids = iter(change_ids(count))  # in one go: in time order across the group too
+    queued: list[list[QueuedChange]] = []
+    rows = []
+    for mailbox, changes, modified in appends:
+        mailbox_id = mailbox.id
+        assert mailbox_id is not None
+        sequence = mailbox.next_sequence
+        mine = []
+        for (change_type, entry), change_id in zip(changes, ids, strict=False):
+            payload = change_payload(change_id, change_type, sequence, occurred, mailbox, entry)
+            mine.append(QueuedChange(change_id, sequence, change_type, payload))
+            source_modified = modified.get(entry.item_id)
+            rows.append(
+                {
+                    "change_id": change_id,
+                    "mailbox_id": mailbox_id,
+                    "sequence": sequence,
+                    "change_type": change_type.value,
+                    "payload": values.json(payload),
+                    "created_at": created,
+                    "source_modified_at": None if source_modified is None else values.timestamp(source_modified),
+                    "attempts": 0,
+                    "next_attempt_at": created,
+                }
+            )
+            sequence += 1
+        queued.append(mine)
+        mailbox.next_sequence = sequence
     # One INSERT executed with every row as parameters, handed to the driver as they are: ORM objects cost 69 % of
     # a sync commit's time to build and flush (issue 13's profile, docs/storage.md), SQLAlchemy's processing of
     # each row's values most of what was left.
@@ -89,7 +106,6 @@ def add_changes(
     # (`changes_after`). Taken only now, with the rows built, so that a reader waits as little as it can.
     lock_outbox(session)
     execute_rows(session, _INSERT, rows)
-    mailbox.next_sequence = sequence
     return queued
 
 

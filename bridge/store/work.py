@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from bridge.store.db import execute_rows
 from bridge.store.health import source_failing
 from bridge.store.models import (
     CommandRow,
@@ -28,7 +29,9 @@ from bridge.store.models import (
     MailboxStatus,
     SubscriptionRow,
     UTCDateTime,
+    driver_values,
 )
+from bridge.store.models import now as models_now
 
 # How a mailbox row is locked to lease or commit it: FOR NO KEY UPDATE, not FOR UPDATE. Inserting a row that
 # references the mailbox (a relay command, a mirror row) takes FOR KEY SHARE on it, which FOR UPDATE blocks and
@@ -335,8 +338,17 @@ class LockedMailbox:
 
 def lock_mailbox(session: Session, mailbox_id: int) -> LockedMailbox | None:
     """Lock the mailbox's row for this transaction (FOR NO KEY UPDATE) and read what a commit needs of it."""
-    row = session.connection().execute(_LOCK, {"id": mailbox_id}).first()
-    return None if row is None else LockedMailbox(*row)
+    return lock_mailboxes(session, [mailbox_id]).get(mailbox_id)
+
+
+def lock_mailboxes(session: Session, mailbox_ids: Collection[int]) -> dict[int, LockedMailbox]:
+    """`lock_mailbox` for several mailboxes in one statement, by id, of those that exist.
+
+    The rows are locked in id order: two transactions locking overlapping groups (two instances' group commits)
+    then never wait for each other crosswise, so they cannot deadlock.
+    """
+    rows = session.connection().execute(_LOCK, {"ids": sorted(mailbox_ids)})
+    return {row.id: LockedMailbox(*row) for row in rows}
 
 
 _LOCK = (
@@ -350,7 +362,8 @@ _LOCK = (
         _MAILBOX.c.mass_delete_approved,
         source_failing(_MAILBOX.c.source),
     )
-    .where(_MAILBOX.c.id == sa.bindparam("id"))
+    .where(_MAILBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_MAILBOX.c.id)
     .with_for_update(key_share=True)
 )
 
@@ -374,22 +387,48 @@ def finish(
     Returns False when the lease was lost meanwhile (another instance took the mailbox over): the caller's
     transaction must then be rolled back, since its reading may be older than the new holder's.
     """
-    values = {
-        "mailbox_id": claim.mailbox_id,
-        "owner": owner,
-        "now": now,
-        "generation": claim.generation,
-        "due": None if reconcile_interval is None else reconcile_due(claim.mailbox_id, now, reconcile_interval),
-        "sequence": next_sequence,
-    }
-    result = session.connection().execute(_FINISH_SYNCED if synced else _RELEASE, values)
-    return bool(result.rowcount)
+    if synced:
+        finished = finish_synced(session, [(claim, next_sequence)], owner, now, reconcile_interval=reconcile_interval)
+        return finished == 1
+    values = {"mailbox_id": claim.mailbox_id, "owner": owner, "sequence": next_sequence}
+    return bool(session.connection().execute(_RELEASE, values).rowcount)
+
+
+def finish_synced(
+    session: Session,
+    claims: Sequence[tuple[Claim, int | None]],
+    owner: str,
+    now: datetime,
+    *,
+    reconcile_interval: timedelta | None,
+) -> int:
+    """`finish(synced=True)` for several claims, each with its `next_sequence`, in one executemany; returns how
+    many of them were still this owner's (all of them, unless a lease was lost)."""
+    values = driver_values(session.get_bind().dialect)
+    at = values.timestamp(now)
+    written = values.timestamp(models_now())
+    rows = [
+        {
+            "mailbox_id": claim.mailbox_id,
+            "owner": owner,
+            "now": at,
+            "generation": claim.generation,
+            "due": None
+            if reconcile_interval is None
+            else values.timestamp(reconcile_due(claim.mailbox_id, now, reconcile_interval)),
+            "sequence": sequence,
+            "written": written,
+        }
+        for claim, sequence in claims
+    ]
+    return execute_rows(session, _FINISH_SYNCED, rows)
 
 
 _GENERATION = sa.bindparam("generation", type_=sa.Integer())
+# Constants as SQL, not parameters: `finish_synced` gives the driver only the rows' values (`execute_rows`).
 _RELEASED = {
-    "lease_owner": None,
-    "lease_expires_at": None,
+    "lease_owner": sa.null(),
+    "lease_expires_at": sa.null(),
     "next_sequence": sa.func.coalesce(sa.bindparam("sequence", type_=sa.Integer()), _MAILBOX.c.next_sequence),
 }
 _MINE = sa.and_(_MAILBOX.c.id == sa.bindparam("mailbox_id"), _MAILBOX.c.lease_owner == sa.bindparam("owner"))
@@ -407,7 +446,9 @@ _FINISH_SYNCED = (
         reconcile_due_at=sa.func.coalesce(sa.bindparam("due", type_=UTCDateTime()), _MAILBOX.c.reconcile_due_at),
         dirty_at=sa.case((_COVERED, sa.null()), else_=_MAILBOX.c.dirty_at),
         notified_at=sa.case((_COVERED, sa.null()), else_=_MAILBOX.c.notified_at),
-        mass_delete_approved=False,
+        mass_delete_approved=sa.false(),
+        # Given with the rows (`execute_rows` computes no default in Python), as the column's onupdate would.
+        updated_at=sa.bindparam("written", type_=UTCDateTime()),
     )
 )
 

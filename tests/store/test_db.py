@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from bridge.errors import UserError
 from bridge.store import Database, MailboxRow, OutboxRow, SubscriptionRow, lock_outbox
+from bridge.store.db import GroupCommit
 from bridge.store.outbox import changes_after
 from tests.store import add_mailbox, outbox_row
 
@@ -295,3 +296,62 @@ def test_work_that_ends_after_its_event_loop_closed_leaves_the_threads_working(d
         return await asyncio.wait_for(db.run(lambda session: "still working"), 5)
 
     assert asyncio.run(more()) == "still working"
+
+
+# -- GroupCommit: jobs that come together, one transaction; refused together, each alone -------------------------
+
+
+class Commits:
+    """A GroupCommit adding mailboxes (a job is an address), counting the transactions it ran."""
+
+    def __init__(self, db: Database, most: int | None = None) -> None:
+        self.transactions = 0
+        self.group = GroupCommit(db, self._commit, most=most)
+
+    def _commit(self, session: Session, addresses: list[str]) -> list[int | Exception]:
+        self.transactions += 1
+        outcomes: list[int | Exception] = []
+        for address in addresses:
+            if address.startswith("refused"):
+                outcomes.append(ValueError(address))  # this job's own failure: the others commit
+            else:
+                outcomes.append(add_mailbox(session, address))
+        return outcomes
+
+
+async def test_jobs_submitted_together_commit_in_one_transaction_each_with_its_own_outcome(db: Database) -> None:
+    commits = Commits(db)
+    addresses = ["m0@example.com", "refused@example.com", "m1@example.com", "m2@example.com"]
+
+    outcomes = await asyncio.gather(*(commits.group.submit(address) for address in addresses), return_exceptions=True)
+
+    assert isinstance(outcomes[1], ValueError)
+    ids = [outcomes[0], outcomes[2], outcomes[3]]
+    assert commits.transactions == 1
+    assert len(set(ids)) == 3
+    assert count_mailboxes(db) == 3
+
+
+async def test_a_group_the_database_refuses_is_committed_job_by_job(db: Database) -> None:
+    with db.session() as session:
+        add_mailbox(session, "taken@example.com")
+    commits = Commits(db)
+
+    outcomes = await asyncio.gather(
+        *(commits.group.submit(address) for address in ("a@example.com", "taken@example.com", "b@example.com")),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[1], IntegrityError)  # the duplicate address fails alone
+    assert all(isinstance(outcome, int) for outcome in (outcomes[0], outcomes[2]))
+    assert commits.transactions == 1 + 3
+    assert count_mailboxes(db) == 3
+
+
+async def test_a_group_holds_at_most_its_bound(db: Database) -> None:
+    commits = Commits(db, most=2)
+
+    await asyncio.gather(*(commits.group.submit(f"m{n}@example.com") for n in range(5)))
+
+    assert commits.transactions == 3
+    assert count_mailboxes(db) == 5

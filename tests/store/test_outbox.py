@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from bridge.domain import ChangeType, FreeBusy, PresenceEntry
 from bridge.store import Database, MailboxRow, OutboxRow
-from bridge.store.outbox import add_changes, change_ids
+from bridge.store.outbox import add_changes, add_changes_many, change_ids
 from tests.store import add_mailbox, stored_rows
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -53,3 +53,33 @@ def test_changes_are_stored_as_sqlalchemys_types_store_them(db: Database) -> Non
     assert [row.payload for row in written] == [change.payload for change in queued]
     assert [row.source_modified_at for row in written] == [modified["item-1"], None]
     assert stored[:2] == stored[2:]
+
+
+def test_changes_of_several_mailboxes_are_numbered_each_from_its_own_sequence(db: Database) -> None:
+    entry = PresenceEntry("item-1", "meeting", FreeBusy.BUSY, T0, T0 + timedelta(hours=1), all_day=False, subject=None)
+    with db.session() as session:
+        first, second = (session.get_one(MailboxRow, add_mailbox(session, f"{n}@example.com")) for n in "ab")
+        second.next_sequence = 7
+        session.flush()
+        queued = add_changes_many(
+            session,
+            [
+                (first, [(ChangeType.CREATED, entry), (ChangeType.UPDATED, entry)], {}),
+                (second, [], {}),
+                (second, [(ChangeType.DELETED, entry)], {"item-1": T0}),
+            ],
+            T0,
+        )
+        moved_on = (first.next_sequence, second.next_sequence)
+    with db.session() as session:
+        written = session.exec(select(OutboxRow).order_by(col(OutboxRow.id))).all()
+
+    assert [[change.sequence for change in changes] for changes in queued] == [[1, 2], [], [7]]
+    assert moved_on == (3, 8)
+    assert [(row.mailbox_id, row.sequence, row.payload["mailbox"]) for row in written] == [
+        (first.id, 1, "a@example.com"),
+        (first.id, 2, "a@example.com"),
+        (second.id, 7, "b@example.com"),
+    ]
+    assert [row.source_modified_at for row in written] == [None, None, T0]
+    assert len({row.change_id for row in written}) == 3

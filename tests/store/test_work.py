@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import col
 
 from bridge.store import (
     CommandKind,
@@ -24,8 +25,10 @@ from bridge.store.health import source_works
 from bridge.store.models import MailboxMarkRow
 from bridge.store.work import (
     claim_dirty,
+    claim_dirty_many,
     claim_mailbox,
     finish,
+    finish_synced,
     lease_holders,
     lock_mailbox,
     mark_dirty,
@@ -73,6 +76,26 @@ def test_finishing_a_sync_leaves_the_mailbox_clean(db: Database) -> None:
         assert row is not None
         assert row.last_synced_at == NOW
         assert row.lease_owner is None
+
+
+def test_finishing_several_syncs_at_once_counts_only_the_leases_still_held(db: Database) -> None:
+    with db.session() as session:
+        ids = [add_mailbox(session, f"{n}@example.com") for n in range(3)]
+        mark_dirty(session, ids, NOW)
+        claims = claim_dirty_many(session, "a", NOW, lease=LEASE, limit=3)
+        session.execute(sa.update(MailboxRow).where(col(MailboxRow.id) == ids[1]).values(lease_owner="b"))
+    with db.session() as session:
+        finished = finish_synced(session, [(claim, 5) for claim in claims], "a", NOW, reconcile_interval=None)
+    with db.session() as session:
+        rows = [session.get_one(MailboxRow, mailbox_id) for mailbox_id in ids]
+
+    assert finished == 2
+    assert [(row.lease_owner, row.next_sequence, row.last_synced_at) for row in rows] == [
+        (None, 5, NOW),
+        ("b", 1, None),
+        (None, 5, NOW),
+    ]
+    assert rows[0].synced_generation == rows[0].dirty_generation
 
 
 def test_a_notification_during_a_sync_keeps_the_mailbox_dirty(db: Database) -> None:
