@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -382,3 +383,60 @@ def test_locking_a_mailbox_reads_whether_its_source_has_a_failure_to_clear(
     assert failing.source_failing
     assert cleared is not None
     assert not cleared.source_failing
+
+
+def test_a_roll_marks_more_mailboxes_than_a_statement_takes_parameters(db: Database) -> None:
+    # SQLite takes 32,766 parameters to a statement and PostgreSQL 65,535: 100,000 mailboxes' roll took them all.
+    many = 70_000
+    with db.session() as session:
+        session.execute(
+            sa.insert(MailboxRow), [{"address": f"m{n}@example.com", "source": "exchange"} for n in range(many)]
+        )
+        ids = list(session.execute(sa.select(MailboxRow.id)).scalars())
+        marked = mark_dirty(session, ids, NOW)
+    with db.session() as session:
+        dirty = session.execute(
+            sa.select(sa.func.count()).where(col(MailboxRow.dirty_generation) > col(MailboxRow.synced_generation))
+        ).scalar_one()
+
+    assert (marked, dirty) == (many, many)
+
+
+def test_one_claim_takes_the_notified_lane_first_then_maintenance_longest_waiting_first(db: Database) -> None:
+    with db.session() as session:
+        early, late = add_mailbox(session, "early@example.com"), add_mailbox(session, "late@example.com")
+        person = add_mailbox(session, "person@example.com")
+        mark_dirty(session, [late], NOW - timedelta(minutes=1))
+        mark_dirty(session, [early], NOW - timedelta(minutes=2))
+        mark_dirty(session, [person], NOW, notified=True)
+    with db.session() as session:
+        claims = claim_dirty_many(session, "a", NOW + timedelta(seconds=1), lease=LEASE, limit=3)
+
+    assert [claim.mailbox_id for claim in claims] == [person, early, late]
+
+
+def test_a_claim_reads_the_dirty_index_in_order_without_sorting_every_dirty_mailbox(db: Database) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("PostgreSQL's plan depends on its statistics; SQLite's is fixed by the schema")
+    executed: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM mailbox" in statement and "ORDER BY" in statement:
+            executed.append((statement, parameters))
+
+    with db.session() as session:
+        add_mailbox(session)  # clean: both lanes are read
+    sa.event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        with db.session() as session:
+            claim_dirty_many(session, "a", NOW, lease=LEASE, limit=4, source="exchange")
+            cursor = session.connection().connection.cursor()
+            plans = [cursor.execute(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall() for sql, parameters in executed]
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", capture)
+
+    assert len(plans) == 2  # the notified lane, then maintenance
+    for plan in plans:
+        details = " | ".join(str(row[-1]) for row in plan)
+        assert "ix_mailbox_dirty" in details, details
+        assert "TEMP B-TREE" not in details, details  # no sort of every dirty mailbox
