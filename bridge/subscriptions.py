@@ -35,7 +35,7 @@ from bridge.sources.base import (
 )
 from bridge.sources.watching import WebhookSubscriptions
 from bridge.store import Database, MailboxRow, MailboxStatus, SourceStatus, SubscriptionRow
-from bridge.store.db import GroupCommit
+from bridge.store.db import GroupCommit, in_chunks
 from bridge.store.health import note_mailbox, set_mailbox_status, set_source_status
 from bridge.store.work import mark_dirty
 from bridge.waiting import first_of
@@ -181,8 +181,8 @@ class SubscriptionManager:
             for sub in live:
                 if self._renewal_due(sub, now):
                     tasks.append(_Task("renew", mailbox_id, address, source, sub.id))
-        if expired:
-            session.execute(sa.delete(SubscriptionRow).where(col(SubscriptionRow.id).in_(expired)))
+        for chunk in in_chunks(expired):  # every mailbox's, after a stop of more than a subscription's life
+            session.execute(sa.delete(SubscriptionRow).where(col(SubscriptionRow.id).in_(chunk)))
         return [task for task in tasks if not self._waiting(task, now)]
 
     def _renewal_due(self, row: _Held, now: datetime) -> bool:

@@ -394,6 +394,17 @@ def _release(connection: Connection, name: str, held: bool) -> None:
         connection.close()
 
 
+# Values to a statement that names each one (an IN list): SQLite takes at most 32,766 parameters to a statement
+# and PostgreSQL 65,535, which a list of every mailbox reaches at 100,000 mailboxes.
+IN_LIST_MOST = 10_000
+
+
+def in_chunks(values: Sequence[T], size: int = IN_LIST_MOST) -> Iterator[Sequence[T]]:
+    """`values` in runs of at most `size`, for statements naming each of them."""
+    for first in range(0, len(values), size):
+        yield values[first : first + size]
+
+
 def execute_rows(session: Session, statement: sa.Insert | sa.Update, rows: Sequence[Mapping[str, Any]]) -> int:
     """Execute `statement` once for each row (the driver's executemany); every row has the same keys, and its
     values are in the form the driver takes (`models.driver_values`: timestamps and JSON encoded, enums as their

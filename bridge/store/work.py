@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from bridge.store.db import execute_rows
+from bridge.store.db import IN_LIST_MOST, execute_rows, in_chunks
 from bridge.store.health import source_failing
 from bridge.store.models import (
     CommandRow,
@@ -56,9 +56,6 @@ class KnownSubscription:
     client_state: str
 
 
-_MARK_CHUNK = 10_000
-
-
 def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime, *, notified: bool = False) -> int:
     """Record that these mailboxes changed; returns how many were marked.
 
@@ -73,11 +70,8 @@ def mark_dirty(session: Session, mailbox_ids: Collection[int], now: datetime, *,
     if not mailbox_ids:
         return 0
     ids = sorted(mailbox_ids)
-    if len(ids) > _MARK_CHUNK:
-        # A statement takes at most 32,766 parameters on SQLite and 65,535 on PostgreSQL: a window roll of
-        # 100,000 mailboxes marked them all in one and failed.
-        chunks = (ids[first : first + _MARK_CHUNK] for first in range(0, len(ids), _MARK_CHUNK))
-        return sum(mark_dirty(session, chunk, now, notified=notified) for chunk in chunks)
+    if len(ids) > IN_LIST_MOST:  # a window roll of 100,000 mailboxes marked them all in one and failed
+        return sum(mark_dirty(session, chunk, now, notified=notified) for chunk in in_chunks(ids))
     if session.get_bind().dialect.name != "postgresql":
         return _bump(session, ids, now, notified=notified)
     marked = set(session.connection().execute(_FREE_ROWS, {"ids": ids}).scalars())
