@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bridge.demo import run_demo
 
@@ -122,10 +123,18 @@ async def test_ctrl_c_ends_the_demo_quietly_and_removes_its_folder() -> None:
         while not lines or not lines[-1].startswith("Changes as"):
             lines.append((await demo.stdout.readline()).decode().rstrip("\n"))
 
+    # Read to the end meanwhile: a demo that wrote more than a pipe holds would otherwise wait for the reader.
+    said = asyncio.ensure_future(demo.stderr.read())
     demo.send_signal(signal.SIGINT)
-    async with asyncio.timeout(30):
+    try:
+        async with asyncio.timeout(30):
+            await demo.wait()
+    except TimeoutError:
+        demo.kill()
         await demo.wait()
+        pytest.fail(f"the demo did not end within 30 s of Ctrl-C; its stderr:\n{(await said).decode()[-4000:]}")
 
-    assert demo.returncode == 0
-    assert "Traceback" not in (await demo.stderr.read()).decode()
+    stderr = (await said).decode()
+    assert demo.returncode == 0, stderr[-4000:]
+    assert "Traceback" not in stderr
     assert not state_folder(lines).exists()

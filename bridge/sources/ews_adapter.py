@@ -25,6 +25,7 @@ against the installed exchangelib and fails, naming it, when an upgrade changes 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -180,6 +181,15 @@ class StreamingEvents(GetStreamingEvents):  # type: ignore[misc]
     def __init__(self, *, account: Any, on_frame: Callable[[], None]) -> None:
         super().__init__(account=account)
         self._on_frame = on_frame
+        self._interrupted = threading.Event()
+
+    def _get_response(self, payload: Any, api_version: Any) -> Any:
+        response = super()._get_response(payload=payload, api_version=api_version)
+        # An interrupt that came while the request was on its way found no response to shut: it is carried out
+        # now, or the read would wait for the stream's end (up to its ConnectionTimeout) and stopping with it.
+        if self._interrupted.is_set():
+            self.interrupt()
+        return response
 
     def _get_element_container(self, message: Any, name: Any = None) -> Any:
         try:
@@ -193,6 +203,7 @@ class StreamingEvents(GetStreamingEvents):  # type: ignore[misc]
 
     def interrupt(self) -> None:
         """Shut the open response's socket for reading: the blocked read sees the end of the stream at once."""
+        self._interrupted.set()
         response = self._streaming_response
         if response is not None:
             with contextlib.suppress(Exception):  # already ended or released: nothing to interrupt

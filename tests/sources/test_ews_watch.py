@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 
 from bridge.sources.ews import EwsSource
+from bridge.sources.ews_adapter import StreamingEvents
 from bridge.sources.ews_watch import EwsWatcher
 from emulators.ews import EwsEmulator
 from tests.emulators.ews_fixtures import (  # noqa: F401
@@ -431,3 +433,24 @@ async def test_streams_get_connections_of_their_own_in_the_pool(ews: EwsEmulator
 
     assert streams == 3
     assert len(results) == 6
+
+
+async def test_a_stream_interrupted_before_its_response_came_ends_once_it_comes(
+    source: EwsSource, ews: EwsEmulator
+) -> None:
+    # Stopping interrupts the stream while its request may still be on its way (a loaded machine): the interrupt
+    # must not be lost, or the read waits for the connection's end and keeps the server's request open.
+    ews.streams.minute = 60.0  # the server would hold the connection for a minute
+    account = source.account(ALICE)
+    subscription_id = await asyncio.to_thread(lambda: account.calendar.subscribe_to_streaming())
+    service = StreamingEvents(account=account, on_frame=lambda: None)
+    service.interrupt()
+
+    def read() -> None:
+        with contextlib.suppress(Exception):  # the cut stream may end in an error: only its ending matters
+            list(service.call(subscription_ids=[subscription_id], connection_timeout=1))
+
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.to_thread(read), 20)
+
+    assert time.monotonic() - started < 5
