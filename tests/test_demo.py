@@ -111,10 +111,18 @@ async def test_the_demo_removes_its_folder_when_cancelled() -> None:
     assert not folder.exists()
 
 
+def _as_from_a_shell() -> None:
+    # A child inherits ignored signals and the blocked-signal mask: a test runner's worker may hold SIGINT either
+    # way, and the demo would then never hear the Ctrl-C sent to it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 async def test_ctrl_c_ends_the_demo_quietly_and_removes_its_folder() -> None:
+    inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, set()))
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "demo",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_as_from_a_shell,
     )  # fmt: skip
     assert demo.stdout is not None
     assert demo.stderr is not None
@@ -132,7 +140,10 @@ async def test_ctrl_c_ends_the_demo_quietly_and_removes_its_folder() -> None:
     except TimeoutError:
         demo.kill()
         await demo.wait()
-        pytest.fail(f"the demo did not end within 30 s of Ctrl-C; its stderr:\n{(await said).decode()[-4000:]}")
+        pytest.fail(
+            f"the demo did not end within 30 s of Ctrl-C (SIGINT here: {inherited}); its stderr:\n"
+            f"{(await said).decode()[-4000:]}"
+        )
 
     stderr = (await said).decode()
     assert demo.returncode == 0, stderr[-4000:]
