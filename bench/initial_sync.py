@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import secrets
 import ssl
@@ -56,12 +55,11 @@ from msgraph_core import GraphClientFactory
 from psycopg import sql
 
 from emulators.graph import GraphEmulator
-from emulators.harness import SECRET, BridgeProcess, free_port, write_config
+from emulators.harness import SECRET, BridgeProcess, cpu_seconds, free_port, resident_kb, write_config
 from emulators.workforce import WorkforceReceiver
 
 EVENTS = 40
 DAYS = 80  # inside the shipped mapping's 90 days ahead
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -146,18 +144,6 @@ def drop_schema(url: str, schema: str) -> None:
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _proc(pid: int) -> tuple[float, int]:
-    """The process's CPU seconds (user + system) and resident memory in KB."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    rss = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS")
-    )
-    return cpu, rss
-
-
 def _count(engine: sa.Engine, query: str | sa.TextClause) -> int:
     with engine.connect() as connection:
         return int(connection.execute(sa.text(query) if isinstance(query, str) else query).scalar_one())
@@ -171,7 +157,7 @@ async def initial_sync(
     assert bridge.process is not None
     pid = bridge.process.pid
     figures.listening = time.perf_counter()
-    figures.cpu_listening_s, figures.rss_listening_kb = _proc(pid)
+    figures.cpu_listening_s, figures.rss_listening_kb = cpu_seconds(pid), resident_kb(pid)[0]
     deadline = figures.started + within
     while time.perf_counter() < deadline:
         now = time.perf_counter()
@@ -188,7 +174,7 @@ async def initial_sync(
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)  # the last commits and the catch-up reads after subscribing
-    figures.cpu_done_s, figures.rss_done_kb = _proc(pid)
+    figures.cpu_done_s, figures.rss_done_kb = cpu_seconds(pid), resident_kb(pid)[0]
     return figures
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import statistics
 import sys
@@ -41,13 +40,12 @@ import aiohttp
 import sqlalchemy as sa
 
 from bridge.config import load_config
-from emulators.harness import SECRET, BridgeProcess, GraphAt, free_port, write_config
+from emulators.harness import SECRET, BridgeProcess, GraphAt, cpu_seconds, free_port, write_config
 from emulators.workforce import WorkforceReceiver
 
 MAILBOXES = 20
 LATENCY_MS = 20
 TOKEN = "bench-relay-token-0123456789"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 async def measure(creates: int, rate: float, database: str, syncing: int = 0) -> dict[str, Any]:
@@ -104,7 +102,7 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
         tomorrow = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         connector = aiohttp.TCPConnector(limit=0)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        cpu_before = _cpu_s(bridge.pid)
+        cpu_before = cpu_seconds(bridge.pid)
         async with aiohttp.ClientSession(url, connector=connector, headers=headers) as session:
             started = time.perf_counter()
             tasks = []
@@ -117,7 +115,7 @@ async def measure(creates: int, rate: float, database: str, syncing: int = 0) ->
             answers = await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
         await asyncio.sleep(3.0)  # let the writes' notifications and delta reads come back
-        cpu_s = _cpu_s(bridge.pid) - cpu_before
+        cpu_s = cpu_seconds(bridge.pid) - cpu_before
         # The bulk mailboxes' own appointments are no echoes: only changes of the mailboxes written to are.
         echoes = sum(1 for change in workforce.changes if change["mailbox"] in people)
         synced_meanwhile = len({change["mailbox"] for change in workforce.changes} - set(people))
@@ -206,12 +204,6 @@ async def _create(
             return response.status, due, sent, time.perf_counter()
     except aiohttp.ClientError:
         return 0, due, sent, time.perf_counter()
-
-
-def _cpu_s(pid: int) -> float:
-    """The process's CPU seconds (user + system)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _ms(seconds: float) -> float:
