@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -24,6 +24,7 @@ from sqlmodel import Session
 from bridge.outages import Outages
 from bridge.sources.base import CalendarSource, SourceError
 from bridge.store import Database, MailboxRow, MailboxStatus
+from bridge.store.db import in_chunks
 from bridge.waiting import first_of
 from bridge.zones import UTC_ZONE
 
@@ -90,8 +91,7 @@ class MailboxZones:
         """Read the zone of up to one batch of active mailboxes not read for a day; returns how many were due."""
         now = self._clock()
         due = await self._db.run(lambda session: _due(session, now - REFRESH_EVERY))
-        for first in range(0, len(due), _STORED_TOGETHER):
-            mailboxes = due[first : first + _STORED_TOGETHER]
+        for mailboxes in in_chunks(due, _STORED_TOGETHER):
             zones = await self._read(mailboxes)
             for mailbox in mailboxes:
                 if zones[mailbox.id] != mailbox.zone:
@@ -99,7 +99,7 @@ class MailboxZones:
             await self._db.run(partial(_store, read=zones, now=now))
         return len(due)
 
-    async def _read(self, mailboxes: list[_Due]) -> dict[int, str]:
+    async def _read(self, mailboxes: Sequence[_Due]) -> dict[int, str]:
         """Each mailbox's zone, by id: its sources asked for all of theirs at once (Graph reads 20 to a request)."""
         zones: dict[int, str] = {}
         for name, of_source in itertools.groupby(sorted(mailboxes, key=_source_of), key=_source_of):

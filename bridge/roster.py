@@ -33,13 +33,14 @@ from bridge.domain import MAIL_ADDRESS
 from bridge.errors import UserError
 from bridge.sources.base import CalendarSource
 from bridge.store import MailboxRow, MailboxStatus
-from bridge.store.db import serialise
+from bridge.store.db import in_chunks, serialise
 
 GROUP = "group"  # MailboxRow.enrolled_by of what a source's group enrolled
 LEFT_GROUP = "no longer a member of the source's group"  # the status reason of what the group removed
 MAX_ADDRESS = 320  # RFC 3696 errata: 64 before the @, 255 after
 MAX_WORKFORCE_ID = 200
 _PARALLEL = 16  # connection tests in flight at once: Graph allows 4 per mailbox, each test is one mailbox's
+_TESTED_TOGETHER = 50  # addresses in one connection test
 _HEADER = ("address", "workforce_id")
 
 
@@ -309,7 +310,7 @@ async def exchange_refusals(sources: Mapping[str, CalendarSource], roster: Roste
         test(sources[name], chunk)
         for name in names
         if name in sources
-        for chunk in _chunks([e for e in starting if e.source == name])
+        for chunk in in_chunks([e for e in starting if e.source == name], _TESTED_TOGETHER)
     ]
     for refusals in await asyncio.gather(*tests):
         found.update(refusals)
@@ -318,11 +319,6 @@ async def exchange_refusals(sources: Mapping[str, CalendarSource], roster: Roste
 
 def _reason_for(address: str, problems: Sequence[str], fallback: str) -> str:
     return next((problem for problem in problems if address in problem), fallback)
-
-
-def _chunks(items: Sequence[Enrolment], size: int = 50) -> Iterable[Sequence[Enrolment]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def describe(roster: RosterPlan, *, dry_run: bool) -> list[str]:

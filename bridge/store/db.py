@@ -400,7 +400,7 @@ IN_LIST_MOST = 10_000
 
 
 def in_chunks(values: Sequence[T], size: int = IN_LIST_MOST) -> Iterator[Sequence[T]]:
-    """`values` in runs of at most `size`, for statements naming each of them."""
+    """`values` in runs of at most `size` (by default, as many as a statement naming each of them takes)."""
     for first in range(0, len(values), size):
         yield values[first : first + size]
 

@@ -13,20 +13,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bridge.domain import Appointment, MirrorItem, Window
-from bridge.store.db import execute_rows
+from bridge.store.db import execute_rows, in_chunks
 from bridge.store.models import DeltaStateRow, DriverValues, MirrorRow, driver_values, now
 
 
 def load_mirror(session: Session, mailbox_id: int, item_ids: Collection[str] | None = None) -> dict[str, MirrorItem]:
     """The mailbox's mirror, or only the rows of `item_ids` (what one delta read touches)."""
     # Plain rows of statements built once, not ORM objects: a sync reads the mirror on every commit.
-    connection = session.connection()
     if item_ids is None:
         return load_mirrors(session, [mailbox_id])[mailbox_id]
-    wanted = sorted(set(item_ids))
+    connection = session.connection()
     found: dict[str, MirrorItem] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        rows = connection.execute(_MIRROR_ITEMS, {"mailbox_id": mailbox_id, "item_ids": wanted[start : start + _CHUNK]})
+    for chunk in in_chunks(sorted(set(item_ids)), _CHUNK):
+        rows = connection.execute(_MIRROR_ITEMS, {"mailbox_id": mailbox_id, "item_ids": chunk})
         found.update((row.item_id, _item(row)) for row in rows)
     return found
 
