@@ -173,7 +173,11 @@ class MailboxSync:
         # slow source (answers that take their timeout) cannot take every place from the others.
         others = len(self._lanes) - 1
         own = max(1, self._config.concurrency - others)
-        free = min(self._config.concurrency - len(self._busy), own - len(working))
+
+        def places() -> int:
+            return min(self._config.concurrency - len(self._busy), own - len(working))
+
+        free = places()
         exclude = self._not_now(now)
 
         def claim_batch(session: Session) -> list[tuple[Claim, DeltaState | None]]:
@@ -230,7 +234,7 @@ class MailboxSync:
                     lane.set()  # a slot is free, for whichever source has work
 
             task.add_done_callback(done)
-        if claimed and min(self._config.concurrency - len(self._busy), own - len(working)) > 0:
+        if claimed and places() > 0:
             # Places are still free: claim again at once rather than when a sync ends. Syncs whose commits went in
             # one group end together and wake the lane once, so waiting for that kept only a claim's worth at work.
             self._lanes[source].set()

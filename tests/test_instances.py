@@ -34,9 +34,12 @@ from tests.world import at, wait_until
 on_postgresql = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 MAILBOXES = 12
-# Slow enough that one instance (four mailboxes of a source at once) cannot sync a round alone before the others'
-# next poll, so the work spreads.
+# Slow enough that the work of the first start spreads over the instances.
 LATENCY_MS = 300
+# The takeover test needs one of the two instances Graph does not notify to hold a lease: the notified instance
+# fills its `sync.concurrency` (8) places at once and claims again as soon as one frees, so its second wave must
+# come after the others' next poll (1 s) for them to take part of the 12 mailboxes.
+TAKEOVER_LATENCY_MS = 1200
 # The sync lease (SyncTiming.lease): a takeover must come well before it runs out.
 LEASE_S = 120
 
@@ -178,7 +181,7 @@ async def test_three_instances_share_the_mailboxes_and_deliver_each_change_once(
 @on_postgresql
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
 async def test_a_killed_instance_s_mailboxes_are_taken_over_within_the_lease(cluster: Cluster) -> None:
-    cluster.graph.set_latency(LATENCY_MS)
+    cluster.graph.set_latency(TAKEOVER_LATENCY_MS)
     first = cluster.changes_everywhere(0)
 
     def leased() -> set[str]:
